@@ -1,0 +1,8 @@
+# Sourced by the other scripts: one place for paths every command agrees on.
+export PATH="$HOME/.cargo/bin:$PATH"
+# Compiled artifacts live outside the clone, so a fresh clone (CI) reuses already compiled dependencies.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nestegg/target}"
+# cargo-leptos builds the debug server with this flag; cargo test/clippy use it too so they reuse the
+# same compiled dependencies instead of building 300+ crates a second time. (Not exported: cargo-leptos
+# adds it itself and would otherwise see it twice.)
+SERVER_RUSTFLAGS="--cfg erase_components"

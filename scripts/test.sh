@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs whatever the tests need and runs the whole suite: formatting, lints for the server and the
+# WASM build, unit tests, integration tests over HTTP on SQLite and on PostgreSQL, and the Playwright
+# end-to-end tests in Debian's Chromium. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+source scripts/env.sh
+
+started=$SECONDS
+step() { printf '\n\033[1;34m==> %s\033[0m (%ss)\n' "$*" "$((SECONDS - started))"; }
+
+step "installing test tools"
+bash scripts/bootstrap.sh --test
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "building the app (cargo leptos build)"
+cargo leptos build
+
+step "clippy: server and tests"
+RUSTFLAGS="$SERVER_RUSTFLAGS" cargo clippy --workspace --all-targets --features ssr -- -D warnings
+
+step "clippy: WASM"
+cargo clippy --lib --features hydrate --target wasm32-unknown-unknown -- -D warnings
+
+step "unit and integration tests on SQLite"
+RUSTFLAGS="$SERVER_RUSTFLAGS" cargo nextest run --workspace --features ssr --no-fail-fast
+
+step "integration tests on PostgreSQL"
+pg_isready -h 127.0.0.1 -p 5432 -q || { echo "PostgreSQL is not answering on 127.0.0.1:5432" >&2; exit 1; }
+TEST_DATABASE=postgres RUSTFLAGS="$SERVER_RUSTFLAGS" cargo nextest run --features ssr --test api --no-fail-fast
+
+step "end-to-end tests (Playwright in Chromium)"
+(
+  cd end2end
+  NESTEGG_BIN="$CARGO_TARGET_DIR/debug/nestegg" LEPTOS_SITE_ROOT="$PWD/../target/site" npx playwright test
+)
+
+step "all tests passed"

@@ -1,0 +1,3 @@
+//! Server functions: thin `#[server]` doors. Who is calling → validate → one service → wire type.
+
+pub mod preferences;

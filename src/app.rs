@@ -1,0 +1,98 @@
+//! The HTML shell, the root component and the route table.
+
+use leptos::prelude::*;
+#[cfg(feature = "ssr")]
+use leptos_meta::MetaTags;
+use leptos_meta::{Title, provide_meta_context};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    path,
+};
+
+use crate::components::layout::Layout;
+use crate::pages::{
+    home::HomePage, legal::PrivacyPage, legal::TermsPage, not_found::NotFoundPage,
+    security::SecurityPage,
+};
+
+/// The document around the app. Rendered on the server only; the browser hydrates `<App/>` inside it.
+#[cfg(feature = "ssr")]
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    let theme = crate::api::preferences::initial_theme();
+    let stylesheet = format!("/{}/{}.css", options.site_pkg_dir, options.output_name);
+    view! {
+        <!DOCTYPE html>
+        <html lang="en" data-theme=theme.as_str()>
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <meta name="color-scheme" content="light dark" />
+                <meta
+                    name="description"
+                    content="Nest Egg helps households plan, save and share their finances — safely."
+                />
+                <link rel="icon" type="image/svg+xml" href="/favicon.svg" />
+                <link rel="stylesheet" id="leptos" href=stylesheet />
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body>
+                <App />
+            </body>
+        </html>
+    }
+}
+
+/// The root component: the same tree renders on the server and hydrates in the browser.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    provide_context(RwSignal::new(crate::api::preferences::initial_theme()));
+
+    // Runs only in the browser, once the WASM has taken over the page. Tests and styles rely on it
+    // (e.g. the no-JavaScript fallbacks hide themselves once this is set).
+    Effect::new(move |_| {
+        if let Some(root) = document().document_element() {
+            let _ = root.set_attribute("data-hydrated", "true");
+        }
+    });
+
+    view! {
+        <Title text="Nest Egg" />
+        <Router>
+            <Layout>
+                <ErrorBoundary fallback=|_errors| view! { <ErrorPage /> }>
+                    <Routes fallback=NotFoundPage>
+                        <Route path=path!("/") view=HomePage />
+                        <Route path=path!("/security") view=SecurityPage />
+                        <Route path=path!("/terms") view=TermsPage />
+                        <Route path=path!("/privacy") view=PrivacyPage />
+                    </Routes>
+                </ErrorBoundary>
+            </Layout>
+        </Router>
+    }
+}
+
+/// Shown when rendering a page failed. Says nothing about the cause: the detail is in the server log,
+/// under the request id.
+#[component]
+fn ErrorPage() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(http::StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    view! {
+        <Title text="Something went wrong — Nest Egg" />
+        <section class="error-page container">
+            <p class="error-code">"500"</p>
+            <h1>"Something went wrong"</h1>
+            <p>"We could not show this page. Nothing you entered was lost; please try again in a moment."</p>
+            <div class="error-actions">
+                <a class="button" href=crate::routes::HOME>
+                    "Go to the home page"
+                </a>
+            </div>
+        </section>
+    }
+}

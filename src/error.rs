@@ -1,0 +1,130 @@
+//! The one user-facing error type, shared by the server and the browser.
+//!
+//! Services have their own error enums; the edge maps them once into an [`AppError`], logs the detail
+//! with the request id, and sends only the stable code and a safe message. Nothing from a database or a
+//! library ever reaches the wire.
+
+use leptos::server_fn::codec::JsonEncoding;
+use leptos::server_fn::error::{FromServerFnError, ServerFnErrorErr};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "code", rename_all = "snake_case")]
+pub enum AppError {
+    /// The input was wrong; `field` names the form field the message belongs next to.
+    #[error("{message}")]
+    InvalidInput {
+        field: Option<String>,
+        message: String,
+    },
+    #[error("Please sign in to continue.")]
+    Unauthenticated,
+    #[error("You do not have access to this.")]
+    Forbidden,
+    #[error("We could not find that.")]
+    NotFound,
+    #[error("Too many requests. Please wait {retry_after_secs} seconds and try again.")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("Nest Egg is temporarily unavailable. Please try again in a moment.")]
+    Unavailable,
+    #[error("Something went wrong on our side. Please try again.")]
+    Internal,
+}
+
+impl AppError {
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        AppError::InvalidInput {
+            field: Some(field.to_owned()),
+            message: message.into(),
+        }
+    }
+
+    /// Stable machine-readable code, also used in logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::InvalidInput { .. } => "invalid_input",
+            AppError::Unauthenticated => "unauthenticated",
+            AppError::Forbidden => "forbidden",
+            AppError::NotFound => "not_found",
+            AppError::RateLimited { .. } => "rate_limited",
+            AppError::Unavailable => "unavailable",
+            AppError::Internal => "internal",
+        }
+    }
+
+    /// The HTTP status this error is sent with.
+    pub fn status(&self) -> u16 {
+        match self {
+            AppError::InvalidInput { .. } => 400,
+            AppError::Unauthenticated => 401,
+            AppError::Forbidden => 403,
+            AppError::NotFound => 404,
+            AppError::RateLimited { .. } => 429,
+            AppError::Unavailable => 503,
+            AppError::Internal => 500,
+        }
+    }
+
+    /// The message for a given form field, if this error belongs next to it.
+    pub fn for_field(&self, name: &str) -> Option<String> {
+        match self {
+            AppError::InvalidInput {
+                field: Some(field),
+                message,
+            } if field == name => Some(message.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl FromServerFnError for AppError {
+    type Encoder = JsonEncoding;
+
+    fn from_server_fn_error(value: ServerFnErrorErr) -> Self {
+        match value {
+            // The request did not decode: malformed or missing fields. Say so without echoing parser
+            // internals back.
+            ServerFnErrorErr::Args(_) | ServerFnErrorErr::Deserialization(_) => {
+                AppError::InvalidInput {
+                    field: None,
+                    message: "The form was incomplete or malformed. Please check it and try again."
+                        .to_owned(),
+                }
+            }
+            // Browser side: the request never got an answer.
+            ServerFnErrorErr::Request(_) => AppError::Unavailable,
+            _ => AppError::Internal,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_details_never_reach_the_message() {
+        let err = AppError::from_server_fn_error(ServerFnErrorErr::ServerError(
+            "sqlx: connection refused at 10.0.0.3".into(),
+        ));
+        assert_eq!(err, AppError::Internal);
+        assert!(!err.to_string().contains("sqlx"));
+
+        let err = AppError::from_server_fn_error(ServerFnErrorErr::Args(
+            "missing field `email` at line 1".into(),
+        ));
+        assert!(!err.to_string().contains("missing field"));
+        assert_eq!(err.status(), 400);
+    }
+
+    #[test]
+    fn field_errors_are_found_by_name() {
+        let err = AppError::invalid("email", "Enter an email address");
+        assert_eq!(
+            err.for_field("email").as_deref(),
+            Some("Enter an email address")
+        );
+        assert_eq!(err.for_field("password"), None);
+        assert_eq!(err.code(), "invalid_input");
+    }
+}

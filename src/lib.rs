@@ -1,0 +1,25 @@
+//! Nest Egg: household finance, production-ready from the first commit.
+//!
+//! The crate compiles twice: with `ssr` into the server binary (everything under [`server`]) and with
+//! `hydrate` into the WASM bundle the browser loads. Only the modules outside `server` reach the browser,
+//! so nothing secret or heavy may live in them.
+
+pub mod api;
+pub mod app;
+pub mod components;
+pub mod error;
+pub mod finance;
+pub mod pages;
+pub mod routes;
+pub mod types;
+
+#[cfg(feature = "ssr")]
+pub mod server;
+
+/// Entry point of the WASM bundle: attaches the reactive app to the server-rendered HTML.
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
+}

@@ -1,0 +1,126 @@
+//! The `nestegg` command: `serve` (default), `migrate`, `check-config`.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::server::clock::SystemClock;
+use crate::server::config::Settings;
+use crate::server::startup::{Application, shutdown_signal};
+use crate::server::{db, site, telemetry};
+
+#[derive(Parser)]
+#[command(name = "nestegg", version, about = "Nest Egg household finance server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the web app (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Validate the configuration: prints "configuration OK" or every problem (exit code 1).
+    CheckConfig,
+}
+
+pub async fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::load() {
+        Ok(settings) => settings,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::CheckConfig => check_config(),
+        Command::Migrate => migrate(settings).await,
+        Command::Serve => serve(settings).await,
+    }
+}
+
+fn check_config() -> ExitCode {
+    // Settings already loaded; the site options are the other half of the configuration.
+    match site::load(&site::config_path()) {
+        Ok(_) => {
+            println!("configuration OK");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("invalid configuration:\n  - {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate(settings: Settings) -> ExitCode {
+    telemetry::init(settings.log_format, &settings.log_filter, std::io::stderr);
+    let result = async {
+        let conn = db::connect(&settings.database).await?;
+        let pending = db::pending_migrations(&conn).await.unwrap_or_default();
+        db::migrate(&conn).await?;
+        let _ = conn.close().await;
+        Ok::<usize, db::DbSetupError>(pending)
+    }
+    .await;
+    match result {
+        Ok(applied) => {
+            println!("migrations applied: {applied}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> ExitCode {
+    telemetry::init(settings.log_format, &settings.log_filter, std::io::stdout);
+    let leptos_options = match site::load(&site::config_path()) {
+        Ok(options) => options,
+        Err(err) => {
+            tracing::error!(error = %err, "cannot load the site configuration");
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = leptos_options.site_addr;
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            tracing::error!(%addr, error = %err, "cannot listen");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        environment = ?settings.environment,
+        database = %settings.database.url.redacted(),
+        public_url = %settings.public_url,
+        "starting Nest Egg"
+    );
+    let app =
+        match Application::build(settings, leptos_options, Arc::new(SystemClock), listener).await {
+            Ok(app) => app,
+            Err(err) => {
+                tracing::error!(error = %err, "start-up failed");
+                return ExitCode::FAILURE;
+            }
+        };
+    if let Ok(local) = app.local_addr() {
+        tracing::info!("Nest Egg is ready on http://{local}");
+    }
+    match app.run_until(shutdown_signal()).await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "server error");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,847 @@
+//! One typed `Settings`, loaded from defaults → `.env` → the environment, validated at start-up with
+//! every problem listed at once.
+//!
+//! Parsing works on a plain map of variables so the rules are unit-tested without touching the process
+//! environment. `*_FILE` variants read secrets from files (Docker/systemd credentials).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use url::Url;
+
+/// Where the process runs; production refuses anything unsafe.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+impl Environment {
+    pub fn is_production(self) -> bool {
+        self == Environment::Production
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable, one line per event with the request's span fields.
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub environment: Environment,
+    /// The address people reach the app at; every link in an email is built from it.
+    pub public_url: Url,
+    pub data_dir: PathBuf,
+    pub database: DatabaseSettings,
+    pub secret_key: SecretKey,
+    pub encryption_key: SecretKey,
+    pub cookie_secure: bool,
+    /// Host names (without port) the app answers to. `*` (development only) accepts any.
+    pub allowed_hosts: Vec<String>,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub session_idle_timeout: Duration,
+    pub log_format: LogFormat,
+    pub log_filter: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct DatabaseSettings {
+    pub url: DatabaseUrl,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub acquire_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub sqlite_busy_timeout: Duration,
+    pub run_migrations: bool,
+}
+
+/// A database URL; its password never reaches a log.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.0.starts_with("sqlite:")
+    }
+
+    /// The SQLite file this URL points at, if it is a file database.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        let rest = self.0.strip_prefix("sqlite:")?;
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        let path = rest.split('?').next().unwrap_or_default();
+        (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
+    }
+
+    /// The URL with any password replaced, safe to log.
+    pub fn redacted(&self) -> String {
+        match Url::parse(&self.0) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("<hidden>"));
+                url.to_string()
+            }
+            _ => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+/// Key material of at least 32 bytes. Not `Serialize`, and `Debug` prints `<hidden>`, so it cannot reach
+/// the browser or a log by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretKey(Vec<u8>);
+
+impl SecretKey {
+    pub const MIN_BYTES: usize = 32;
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Generates a fresh random key (development only; production keys come from the operator).
+    pub fn generate() -> SecretKey {
+        use rand::RngCore as _;
+        let mut bytes = vec![0u8; Self::MIN_BYTES];
+        rand::rng().fill_bytes(&mut bytes);
+        SecretKey(bytes)
+    }
+
+    pub fn to_base64(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(&self.0)
+    }
+
+    /// Decodes base64 (standard or URL-safe, padded or not) and checks length and randomness.
+    pub fn parse(value: &str) -> Result<SecretKey, String> {
+        let value = value.trim();
+        if is_placeholder(value) {
+            return Err("is a placeholder; generate one with `openssl rand -base64 32`".into());
+        }
+        let engines = [
+            &base64::engine::general_purpose::STANDARD,
+            &base64::engine::general_purpose::STANDARD_NO_PAD,
+            &base64::engine::general_purpose::URL_SAFE,
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        ];
+        let bytes = engines
+            .iter()
+            .find_map(|engine| engine.decode(value).ok())
+            .ok_or("is not base64; generate one with `openssl rand -base64 32`")?;
+        if bytes.len() < Self::MIN_BYTES {
+            return Err(format!(
+                "is {} bytes; at least {} random bytes are required (`openssl rand -base64 32`)",
+                bytes.len(),
+                Self::MIN_BYTES
+            ));
+        }
+        // Random 32-byte keys have ~28 distinct byte values; a handful means a pattern, not randomness.
+        let mut distinct = bytes.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if distinct.len() < 12 {
+            return Err("does not look random (too few distinct bytes)".into());
+        }
+        Ok(SecretKey(bytes))
+    }
+}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<hidden>")
+    }
+}
+
+/// Values from documentation and tutorials that must never guard a real deployment.
+fn is_placeholder(value: &str) -> bool {
+    let lower = value.to_ascii_lowercase();
+    const MARKERS: [&str; 8] = [
+        "changeme",
+        "change-me",
+        "change_me",
+        "replace",
+        "placeholder",
+        "example",
+        "secret",
+        "insecure",
+    ];
+    MARKERS.iter().any(|marker| lower.contains(marker))
+}
+
+/// Every configuration problem found, each naming its variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration:\n{}", .problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    pub problems: Vec<Problem>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub variable: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.variable, self.message)
+    }
+}
+
+/// The variables the process sees, after `.env` has been merged under the real environment.
+pub type Vars = BTreeMap<String, String>;
+
+impl Settings {
+    /// Loads `.env` (if present; real environment variables win) and parses the environment.
+    pub fn load() -> Result<Settings, ConfigError> {
+        let mut vars: Vars = BTreeMap::new();
+        if let Ok(iter) = dotenvy::dotenv_iter() {
+            for (key, value) in iter.flatten() {
+                vars.insert(key, value);
+            }
+        }
+        vars.extend(std::env::vars());
+        Settings::from_vars(&vars)
+    }
+
+    /// Parses and validates; in development, generates missing keys once under the data directory.
+    pub fn from_vars(vars: &Vars) -> Result<Settings, ConfigError> {
+        let mut p = Parser {
+            vars,
+            problems: vec![],
+        };
+
+        let environment = p.parse("ENVIRONMENT", "development", |v| match v {
+            "development" | "dev" => Ok(Environment::Development),
+            "production" | "prod" => Ok(Environment::Production),
+            _ => Err("must be `development` or `production`".to_owned()),
+        });
+        let production = environment.is_some_and(Environment::is_production);
+
+        let data_dir = PathBuf::from(p.raw("DATA_DIR").unwrap_or("./data"));
+        let public_url = p.parse("PUBLIC_URL", "http://127.0.0.1:3000", |v| {
+            parse_public_url(v, production)
+        });
+
+        let default_db = format!(
+            "sqlite://{}?mode=rwc",
+            data_dir.join("nestegg.db").display()
+        );
+        let database_url = p.secret_or("DATABASE_URL", &default_db).and_then(|url| {
+            p.check("DATABASE_URL", validate_database_url(&url, production))
+                .map(|()| DatabaseUrl(url))
+        });
+        let max_connections = p.parse("DB_MAX_CONNECTIONS", "10", |v| parse_range(v, 1, 1000));
+        let min_connections = p.parse("DB_MIN_CONNECTIONS", "1", |v| parse_range(v, 0, 1000));
+        if let (Some(min), Some(max)) = (min_connections, max_connections)
+            && min > max
+        {
+            p.problem(
+                "DB_MIN_CONNECTIONS",
+                format!("is {min}, more than DB_MAX_CONNECTIONS ({max})"),
+            );
+        }
+        let acquire_timeout = p.parse("DB_ACQUIRE_TIMEOUT_MS", "1000", |v| {
+            parse_millis(v, 50, 60_000)
+        });
+        let idle_timeout = p.parse("DB_IDLE_TIMEOUT_SECS", "600", |v| parse_secs(v, 1, 86_400));
+        let sqlite_busy_timeout = p.parse("SQLITE_BUSY_TIMEOUT_MS", "5000", |v| {
+            parse_millis(v, 0, 60_000)
+        });
+        let run_migrations = p.parse("RUN_MIGRATIONS", "true", parse_bool);
+
+        let secret_key = p.key("SECRET_KEY", production, &data_dir);
+        let encryption_key = p.key("ENCRYPTION_KEY", production, &data_dir);
+        if let (Some(a), Some(b)) = (&secret_key, &encryption_key)
+            && a == b
+        {
+            p.problem("ENCRYPTION_KEY", "must differ from SECRET_KEY".to_owned());
+        }
+
+        let cookie_secure = p.parse(
+            "COOKIE_SECURE",
+            if production { "true" } else { "false" },
+            parse_bool,
+        );
+        if production && cookie_secure == Some(false) {
+            p.problem(
+                "COOKIE_SECURE",
+                "must be true in production (cookies would travel over plain HTTP)".to_owned(),
+            );
+        }
+
+        let default_hosts = match (&public_url, production) {
+            (Some(url), true) => url.host_str().unwrap_or_default().to_owned(),
+            _ => "localhost,127.0.0.1,[::1]".to_owned(),
+        };
+        let allowed_hosts = p.parse("ALLOWED_HOSTS", &default_hosts, |v| {
+            parse_hosts(v, production)
+        });
+
+        let max_body_bytes = p.parse("MAX_BODY_BYTES", "65536", |v| {
+            parse_range(v, 1024, 100 * 1024 * 1024)
+        });
+        let request_timeout = p.parse("REQUEST_TIMEOUT_SECS", "30", |v| parse_secs(v, 1, 3600));
+        let shutdown_timeout = p.parse("SHUTDOWN_TIMEOUT_SECS", "20", |v| parse_secs(v, 1, 3600));
+        let session_idle_timeout = p.parse("SESSION_IDLE_TIMEOUT_MINS", "30", |v| {
+            parse_range(v, 1, 7 * 24 * 60).map(|m: u64| Duration::from_secs(m * 60))
+        });
+        let log_format = p.parse(
+            "LOG_FORMAT",
+            if production { "json" } else { "pretty" },
+            |v| match v {
+                "pretty" => Ok(LogFormat::Pretty),
+                "json" => Ok(LogFormat::Json),
+                _ => Err("must be `pretty` or `json`".to_owned()),
+            },
+        );
+        let log_filter = p.parse("RUST_LOG", "info", |v| {
+            tracing_subscriber::EnvFilter::try_new(v)
+                .map(|_| v.to_owned())
+                .map_err(|e| format!("is not a valid log filter ({e})"))
+        });
+
+        let problems = p.problems;
+        match (
+            environment,
+            public_url,
+            database_url,
+            max_connections,
+            min_connections,
+            acquire_timeout,
+            idle_timeout,
+            sqlite_busy_timeout,
+            run_migrations,
+            secret_key,
+            encryption_key,
+            cookie_secure,
+            allowed_hosts,
+            max_body_bytes,
+            request_timeout,
+            shutdown_timeout,
+            session_idle_timeout,
+            log_format,
+            log_filter,
+        ) {
+            (
+                Some(environment),
+                Some(public_url),
+                Some(url),
+                Some(max_connections),
+                Some(min_connections),
+                Some(acquire_timeout),
+                Some(idle_timeout),
+                Some(sqlite_busy_timeout),
+                Some(run_migrations),
+                Some(secret_key),
+                Some(encryption_key),
+                Some(cookie_secure),
+                Some(allowed_hosts),
+                Some(max_body_bytes),
+                Some(request_timeout),
+                Some(shutdown_timeout),
+                Some(session_idle_timeout),
+                Some(log_format),
+                Some(log_filter),
+            ) if problems.is_empty() => Ok(Settings {
+                environment,
+                public_url,
+                data_dir,
+                database: DatabaseSettings {
+                    url,
+                    max_connections,
+                    min_connections,
+                    acquire_timeout,
+                    idle_timeout,
+                    sqlite_busy_timeout,
+                    run_migrations,
+                },
+                secret_key,
+                encryption_key,
+                cookie_secure,
+                allowed_hosts,
+                max_body_bytes,
+                request_timeout,
+                shutdown_timeout,
+                session_idle_timeout,
+                log_format,
+                log_filter,
+            }),
+            _ => Err(ConfigError { problems }),
+        }
+    }
+
+    /// The origin (`scheme://host[:port]`) of `PUBLIC_URL`, as browsers send it in `Origin`.
+    pub fn public_origin(&self) -> String {
+        self.public_url.origin().ascii_serialization()
+    }
+
+    /// The session cookie's name: `__Host-` makes browsers insist on Secure, Path=/ and no Domain.
+    pub fn session_cookie_name(&self) -> &'static str {
+        if self.cookie_secure {
+            "__Host-nestegg_session"
+        } else {
+            "nestegg_session"
+        }
+    }
+}
+
+struct Parser<'a> {
+    vars: &'a Vars,
+    problems: Vec<Problem>,
+}
+
+impl Parser<'_> {
+    fn raw(&self, name: &str) -> Option<&str> {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.trim().is_empty())
+    }
+
+    fn problem(&mut self, variable: &str, message: String) {
+        self.problems.push(Problem {
+            variable: variable.to_owned(),
+            message,
+        });
+    }
+
+    fn check(&mut self, name: &str, result: Result<(), String>) -> Option<()> {
+        result.map_err(|message| self.problem(name, message)).ok()
+    }
+
+    fn parse<T>(
+        &mut self,
+        name: &str,
+        default: &str,
+        f: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Option<T> {
+        let value = self.raw(name).unwrap_or(default).trim().to_owned();
+        match f(&value) {
+            Ok(v) => Some(v),
+            Err(message) => {
+                self.problem(name, format!("{message} (got `{}`)", shown(name, &value)));
+                None
+            }
+        }
+    }
+
+    /// A value that may also come from `NAME_FILE`.
+    fn secret_or(&mut self, name: &str, default: &str) -> Option<String> {
+        match self.from_file(name) {
+            Ok(Some(value)) => Some(value),
+            Ok(None) => Some(self.raw(name).unwrap_or(default).trim().to_owned()),
+            Err(message) => {
+                self.problem(&format!("{name}_FILE"), message);
+                None
+            }
+        }
+    }
+
+    fn from_file(&self, name: &str) -> Result<Option<String>, String> {
+        let Some(path) = self.raw(&format!("{name}_FILE")) else {
+            return Ok(None);
+        };
+        std::fs::read_to_string(path)
+            .map(|s| Some(s.trim().to_owned()))
+            .map_err(|e| format!("cannot read `{path}`: {e}"))
+    }
+
+    /// A key from `NAME`, `NAME_FILE`, or (development only) a file generated once under `data_dir`.
+    fn key(&mut self, name: &str, production: bool, data_dir: &Path) -> Option<SecretKey> {
+        let value = match self.from_file(name) {
+            Ok(Some(value)) => Some(value),
+            Ok(None) => self.raw(name).map(str::to_owned),
+            Err(message) => {
+                self.problem(&format!("{name}_FILE"), message);
+                return None;
+            }
+        };
+        match value {
+            Some(value) => SecretKey::parse(&value)
+                .map_err(|m| self.problem(name, m))
+                .ok(),
+            None if production => {
+                self.problem(
+                    name,
+                    "is required in production (`openssl rand -base64 32`)".to_owned(),
+                );
+                None
+            }
+            None => match load_or_create_dev_key(data_dir, name) {
+                Ok(key) => Some(key),
+                Err(message) => {
+                    self.problem(name, message);
+                    None
+                }
+            },
+        }
+    }
+}
+
+/// Values of secret variables are never echoed back in a problem report.
+fn shown<'v>(name: &str, value: &'v str) -> &'v str {
+    if name.contains("KEY") || name.contains("PASSWORD") || name.starts_with("DATABASE_URL") {
+        "<hidden>"
+    } else {
+        value
+    }
+}
+
+/// Development keys live in `DATA_DIR/<name>` (mode 0600) so restarts keep sessions valid.
+fn load_or_create_dev_key(data_dir: &Path, name: &str) -> Result<SecretKey, String> {
+    let path = data_dir.join(name.to_ascii_lowercase());
+    match std::fs::read_to_string(&path) {
+        Ok(content) => SecretKey::parse(&content)
+            .map_err(|m| format!("generated key in {} {m}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let key = SecretKey::generate();
+            write_private_file(&path, &key.to_base64())
+                .map_err(|e| format!("cannot store a generated key in {}: {e}", path.display()))?;
+            Ok(key)
+        }
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+    }
+}
+
+fn write_private_file(path: &Path, content: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(content.as_bytes())?;
+    file.write_all(b"\n")
+}
+
+fn parse_bool(v: &str) -> Result<bool, String> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("must be true or false".to_owned()),
+    }
+}
+
+fn parse_range<T>(v: &str, min: T, max: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
+{
+    let n: T = v.parse().map_err(|_| "must be a whole number".to_owned())?;
+    if n < min || n > max {
+        return Err(format!("must be between {min} and {max}"));
+    }
+    Ok(n)
+}
+
+fn parse_millis(v: &str, min: u64, max: u64) -> Result<Duration, String> {
+    parse_range(v, min, max).map(Duration::from_millis)
+}
+
+fn parse_secs(v: &str, min: u64, max: u64) -> Result<Duration, String> {
+    parse_range(v, min, max).map(Duration::from_secs)
+}
+
+fn parse_public_url(v: &str, production: bool) -> Result<Url, String> {
+    let url = Url::parse(v).map_err(|e| format!("is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("must be an http(s) URL with a host".to_owned());
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err("must be an origin only, without path, query or fragment".to_owned());
+    }
+    if production && url.scheme() != "https" {
+        return Err("must use https in production".to_owned());
+    }
+    Ok(url)
+}
+
+fn validate_database_url(url: &str, production: bool) -> Result<(), String> {
+    if url.starts_with("sqlite:") {
+        return Ok(());
+    }
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err("must start with sqlite:, postgres:// or postgresql://".to_owned());
+    }
+    let parsed = Url::parse(url).map_err(|_| "is not a valid PostgreSQL URL".to_owned())?;
+    if production {
+        const WEAK: [&str; 8] = [
+            "", "postgres", "password", "changeme", "secret", "admin", "root", "nestegg",
+        ];
+        let password = parsed.password().unwrap_or_default();
+        if WEAK.contains(&password.to_ascii_lowercase().as_str()) {
+            return Err(
+                "has an empty or default password; production needs a strong one".to_owned(),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn parse_hosts(v: &str, production: bool) -> Result<Vec<String>, String> {
+    let hosts: Vec<String> = v
+        .split(',')
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !h.is_empty())
+        .collect();
+    if hosts.is_empty() {
+        return Err("must list at least one host name".to_owned());
+    }
+    if production && hosts.iter().any(|h| h == "*") {
+        return Err("must not be a wildcard in production".to_owned());
+    }
+    if let Some(bad) = hosts.iter().find(|h| h.contains('/') || h.contains(' ')) {
+        return Err(format!("`{bad}` is not a host name"));
+    }
+    Ok(hosts)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    const KEY_A: &str = "q83vEjq6GyxXKjvZ1sYkB2b8Vw9mN4pR7tU0cD5eF6g=";
+    const KEY_B: &str = "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWo=";
+
+    fn vars(pairs: &[(&str, &str)]) -> Vars {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn production(extra: &[(&str, &str)]) -> Vars {
+        let mut v = vars(&[
+            ("ENVIRONMENT", "production"),
+            ("PUBLIC_URL", "https://nestegg.example.org"),
+            ("SECRET_KEY", KEY_A),
+            ("ENCRYPTION_KEY", KEY_B),
+            (
+                "DATABASE_URL",
+                "postgres://app:Str0ng-Passw0rd-9@db:5432/nestegg",
+            ),
+        ]);
+        v.extend(vars(extra));
+        v
+    }
+
+    fn problems_of(v: &Vars) -> Vec<String> {
+        Settings::from_vars(v)
+            .unwrap_err()
+            .problems
+            .into_iter()
+            .map(|p| p.variable)
+            .collect()
+    }
+
+    #[test]
+    fn development_defaults_work_and_generate_keys_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vars(&[("DATA_DIR", dir.path().to_str().unwrap())]);
+        let first = Settings::from_vars(&v).unwrap();
+        assert_eq!(first.environment, Environment::Development);
+        assert!(first.database.url.is_sqlite());
+        assert_eq!(first.allowed_hosts, vec!["localhost", "127.0.0.1", "[::1]"]);
+        assert_eq!(first.max_body_bytes, 65536);
+        assert!(!first.cookie_secure);
+        assert_eq!(first.session_cookie_name(), "nestegg_session");
+        assert_ne!(first.secret_key, first.encryption_key);
+        let second = Settings::from_vars(&v).unwrap();
+        assert_eq!(
+            first.secret_key, second.secret_key,
+            "restarts keep the generated key"
+        );
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.path().join("secret_key"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn a_valid_production_configuration_passes() {
+        let s = Settings::from_vars(&production(&[])).unwrap();
+        assert!(s.cookie_secure);
+        assert_eq!(s.session_cookie_name(), "__Host-nestegg_session");
+        assert_eq!(s.allowed_hosts, vec!["nestegg.example.org"]);
+        assert_eq!(s.log_format, LogFormat::Json);
+        assert_eq!(s.public_origin(), "https://nestegg.example.org");
+    }
+
+    #[test]
+    fn production_refuses_missing_keys() {
+        let mut v = production(&[]);
+        v.remove("SECRET_KEY");
+        v.remove("ENCRYPTION_KEY");
+        assert_eq!(problems_of(&v), vec!["SECRET_KEY", "ENCRYPTION_KEY"]);
+    }
+
+    #[test]
+    fn short_keys_are_refused() {
+        assert_eq!(
+            problems_of(&production(&[("SECRET_KEY", "c2hvcnQta2V5")])),
+            vec!["SECRET_KEY"]
+        );
+    }
+
+    #[test]
+    fn placeholder_and_patterned_keys_are_refused() {
+        for bad in [
+            "change-me-change-me-change-me-change-me-change-me",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+            "not base64 at all!!",
+        ] {
+            assert_eq!(
+                problems_of(&production(&[("ENCRYPTION_KEY", bad)])),
+                vec!["ENCRYPTION_KEY"],
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            problems_of(&production(&[("ENCRYPTION_KEY", KEY_A)])),
+            vec!["ENCRYPTION_KEY"]
+        );
+    }
+
+    #[test]
+    fn production_refuses_default_database_passwords() {
+        for url in [
+            "postgres://postgres@db/nestegg",
+            "postgres://postgres:postgres@db/nestegg",
+            "postgresql://app:password@db/nestegg",
+        ] {
+            assert_eq!(
+                problems_of(&production(&[("DATABASE_URL", url)])),
+                vec!["DATABASE_URL"],
+                "{url}"
+            );
+        }
+        assert_eq!(
+            problems_of(&production(&[("DATABASE_URL", "mysql://x")])),
+            vec!["DATABASE_URL"]
+        );
+    }
+
+    #[test]
+    fn production_refuses_insecure_cookies_http_and_wildcard_hosts() {
+        assert_eq!(
+            problems_of(&production(&[("COOKIE_SECURE", "false")])),
+            vec!["COOKIE_SECURE"]
+        );
+        assert_eq!(
+            problems_of(&production(&[("PUBLIC_URL", "http://nestegg.example.org")])),
+            vec!["PUBLIC_URL"]
+        );
+        assert_eq!(
+            problems_of(&production(&[("ALLOWED_HOSTS", "*")])),
+            vec!["ALLOWED_HOSTS"]
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_and_secrets_are_not_echoed() {
+        let v = production(&[
+            ("ENVIRONMENT", "production"),
+            ("DB_MAX_CONNECTIONS", "zero"),
+            ("MAX_BODY_BYTES", "10"),
+            ("RUN_MIGRATIONS", "maybe"),
+            ("LOG_FORMAT", "xml"),
+            ("SECRET_KEY", "c2hvcnQ="),
+            ("COOKIE_SECURE", "false"),
+        ]);
+        let err = Settings::from_vars(&v).unwrap_err();
+        let names: Vec<_> = err.problems.iter().map(|p| p.variable.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "DB_MAX_CONNECTIONS",
+                "RUN_MIGRATIONS",
+                "SECRET_KEY",
+                "COOKIE_SECURE",
+                "MAX_BODY_BYTES",
+                "LOG_FORMAT"
+            ]
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("MAX_BODY_BYTES: must be between 1024"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("c2hvcnQ="),
+            "key values must not be echoed: {text}"
+        );
+    }
+
+    #[test]
+    fn unknown_environment_and_bad_numbers_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vars(&[
+            ("DATA_DIR", dir.path().to_str().unwrap()),
+            ("ENVIRONMENT", "staging"),
+            ("DB_MIN_CONNECTIONS", "20"),
+            ("DB_MAX_CONNECTIONS", "5"),
+            ("PUBLIC_URL", "ftp://x"),
+        ]);
+        let names = problems_of(&v);
+        assert_eq!(
+            names,
+            vec!["ENVIRONMENT", "PUBLIC_URL", "DB_MIN_CONNECTIONS"]
+        );
+    }
+
+    #[test]
+    fn file_variants_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("sk");
+        std::fs::write(&key_file, format!("{KEY_A}\n")).unwrap();
+        let mut v = production(&[("SECRET_KEY_FILE", key_file.to_str().unwrap())]);
+        v.remove("SECRET_KEY");
+        let s = Settings::from_vars(&v).unwrap();
+        assert_eq!(s.secret_key, SecretKey::parse(KEY_A).unwrap());
+
+        let mut v = production(&[("SECRET_KEY_FILE", "/nonexistent/key")]);
+        v.remove("SECRET_KEY");
+        assert_eq!(problems_of(&v), vec!["SECRET_KEY_FILE"]);
+    }
+
+    #[test]
+    fn secrets_are_hidden_in_debug_output() {
+        let s = Settings::from_vars(&production(&[])).unwrap();
+        let debug = format!("{s:?}");
+        assert!(!debug.contains("Str0ng-Passw0rd-9"), "{debug}");
+        assert!(debug.contains("<hidden>"));
+    }
+
+    #[test]
+    fn sqlite_paths_are_extracted() {
+        let url = DatabaseUrl("sqlite://data/nestegg.db?mode=rwc".into());
+        assert_eq!(url.sqlite_path(), Some(PathBuf::from("data/nestegg.db")));
+        assert_eq!(DatabaseUrl("sqlite::memory:".into()).sqlite_path(), None);
+    }
+}

@@ -1,0 +1,62 @@
+//! Connecting to SQLite or PostgreSQL with the same code, and running migrations.
+
+use migration::{Migrator, MigratorTrait as _};
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr};
+
+use crate::server::config::DatabaseSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbSetupError {
+    #[error("cannot create the database directory {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] DbErr),
+    #[error("database migration failed: {0}")]
+    Migrate(#[source] DbErr),
+}
+
+pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, DbSetupError> {
+    if let Some(path) = settings.url.sqlite_path()
+        && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(dir).map_err(|source| DbSetupError::CreateDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+
+    let mut options = ConnectOptions::new(settings.url.expose().to_owned());
+    options
+        .max_connections(settings.max_connections)
+        .min_connections(settings.min_connections)
+        // A request waits at most this long for a connection, then answers 503 instead of hanging.
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_timeout(settings.acquire_timeout)
+        .idle_timeout(settings.idle_timeout)
+        // Statement logging could print bound values (tokens, hashes); our own spans log what matters.
+        .sqlx_logging(false);
+    let busy_timeout = settings.sqlite_busy_timeout;
+    options.map_sqlx_sqlite_opts(move |o| {
+        o.journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(busy_timeout)
+            .create_if_missing(true)
+    });
+    Database::connect(options)
+        .await
+        .map_err(DbSetupError::Connect)
+}
+
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbSetupError> {
+    Migrator::up(db, None).await.map_err(DbSetupError::Migrate)
+}
+
+/// Migrations known to this build that the database has not applied yet.
+pub async fn pending_migrations(db: &DatabaseConnection) -> Result<usize, DbErr> {
+    Ok(Migrator::get_pending_migrations(db).await?.len())
+}

@@ -1,0 +1,3 @@
+//! SeaORM entities: table shapes only, no logic.
+
+pub mod session;

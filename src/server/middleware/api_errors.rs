@@ -1,0 +1,46 @@
+//! Gives server-function errors their real HTTP status.
+//!
+//! The server-function runtime answers every error with 500, including input that did not decode. This
+//! layer is the one place where an [`AppError`] on the wire is mapped to its status (400, 401, 429 …), so
+//! bad input never looks like a server fault and `Retry-After` accompanies rate limits.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use http::{HeaderValue, StatusCode};
+
+use crate::error::AppError;
+use crate::routes;
+
+/// Error bodies are a small JSON object; anything larger is not one of ours.
+const MAX_ERROR_BODY: usize = 16 * 1024;
+
+pub async fn map_server_fn_errors(request: Request, next: Next) -> Response {
+    if !request.uri().path().starts_with(routes::API_PREFIX) {
+        return next.run(request).await;
+    }
+    let response = next.run(request).await;
+    if !response
+        .headers()
+        .contains_key(leptos::server_fn::error::SERVER_FN_ERROR_HEADER)
+    {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_ERROR_BODY).await else {
+        parts.status = StatusCode::INTERNAL_SERVER_ERROR;
+        return Response::from_parts(parts, Body::empty());
+    };
+    if let Ok(error) = serde_json::from_slice::<AppError>(&bytes) {
+        parts.status =
+            StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if let AppError::RateLimited { retry_after_secs } = error
+            && let Ok(value) = HeaderValue::from_str(&retry_after_secs.to_string())
+        {
+            parts.headers.insert(http::header::RETRY_AFTER, value);
+        }
+        tracing::info!(code = error.code(), "server function refused the request");
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}

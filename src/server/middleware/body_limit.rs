@@ -1,0 +1,43 @@
+//! Request body limit with a clear 413, whether the client announced the length or streamed the body.
+//!
+//! Bodies are small here (forms and server-function calls), so buffering up to the limit is cheap and
+//! gives handlers a body that is known to fit.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse as _, Response};
+use http::StatusCode;
+
+use crate::server::state::AppState;
+
+fn too_large(limit: usize) -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!(
+            "Request too large: the limit is {} KiB. Please shorten what you entered and try again.",
+            limit / 1024
+        ),
+    )
+        .into_response()
+}
+
+pub async fn limit_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.settings.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return too_large(limit);
+    }
+    let (parts, body) = request.into_parts();
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+        Err(_) => too_large(limit),
+    }
+}

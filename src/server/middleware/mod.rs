@@ -1,0 +1,8 @@
+//! Small, separately tested layers that every response passes through.
+
+pub mod api_errors;
+pub mod body_limit;
+pub mod csrf;
+pub mod host;
+pub mod request_id;
+pub mod security_headers;

@@ -1,0 +1,15 @@
+//! Everything that runs only on the server. Compiled with the `ssr` feature, never into the WASM.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod entities;
+pub mod health;
+pub mod middleware;
+pub mod session_store;
+pub mod site;
+pub mod startup;
+pub mod state;
+pub mod telemetry;

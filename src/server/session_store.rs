@@ -1,0 +1,132 @@
+//! A tower-sessions [`SessionStore`] on the app's own database (SQLite or PostgreSQL through SeaORM).
+//!
+//! tower-sessions-sqlx-store is built on sqlx 0.8 while SeaORM 2 uses sqlx 0.9, hence this small store.
+//! Sessions survive restarts; deleting the row ends the session everywhere on its next request.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait as _, DatabaseConnection, EntityTrait as _, QueryFilter as _,
+    SqlErr,
+};
+use sha2::{Digest as _, Sha256};
+use time::OffsetDateTime;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, SessionStore};
+
+use crate::server::clock::SharedClock;
+use crate::server::entities::session;
+
+#[derive(Clone, Debug)]
+pub struct DbSessionStore {
+    db: DatabaseConnection,
+    clock: SharedClock,
+}
+
+impl DbSessionStore {
+    pub fn new(db: DatabaseConnection, clock: SharedClock) -> Self {
+        DbSessionStore { db, clock }
+    }
+
+    /// Removes every expired session; returns how many went.
+    pub async fn delete_expired(&self) -> Result<u64, sea_orm::DbErr> {
+        let now = self.clock.now().unix_timestamp();
+        let result = session::Entity::delete_many()
+            .filter(session::Column::ExpiresAt.lte(now))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected)
+    }
+
+    fn active_model(&self, record: &Record) -> session_store::Result<session::ActiveModel> {
+        let data = serde_json::to_string(&record.data)
+            .map_err(|e| session_store::Error::Encode(e.to_string()))?;
+        let now = self.clock.now().unix_timestamp();
+        Ok(session::ActiveModel {
+            id_hash: Set(hash_id(&record.id)),
+            data: Set(data),
+            expires_at: Set(record.expiry_date.unix_timestamp()),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+    }
+}
+
+/// The stored key of a session: a hash, so the table never holds a usable cookie value.
+pub fn hash_id(id: &Id) -> String {
+    hex::encode(Sha256::digest(id.to_string().as_bytes()))
+}
+
+fn backend(err: sea_orm::DbErr) -> session_store::Error {
+    // The message goes to tower-sessions' own error log; it never reaches a response body.
+    session_store::Error::Backend(err.to_string())
+}
+
+#[async_trait]
+impl SessionStore for DbSessionStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        // Ids are 128 random bits, so a collision is all but impossible; still, never overwrite one.
+        loop {
+            let model = self.active_model(record)?;
+            match session::Entity::insert(model)
+                .exec_without_returning(&self.db)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                    record.id = Id::default();
+                }
+                Err(err) => return Err(backend(err)),
+            }
+        }
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let model = self.active_model(record)?;
+        session::Entity::insert(model)
+            .on_conflict(
+                OnConflict::column(session::Column::IdHash)
+                    .update_columns([
+                        session::Column::Data,
+                        session::Column::ExpiresAt,
+                        session::Column::UpdatedAt,
+                    ])
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.db)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let now = self.clock.now().unix_timestamp();
+        let Some(row) = session::Entity::find_by_id(hash_id(id))
+            .filter(session::Column::ExpiresAt.gt(now))
+            .one(&self.db)
+            .await
+            .map_err(backend)?
+        else {
+            return Ok(None);
+        };
+        let data: HashMap<String, serde_json::Value> = serde_json::from_str(&row.data)
+            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        let expiry_date = OffsetDateTime::from_unix_timestamp(row.expires_at)
+            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        Ok(Some(Record {
+            id: *id,
+            data,
+            expiry_date,
+        }))
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        session::Entity::delete_by_id(hash_id(id))
+            .exec(&self.db)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}

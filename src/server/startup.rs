@@ -1,0 +1,272 @@
+//! Builds the axum router with every layer, and runs it with graceful shutdown. Used by `main` and by the
+//! integration tests, so what the tests exercise is what ships.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse as _, Response};
+use axum::routing::get;
+use http::StatusCode;
+use leptos::config::LeptosOptions;
+use leptos::prelude::*;
+use leptos_axum::{LeptosRoutes as _, generate_route_list};
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use tower_sessions::cookie::{Key, SameSite};
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+use crate::app::{App, shell};
+use crate::routes;
+use crate::server::clock::SharedClock;
+use crate::server::config::Settings;
+use crate::server::db::{self, DbSetupError};
+use crate::server::middleware::{api_errors, body_limit, csrf, host, request_id, security_headers};
+use crate::server::session_store::DbSessionStore;
+use crate::server::state::AppState;
+use crate::server::{health, telemetry};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Database(#[from] DbSetupError),
+    #[error("cannot derive the session cookie key")]
+    SessionKey,
+}
+
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects, migrates (unless turned off) and assembles the app on an already bound listener.
+    pub async fn build(
+        settings: Settings,
+        leptos_options: LeptosOptions,
+        clock: SharedClock,
+        listener: TcpListener,
+    ) -> Result<Application, StartupError> {
+        let db = db::connect(&settings.database).await?;
+        if settings.database.run_migrations {
+            db::migrate(&db).await?;
+        }
+        let state = AppState {
+            settings: Arc::new(settings),
+            db,
+            clock,
+            leptos_options,
+        };
+        let router = router(state.clone())?;
+        Ok(Application {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish for at most
+    /// `SHUTDOWN_TIMEOUT_SECS`, and closes the database pool.
+    pub async fn run_until<F>(self, shutdown: F) -> std::io::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let Application {
+            listener,
+            router,
+            state,
+        } = self;
+        let sweeper =
+            spawn_session_sweeper(DbSessionStore::new(state.db.clone(), state.clock.clone()));
+
+        let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        let graceful = async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, finishing in-flight requests");
+            let _ = stopping_tx.send(());
+        };
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(graceful);
+        let grace = state.settings.shutdown_timeout;
+        let deadline = async move {
+            match stopping_rx.await {
+                Ok(()) => tokio::time::sleep(grace).await,
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        let result = tokio::select! {
+            result = async { server.await } => result,
+            () = deadline => {
+                tracing::warn!(seconds = grace.as_secs(), "in-flight requests did not finish in time; stopping anyway");
+                Ok(())
+            }
+        };
+        sweeper.abort();
+        if let Err(err) = state.db.close_by_ref().await {
+            tracing::warn!(error = %err, "closing the database pool failed");
+        }
+        result
+    }
+}
+
+/// Context every render and server function gets: the app state and this response's CSP nonce.
+fn provide_request_context(state: &AppState) {
+    provide_context(state.clone());
+    if let Some(parts) = use_context::<http::request::Parts>()
+        && let Some(nonce) = parts.extensions.get::<security_headers::CspNonce>()
+    {
+        provide_context(leptos::nonce::Nonce::from_value(nonce.0.clone()));
+    }
+}
+
+pub fn router(state: AppState) -> Result<Router, StartupError> {
+    let settings = state.settings.clone();
+    let leptos_options = state.leptos_options.clone();
+    let route_list = generate_route_list(App);
+
+    let context = {
+        let state = state.clone();
+        move || provide_request_context(&state)
+    };
+    let app_shell = move || shell(leptos_options.clone());
+
+    let sessions = session_layer(&state)?;
+    let leptos = Router::new()
+        .leptos_routes_with_context(&state, route_list, context.clone(), app_shell)
+        .fallback(leptos_axum::file_and_error_handler_with_context::<
+            AppState,
+            _,
+        >(context, shell))
+        .layer(sessions);
+
+    let router = Router::new()
+        .route(routes::HEALTH_LIVE, get(health::live))
+        .route(routes::HEALTH_READY, get(health::ready))
+        .merge(leptos)
+        .with_state(state.clone());
+
+    // Listed innermost first: each `layer` call wraps everything above it. The outermost layers run for
+    // every response, even a refusal, so each one gets a request id, a log line and the security headers.
+    let router = router
+        .layer(from_fn(api_errors::map_server_fn_errors))
+        .layer(from_fn_with_state(state.clone(), body_limit::limit_body))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            settings.request_timeout,
+        ))
+        .layer(from_fn_with_state(state.clone(), csrf::refuse_cross_site))
+        .layer(from_fn_with_state(state.clone(), host::check_host))
+        .layer(CompressionLayer::new())
+        .layer(from_fn_with_state(
+            state,
+            security_headers::set_security_headers,
+        ))
+        .layer(CatchPanicLayer::custom(internal_error))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(telemetry::make_request_span)
+                .on_request(())
+                .on_response(telemetry::on_response)
+                .on_failure(()),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(from_fn(request_id::drop_invalid_request_id));
+    Ok(router)
+}
+
+fn session_layer(
+    state: &AppState,
+) -> Result<SessionManagerLayer<DbSessionStore, tower_sessions::service::SignedCookie>, StartupError>
+{
+    let settings = &state.settings;
+    let idle = time::Duration::try_from(settings.session_idle_timeout)
+        .map_err(|_| StartupError::SessionKey)?;
+    Ok(
+        SessionManagerLayer::new(DbSessionStore::new(state.db.clone(), state.clock.clone()))
+            .with_name(settings.session_cookie_name())
+            .with_secure(settings.cookie_secure)
+            .with_http_only(true)
+            .with_same_site(SameSite::Lax)
+            .with_path("/")
+            .with_expiry(Expiry::OnInactivity(idle))
+            .with_signed(session_cookie_key(settings)?),
+    )
+}
+
+/// The cookie-signing key, derived from `SECRET_KEY` for this one purpose (HKDF-SHA256), so rotating
+/// `SECRET_KEY` signs everyone out and no other use of the key can be confused with it.
+fn session_cookie_key(settings: &Settings) -> Result<Key, StartupError> {
+    let hkdf = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"nestegg"), settings.secret_key.expose());
+    let mut okm = [0u8; 64];
+    hkdf.expand(b"session-cookie-signing", &mut okm)
+        .map_err(|_| StartupError::SessionKey)?;
+    Key::try_from(&okm[..]).map_err(|_| StartupError::SessionKey)
+}
+
+fn internal_error(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    // The panic message may contain data from the request; it is not logged, only the fact.
+    tracing::error!("a request handler panicked");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong on our side. Please try again in a moment.",
+    )
+        .into_response()
+}
+
+/// Deletes expired session rows every ten minutes (the job runner will own this later).
+fn spawn_session_sweeper(store: DbSessionStore) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let period = Duration::from_secs(600);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        loop {
+            tick.tick().await;
+            match store.delete_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(removed = n, "expired sessions removed"),
+                Err(err) => tracing::warn!(error = %err, "expired-session sweep failed"),
+            }
+        }
+    })
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

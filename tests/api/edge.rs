@@ -1,0 +1,174 @@
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn an_unknown_host_is_refused() {
+    let app = spawn_app().await;
+    let response = app
+        .get("/")
+        .header("host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response.text().await.unwrap().contains("Unknown host"));
+    let response = app
+        .get("/")
+        .header("host", format!("localhost:{}", app.port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn allowed_hosts_are_configurable() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("ALLOWED_HOSTS".into(), "nestegg.test".into());
+    })
+    .await;
+    assert_eq!(app.get("/").send().await.unwrap().status(), 400);
+    assert_eq!(
+        app.get("/")
+            .header("host", "nestegg.test")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_refused_with_413() {
+    let app = spawn_app().await;
+    let body = format!("theme={}", "a".repeat(70 * 1024));
+    let response = app
+        .post_same_origin("/api/theme")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("the limit is 64 KiB")
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_streamed_body_is_refused_with_413() {
+    let app = spawn_app().await;
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /api/theme HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        app.port
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let chunk = "a".repeat(8192);
+    for _ in 0..10 {
+        // The server may answer and close before reading everything; that is fine.
+        if stream
+            .write_all(format!("2000\r\n{chunk}\r\n").as_bytes())
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let _ = stream.write_all(b"0\r\n\r\n").await;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+}
+
+#[tokio::test]
+async fn the_body_limit_is_configurable() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("MAX_BODY_BYTES".into(), "2048".into());
+    })
+    .await;
+    let response = app
+        .post_same_origin("/api/theme")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("theme=dark&pad={}", "x".repeat(3000)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("the limit is 2 KiB")
+    );
+}
+
+#[tokio::test]
+async fn a_valid_request_id_is_echoed_and_others_are_replaced() {
+    let app = spawn_app().await;
+    let response = app
+        .get("/health/live")
+        .header("x-request-id", "lb-7f3a9c.42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["x-request-id"], "lb-7f3a9c.42");
+
+    let response = app.get("/").send().await.unwrap();
+    let generated = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(uuid::Uuid::parse_str(&generated).is_ok(), "{generated}");
+
+    for bad in ["has spaces in it", &"x".repeat(200)] {
+        let response = app
+            .get("/")
+            .header("x-request-id", bad)
+            .send()
+            .await
+            .unwrap();
+        let id = response.headers()["x-request-id"].to_str().unwrap();
+        assert_ne!(id, bad);
+        assert!(uuid::Uuid::parse_str(id).is_ok());
+    }
+}
+
+#[tokio::test]
+async fn html_css_and_wasm_are_compressed() {
+    let app = spawn_app().await;
+    let response = app
+        .get("/")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-encoding"], "gzip");
+    let compressed = response.bytes().await.unwrap();
+    let mut html = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&compressed[..]),
+        &mut html,
+    )
+    .unwrap();
+    assert!(html.contains("Nest Egg"));
+
+    let response = app
+        .get("/")
+        .header("accept-encoding", "br")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-encoding"], "br");
+}

@@ -1,0 +1,135 @@
+use crate::helpers::{backend_is_postgres, spawn_app};
+use migration::{Migrator, MigratorTrait as _};
+use sea_orm::{ConnectionTrait as _, Statement};
+
+#[tokio::test]
+async fn live_answers_ok_with_a_tiny_json_body() {
+    let app = spawn_app().await;
+    let response = app.get("/health/live").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    assert_eq!(response.text().await.unwrap(), r#"{"status":"ok"}"#);
+}
+
+#[tokio::test]
+async fn ready_reports_the_database() {
+    let app = spawn_app().await;
+    let response = app.get("/health/ready").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.text().await.unwrap(),
+        r#"{"status":"ok","checks":{"database":"ok"}}"#
+    );
+}
+
+#[tokio::test]
+async fn ready_answers_503_without_detail_when_the_database_is_gone() {
+    let app = spawn_app().await;
+    app.app_db.close_by_ref().await.unwrap();
+    let started = std::time::Instant::now();
+    let response = app.get("/health/ready").send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(
+        response.text().await.unwrap(),
+        r#"{"status":"unavailable","checks":{"database":"unavailable"}}"#
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    // Liveness is about the process, not its dependencies.
+    assert_eq!(app.get("/health/live").send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn health_probes_work_for_any_host_name() {
+    let app = spawn_app().await;
+    let response = app
+        .get("/health/live")
+        .header("host", "10.1.2.3:8080")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn migrations_are_applied_at_start_up() {
+    let app = spawn_app().await;
+    let backend = app.app_db.get_database_backend();
+    let row = app
+        .app_db
+        .query_one_raw(Statement::from_string(
+            backend,
+            "SELECT COUNT(*) AS n FROM seaql_migrations",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let applied: i64 = row.try_get("", "n").unwrap();
+    assert_eq!(applied as usize, Migrator::migrations().len());
+    assert!(
+        Migrator::get_pending_migrations(&app.app_db)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The session table exists with its expiry index.
+    let sql = if backend_is_postgres() {
+        "SELECT COUNT(*) AS n FROM pg_indexes WHERE indexname = 'idx_sessions_expires_at'"
+    } else {
+        "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'index' AND name = 'idx_sessions_expires_at'"
+    };
+    let row = app
+        .app_db
+        .query_one_raw(Statement::from_string(backend, sql))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<i64>("", "n").unwrap(), 1);
+}
+
+#[tokio::test]
+async fn sqlite_runs_in_wal_mode_with_foreign_keys() {
+    if backend_is_postgres() {
+        return;
+    }
+    let app = spawn_app().await;
+    let backend = app.app_db.get_database_backend();
+    let mode = app
+        .app_db
+        .query_one_raw(Statement::from_string(backend, "PRAGMA journal_mode"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(mode.try_get::<String>("", "journal_mode").unwrap(), "wal");
+    let fk = app
+        .app_db
+        .query_one_raw(Statement::from_string(backend, "PRAGMA foreign_keys"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(fk.try_get::<i32>("", "foreign_keys").unwrap(), 1);
+    let busy = app
+        .app_db
+        .query_one_raw(Statement::from_string(backend, "PRAGMA busy_timeout"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(busy.try_get::<i32>("", "timeout").unwrap(), 5000);
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_and_stops_accepting() {
+    let mut app = spawn_app().await;
+    assert_eq!(app.get("/health/live").send().await.unwrap().status(), 200);
+    app.stop();
+    let server = app.server.take().unwrap();
+    let result = tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("server stops within the grace period");
+    assert!(result.unwrap().is_ok());
+    let fresh = reqwest::Client::new();
+    assert!(
+        fresh.get(app.url("/health/live")).send().await.is_err(),
+        "no longer accepting"
+    );
+}

@@ -1,0 +1,11 @@
+//! Integration tests over real HTTP. Run once on SQLite (default) and once with `TEST_DATABASE=postgres`.
+
+mod helpers;
+
+mod csrf;
+mod edge;
+mod health;
+mod logging;
+mod pages;
+mod security_headers;
+mod sessions;

@@ -1,0 +1,89 @@
+//! The SeaORM-backed session store, on the same database backend the suite runs against.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use nestegg::server::entities::session;
+use nestegg::server::session_store::{DbSessionStore, hash_id};
+use sea_orm::EntityTrait as _;
+use tower_sessions::SessionStore as _;
+use tower_sessions::session::{Id, Record};
+
+use crate::helpers::spawn_app;
+
+fn record(expires_in: time::Duration, now: time::OffsetDateTime) -> Record {
+    let mut data = HashMap::new();
+    data.insert("user".to_owned(), serde_json::json!({"id": 42}));
+    Record {
+        id: Id::default(),
+        data,
+        expiry_date: now + expires_in,
+    }
+}
+
+#[tokio::test]
+async fn sessions_are_stored_loaded_updated_and_deleted() {
+    let app = spawn_app().await;
+    let store = DbSessionStore::new(app.app_db.clone(), Arc::new(app.clock.clone()));
+    let now = nestegg::server::clock::Clock::now(&app.clock);
+
+    let mut rec = record(time::Duration::minutes(30), now);
+    store.create(&mut rec).await.unwrap();
+    let loaded = store.load(&rec.id).await.unwrap().expect("stored");
+    assert_eq!(loaded.data, rec.data);
+    assert_eq!(
+        loaded.expiry_date.unix_timestamp(),
+        rec.expiry_date.unix_timestamp()
+    );
+
+    // Only a hash of the id is at rest.
+    let row = session::Entity::find_by_id(hash_id(&rec.id))
+        .one(&app.app_db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(row.id_hash, rec.id.to_string());
+    assert!(!row.data.contains(&rec.id.to_string()));
+
+    rec.data
+        .insert("theme".to_owned(), serde_json::json!("dark"));
+    store.save(&rec).await.unwrap();
+    assert_eq!(
+        store.load(&rec.id).await.unwrap().unwrap().data["theme"],
+        "dark"
+    );
+
+    store.delete(&rec.id).await.unwrap();
+    assert!(store.load(&rec.id).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn expired_sessions_are_not_loaded_and_are_swept() {
+    let app = spawn_app().await;
+    let store = DbSessionStore::new(app.app_db.clone(), Arc::new(app.clock.clone()));
+    let now = nestegg::server::clock::Clock::now(&app.clock);
+    let mut short = record(time::Duration::minutes(5), now);
+    let mut long = record(time::Duration::hours(2), now);
+    store.create(&mut short).await.unwrap();
+    store.create(&mut long).await.unwrap();
+
+    app.clock.advance(time::Duration::minutes(6));
+    assert!(store.load(&short.id).await.unwrap().is_none(), "expired");
+    assert!(store.load(&long.id).await.unwrap().is_some());
+    assert_eq!(store.delete_expired().await.unwrap(), 1);
+    assert_eq!(
+        session::Entity::find()
+            .all(&app.app_db)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_session_id_loads_nothing() {
+    let app = spawn_app().await;
+    let store = DbSessionStore::new(app.app_db.clone(), Arc::new(app.clock.clone()));
+    assert!(store.load(&Id::default()).await.unwrap().is_none());
+}
