@@ -34,7 +34,7 @@ TEST_DATABASE=postgres RUSTFLAGS="$SERVER_RUSTFLAGS" cargo nextest run --feature
 step "end-to-end tests (Playwright in Chromium)"
 (
   cd end2end
-  NESTEGG_BIN="$CARGO_TARGET_DIR/debug/nestegg" LEPTOS_SITE_ROOT="$PWD/../target/site" npx playwright test
+  NESTEGG_BIN="$CARGO_TARGET_DIR/debug/nestegg" LEPTOS_SITE_ROOT="$CARGO_TARGET_DIR/site" npx playwright test
 )
 
 step "all tests passed"

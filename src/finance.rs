@@ -69,7 +69,7 @@ pub fn format_currency(amount: f64) -> String {
     let mut out = String::with_capacity(digits.len() + digits.len() / 3 + 1);
     out.push('$');
     for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(ch);

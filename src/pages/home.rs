@@ -37,17 +37,17 @@ pub fn HomePage() -> impl IntoView {
             <p class="section-lead">"One shared picture of your money, and everyone stays in control of their own account."</p>
             <ul class="feature-grid">
                 <li class="feature-card">
-                    <span class="feature-icon" aria-hidden="true">"🏠"</span>
+                    <span class="feature-icon" aria-hidden="true">"⌂"</span>
                     <h3>"Shared households"</h3>
                     <p>"Invite a partner or family member; each person keeps their own sign-in and privacy settings."</p>
                 </li>
                 <li class="feature-card">
-                    <span class="feature-icon" aria-hidden="true">"🎯"</span>
+                    <span class="feature-icon" aria-hidden="true">"◎"</span>
                     <h3>"Goals that add up"</h3>
                     <p>"See how monthly savings compound, and how far a goal is from done."</p>
                 </li>
                 <li class="feature-card">
-                    <span class="feature-icon" aria-hidden="true">"📦"</span>
+                    <span class="feature-icon" aria-hidden="true">"⇩"</span>
                     <h3>"Your data, portable"</h3>
                     <p>"Export everything as open JSON files at any time, or delete your account for good."</p>
                 </li>

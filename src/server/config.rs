@@ -442,7 +442,7 @@ impl Parser<'_> {
 
     /// A value that may also come from `NAME_FILE`.
     fn secret_or(&mut self, name: &str, default: &str) -> Option<String> {
-        match self.from_file(name) {
+        match self.read_file_variant(name) {
             Ok(Some(value)) => Some(value),
             Ok(None) => Some(self.raw(name).unwrap_or(default).trim().to_owned()),
             Err(message) => {
@@ -452,7 +452,7 @@ impl Parser<'_> {
         }
     }
 
-    fn from_file(&self, name: &str) -> Result<Option<String>, String> {
+    fn read_file_variant(&self, name: &str) -> Result<Option<String>, String> {
         let Some(path) = self.raw(&format!("{name}_FILE")) else {
             return Ok(None);
         };
@@ -463,7 +463,7 @@ impl Parser<'_> {
 
     /// A key from `NAME`, `NAME_FILE`, or (development only) a file generated once under `data_dir`.
     fn key(&mut self, name: &str, production: bool, data_dir: &Path) -> Option<SecretKey> {
-        let value = match self.from_file(name) {
+        let value = match self.read_file_variant(name) {
             Ok(Some(value)) => Some(value),
             Ok(None) => self.raw(name).map(str::to_owned),
             Err(message) => {

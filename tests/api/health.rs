@@ -133,3 +133,19 @@ async fn graceful_shutdown_finishes_and_stops_accepting() {
         "no longer accepting"
     );
 }
+
+#[tokio::test]
+async fn start_up_migrations_can_be_turned_off() {
+    let app = crate::helpers::spawn_app_with(|vars| {
+        vars.insert("RUN_MIGRATIONS".into(), "false".into());
+    })
+    .await;
+    let pending = Migrator::get_pending_migrations(&app.app_db).await.unwrap();
+    assert_eq!(
+        pending.len(),
+        Migrator::migrations().len(),
+        "nothing applied"
+    );
+    // The app still serves and says it is alive.
+    assert_eq!(app.get("/health/live").send().await.unwrap().status(), 200);
+}

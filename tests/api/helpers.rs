@@ -142,6 +142,29 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Vars)) -> TestApp {
     }
 }
 
+/// A small stand-in for the cargo-leptos output (the tests do not need the real WASM bundle, only files
+/// of the right types to serve).
+fn make_site_root(data_dir: &Path) -> String {
+    let root = data_dir.join("site");
+    let pkg = root.join("pkg");
+    std::fs::create_dir_all(&pkg).expect("site dir");
+    let filler = "/* Nest Egg test asset */\n".repeat(200);
+    std::fs::write(
+        pkg.join("nestegg.css"),
+        format!("body {{ margin: 0 }}\n{filler}"),
+    )
+    .expect("css");
+    std::fs::write(
+        pkg.join("nestegg.js"),
+        format!("export default function init() {{}}\n{filler}"),
+    )
+    .expect("js");
+    let mut wasm = b"\0asm\x01\0\0\0".to_vec();
+    wasm.extend(std::iter::repeat_n(0u8, 8192));
+    std::fs::write(pkg.join("nestegg.wasm"), wasm).expect("wasm");
+    root.display().to_string()
+}
+
 /// A database of its own on the local PostgreSQL, dropped when the test ends.
 pub struct PostgresDatabase {
     pub url: String,

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod cli;
 mod csrf;
 mod edge;
 mod health;

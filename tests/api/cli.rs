@@ -1,0 +1,117 @@
+//! The `nestegg` binary's maintenance commands, run as a process the way an operator would.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::helpers::{KEY_A, KEY_B, PostgresDatabase, backend_is_postgres};
+
+/// Runs in an empty directory with only what the test sets, so no developer `.env` or environment
+/// leaks in.
+fn nestegg(dir: &Path, envs: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nestegg"));
+    cmd.env_clear()
+        .current_dir(dir)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "LEPTOS_CONFIG",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/Leptos.toml"),
+        );
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+#[test]
+fn check_config_accepts_a_good_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let out = nestegg(dir.path(), &[("DATA_DIR", data)])
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "configuration OK"
+    );
+}
+
+#[test]
+fn check_config_lists_every_problem_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = nestegg(
+        dir.path(),
+        &[
+            ("ENVIRONMENT", "production"),
+            ("PUBLIC_URL", "http://nestegg.example.org"),
+            ("SECRET_KEY", "changeme"),
+            ("COOKIE_SECURE", "false"),
+            ("DATABASE_URL", "postgres://postgres:postgres@db/nestegg"),
+            ("MAX_BODY_BYTES", "lots"),
+        ],
+    )
+    .arg("check-config")
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for variable in [
+        "PUBLIC_URL",
+        "DATABASE_URL",
+        "SECRET_KEY",
+        "ENCRYPTION_KEY",
+        "COOKIE_SECURE",
+        "MAX_BODY_BYTES",
+    ] {
+        assert!(
+            stderr.contains(&format!("  - {variable}: ")),
+            "{variable} missing in:\n{stderr}"
+        );
+    }
+    assert!(
+        !stderr.contains("postgres:postgres"),
+        "no secret echoed:\n{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn migrate_applies_pending_migrations_then_has_nothing_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let pg = if backend_is_postgres() {
+        Some(PostgresDatabase::create().await)
+    } else {
+        None
+    };
+    let url = match &pg {
+        Some(pg) => pg.url.clone(),
+        None => format!("sqlite://{}/m.db?mode=rwc", dir.path().display()),
+    };
+    let envs = [
+        ("DATA_DIR", dir.path().to_str().unwrap()),
+        ("DATABASE_URL", url.as_str()),
+        ("SECRET_KEY", KEY_A),
+        ("ENCRYPTION_KEY", KEY_B),
+    ];
+    let first = nestegg(dir.path(), &envs).arg("migrate").output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let applied: usize = String::from_utf8_lossy(&first.stdout)
+        .trim()
+        .trim_start_matches("migrations applied: ")
+        .parse()
+        .unwrap();
+    assert!(applied >= 1);
+    let second = nestegg(dir.path(), &envs).arg("migrate").output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&second.stdout).trim(),
+        "migrations applied: 0"
+    );
+}
