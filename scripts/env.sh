@@ -6,3 +6,8 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nestegg/target}"
 # same compiled dependencies instead of building 300+ crates a second time. (Not exported: cargo-leptos
 # adds it itself and would otherwise see it twice.)
 SERVER_RUSTFLAGS="--cfg erase_components"
+# cargo-leptos compiles the output name into the server (it decides the WASM file name the pages load).
+# Builds made by plain cargo (tests, clippy) get the same value, read from Leptos.toml, so they neither
+# rebuild the Leptos crates nor overwrite the server binary with one that asks for the wrong file.
+LEPTOS_OUTPUT_NAME="$(sed -n 's/^output-name *= *"\(.*\)"/\1/p' "$(dirname "${BASH_SOURCE[0]}")/../Leptos.toml")"
+export LEPTOS_OUTPUT_NAME
