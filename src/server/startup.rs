@@ -194,7 +194,8 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
     Ok(router)
 }
 
-fn session_layer(
+/// The session layer with the cookie attributes `Settings` asks for (also used by the cookie tests).
+pub fn session_layer(
     state: &AppState,
 ) -> Result<SessionManagerLayer<DbSessionStore, tower_sessions::service::SignedCookie>, StartupError>
 {

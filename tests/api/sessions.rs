@@ -87,3 +87,84 @@ async fn an_unknown_session_id_loads_nothing() {
     let store = DbSessionStore::new(app.app_db.clone(), Arc::new(app.clock.clone()));
     assert!(store.load(&Id::default()).await.unwrap().is_none());
 }
+
+/// The real session layer, as the app configures it, wrapped around a handler that starts a session.
+async fn session_cookie(app: &crate::helpers::TestApp) -> String {
+    use axum::routing::get;
+    use tower::ServiceExt as _;
+    let state = nestegg::server::state::AppState {
+        settings: app.settings.clone(),
+        db: app.app_db.clone(),
+        clock: Arc::new(app.clock.clone()),
+        leptos_options: leptos::config::LeptosOptions::builder()
+            .output_name("nestegg")
+            .build(),
+    };
+    let router = axum::Router::new()
+        .route(
+            "/",
+            get(|session: tower_sessions::Session| async move {
+                session.insert("n", 1).await.unwrap();
+                "ok"
+            }),
+        )
+        .layer(nestegg::server::startup::session_layer(&state).unwrap());
+    let response = router
+        .oneshot(
+            axum::http::Request::get("/")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    response.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn session_cookies_are_http_only_lax_and_signed() {
+    let app = spawn_app().await;
+    let cookie = session_cookie(&app).await;
+    assert!(cookie.starts_with("nestegg_session="), "{cookie}");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/")
+    );
+    assert!(!cookie.contains("Secure"), "development over plain HTTP");
+    // Signed: the value carries a MAC in front of the id, so a forged id is rejected.
+    let value = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("nestegg_session=");
+    assert!(value.len() > 44, "{value}");
+    assert_eq!(
+        session::Entity::find()
+            .all(&app.app_db)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "stored server-side"
+    );
+}
+
+#[tokio::test]
+async fn production_session_cookies_are_secure_and_host_prefixed() {
+    let app = crate::helpers::spawn_app_with(|vars| {
+        let port = vars["PUBLIC_URL"].rsplit(':').next().unwrap().to_owned();
+        vars.insert("ENVIRONMENT".into(), "production".into());
+        vars.insert("PUBLIC_URL".into(), format!("https://127.0.0.1:{port}"));
+        let db = format!("sqlite://{}/prod.db?mode=rwc", vars["DATA_DIR"]);
+        vars.insert("DATABASE_URL".into(), db);
+    })
+    .await;
+    let cookie = session_cookie(&app).await;
+    assert!(cookie.starts_with("__Host-nestegg_session="), "{cookie}");
+    assert!(cookie.contains("Secure") && cookie.contains("HttpOnly") && cookie.contains("Path=/"));
+    assert!(
+        !cookie.contains("Domain"),
+        "__Host- cookies carry no Domain"
+    );
+}
