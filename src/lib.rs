@@ -4,6 +4,9 @@
 //! `hydrate` into the WASM bundle the browser loads. Only the modules outside `server` reach the browser,
 //! so nothing secret or heavy may live in them.
 
+// No panics on request paths: every module that runs per request is covered (tests may unwrap).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod api;
 pub mod app;
 pub mod components;

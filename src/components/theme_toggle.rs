@@ -7,7 +7,8 @@ use crate::types::Theme;
 
 #[component]
 pub fn ThemeToggle() -> impl IntoView {
-    let theme = expect_context::<RwSignal<Theme>>();
+    // Provided by `App`; a fresh signal keeps the toggle working even if it were rendered elsewhere.
+    let theme = use_context::<RwSignal<Theme>>().unwrap_or_else(|| RwSignal::new(Theme::default()));
     let set_theme = ServerAction::<SetTheme>::new();
 
     Effect::new(move |_| {

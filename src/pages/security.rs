@@ -1,7 +1,7 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-/// What protects a visitor today, in plain words. Kept in step with docs/SECURITY.md.
+/// What protects a visitor today, in plain words. Only controls that are in force belong here.
 #[component]
 pub fn SecurityPage() -> impl IntoView {
     view! {

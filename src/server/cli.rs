@@ -6,7 +6,7 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use crate::server::clock::SystemClock;
-use crate::server::config::Settings;
+use crate::server::config::{KeyMode, Settings};
 use crate::server::startup::{Application, shutdown_signal};
 use crate::server::{db, site, telemetry};
 
@@ -27,16 +27,49 @@ enum Command {
     CheckConfig,
 }
 
+/// Copies `.env` (working directory only) into the process environment, for the parts that read the
+/// environment directly (Leptos' `LEPTOS_*` site options). Variables already set win.
+///
+/// Must run before any thread is started: `main` calls it before building the async runtime.
+pub fn export_dotenv() {
+    let Ok(vars) = crate::server::config::read_dotenv(std::path::Path::new(".env")) else {
+        return; // Settings::load reports the problem with the rest.
+    };
+    for (key, value) in vars {
+        if std::env::var_os(&key).is_none() {
+            // SAFETY: called from `main` before the runtime or any other thread exists.
+            unsafe { std::env::set_var(key, value) };
+        }
+    }
+}
+
+/// Panics are logged through tracing (JSON in production, with the request id) with their location
+/// only: the message may carry request data.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(%location, "panic (message withheld)");
+    }));
+}
+
 pub async fn run() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::load() {
+    let command = cli.command.unwrap_or(Command::Serve);
+    let key_mode = match command {
+        Command::CheckConfig => KeyMode::ReadOnly,
+        _ => KeyMode::GenerateAndKeep,
+    };
+    let settings = match Settings::load(key_mode) {
         Ok(settings) => settings,
         Err(err) => {
             eprintln!("{err}");
             return ExitCode::FAILURE;
         }
     };
-    match cli.command.unwrap_or(Command::Serve) {
+    match command {
         Command::CheckConfig => check_config(),
         Command::Migrate => migrate(settings).await,
         Command::Serve => serve(settings).await,
@@ -61,7 +94,9 @@ async fn migrate(settings: Settings) -> ExitCode {
     telemetry::init(settings.log_format, &settings.log_filter, std::io::stderr);
     let result = async {
         let conn = db::connect(&settings.database).await?;
-        let pending = db::pending_migrations(&conn).await.unwrap_or_default();
+        let pending = db::pending_migrations(&conn)
+            .await
+            .map_err(db::DbSetupError::Migrate)?;
         db::migrate(&conn).await?;
         let _ = conn.close().await;
         Ok::<usize, db::DbSetupError>(pending)
@@ -81,6 +116,7 @@ async fn migrate(settings: Settings) -> ExitCode {
 
 async fn serve(settings: Settings) -> ExitCode {
     telemetry::init(settings.log_format, &settings.log_filter, std::io::stdout);
+    install_panic_hook();
     let leptos_options = match site::load(&site::config_path()) {
         Ok(options) => options,
         Err(err) => {

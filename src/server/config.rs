@@ -85,15 +85,29 @@ impl DatabaseUrl {
         (!path.is_empty() && path != ":memory:").then(|| PathBuf::from(path))
     }
 
-    /// The URL with any password replaced, safe to log.
+    /// The URL with any password (in the user part or a `password=` parameter) replaced, safe to log.
     pub fn redacted(&self) -> String {
-        match Url::parse(&self.0) {
-            Ok(mut url) if url.password().is_some() => {
-                let _ = url.set_password(Some("<hidden>"));
-                url.to_string()
-            }
-            _ => self.0.clone(),
+        let Ok(mut url) = Url::parse(&self.0) else {
+            return "<unparsable database URL>".to_owned();
+        };
+        if url.password().is_some() {
+            let _ = url.set_password(Some("hidden"));
         }
+        if url.query().is_some() {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k == "password" {
+                        "hidden".to_owned()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        url.to_string()
     }
 }
 
@@ -205,24 +219,86 @@ impl fmt::Display for Problem {
 /// The variables the process sees, after `.env` has been merged under the real environment.
 pub type Vars = BTreeMap<String, String>;
 
-impl Settings {
-    /// Loads `.env` (if present; real environment variables win) and parses the environment.
-    pub fn load() -> Result<Settings, ConfigError> {
-        let mut vars: Vars = BTreeMap::new();
-        if let Ok(iter) = dotenvy::dotenv_iter() {
-            for (key, value) in iter.flatten() {
+/// What to do when a development key is missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyMode {
+    /// Generate it once and keep it under `DATA_DIR` (serving, migrating).
+    GenerateAndKeep,
+    /// Use a throw-away key and write nothing (`check-config` must not change the machine).
+    ReadOnly,
+}
+
+/// Reads `.env` from the working directory only — never a parent's, so a stray file elsewhere cannot
+/// configure the app. A malformed line is a problem (by line number: the line may hold a secret).
+pub fn read_dotenv(path: &Path) -> Result<Vars, Vec<Problem>> {
+    let iter = match dotenvy::from_path_iter(path) {
+        Ok(iter) => iter,
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(Vars::new());
+        }
+        Err(_) => {
+            return Err(vec![Problem {
+                variable: ".env".to_owned(),
+                message: format!("cannot read {}", path.display()),
+            }]);
+        }
+    };
+    let mut vars = Vars::new();
+    let mut problems = vec![];
+    for item in iter {
+        match item {
+            Ok((key, value)) => {
                 vars.insert(key, value);
             }
+            Err(dotenvy::Error::LineParse(_, index)) => problems.push(Problem {
+                variable: ".env".to_owned(),
+                message: format!("malformed line at position {index}"),
+            }),
+            Err(_) => problems.push(Problem {
+                variable: ".env".to_owned(),
+                message: "malformed line".to_owned(),
+            }),
         }
-        vars.extend(std::env::vars());
-        Settings::from_vars(&vars)
+    }
+    if problems.is_empty() {
+        Ok(vars)
+    } else {
+        Err(problems)
+    }
+}
+
+impl Settings {
+    /// `.env` (working directory) under the real environment, which wins.
+    pub fn load(key_mode: KeyMode) -> Result<Settings, ConfigError> {
+        let (mut vars, mut problems) = match read_dotenv(Path::new(".env")) {
+            Ok(vars) => (vars, vec![]),
+            Err(problems) => (Vars::new(), problems),
+        };
+        // Variables that are not UTF-8 cannot be ours; skip them rather than panic.
+        vars.extend(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))),
+        );
+        match Settings::from_vars_with(&vars, key_mode) {
+            Ok(settings) if problems.is_empty() => Ok(settings),
+            Ok(_) => Err(ConfigError { problems }),
+            Err(mut err) => {
+                problems.append(&mut err.problems);
+                Err(ConfigError { problems })
+            }
+        }
     }
 
-    /// Parses and validates; in development, generates missing keys once under the data directory.
     pub fn from_vars(vars: &Vars) -> Result<Settings, ConfigError> {
+        Settings::from_vars_with(vars, KeyMode::GenerateAndKeep)
+    }
+
+    /// Parses and validates; in development, missing keys are generated once under the data directory.
+    pub fn from_vars_with(vars: &Vars, key_mode: KeyMode) -> Result<Settings, ConfigError> {
         let mut p = Parser {
             vars,
             problems: vec![],
+            key_mode,
         };
 
         let environment = p.parse("ENVIRONMENT", "development", |v| match v {
@@ -403,6 +479,7 @@ impl Settings {
 struct Parser<'a> {
     vars: &'a Vars,
     problems: Vec<Problem>,
+    key_mode: KeyMode,
 }
 
 impl Parser<'_> {
@@ -482,6 +559,7 @@ impl Parser<'_> {
                 );
                 None
             }
+            None if self.key_mode == KeyMode::ReadOnly => Some(SecretKey::generate()),
             None => match load_or_create_dev_key(data_dir, name) {
                 Ok(key) => Some(key),
                 Err(message) => {
@@ -510,9 +588,20 @@ fn load_or_create_dev_key(data_dir: &Path, name: &str) -> Result<SecretKey, Stri
             .map_err(|m| format!("generated key in {} {m}", path.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let key = SecretKey::generate();
-            write_private_file(&path, &key.to_base64())
-                .map_err(|e| format!("cannot store a generated key in {}: {e}", path.display()))?;
-            Ok(key)
+            match write_private_file(&path, &key.to_base64()) {
+                Ok(()) => Ok(key),
+                // Another process created it first: use theirs.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let content = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    SecretKey::parse(&content)
+                        .map_err(|m| format!("generated key in {} {m}", path.display()))
+                }
+                Err(e) => Err(format!(
+                    "cannot store a generated key in {}: {e}",
+                    path.display()
+                )),
+            }
         }
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
@@ -588,7 +677,16 @@ fn validate_database_url(url: &str, production: bool) -> Result<(), String> {
         const WEAK: [&str; 8] = [
             "", "postgres", "password", "changeme", "secret", "admin", "root", "nestegg",
         ];
-        let password = parsed.password().unwrap_or_default();
+        // The driver also takes `?password=`; that one wins when both are given.
+        let from_query = parsed
+            .query_pairs()
+            .find(|(k, _)| k == "password")
+            .map(|(_, v)| v.into_owned());
+        let password = from_query.unwrap_or_else(|| {
+            percent_encoding::percent_decode_str(parsed.password().unwrap_or_default())
+                .decode_utf8_lossy()
+                .into_owned()
+        });
         if WEAK.contains(&password.to_ascii_lowercase().as_str()) {
             return Err(
                 "has an empty or default password; production needs a strong one".to_owned(),
@@ -610,8 +708,13 @@ fn parse_hosts(v: &str, production: bool) -> Result<Vec<String>, String> {
     if production && hosts.iter().any(|h| h == "*") {
         return Err("must not be a wildcard in production".to_owned());
     }
-    if let Some(bad) = hosts.iter().find(|h| h.contains('/') || h.contains(' ')) {
-        return Err(format!("`{bad}` is not a host name"));
+    // Host names only: a port or an unbracketed IPv6 address could never match a request.
+    if let Some(bad) = hosts.iter().find(|h| {
+        *h != "*" && crate::server::middleware::host::host_name(h).as_deref() != Some(h.as_str())
+    }) {
+        return Err(format!(
+            "`{bad}` is not a host name (no port; IPv6 in brackets)"
+        ));
     }
     Ok(hosts)
 }
@@ -734,6 +837,8 @@ mod tests {
             "postgres://postgres@db/nestegg",
             "postgres://postgres:postgres@db/nestegg",
             "postgresql://app:password@db/nestegg",
+            "postgres://app@db/nestegg?password=postgres",
+            "postgres://app:p%61ssword@db/nestegg",
         ] {
             assert_eq!(
                 problems_of(&production(&[("DATABASE_URL", url)])),
@@ -812,6 +917,62 @@ mod tests {
         assert_eq!(
             names,
             vec!["ENVIRONMENT", "PUBLIC_URL", "DB_MIN_CONNECTIONS"]
+        );
+    }
+
+    #[test]
+    fn redacted_urls_hide_passwords_in_either_place() {
+        let url = DatabaseUrl("postgres://app@db/x?password=Sup3r-s3cret&sslmode=require".into());
+        assert!(!url.redacted().contains("Sup3r"), "{}", url.redacted());
+        assert!(url.redacted().contains("sslmode=require"));
+        let url = DatabaseUrl("postgres://app:Sup3r-s3cret@db/x".into());
+        assert!(!url.redacted().contains("Sup3r"), "{}", url.redacted());
+    }
+
+    #[test]
+    fn allowed_hosts_must_be_bare_host_names() {
+        assert_eq!(
+            problems_of(&production(&[("ALLOWED_HOSTS", "app.example:443")])),
+            vec!["ALLOWED_HOSTS"]
+        );
+        assert_eq!(
+            problems_of(&production(&[("ALLOWED_HOSTS", "::1")])),
+            vec!["ALLOWED_HOSTS"]
+        );
+        assert!(
+            Settings::from_vars(&production(&[("ALLOWED_HOSTS", "app.example,[::1]")])).is_ok()
+        );
+    }
+
+    #[test]
+    fn read_only_mode_writes_no_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = vars(&[("DATA_DIR", dir.path().to_str().unwrap())]);
+        Settings::from_vars_with(&v, KeyMode::ReadOnly).unwrap();
+        assert!(!dir.path().join("secret_key").exists());
+    }
+
+    #[test]
+    fn dotenv_comes_from_the_given_file_and_malformed_lines_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(
+            &path,
+            "RUST_LOG=debug\n# comment\nSECRET_KEY='unterminated\n",
+        )
+        .unwrap();
+        let problems = read_dotenv(&path).unwrap_err();
+        assert_eq!(problems[0].variable, ".env");
+        assert!(
+            !problems[0].message.contains("unterminated"),
+            "no line content echoed"
+        );
+        std::fs::write(&path, "RUST_LOG=debug\n").unwrap();
+        assert_eq!(read_dotenv(&path).unwrap()["RUST_LOG"], "debug");
+        assert!(
+            read_dotenv(&dir.path().join("missing.env"))
+                .unwrap()
+                .is_empty()
         );
     }
 

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::services::ServeDir;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use tower_sessions::cookie::{Key, SameSite};
@@ -158,9 +159,15 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
         >(context, shell))
         .layer(sessions);
 
+    // The compiled bundle is served by ServeDir, which answers conditional requests with 304, so a
+    // page load revalidates the WASM instead of downloading it again.
+    let pkg_dir = std::path::Path::new(&*state.leptos_options.site_root)
+        .join(&*state.leptos_options.site_pkg_dir);
+    let pkg_route = format!("/{}", state.leptos_options.site_pkg_dir);
     let router = Router::new()
         .route(routes::HEALTH_LIVE, get(health::live))
         .route(routes::HEALTH_READY, get(health::ready))
+        .nest_service(&pkg_route, ServeDir::new(pkg_dir))
         .merge(leptos)
         .with_state(state.clone());
 
@@ -176,11 +183,12 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
         .layer(from_fn_with_state(state.clone(), csrf::refuse_cross_site))
         .layer(from_fn_with_state(state.clone(), host::check_host))
         .layer(CompressionLayer::new())
+        // Inside the headers layer, so even the answer to a panic carries every security header.
+        .layer(CatchPanicLayer::custom(internal_error))
         .layer(from_fn_with_state(
             state,
             security_headers::set_security_headers,
         ))
-        .layer(CatchPanicLayer::custom(internal_error))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(telemetry::make_request_span)
@@ -225,8 +233,7 @@ fn session_cookie_key(settings: &Settings) -> Result<Key, StartupError> {
 }
 
 fn internal_error(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
-    // The panic message may contain data from the request; it is not logged, only the fact.
-    tracing::error!("a request handler panicked");
+    // The panic hook (see `cli::install_panic_hook`) has logged where it happened, without the message.
     (
         StatusCode::INTERNAL_SERVER_ERROR,
         "Something went wrong on our side. Please try again in a moment.",
@@ -253,7 +260,10 @@ fn spawn_session_sweeper(store: DbSessionStore) -> tokio::task::JoinHandle<()> {
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+        // If the handler cannot be installed, wait for SIGTERM instead of stopping at once.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     };
     #[cfg(unix)]
     let terminate = async {

@@ -26,8 +26,10 @@ where
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
+            // The whole span list: events inside nested spans (e.g. tower-sessions' "call") still carry
+            // the request span's id, method and path.
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
             .try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };

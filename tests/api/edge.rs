@@ -171,4 +171,24 @@ async fn html_css_and_wasm_are_compressed() {
         .await
         .unwrap();
     assert_eq!(response.headers()["content-encoding"], "br");
+
+    for (path, content_type) in [
+        ("/pkg/nestegg.css", "text/css"),
+        ("/pkg/nestegg.js", "text/javascript"),
+        ("/pkg/nestegg.wasm", "application/wasm"),
+    ] {
+        let response = app
+            .get(path)
+            .header("accept-encoding", "gzip, br")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let actual = response.headers()["content-type"].to_str().unwrap();
+        assert!(actual.starts_with(content_type), "{path}: {actual}");
+        assert!(
+            response.headers().contains_key("content-encoding"),
+            "{path} is compressed"
+        );
+    }
 }

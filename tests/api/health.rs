@@ -149,3 +149,39 @@ async fn start_up_migrations_can_be_turned_off() {
     // The app still serves and says it is alive.
     assert_eq!(app.get("/health/live").send().await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn shutdown_waits_for_a_request_in_flight_but_only_for_the_grace_period() {
+    use tokio::io::AsyncWriteExt as _;
+    let mut app = crate::helpers::spawn_app_with(|vars| {
+        vars.insert("SHUTDOWN_TIMEOUT_SECS".into(), "2".into());
+    })
+    .await;
+    // A request whose body never finishes keeps its connection busy.
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /api/theme HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 100\r\n\r\ntheme=",
+        app.port
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    let started = std::time::Instant::now();
+    app.stop();
+    let server = app.server.take().unwrap();
+    let result = tokio::time::timeout(std::time::Duration::from_secs(15), server)
+        .await
+        .expect("the grace period bounds the wait");
+    assert!(result.unwrap().is_ok());
+    let waited = started.elapsed();
+    assert!(
+        waited >= std::time::Duration::from_millis(1500),
+        "waited for the request: {waited:?}"
+    );
+    assert!(
+        waited < std::time::Duration::from_secs(6),
+        "but not longer than the grace: {waited:?}"
+    );
+}

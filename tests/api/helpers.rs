@@ -110,6 +110,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Vars)) -> TestApp {
     )))
     .expect("Leptos.toml");
     leptos_options.site_addr = listener.local_addr().expect("addr");
+    leptos_options.site_root = make_site_root(data_dir.path()).into();
 
     let clock = FakeClock::new(datetime!(2026-11-22 12:00 UTC));
     let app = Application::build(settings, leptos_options, Arc::new(clock.clone()), listener)

@@ -67,7 +67,7 @@ async fn content_pages_render() {
 #[tokio::test]
 async fn unknown_pages_get_a_friendly_404_without_internals() {
     let app = spawn_app().await;
-    for path in ["/no-such-page", "/api/no-such-function", "/pkg/missing.js"] {
+    for path in ["/no-such-page", "/api/no-such-function"] {
         let response = app.get(path).send().await.unwrap();
         assert_eq!(response.status(), 404, "{path}");
         let html = response.text().await.unwrap();
@@ -89,4 +89,23 @@ async fn unknown_pages_get_a_friendly_404_without_internals() {
             .unwrap()
             .contains("Could not find a server function")
     );
+}
+
+#[tokio::test]
+async fn assets_are_revalidated_not_downloaded_again() {
+    let app = spawn_app().await;
+    let first = app.get("/pkg/nestegg.wasm").send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["cache-control"], "no-cache");
+    let modified = first.headers()["last-modified"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let again = app
+        .get("/pkg/nestegg.wasm")
+        .header("if-modified-since", modified)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
 }

@@ -21,9 +21,12 @@ pub async fn map_server_fn_errors(request: Request, next: Next) -> Response {
         return next.run(request).await;
     }
     let response = next.run(request).await;
+    // A plain HTML form post that failed is redirected back with the error in the URL; leave it be.
     if !response
         .headers()
         .contains_key(leptos::server_fn::error::SERVER_FN_ERROR_HEADER)
+        || response.status().is_redirection()
+        || response.headers().contains_key(http::header::LOCATION)
     {
         return response;
     }

@@ -11,7 +11,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 use http::{HeaderMap, Method, StatusCode};
 
-use crate::server::middleware::host::host_name;
+use crate::server::middleware::host::{host_name, request_host};
 use crate::server::state::AppState;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -20,7 +20,13 @@ pub enum Verdict {
     Refuse(&'static str),
 }
 
-pub fn judge(method: &Method, headers: &HeaderMap, public_origin: &str) -> Verdict {
+/// `public_url` is `PUBLIC_URL`; `host` the request's `Host` (or HTTP/2 authority).
+pub fn judge(
+    method: &Method,
+    headers: &HeaderMap,
+    public_url: &url::Url,
+    host: Option<&str>,
+) -> Verdict {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Verdict::Allow;
     }
@@ -34,31 +40,26 @@ pub fn judge(method: &Method, headers: &HeaderMap, public_origin: &str) -> Verdi
         let Ok(origin) = origin.to_str() else {
             return Verdict::Refuse("origin");
         };
-        if !is_own_origin(origin, headers, public_origin) {
+        if !is_own_origin(origin, public_url, host) {
             return Verdict::Refuse("origin");
         }
     }
     Verdict::Allow
 }
 
-/// Our origin is `PUBLIC_URL`'s, or the one the request itself was addressed to (its `Host`, already
-/// checked against `ALLOWED_HOSTS`), so `localhost` and `127.0.0.1` both work in development.
-fn is_own_origin(origin: &str, headers: &HeaderMap, public_origin: &str) -> bool {
-    if origin == public_origin {
+/// Our origin is `PUBLIC_URL`'s, or `PUBLIC_URL`'s scheme with the host the request was addressed to
+/// (already checked against `ALLOWED_HOSTS`), so `localhost` and `127.0.0.1` both work in development
+/// while an `http://` origin never passes for an `https://` deployment.
+fn is_own_origin(origin: &str, public_url: &url::Url, host: Option<&str>) -> bool {
+    if origin == public_url.origin().ascii_serialization() {
         return true;
     }
-    let Some(rest) = origin
-        .strip_prefix("https://")
-        .or_else(|| origin.strip_prefix("http://"))
-    else {
-        return false; // "null" (sandboxed frames, file:) and anything odd
-    };
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok());
     match host {
-        Some(host) => rest.eq_ignore_ascii_case(host) && host_name(host).is_some(),
-        None => false,
+        Some(host) if host_name(host).is_some() => {
+            origin.eq_ignore_ascii_case(&format!("{}://{}", public_url.scheme(), host))
+        }
+        // "null" (sandboxed frames, file:), and anything when the host is unknown.
+        _ => false,
     }
 }
 
@@ -67,10 +68,12 @@ pub async fn refuse_cross_site(
     request: Request,
     next: Next,
 ) -> Response {
+    let host = request_host(&request);
     match judge(
         request.method(),
         request.headers(),
-        &state.settings.public_origin(),
+        &state.settings.public_url,
+        host.as_deref(),
     ) {
         Verdict::Allow => next.run(request).await,
         Verdict::Refuse(signal) => {
@@ -91,6 +94,11 @@ mod tests {
     use super::*;
 
     const OURS: &str = "http://127.0.0.1:3000";
+
+    fn judge(method: &Method, headers: &HeaderMap, public: &str) -> Verdict {
+        let host = headers.get("host").and_then(|v| v.to_str().ok());
+        super::judge(method, headers, &public.parse().unwrap(), host)
+    }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -132,6 +140,12 @@ mod tests {
             ("host", "127.0.0.1:3000"),
         ]);
         assert_eq!(judge(&Method::POST, &h, OURS), Verdict::Refuse("origin"));
+        // Plain HTTP is not our origin when we are served over HTTPS.
+        let h = headers(&[("origin", "http://app.example"), ("host", "app.example")]);
+        assert_eq!(
+            judge(&Method::POST, &h, "https://app.example"),
+            Verdict::Refuse("origin")
+        );
     }
 
     #[test]

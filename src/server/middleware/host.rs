@@ -12,18 +12,39 @@ use crate::server::state::AppState;
 /// The host name of a `Host` header value, lower-cased and without port (`[::1]:3000` → `[::1]`).
 pub fn host_name(header: &str) -> Option<String> {
     let header = header.trim();
-    let name = if header.starts_with('[') {
-        header.split_inclusive(']').next()?
+    let (name, port) = if let Some(rest) = header.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        inside.parse::<std::net::Ipv6Addr>().ok()?;
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':')?),
+        };
+        (&header[..inside.len() + 2], port)
     } else {
-        header.rsplit_once(':').map_or(header, |(name, port)| {
-            if port.chars().all(|c| c.is_ascii_digit()) {
-                name
-            } else {
-                header
-            }
-        })
+        match header.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (header, None),
+        }
     };
-    (!name.is_empty()).then(|| name.to_ascii_lowercase())
+    if port.is_some_and(|p| p.is_empty() || !p.chars().all(|c| c.is_ascii_digit())) {
+        return None;
+    }
+    let valid = !name.is_empty()
+        && (name.starts_with('[')
+            || name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.'));
+    valid.then(|| name.to_ascii_lowercase())
+}
+
+/// The request's `Host` header, or for HTTP/2 the authority of its URI.
+pub fn request_host(request: &Request) -> Option<String> {
+    request
+        .headers()
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()))
 }
 
 pub fn is_allowed(allowed: &[String], header: Option<&str>) -> bool {
@@ -34,15 +55,11 @@ pub fn is_allowed(allowed: &[String], header: Option<&str>) -> bool {
 }
 
 pub async fn check_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if request.uri().path().starts_with(routes::HEALTH_PREFIX) {
+    let path = request.uri().path();
+    if path == routes::HEALTH_LIVE || path == routes::HEALTH_READY {
         return next.run(request).await;
     }
-    let header = request
-        .headers()
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-        .or_else(|| request.uri().authority().map(|a| a.as_str().to_owned()));
+    let header = request_host(&request);
     if is_allowed(&state.settings.allowed_hosts, header.as_deref()) {
         next.run(request).await
     } else {
@@ -68,6 +85,14 @@ mod tests {
         assert_eq!(host_name("127.0.0.1").as_deref(), Some("127.0.0.1"));
         assert_eq!(host_name("[::1]:3000").as_deref(), Some("[::1]"));
         assert_eq!(host_name("").as_deref(), None);
+        assert_eq!(host_name("[::1]evil.example").as_deref(), None);
+        assert_eq!(host_name("[::1]:").as_deref(), None);
+        assert_eq!(host_name("a.example:44x").as_deref(), None);
+        assert_eq!(host_name("a b.example").as_deref(), None);
+        assert_eq!(
+            host_name("nestegg.example:443").as_deref(),
+            Some("nestegg.example")
+        );
     }
 
     #[test]
