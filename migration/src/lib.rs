@@ -3,12 +3,16 @@
 pub use sea_orm_migration::prelude::*;
 
 mod m20261122_000001_create_sessions;
+mod m20261122_000002_create_accounts;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261122_000001_create_sessions::Migration)]
+        vec![
+            Box::new(m20261122_000001_create_sessions::Migration),
+            Box::new(m20261122_000002_create_accounts::Migration),
+        ]
     }
 }

@@ -2,12 +2,15 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod cli;
+pub mod client_ip;
 pub mod clock;
 pub mod config;
 pub mod db;
 pub mod entities;
 pub mod health;
+pub mod mail;
 pub mod middleware;
+pub mod services;
 pub mod session_store;
 pub mod site;
 pub mod startup;

@@ -1,3 +1,11 @@
 //! SeaORM entities: table shapes only, no logic.
 
+pub mod account_token;
+pub mod consent;
+pub mod household;
+pub mod household_member;
+pub mod login_throttle;
+pub mod outbox_email;
+pub mod security_event;
 pub mod session;
+pub mod user;

@@ -1,0 +1,519 @@
+//! Accounts: users, their households, consent records, single-use tokens, the email outbox, the
+//! security-event trail and sign-in throttling. Times are Unix seconds (portable across SQLite and
+//! PostgreSQL, cheap to compare and index).
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .create_table(
+                Table::create()
+                    .table(Users::Table)
+                    .col(
+                        ColumnDef::new(Users::Id)
+                            .string_len(36)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(Users::Email)
+                            .string_len(254)
+                            .not_null()
+                            .unique_key(),
+                    )
+                    .col(
+                        ColumnDef::new(Users::DisplayName)
+                            .string_len(200)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(Users::PasswordHash)
+                            .string_len(200)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(Users::EmailVerifiedAt).big_integer().null())
+                    .col(
+                        ColumnDef::new(Users::PasswordChangedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(Users::CreatedAt).big_integer().not_null())
+                    .col(ColumnDef::new(Users::UpdatedAt).big_integer().not_null())
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(Households::Table)
+                    .col(
+                        ColumnDef::new(Households::Id)
+                            .string_len(36)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(ColumnDef::new(Households::Name).string_len(200).not_null())
+                    .col(
+                        ColumnDef::new(Households::CreatedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(HouseholdMembers::Table)
+                    .col(
+                        ColumnDef::new(HouseholdMembers::HouseholdId)
+                            .string_len(36)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(HouseholdMembers::UserId)
+                            .string_len(36)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(HouseholdMembers::Role)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(HouseholdMembers::JoinedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .primary_key(
+                        Index::create()
+                            .col(HouseholdMembers::HouseholdId)
+                            .col(HouseholdMembers::UserId),
+                    )
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_household_members_household")
+                            .from(HouseholdMembers::Table, HouseholdMembers::HouseholdId)
+                            .to(Households::Table, Households::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_household_members_user")
+                            .from(HouseholdMembers::Table, HouseholdMembers::UserId)
+                            .to(Users::Table, Users::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        // A person belongs to exactly one household at a time.
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_household_members_user")
+                    .table(HouseholdMembers::Table)
+                    .col(HouseholdMembers::UserId)
+                    .unique()
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(Consents::Table)
+                    .col(
+                        ColumnDef::new(Consents::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
+                    .col(ColumnDef::new(Consents::UserId).string_len(36).not_null())
+                    .col(ColumnDef::new(Consents::Document).string_len(32).not_null())
+                    .col(ColumnDef::new(Consents::Version).integer().not_null())
+                    .col(
+                        ColumnDef::new(Consents::AcceptedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(Consents::Ip).string_len(45).not_null())
+                    .col(
+                        ColumnDef::new(Consents::UserAgent)
+                            .string_len(512)
+                            .not_null(),
+                    )
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_consents_user")
+                            .from(Consents::Table, Consents::UserId)
+                            .to(Users::Table, Users::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_consents_user")
+                    .table(Consents::Table)
+                    .col(Consents::UserId)
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(AccountTokens::Table)
+                    .col(
+                        ColumnDef::new(AccountTokens::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(AccountTokens::UserId)
+                            .string_len(36)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(AccountTokens::Purpose)
+                            .string_len(32)
+                            .not_null(),
+                    )
+                    // Keyed hash of the token; the token itself exists only in the emailed link.
+                    .col(
+                        ColumnDef::new(AccountTokens::TokenHash)
+                            .string_len(64)
+                            .not_null()
+                            .unique_key(),
+                    )
+                    .col(
+                        ColumnDef::new(AccountTokens::NewEmail)
+                            .string_len(254)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(AccountTokens::CreatedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(AccountTokens::ExpiresAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(AccountTokens::UsedAt).big_integer().null())
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_account_tokens_user")
+                            .from(AccountTokens::Table, AccountTokens::UserId)
+                            .to(Users::Table, Users::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_account_tokens_user_purpose")
+                    .table(AccountTokens::Table)
+                    .col(AccountTokens::UserId)
+                    .col(AccountTokens::Purpose)
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(OutboxEmails::Table)
+                    .col(
+                        ColumnDef::new(OutboxEmails::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(OutboxEmails::MessageId)
+                            .string_len(36)
+                            .not_null()
+                            .unique_key(),
+                    )
+                    .col(ColumnDef::new(OutboxEmails::Kind).string_len(48).not_null())
+                    .col(
+                        ColumnDef::new(OutboxEmails::ToAddress)
+                            .string_len(254)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(OutboxEmails::Subject)
+                            .string_len(300)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(OutboxEmails::BodyText).text().not_null())
+                    .col(ColumnDef::new(OutboxEmails::BodyHtml).text().not_null())
+                    .col(
+                        ColumnDef::new(OutboxEmails::Status)
+                            .string_len(16)
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(OutboxEmails::Attempts)
+                            .integer()
+                            .not_null()
+                            .default(0),
+                    )
+                    .col(
+                        ColumnDef::new(OutboxEmails::NextAttemptAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(OutboxEmails::LockedUntil)
+                            .big_integer()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(OutboxEmails::LastError)
+                            .string_len(300)
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(OutboxEmails::CreatedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(OutboxEmails::SentAt).big_integer().null())
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_outbox_emails_due")
+                    .table(OutboxEmails::Table)
+                    .col(OutboxEmails::Status)
+                    .col(OutboxEmails::NextAttemptAt)
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(SecurityEvents::Table)
+                    .col(
+                        ColumnDef::new(SecurityEvents::Id)
+                            .big_integer()
+                            .not_null()
+                            .auto_increment()
+                            .primary_key(),
+                    )
+                    .col(ColumnDef::new(SecurityEvents::UserId).string_len(36).null())
+                    .col(
+                        ColumnDef::new(SecurityEvents::Kind)
+                            .string_len(48)
+                            .not_null(),
+                    )
+                    .col(ColumnDef::new(SecurityEvents::Ip).string_len(45).null())
+                    .col(
+                        ColumnDef::new(SecurityEvents::UserAgent)
+                            .string_len(512)
+                            .null(),
+                    )
+                    .col(ColumnDef::new(SecurityEvents::Details).text().not_null())
+                    .col(
+                        ColumnDef::new(SecurityEvents::CreatedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .foreign_key(
+                        ForeignKey::create()
+                            .name("fk_security_events_user")
+                            .from(SecurityEvents::Table, SecurityEvents::UserId)
+                            .to(Users::Table, Users::Id)
+                            .on_delete(ForeignKeyAction::Cascade),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        manager
+            .create_index(
+                Index::create()
+                    .name("idx_security_events_user_time")
+                    .table(SecurityEvents::Table)
+                    .col(SecurityEvents::UserId)
+                    .col(SecurityEvents::CreatedAt)
+                    .to_owned(),
+            )
+            .await?;
+
+        manager
+            .create_table(
+                Table::create()
+                    .table(LoginThrottles::Table)
+                    // Keyed hash of the normalized email: attempts on unknown addresses are counted too,
+                    // without keeping those addresses.
+                    .col(
+                        ColumnDef::new(LoginThrottles::EmailHash)
+                            .string_len(64)
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(
+                        ColumnDef::new(LoginThrottles::Failures)
+                            .integer()
+                            .not_null(),
+                    )
+                    .col(
+                        ColumnDef::new(LoginThrottles::LockedUntil)
+                            .big_integer()
+                            .null(),
+                    )
+                    .col(
+                        ColumnDef::new(LoginThrottles::UpdatedAt)
+                            .big_integer()
+                            .not_null(),
+                    )
+                    .to_owned(),
+            )
+            .await
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        // Children before parents, so foreign keys never dangle.
+        manager
+            .drop_table(Table::drop().table(LoginThrottles::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(SecurityEvents::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(OutboxEmails::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(AccountTokens::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Consents::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(HouseholdMembers::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Households::Table).to_owned())
+            .await?;
+        manager
+            .drop_table(Table::drop().table(Users::Table).to_owned())
+            .await
+    }
+}
+
+#[derive(DeriveIden)]
+enum Users {
+    Table,
+    Id,
+    Email,
+    DisplayName,
+    PasswordHash,
+    EmailVerifiedAt,
+    PasswordChangedAt,
+    CreatedAt,
+    UpdatedAt,
+}
+
+#[derive(DeriveIden)]
+enum Households {
+    Table,
+    Id,
+    Name,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum HouseholdMembers {
+    Table,
+    HouseholdId,
+    UserId,
+    Role,
+    JoinedAt,
+}
+
+#[derive(DeriveIden)]
+enum Consents {
+    Table,
+    Id,
+    UserId,
+    Document,
+    Version,
+    AcceptedAt,
+    Ip,
+    UserAgent,
+}
+
+#[derive(DeriveIden)]
+enum AccountTokens {
+    Table,
+    Id,
+    UserId,
+    Purpose,
+    TokenHash,
+    NewEmail,
+    CreatedAt,
+    ExpiresAt,
+    UsedAt,
+}
+
+#[derive(DeriveIden)]
+enum OutboxEmails {
+    Table,
+    Id,
+    MessageId,
+    Kind,
+    ToAddress,
+    Subject,
+    BodyText,
+    BodyHtml,
+    Status,
+    Attempts,
+    NextAttemptAt,
+    LockedUntil,
+    LastError,
+    CreatedAt,
+    SentAt,
+}
+
+#[derive(DeriveIden)]
+enum SecurityEvents {
+    Table,
+    Id,
+    UserId,
+    Kind,
+    Ip,
+    UserAgent,
+    Details,
+    CreatedAt,
+}
+
+#[derive(DeriveIden)]
+enum LoginThrottles {
+    Table,
+    EmailHash,
+    Failures,
+    LockedUntil,
+    UpdatedAt,
+}
