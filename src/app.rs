@@ -10,10 +10,43 @@ use leptos_router::{
 };
 
 use crate::components::layout::Layout;
+use crate::pages::auth::{
+    confirm_email_change::ConfirmEmailChangePage,
+    forgot_password::ForgotPasswordPage,
+    login::LoginPage,
+    register::{CheckInboxPage, RegisterPage},
+    reset_password::ResetPasswordPage,
+    verify_email::VerifyEmailPage,
+};
+use crate::pages::settings::{profile::SettingsProfilePage, security::SettingsSecurityPage};
 use crate::pages::{
     home::HomePage, legal::PrivacyPage, legal::TermsPage, not_found::NotFoundPage,
     security::SecurityPage,
 };
+use crate::routes;
+
+/// `path!` needs a literal; this checks at compile time that the literal is the one in `routes`.
+macro_rules! route_path {
+    ($constant:path, $literal:tt) => {{
+        const _: () = assert!(same_str($constant, $literal));
+        path!($literal)
+    }};
+}
+
+const fn same_str(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 /// The document around the app. Rendered on the server only; the browser hydrates `<App/>` inside it.
 #[cfg(feature = "ssr")]
@@ -67,6 +100,21 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("/security") view=SecurityPage />
                         <Route path=path!("/terms") view=TermsPage />
                         <Route path=path!("/privacy") view=PrivacyPage />
+                        <Route path=route_path!(routes::REGISTER_DONE, "/register/check-inbox") view=CheckInboxPage />
+                        <Route path=route_path!(routes::REGISTER, "/register") view=RegisterPage />
+                        <Route path=route_path!(routes::LOGIN, "/login") view=LoginPage />
+                        <Route path=route_path!(routes::VERIFY_EMAIL, "/verify-email") view=VerifyEmailPage />
+                        <Route path=route_path!(routes::FORGOT_PASSWORD, "/forgot-password") view=ForgotPasswordPage />
+                        <Route path=route_path!(routes::RESET_PASSWORD, "/reset-password") view=ResetPasswordPage />
+                        <Route
+                            path=route_path!(routes::CONFIRM_EMAIL_CHANGE, "/confirm-email-change")
+                            view=ConfirmEmailChangePage
+                        />
+                        <Route path=route_path!(routes::SETTINGS_PROFILE, "/settings/profile") view=SettingsProfilePage />
+                        <Route
+                            path=route_path!(routes::SETTINGS_SECURITY, "/settings/security")
+                            view=SettingsSecurityPage
+                        />
                     </Routes>
                 </ErrorBoundary>
             </Layout>

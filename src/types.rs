@@ -69,3 +69,20 @@ mod tests {
         assert_eq!(Theme::parse("purple"), None);
     }
 }
+
+/// The signed-in person, as pages see them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    pub display_name: String,
+    pub email: String,
+    pub email_verified: bool,
+}
+
+/// Live password strength for the meter next to a password field (0 = very weak … 4 = strong), with
+/// the policy's verdict so the meter and the server never disagree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordStrengthView {
+    pub score: u8,
+    /// `None` when the password would be accepted.
+    pub problem: Option<String>,
+}

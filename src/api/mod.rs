@@ -1,3 +1,4 @@
 //! Server functions: thin `#[server]` doors. Who is calling → validate → one service → wire type.
 
+pub mod auth;
 pub mod preferences;

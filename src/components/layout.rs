@@ -2,14 +2,26 @@
 
 use leptos::prelude::*;
 use leptos_router::components::A;
+use leptos_router::hooks::use_location;
 
 use crate::components::theme_toggle::ThemeToggle;
+use crate::components::user_menu::{AccountNav, provide_session_user};
+use crate::components::verification_banner::VerificationBanner;
 use crate::routes;
 
 #[component]
 pub fn Layout(children: Children) -> impl IntoView {
+    // Who is signed in: one resource for the header, the banner and the pages, reloaded on navigation.
+    provide_session_user();
+
     let menu_open = RwSignal::new(false);
     let close_menu = move |_| menu_open.set(false);
+    // Any navigation (including the user menu's links and redirects after a form) closes the menu.
+    let location = use_location();
+    Effect::new(move |_| {
+        location.pathname.track();
+        menu_open.set(false);
+    });
 
     view! {
         <a class="skip-link" href="#main">
@@ -37,10 +49,12 @@ pub fn Layout(children: Children) -> impl IntoView {
                     <A href=routes::SECURITY attr:class="nav-link" on:click=close_menu>
                         "Security"
                     </A>
+                    <AccountNav />
                     <ThemeToggle />
                 </nav>
             </div>
         </header>
+        <VerificationBanner />
         <main id="main" class="site-main">
             {children()}
         </main>

@@ -51,6 +51,46 @@ pub struct Settings {
     pub session_idle_timeout: Duration,
     pub log_format: LogFormat,
     pub log_filter: String,
+    /// Proxies whose `X-Forwarded-*` headers are believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub accounts: AccountSettings,
+    pub rate_limits: RateLimitSettings,
+    pub mail: MailSettings,
+}
+
+#[derive(Clone, Debug)]
+pub struct AccountSettings {
+    /// The operator's kill switch for sign-ups.
+    pub registration_open: bool,
+    pub require_email_verification: bool,
+    pub terms_version: i32,
+    pub privacy_version: i32,
+    pub password_min_length: usize,
+    pub lockout_threshold: u32,
+    pub lockout_duration: Duration,
+    pub hash_cost: crate::server::services::crypto::HashCost,
+    pub hash_concurrency: usize,
+}
+
+/// Requests per client IP (and per account for reset requests).
+#[derive(Clone, Copy, Debug)]
+pub struct RateLimitSettings {
+    pub sign_in_per_minute: u32,
+    pub register_per_hour: u32,
+    pub reset_per_hour: u32,
+    pub reset_per_account_per_hour: u32,
+    pub api_per_minute: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct MailSettings {
+    /// `smtp://` or `smtps://` with optional credentials; unset = write `.eml` files under `outbox_dir`.
+    pub smtp_url: Option<DatabaseUrl>,
+    pub from: String,
+    pub max_attempts: u32,
+    pub outbox_dir: PathBuf,
+    /// Development without SMTP: print links from emails to the console so they can be clicked.
+    pub log_links: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -391,6 +431,103 @@ impl Settings {
                 .map_err(|e| format!("is not a valid log filter ({e})"))
         });
 
+        let trusted_proxies = p.parse("TRUSTED_PROXIES", "", |v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(|n| {
+                    n.parse::<ipnet::IpNet>()
+                        .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                        .map_err(|_| format!("`{n}` is not an IP address or CIDR range"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        });
+        // Each variable is parsed on its own so that every problem is reported, then combined.
+        let registration_open = p.parse("REGISTRATION_OPEN", "true", parse_bool);
+        let require_email_verification = p.parse("REQUIRE_EMAIL_VERIFICATION", "false", parse_bool);
+        let terms_version = p.parse("TERMS_VERSION", "1", |v| parse_range(v, 1, 1_000_000));
+        let privacy_version = p.parse("PRIVACY_VERSION", "1", |v| parse_range(v, 1, 1_000_000));
+        let password_min_length = p.parse("PASSWORD_MIN_LENGTH", "12", |v| parse_range(v, 8, 64));
+        let lockout_threshold = p.parse("LOCKOUT_THRESHOLD", "5", |v| parse_range(v, 1, 100));
+        let lockout_duration = p.parse("LOCKOUT_MINUTES", "30", |v| {
+            parse_range(v, 1, 24 * 60).map(|m: u64| Duration::from_secs(m * 60))
+        });
+        // OWASP's floor for argon2id: configuration may raise the cost, never lower it.
+        let memory_kib = p.parse("ARGON2_MEMORY_KIB", "19456", |v| {
+            parse_range(v, 19_456, 4 * 1024 * 1024)
+        });
+        let iterations = p.parse("ARGON2_ITERATIONS", "2", |v| parse_range(v, 2, 100));
+        let parallelism = p.parse("ARGON2_PARALLELISM", "1", |v| parse_range(v, 1, 64));
+        let cores = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .to_string();
+        let hash_concurrency =
+            p.parse("ARGON2_MAX_CONCURRENT", &cores, |v| parse_range(v, 1, 1024));
+        let accounts = (|| {
+            Some(AccountSettings {
+                registration_open: registration_open?,
+                require_email_verification: require_email_verification?,
+                terms_version: terms_version?,
+                privacy_version: privacy_version?,
+                password_min_length: password_min_length?,
+                lockout_threshold: lockout_threshold?,
+                lockout_duration: lockout_duration?,
+                hash_cost: crate::server::services::crypto::HashCost {
+                    memory_kib: memory_kib?,
+                    iterations: iterations?,
+                    parallelism: parallelism?,
+                },
+                hash_concurrency: hash_concurrency?,
+            })
+        })();
+        let limit = |p: &mut Parser, name: &str, default: &str| {
+            p.parse(name, default, |v| parse_range(v, 1, 1_000_000))
+        };
+        let sign_in_per_minute = limit(&mut p, "RATE_LIMIT_SIGN_IN_PER_MINUTE", "5");
+        let register_per_hour = limit(&mut p, "RATE_LIMIT_REGISTER_PER_HOUR", "3");
+        let reset_per_hour = limit(&mut p, "RATE_LIMIT_RESET_PER_HOUR", "3");
+        let reset_per_account_per_hour =
+            limit(&mut p, "RATE_LIMIT_RESET_PER_ACCOUNT_PER_HOUR", "3");
+        let api_per_minute = limit(&mut p, "RATE_LIMIT_API_PER_MINUTE", "100");
+        let rate_limits = (|| {
+            Some(RateLimitSettings {
+                sign_in_per_minute: sign_in_per_minute?,
+                register_per_hour: register_per_hour?,
+                reset_per_hour: reset_per_hour?,
+                reset_per_account_per_hour: reset_per_account_per_hour?,
+                api_per_minute: api_per_minute?,
+            })
+        })();
+        let smtp_url = match p.secret_or("SMTP_URL", "") {
+            Some(url) if url.is_empty() => Some(None),
+            Some(url) if url.starts_with("smtp://") || url.starts_with("smtps://") => {
+                Some(Some(DatabaseUrl(url)))
+            }
+            Some(_) => {
+                p.problem("SMTP_URL", "must start with smtp:// or smtps://".to_owned());
+                None
+            }
+            None => None,
+        };
+        let mail_from = p.parse("MAIL_FROM", "Nest Egg <no-reply@localhost>", |v| {
+            v.parse::<lettre::message::Mailbox>()
+                .map(|_| v.to_owned())
+                .map_err(|_| {
+                    "is not a valid sender, e.g. `Nest Egg <no-reply@example.org>`".to_owned()
+                })
+        });
+        let max_attempts = p.parse("EMAIL_MAX_ATTEMPTS", "8", |v| parse_range(v, 1, 100));
+        let mail = match (smtp_url, mail_from, max_attempts) {
+            (Some(smtp_url), Some(from), Some(max_attempts)) => Some(MailSettings {
+                log_links: !production && smtp_url.is_none(),
+                smtp_url,
+                from,
+                max_attempts,
+                outbox_dir: data_dir.join("outbox"),
+            }),
+            _ => None,
+        };
+
         let problems = p.problems;
         match (
             environment,
@@ -412,6 +549,10 @@ impl Settings {
             session_idle_timeout,
             log_format,
             log_filter,
+            trusted_proxies,
+            accounts,
+            rate_limits,
+            mail,
         ) {
             (
                 Some(environment),
@@ -433,6 +574,10 @@ impl Settings {
                 Some(session_idle_timeout),
                 Some(log_format),
                 Some(log_filter),
+                Some(trusted_proxies),
+                Some(accounts),
+                Some(rate_limits),
+                Some(mail),
             ) if problems.is_empty() => Ok(Settings {
                 environment,
                 public_url,
@@ -456,6 +601,10 @@ impl Settings {
                 session_idle_timeout,
                 log_format,
                 log_filter,
+                trusted_proxies,
+                accounts,
+                rate_limits,
+                mail,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -573,7 +722,11 @@ impl Parser<'_> {
 
 /// Values of secret variables are never echoed back in a problem report.
 fn shown<'v>(name: &str, value: &'v str) -> &'v str {
-    if name.contains("KEY") || name.contains("PASSWORD") || name.starts_with("DATABASE_URL") {
+    if name.contains("KEY")
+        || name.contains("PASSWORD")
+        || name.starts_with("DATABASE_URL")
+        || name.starts_with("SMTP_URL")
+    {
         "<hidden>"
     } else {
         value

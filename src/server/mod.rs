@@ -1,6 +1,7 @@
 //! Everything that runs only on the server. Compiled with the `ssr` feature, never into the WASM.
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod api_support;
 pub mod cli;
 pub mod client_ip;
 pub mod clock;
@@ -10,6 +11,7 @@ pub mod entities;
 pub mod health;
 pub mod mail;
 pub mod middleware;
+pub mod rate_limit;
 pub mod services;
 pub mod session_store;
 pub mod site;

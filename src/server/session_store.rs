@@ -19,6 +19,11 @@ use tower_sessions::session_store::{self, SessionStore};
 use crate::server::clock::SharedClock;
 use crate::server::entities::session;
 
+/// Session data key holding the signed-in user's id.
+pub const USER_KEY: &str = "uid";
+/// Session data key holding when (Unix seconds) the password was last checked in this session.
+pub const AUTH_AT_KEY: &str = "auth_at";
+
 #[derive(Clone, Debug)]
 pub struct DbSessionStore {
     db: DatabaseConnection,
@@ -28,6 +33,19 @@ pub struct DbSessionStore {
 impl DbSessionStore {
     pub fn new(db: DatabaseConnection, clock: SharedClock) -> Self {
         DbSessionStore { db, clock }
+    }
+
+    /// Ends every session of `user_id` except the one whose stored key is `keep`.
+    pub async fn revoke_user<C: sea_orm::ConnectionTrait>(
+        db: &C,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> Result<u64, sea_orm::DbErr> {
+        let mut query = session::Entity::delete_many().filter(session::Column::UserId.eq(user_id));
+        if let Some(keep) = keep {
+            query = query.filter(session::Column::IdHash.ne(keep));
+        }
+        Ok(query.exec(db).await?.rows_affected)
     }
 
     /// Removes every expired session; returns how many went.
@@ -44,12 +62,18 @@ impl DbSessionStore {
         let data = serde_json::to_string(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         let now = self.clock.now().unix_timestamp();
+        let user_id = record
+            .data
+            .get(USER_KEY)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
         Ok(session::ActiveModel {
             id_hash: Set(hash_id(&record.id)),
             data: Set(data),
             expires_at: Set(record.expiry_date.unix_timestamp()),
             created_at: Set(now),
             updated_at: Set(now),
+            user_id: Set(user_id),
         })
     }
 }
@@ -92,6 +116,7 @@ impl SessionStore for DbSessionStore {
                         session::Column::Data,
                         session::Column::ExpiresAt,
                         session::Column::UpdatedAt,
+                        session::Column::UserId,
                     ])
                     .to_owned(),
             )

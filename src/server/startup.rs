@@ -26,13 +26,18 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::app::{App, shell};
 use crate::routes;
+use crate::server::api_support;
 use crate::server::clock::SharedClock;
 use crate::server::config::Settings;
 use crate::server::db::{self, DbSetupError};
+use crate::server::mail::{Mailer, worker};
 use crate::server::middleware::{api_errors, body_limit, csrf, host, request_id, security_headers};
+use crate::server::rate_limit::RateLimiters;
+use crate::server::services::crypto::PasswordHasher;
 use crate::server::session_store::DbSessionStore;
 use crate::server::state::AppState;
 use crate::server::{health, telemetry};
+use tokio::sync::Notify;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -40,12 +45,17 @@ pub enum StartupError {
     Database(#[from] DbSetupError),
     #[error("cannot derive the session cookie key")]
     SessionKey,
+    #[error(transparent)]
+    Crypto(#[from] crate::server::services::crypto::CryptoError),
+    #[error("mail transport: {0}")]
+    Mail(#[from] crate::server::mail::MailError),
 }
 
 pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    mailer: Mailer,
 }
 
 impl Application {
@@ -60,17 +70,30 @@ impl Application {
         if settings.database.run_migrations {
             db::migrate(&db).await?;
         }
+        let hasher = PasswordHasher::new(
+            settings.accounts.hash_cost,
+            settings.accounts.hash_concurrency,
+        )?;
+        let limiters = Arc::new(RateLimiters::new(&settings.rate_limits));
+        let mailer = match &settings.mail.smtp_url {
+            Some(url) => Mailer::smtp(url.expose(), Duration::from_secs(30))?,
+            None => Mailer::files(settings.mail.outbox_dir.clone()),
+        };
         let state = AppState {
             settings: Arc::new(settings),
             db,
             clock,
             leptos_options,
+            hasher,
+            limiters,
+            mail_wakeup: Arc::new(Notify::new()),
         };
         let router = router(state.clone())?;
         Ok(Application {
             listener,
             router,
             state,
+            mailer,
         })
     }
 
@@ -92,9 +115,20 @@ impl Application {
             listener,
             router,
             state,
+            mailer,
         } = self;
-        let sweeper =
-            spawn_session_sweeper(DbSessionStore::new(state.db.clone(), state.clock.clone()));
+        let sweeper = spawn_session_sweeper(
+            DbSessionStore::new(state.db.clone(), state.clock.clone()),
+            state.limiters.clone(),
+        );
+        let mail_worker = worker::spawn(
+            state.db.clone(),
+            state.settings.clone(),
+            state.clock.clone(),
+            mailer,
+            state.mail_wakeup.clone(),
+            Duration::from_secs(5),
+        );
 
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
         let graceful = async move {
@@ -122,6 +156,7 @@ impl Application {
             }
         };
         sweeper.abort();
+        mail_worker.abort();
         if let Err(err) = state.db.close_by_ref().await {
             tracing::warn!(error = %err, "closing the database pool failed");
         }
@@ -176,6 +211,14 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
     let router = router
         .layer(from_fn(api_errors::map_server_fn_errors))
         .layer(from_fn_with_state(state.clone(), body_limit::limit_body))
+        .layer(from_fn_with_state(
+            state.clone(),
+            api_support::limit_api_calls,
+        ))
+        .layer(from_fn_with_state(
+            state.clone(),
+            api_support::attach_request_meta,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             settings.request_timeout,
@@ -241,13 +284,18 @@ fn internal_error(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
         .into_response()
 }
 
-/// Deletes expired session rows every ten minutes (the job runner will own this later).
-fn spawn_session_sweeper(store: DbSessionStore) -> tokio::task::JoinHandle<()> {
+/// Deletes expired session rows and forgets recovered rate-limit keys every ten minutes (the job
+/// runner will own this later).
+fn spawn_session_sweeper(
+    store: DbSessionStore,
+    limiters: Arc<RateLimiters>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let period = Duration::from_secs(600);
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
             tick.tick().await;
+            limiters.shrink();
             match store.delete_expired().await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(removed = n, "expired sessions removed"),

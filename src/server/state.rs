@@ -4,8 +4,12 @@ use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use sea_orm::DatabaseConnection;
 
+use tokio::sync::Notify;
+
 use crate::server::clock::SharedClock;
 use crate::server::config::Settings;
+use crate::server::rate_limit::RateLimiters;
+use crate::server::services::crypto::PasswordHasher;
 
 /// Shared by every request: handlers, server functions (through Leptos context) and middleware.
 #[derive(Clone, Debug)]
@@ -14,6 +18,10 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub clock: SharedClock,
     pub leptos_options: LeptosOptions,
+    pub hasher: PasswordHasher,
+    pub limiters: Arc<RateLimiters>,
+    /// Wakes the outbox worker as soon as an email is committed.
+    pub mail_wakeup: Arc<Notify>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

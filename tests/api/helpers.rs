@@ -27,6 +27,8 @@ pub struct TestApp {
     pub app_db: DatabaseConnection,
     pub clock: FakeClock,
     pub settings: Arc<Settings>,
+    /// The running app's state (database pool, hasher, limiters …) for tests that call services.
+    pub state: nestegg::server::state::AppState,
     pub data_dir: TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
@@ -118,6 +120,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Vars)) -> TestApp {
         .expect("app builds");
     let app_db = app.state().db.clone();
     let settings = app.state().settings.clone();
+    let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until(async move {
         let _ = rx.await;
@@ -136,6 +139,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Vars)) -> TestApp {
         app_db,
         clock,
         settings,
+        state,
         data_dir,
         shutdown: Some(tx),
         server: Some(server),
@@ -275,5 +279,176 @@ pub mod logs {
             return String::new();
         };
         String::from_utf8_lossy(&buffer.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+}
+
+/// An email as the tests read it: headers and the decoded plain-text part.
+#[derive(Debug, Clone)]
+pub struct Email {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+}
+
+impl Email {
+    /// The first link in the text that starts with `prefix` (e.g. "/verify-email").
+    pub fn link(&self, app: &TestApp, path: &str) -> String {
+        let start = format!("{}{path}", app.address);
+        let at = self
+            .text
+            .find(&start)
+            .unwrap_or_else(|| panic!("no {path} link in: {}", self.text));
+        self.text[at..]
+            .split(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+
+    pub fn token(&self, app: &TestApp, path: &str) -> String {
+        self.link(app, path)
+            .rsplit("token=")
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+}
+
+/// Decodes a quoted-printable body (soft line breaks and =XX escapes).
+pub fn decode_quoted_printable(input: &str) -> String {
+    let joined = input.replace("=\r\n", "").replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'='
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Parses a raw RFC 5322 message far enough for the tests: To, Subject and the text/plain part.
+pub fn parse_email(raw: &str) -> Email {
+    let header = |name: &str| {
+        raw.lines()
+            .find(|l| {
+                l.to_ascii_lowercase()
+                    .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+            })
+            .map(|l| l[name.len() + 1..].trim().to_owned())
+            .unwrap_or_default()
+    };
+    let text_start = raw.find("Content-Type: text/plain").unwrap_or(0);
+    let rest = &raw[text_start..];
+    let body_start = rest.find("\r\n\r\n").map(|i| i + 4).unwrap_or(0);
+    let body = &rest[body_start..];
+    let body_end = body.find("\r\n--").unwrap_or(body.len());
+    let part_headers = &rest[..body_start];
+    let body = &body[..body_end];
+    let text = if part_headers.contains("quoted-printable") {
+        decode_quoted_printable(body)
+    } else {
+        body.to_owned()
+    };
+    Email {
+        to: header("To"),
+        subject: header("Subject"),
+        text,
+    }
+}
+
+impl TestApp {
+    /// Emails delivered (as `.eml` files by the development transport) to `to`, waiting up to 5 s for
+    /// at least `count` of them.
+    pub async fn emails_to(&self, to: &str, count: usize) -> Vec<Email> {
+        let dir = self.data_dir.path().join("outbox");
+        for _ in 0..100 {
+            let mut found = vec![];
+            if let Ok(entries) = std::fs::read_dir(&dir) {
+                let mut paths: Vec<_> = entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                    .collect();
+                paths.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+                for path in paths {
+                    let raw = std::fs::read_to_string(&path).unwrap_or_default();
+                    let email = parse_email(&raw);
+                    if email.to.contains(to) {
+                        found.push(email);
+                    }
+                }
+            }
+            if found.len() >= count {
+                return found;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("fewer than {count} emails to {to}");
+    }
+
+    /// Posts a form to a server function the way a same-origin page would (fetch, not navigation).
+    pub async fn call(&self, function: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.post_same_origin(&format!("/api/{function}"))
+            .form(form)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Registers an account and confirms its address through the emailed link.
+    pub async fn register_verified(&self, email: &str, password: &str) {
+        let response = self.register(email, "Test Person", password).await;
+        assert!(
+            response.status().is_redirection() || response.status().is_success(),
+            "{:?}",
+            response.status()
+        );
+        let mail = self.emails_to(email, 1).await;
+        let token = mail[0].token(self, "/verify-email");
+        let response = self.call("verify_email", &[("token", &token)]).await;
+        assert_eq!(response.status(), 200);
+    }
+
+    pub async fn register(&self, email: &str, name: &str, password: &str) -> reqwest::Response {
+        self.call(
+            "register",
+            &[
+                ("email", email),
+                ("display_name", name),
+                ("password", password),
+                ("accept_terms", "on"),
+                ("accept_privacy", "on"),
+            ],
+        )
+        .await
+    }
+
+    pub async fn sign_in(&self, email: &str, password: &str) -> reqwest::Response {
+        self.call("sign_in", &[("email", email), ("password", password)])
+            .await
+    }
+
+    /// Counts rows of a table with the app's own connection.
+    pub async fn count(&self, table: &str) -> i64 {
+        let backend = self.app_db.get_database_backend();
+        let row = self
+            .app_db
+            .query_one_raw(sea_orm::Statement::from_string(
+                backend,
+                format!("SELECT COUNT(*) AS n FROM {table}"),
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get::<i64>("", "n").unwrap()
     }
 }

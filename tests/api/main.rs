@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod accounts;
 mod cli;
 mod csrf;
 mod edge;
@@ -10,3 +11,4 @@ mod logging;
 mod pages;
 mod security_headers;
 mod sessions;
+mod smtp_sink;

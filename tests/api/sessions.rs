@@ -92,14 +92,7 @@ async fn an_unknown_session_id_loads_nothing() {
 async fn session_cookie(app: &crate::helpers::TestApp) -> String {
     use axum::routing::get;
     use tower::ServiceExt as _;
-    let state = nestegg::server::state::AppState {
-        settings: app.settings.clone(),
-        db: app.app_db.clone(),
-        clock: Arc::new(app.clock.clone()),
-        leptos_options: leptos::config::LeptosOptions::builder()
-            .output_name("nestegg")
-            .build(),
-    };
+    let state = app.state.clone();
     let router = axum::Router::new()
         .route(
             "/",

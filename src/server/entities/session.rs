@@ -15,6 +15,8 @@ pub struct Model {
     pub expires_at: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The signed-in user, copied from the session data so all of a user's sessions can be ended.
+    pub user_id: Option<String>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

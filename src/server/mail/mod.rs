@@ -18,6 +18,7 @@
 
 pub mod templates;
 pub mod transport;
+pub mod worker;
 
 pub use templates::{Rendered, Template, escape_html};
 pub use transport::{MailError, Mailer, OutgoingEmail};

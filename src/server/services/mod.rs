@@ -1,5 +1,8 @@
 //! Use cases: each owns its rules, transaction, audit event and outgoing mail. Time and configuration
 //! come in as parameters.
 
+pub mod audit;
+pub mod auth;
 pub mod crypto;
+pub mod outbox;
 pub mod password_policy;

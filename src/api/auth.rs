@@ -1,0 +1,179 @@
+//! Account server functions: register, verify, sign in/out, password reset and changes.
+//!
+//! Each is a thin door: who is calling (session) → parse the input → one service call → a wire type or
+//! a redirect. Every failure is an [`AppError`] whose message is safe to show next to the form.
+
+use leptos::prelude::*;
+
+use crate::error::AppError;
+use crate::types::{PasswordStrengthView, UserView};
+
+/// Creates an account (with its household and consent records) and sends the verification email.
+/// An address that is already registered gets the same answer; its owner is told by email.
+#[server(prefix = "/api", endpoint = "register")]
+pub async fn register(
+    email: String,
+    display_name: String,
+    password: String,
+    accept_terms: Option<String>,
+    accept_privacy: Option<String>,
+) -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    ctx.rate_limit(s::Limit::Register)?;
+    let input = crate::server::services::auth::Registration {
+        email,
+        display_name,
+        password,
+        accepted_terms: accept_terms.is_some(),
+        accepted_privacy: accept_privacy.is_some(),
+    };
+    crate::server::services::auth::register(&ctx.state, &ctx.meta, input)
+        .await
+        .map_err(s::auth_error)?;
+    leptos_axum::redirect(crate::routes::REGISTER_DONE);
+    Ok(())
+}
+
+/// Signs in with email and password; on success the session id is replaced and the browser goes to
+/// `next` when it is a safe same-site path, otherwise home.
+#[server(prefix = "/api", endpoint = "sign_in")]
+pub async fn sign_in(
+    email: String,
+    password: String,
+    next: Option<String>,
+) -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    ctx.rate_limit(s::Limit::SignIn)?;
+    let user = crate::server::services::auth::sign_in(&ctx.state, &ctx.meta, &email, &password)
+        .await
+        .map_err(s::auth_error)?;
+    ctx.start_session(&user.id).await?;
+    leptos_axum::redirect(&crate::routes::safe_next(next.as_deref()));
+    Ok(())
+}
+
+/// Ends the session on the server and clears the cookie.
+#[server(prefix = "/api", endpoint = "sign_out")]
+pub async fn sign_out() -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    ctx.end_session().await?;
+    leptos_axum::redirect(crate::routes::HOME);
+    Ok(())
+}
+
+/// Confirms an email address with the token from the emailed link.
+#[server(prefix = "/api", endpoint = "verify_email")]
+pub async fn verify_email(token: String) -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    crate::server::services::auth::verify_email(&ctx.state, &ctx.meta, &token)
+        .await
+        .map_err(s::auth_error)
+}
+
+/// Sends a fresh verification link to the signed-in person (cooldown 60 s, 5 an hour).
+#[server(prefix = "/api", endpoint = "resend_verification")]
+pub async fn resend_verification() -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    let user = ctx.require_user().await?;
+    crate::server::services::auth::resend_verification(&ctx.state, &ctx.meta, &user)
+        .await
+        .map_err(s::auth_error)
+}
+
+/// Always answers the same; an existing account gets a reset link by email.
+#[server(prefix = "/api", endpoint = "request_password_reset")]
+pub async fn request_password_reset(email: String) -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    ctx.rate_limit(s::Limit::ResetRequest)?;
+    crate::server::services::auth::request_password_reset(&ctx.state, &ctx.meta, &email)
+        .await
+        .map_err(s::auth_error)
+}
+
+/// Sets a new password with the token from the emailed link; every session of the account ends.
+#[server(prefix = "/api", endpoint = "reset_password")]
+pub async fn reset_password(token: String, password: String) -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    crate::server::services::auth::reset_password(&ctx.state, &ctx.meta, &token, &password)
+        .await
+        .map_err(s::auth_error)?;
+    leptos_axum::redirect(crate::routes::LOGIN_AFTER_RESET);
+    Ok(())
+}
+
+/// Changes the password of the signed-in person; their other sessions end.
+#[server(prefix = "/api", endpoint = "change_password")]
+pub async fn change_password(
+    current_password: String,
+    new_password: String,
+) -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    let user = ctx.require_user().await?;
+    let keep = ctx.session_key();
+    crate::server::services::auth::change_password(
+        &ctx.state,
+        &ctx.meta,
+        &user,
+        &current_password,
+        &new_password,
+        keep.as_deref(),
+    )
+    .await
+    .map_err(s::auth_error)
+}
+
+/// Starts an email change: a link goes to the new address, a notice to the current one.
+#[server(prefix = "/api", endpoint = "change_email")]
+pub async fn change_email(password: String, new_email: String) -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    let user = ctx.require_user().await?;
+    crate::server::services::auth::request_email_change(
+        &ctx.state, &ctx.meta, &user, &password, &new_email,
+    )
+    .await
+    .map_err(s::auth_error)
+}
+
+/// Completes an email change with the token sent to the new address.
+#[server(prefix = "/api", endpoint = "confirm_email_change")]
+pub async fn confirm_email_change(token: String) -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    crate::server::services::auth::confirm_email_change(&ctx.state, &ctx.meta, &token)
+        .await
+        .map_err(s::auth_error)
+}
+
+/// Who is signed in, if anyone.
+#[server(prefix = "/api", endpoint = "current_user")]
+pub async fn current_user() -> Result<Option<UserView>, AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    Ok(ctx.user().await?.map(|u| UserView {
+        display_name: u.display_name,
+        email: u.email,
+        email_verified: u.email_verified_at.is_some(),
+    }))
+}
+
+/// Scores a password for the live meter with the same policy the server enforces.
+#[server(prefix = "/api", endpoint = "password_strength")]
+pub async fn password_strength(
+    password: String,
+    email: String,
+) -> Result<PasswordStrengthView, AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    Ok(crate::server::services::auth::password_strength(
+        &ctx.state, &password, &email,
+    ))
+}

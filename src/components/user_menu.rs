@@ -1,0 +1,107 @@
+//! Who is signed in (loaded once per page, shared by the header, the banner and the settings pages),
+//! and the account part of the header: sign-in links, or the user menu.
+
+use leptos::prelude::*;
+use leptos_router::components::A;
+use leptos_router::hooks::use_location;
+
+use crate::api::auth::{SignOut, current_user};
+use crate::components::auth_forms::SubmitButton;
+use crate::error::AppError;
+use crate::routes;
+use crate::types::UserView;
+
+/// The signed-in person as a resource, provided as context by the layout.
+#[derive(Clone, Copy)]
+pub struct SessionUser(Resource<Result<Option<UserView>, AppError>>);
+
+impl SessionUser {
+    pub fn resource(self) -> Resource<Result<Option<UserView>, AppError>> {
+        self.0
+    }
+
+    /// Loads the person again, e.g. after their address was confirmed or they signed out.
+    pub fn refetch(self) {
+        self.0.refetch();
+    }
+}
+
+/// Creates the resource (keyed on the current path, so it is fresh after every navigation) and
+/// provides it as context. Called once, by the layout.
+pub fn provide_session_user() -> SessionUser {
+    let location = use_location();
+    let resource = Resource::new(move || location.pathname.get(), |_| current_user());
+    let session = SessionUser(resource);
+    provide_context(session);
+    session
+}
+
+/// The resource the layout provided (or a new one when rendered outside the layout).
+pub fn use_session_user() -> SessionUser {
+    use_context::<SessionUser>().unwrap_or_else(provide_session_user)
+}
+
+/// The account links of the header: "Sign in" / "Create account", or the user menu.
+#[component]
+pub fn AccountNav() -> impl IntoView {
+    let session = use_session_user();
+    view! {
+        <Transition>
+            {move || Suspend::new(async move {
+                match session.resource().await {
+                    Ok(Some(user)) => view! { <UserMenu user=user /> }.into_any(),
+                    // Signed out, or the server could not say: offer to sign in either way.
+                    _ => {
+                        view! {
+                            <A href=routes::LOGIN attr:class="nav-link nav-sign-in">
+                                "Sign in"
+                            </A>
+                            <A href=routes::REGISTER attr:class="button button-small nav-register">
+                                "Create account"
+                            </A>
+                        }
+                            .into_any()
+                    }
+                }
+            })}
+        </Transition>
+    }
+}
+
+/// The signed-in person's name, links to their settings, and "Sign out" (a POST form: a link could
+/// be followed by prefetchers or other sites).
+#[component]
+pub fn UserMenu(user: UserView) -> impl IntoView {
+    let session = use_session_user();
+    let sign_out = ServerAction::<SignOut>::new();
+    // The server redirects home; when that is the current page nothing navigates, so reload the
+    // person explicitly.
+    Effect::new(move |_| {
+        if sign_out.version().get() > 0 {
+            session.refetch();
+        }
+    });
+
+    view! {
+        <div class="user-menu" role="group" aria-label="Your account">
+            <span class="user-menu-name">
+                <span class="visually-hidden">"Signed in as "</span>
+                // A text node: display names are user input.
+                <span class="user-name">{user.display_name}</span>
+            </span>
+            <A href=routes::SETTINGS_PROFILE attr:class="nav-link">
+                "Profile"
+            </A>
+            <A href=routes::SETTINGS_SECURITY attr:class="nav-link">
+                "Security"
+            </A>
+            <ActionForm action=sign_out attr:class="sign-out-form">
+                <SubmitButton
+                    label="Sign out"
+                    pending=sign_out.pending()
+                    button_class="nav-link sign-out-button"
+                />
+            </ActionForm>
+        </div>
+    }
+}

@@ -1,0 +1,9 @@
+//! Pages for getting into an account: register, confirm the address, sign in, reset a forgotten
+//! password, and confirm a new email address.
+
+pub mod confirm_email_change;
+pub mod forgot_password;
+pub mod login;
+pub mod register;
+pub mod reset_password;
+pub mod verify_email;

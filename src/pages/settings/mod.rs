@@ -1,0 +1,56 @@
+//! Account settings: a shared frame with a tab bar, and the prompt shown to visitors who are not
+//! signed in.
+
+pub mod profile;
+pub mod security;
+
+use leptos::prelude::*;
+use leptos_router::components::A;
+
+use crate::error::AppError;
+use crate::routes;
+
+/// The frame around every settings page: the heading and the tabs between the pages.
+#[component]
+pub fn SettingsLayout(title: &'static str, children: Children) -> impl IntoView {
+    view! {
+        <div class="settings container">
+            <nav class="settings-nav" aria-label="Settings">
+                <A href=routes::SETTINGS_PROFILE attr:class="settings-nav-link">
+                    "Profile"
+                </A>
+                <A href=routes::SETTINGS_SECURITY attr:class="settings-nav-link">
+                    "Security"
+                </A>
+            </nav>
+            <div class="settings-content">
+                <h1>{title}</h1>
+                {children()}
+            </div>
+        </div>
+    }
+}
+
+/// Shown instead of a settings page to someone who is not signed in; signing in comes back here.
+#[component]
+pub fn SignInPrompt(next: &'static str) -> impl IntoView {
+    let href = format!("{}?next={}", routes::LOGIN, next);
+    view! {
+        <div class="sign-in-prompt">
+            <p>"Sign in to see and change your account settings."</p>
+            <a class="button" href=href>
+                "Sign in"
+            </a>
+        </div>
+    }
+}
+
+/// The signed-in person could not be loaded (the server is unavailable, …).
+#[component]
+pub fn LoadError(error: AppError) -> impl IntoView {
+    view! {
+        <div class="form-error" role="alert">
+            <p>{error.to_string()}</p>
+        </div>
+    }
+}

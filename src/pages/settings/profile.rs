@@ -1,0 +1,106 @@
+//! Profile settings: who you are, and changing the email address you sign in with.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::api::auth::ChangeEmail;
+use crate::components::auth_forms::{
+    FormError, FormSuccess, PasswordField, SubmitButton, TextField, action_error, action_succeeded,
+    field_error, form_error,
+};
+use crate::components::user_menu::use_session_user;
+use crate::pages::settings::{LoadError, SettingsLayout, SignInPrompt};
+use crate::routes;
+use crate::types::UserView;
+
+/// The fields of the form, named exactly like the arguments of `change_email`.
+const FIELDS: &[&str] = &["new_email", "password"];
+
+#[component]
+pub fn SettingsProfilePage() -> impl IntoView {
+    let session = use_session_user();
+    // Outside the `Suspend`, so the action (and its result) outlives a reload of the person.
+    let change_email = ServerAction::<ChangeEmail>::new();
+
+    view! {
+        <Title text="Profile — Nest Egg" />
+        <SettingsLayout title="Profile">
+            <Transition fallback=|| view! { <p class="hint">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match session.resource().await {
+                        Ok(Some(user)) => {
+                            view! { <ProfileSettings user=user change_email=change_email /> }
+                                .into_any()
+                        }
+                        Ok(None) => view! { <SignInPrompt next=routes::SETTINGS_PROFILE /> }.into_any(),
+                        Err(error) => view! { <LoadError error=error /> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </SettingsLayout>
+    }
+}
+
+#[component]
+fn ProfileSettings(user: UserView, change_email: ServerAction<ChangeEmail>) -> impl IntoView {
+    let error = action_error(change_email);
+    let sent = action_succeeded(change_email);
+    let form_ref = NodeRef::<leptos::html::Form>::new();
+
+    // After a successful request, empty the form: the password must not stay in the page.
+    Effect::new(move |_| {
+        change_email.version().track();
+        if sent.get()
+            && let Some(form) = form_ref.get()
+        {
+            form.reset();
+        }
+    });
+
+    view! {
+        <section class="settings-section">
+            <h2>"Your details"</h2>
+            <dl class="profile-details">
+                <dt>"Display name"</dt>
+                // Text nodes only: display names are user input.
+                <dd class="profile-display-name">{user.display_name}</dd>
+                <dt>"Email address"</dt>
+                <dd class="profile-email">
+                    {user.email}
+                    {(!user.email_verified)
+                        .then(|| view! { <span class="badge badge-warning">"not confirmed yet"</span> })}
+                </dd>
+            </dl>
+        </section>
+        <section class="settings-section">
+            <h2>"Change email address"</h2>
+            <p class="hint">
+                "We send a confirmation link to the new address, and tell your current address about the change."
+            </p>
+            {move || sent.get().then(|| view! {
+                <FormSuccess message="We sent a confirmation link to the new address. Your address changes when you open it." />
+            })}
+            <ActionForm action=change_email node_ref=form_ref attr:class="change-email-form">
+                <FormError message=form_error(error, FIELDS) />
+                <TextField
+                    id="change-email-new-email"
+                    name="new_email"
+                    label="New email address"
+                    input_type="email"
+                    autocomplete="email"
+                    required=true
+                    error=field_error(error, "new_email")
+                />
+                <PasswordField
+                    id="change-email-password"
+                    name="password"
+                    label="Your password"
+                    autocomplete="current-password"
+                    hint="To make sure it is really you."
+                    error=field_error(error, "password")
+                />
+                <SubmitButton label="Change email address" pending=change_email.pending() />
+            </ActionForm>
+        </section>
+    }
+}

@@ -1,0 +1,248 @@
+//! What every server function needs from its request: the app state, who is calling (session), from
+//! where (client IP, user agent), and rate limits. Also the one mapping from service errors to
+//! [`AppError`].
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse as _, Response};
+use http::{HeaderValue, StatusCode};
+use leptos::prelude::*;
+use sea_orm::EntityTrait as _;
+use tower_sessions::Session;
+
+use crate::error::AppError;
+use crate::routes;
+use crate::server::client_ip::client_ip;
+use crate::server::entities::user;
+use crate::server::services::auth::AuthError;
+use crate::server::session_store::{AUTH_AT_KEY, USER_KEY, hash_id};
+use crate::server::state::AppState;
+
+pub use crate::server::rate_limit::Limit;
+
+/// Where a request came from, for rate limits and the audit trail.
+#[derive(Clone, Debug)]
+pub struct RequestMeta {
+    pub ip: IpAddr,
+    pub user_agent: String,
+}
+
+impl RequestMeta {
+    /// For work that has no request (background jobs, CLI).
+    pub fn internal() -> Self {
+        RequestMeta {
+            ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            user_agent: String::new(),
+        }
+    }
+}
+
+/// Middleware: works out the client IP (trusting `X-Forwarded-For` only from `TRUSTED_PROXIES`) and
+/// user agent once, for everything downstream.
+pub async fn attach_request_meta(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let forwarded = request
+        .headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok());
+    let ip = client_ip(peer, forwarded, &state.settings.trusted_proxies);
+    let user_agent: String = request
+        .headers()
+        .get(http::header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(512)
+        .collect();
+    request
+        .extensions_mut()
+        .insert(RequestMeta { ip, user_agent });
+    next.run(request).await
+}
+
+/// Middleware: every server-function call counts against the per-IP API budget.
+pub async fn limit_api_calls(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() != http::Method::POST
+        || !request.uri().path().starts_with(routes::API_PREFIX)
+    {
+        return next.run(request).await;
+    }
+    let ip = request
+        .extensions()
+        .get::<RequestMeta>()
+        .map_or_else(|| "unknown".to_owned(), |m| m.ip.to_string());
+    match state.limiters.check(Limit::Api, &ip) {
+        Ok(()) => next.run(request).await,
+        Err(wait) => rate_limited_response(wait),
+    }
+}
+
+fn rate_limited_response(wait: u64) -> Response {
+    let error = AppError::RateLimited {
+        retry_after_secs: wait,
+    };
+    let body = serde_json::to_string(&error).unwrap_or_default();
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, body).into_response();
+    if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, value);
+    }
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+pub struct RequestContext {
+    pub state: AppState,
+    pub meta: RequestMeta,
+    pub session: Session,
+}
+
+impl RequestContext {
+    pub async fn current() -> Result<Self, AppError> {
+        let state = use_context::<AppState>().ok_or(AppError::Internal)?;
+        let parts = use_context::<http::request::Parts>().ok_or(AppError::Internal)?;
+        let meta = parts
+            .extensions
+            .get::<RequestMeta>()
+            .cloned()
+            .unwrap_or_else(RequestMeta::internal);
+        let session = parts
+            .extensions
+            .get::<Session>()
+            .cloned()
+            .ok_or(AppError::Internal)?;
+        Ok(RequestContext {
+            state,
+            meta,
+            session,
+        })
+    }
+
+    pub fn rate_limit(&self, limit: Limit) -> Result<(), AppError> {
+        self.state
+            .limiters
+            .check(limit, &self.meta.ip.to_string())
+            .map_err(|retry_after_secs| AppError::RateLimited { retry_after_secs })
+    }
+
+    /// Signs `user_id` in on this session, under a new session id (no fixation).
+    pub async fn start_session(&self, user_id: &str) -> Result<(), AppError> {
+        self.session.cycle_id().await.map_err(session_error)?;
+        self.session
+            .insert(USER_KEY, user_id)
+            .await
+            .map_err(session_error)?;
+        let now = self.state.clock.now().unix_timestamp();
+        self.session
+            .insert(AUTH_AT_KEY, now)
+            .await
+            .map_err(session_error)?;
+        Ok(())
+    }
+
+    /// Deletes the session server-side and clears the cookie.
+    pub async fn end_session(&self) -> Result<(), AppError> {
+        if let Ok(Some(user_id)) = self.session.get::<String>(USER_KEY).await {
+            let now = self.state.clock.now().unix_timestamp();
+            let event = crate::server::services::audit::Event::new("sign_out").user(&user_id);
+            if let Err(err) =
+                crate::server::services::audit::record(&self.state.db, &self.meta, now, event).await
+            {
+                tracing::warn!(error = %err, "could not record sign-out");
+            }
+        }
+        self.session.flush().await.map_err(session_error)
+    }
+
+    /// The stored key of this session, to keep it when ending the user's other sessions.
+    pub fn session_key(&self) -> Option<String> {
+        self.session.id().map(|id| hash_id(&id))
+    }
+
+    pub async fn user(&self) -> Result<Option<user::Model>, AppError> {
+        let Some(user_id) = self
+            .session
+            .get::<String>(USER_KEY)
+            .await
+            .map_err(session_error)?
+        else {
+            return Ok(None);
+        };
+        let found = user::Entity::find_by_id(user_id)
+            .one(&self.state.db)
+            .await
+            .map_err(|err| internal("loading the signed-in user", &err))?;
+        if found.is_none() {
+            // The account is gone: this session must not linger.
+            self.session.flush().await.map_err(session_error)?;
+        }
+        Ok(found)
+    }
+
+    pub async fn require_user(&self) -> Result<user::Model, AppError> {
+        self.user().await?.ok_or(AppError::Unauthenticated)
+    }
+}
+
+fn session_error(err: tower_sessions::session::Error) -> AppError {
+    tracing::error!(error = %err, "session store failed");
+    AppError::Unavailable
+}
+
+pub fn internal(what: &str, err: &dyn std::fmt::Display) -> AppError {
+    tracing::error!(error = %err, "{what} failed");
+    AppError::Internal
+}
+
+/// The one place service errors become what a person sees.
+pub fn auth_error(err: AuthError) -> AppError {
+    match err {
+        AuthError::Invalid { field, message } => AppError::InvalidInput {
+            field: field.map(str::to_owned),
+            message,
+        },
+        AuthError::InvalidCredentials => AppError::InvalidInput {
+            field: None,
+            message: "That email and password don't match an account. Check both and try again.".to_owned(),
+        },
+        AuthError::LockedOut => AppError::InvalidInput {
+            field: None,
+            message: "Too many attempts — try again later or reset your password".to_owned(),
+        },
+        AuthError::EmailNotVerified => AppError::InvalidInput {
+            field: None,
+            message: "Please confirm your email address first. We sent you a link; you can ask for a new one \
+                      on the sign-in page."
+                .to_owned(),
+        },
+        AuthError::RegistrationClosed => AppError::InvalidInput {
+            field: None,
+            message: "Sign-ups are closed at the moment. Please try again later.".to_owned(),
+        },
+        AuthError::LinkInvalid => AppError::InvalidInput {
+            field: None,
+            message: "This link has expired or was already used. Ask for a new one.".to_owned(),
+        },
+        AuthError::TooSoon { retry_after_secs } => AppError::RateLimited { retry_after_secs },
+        AuthError::Database(err) => internal("a database operation", &err),
+        AuthError::Crypto(err) => internal("password hashing", &err),
+    }
+}

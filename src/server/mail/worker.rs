@@ -1,0 +1,200 @@
+//! The outbox worker: claims due emails, delivers them, and records the outcome.
+//!
+//! Claiming sets a short lease (`locked_until`) in one statement; on PostgreSQL the candidate rows are
+//! picked with `FOR UPDATE SKIP LOCKED`, so several app instances never take the same email. Failures
+//! are retried with exponential backoff and jitter (1, 2, 4 … minutes, capped at 10) until
+//! `EMAIL_MAX_ATTEMPTS`, then marked failed. Nothing is lost when SMTP is down or the app restarts: an
+//! unsent row simply stays due.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{
+    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, ConnectionTrait as _,
+    DatabaseBackend, DatabaseConnection, DbErr, EntityTrait as _, IntoActiveModel as _,
+    QueryFilter as _, Statement,
+};
+use tokio::sync::Notify;
+
+use crate::server::clock::SharedClock;
+use crate::server::config::Settings;
+use crate::server::entities::outbox_email;
+use crate::server::mail::{Mailer, OutgoingEmail, Rendered};
+use crate::server::services::outbox::{STATUS_FAILED, STATUS_PENDING, STATUS_SENT};
+
+/// How long a claimed email belongs to the worker that claimed it.
+const LEASE_SECS: i64 = 120;
+const BATCH: i64 = 10;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RunSummary {
+    pub sent: usize,
+    pub retried: usize,
+    pub failed: usize,
+}
+
+/// Delay before attempt `attempts + 1`: 1, 2, 4, 8 … minutes, capped at 10, ±20 % jitter so a batch that
+/// failed together does not retry together.
+pub fn backoff_secs(attempts: u32) -> i64 {
+    use rand::Rng as _;
+    let base = 60i64
+        .saturating_mul(1 << attempts.saturating_sub(1).min(10))
+        .min(600);
+    let jitter = rand::rng().random_range(-(base / 5)..=(base / 5));
+    (base + jitter).max(1)
+}
+
+/// Delivers everything due now; returns what happened.
+pub async fn run_once(
+    db: &DatabaseConnection,
+    settings: &Settings,
+    clock: &SharedClock,
+    mailer: &Mailer,
+) -> Result<RunSummary, DbErr> {
+    let now = clock.now().unix_timestamp();
+    let ids = claim(db, now).await?;
+    let mut summary = RunSummary::default();
+    for id in ids {
+        let Some(row) = outbox_email::Entity::find_by_id(id).one(db).await? else {
+            continue;
+        };
+        let email = OutgoingEmail {
+            to: row.to_address.clone(),
+            from: settings.mail.from.clone(),
+            rendered: Rendered {
+                subject: row.subject.clone(),
+                text: row.body_text.clone(),
+                html: row.body_html.clone(),
+            },
+            message_id: row.message_id.clone(),
+        };
+        let result = mailer.send(&email).await;
+        let attempts = row.attempts.saturating_add(1);
+        let kind = row.kind.clone();
+        let mut update = row.into_active_model();
+        update.attempts = Set(attempts);
+        update.locked_until = Set(None);
+        let finished = clock.now().unix_timestamp();
+        match result {
+            Ok(()) => {
+                update.status = Set(STATUS_SENT.to_owned());
+                update.sent_at = Set(Some(finished));
+                update.last_error = Set(None);
+                // The bodies may hold one-time links; once delivered they have no reason to stay.
+                update.body_text = Set(String::new());
+                update.body_html = Set(String::new());
+                summary.sent += 1;
+                tracing::info!(kind, attempts, "email sent");
+            }
+            Err(err) if err.is_transient() && (attempts as u32) < settings.mail.max_attempts => {
+                let delay = backoff_secs(attempts as u32);
+                update.next_attempt_at = Set(finished + delay);
+                update.last_error = Set(Some(err.to_string().chars().take(300).collect()));
+                summary.retried += 1;
+                tracing::warn!(kind, attempts, retry_in_secs = delay, error = %err, "email delivery failed; will retry");
+            }
+            Err(err) => {
+                update.status = Set(STATUS_FAILED.to_owned());
+                update.last_error = Set(Some(err.to_string().chars().take(300).collect()));
+                summary.failed += 1;
+                tracing::error!(kind, attempts, error = %err, "email delivery failed for good");
+            }
+        }
+        update.update(db).await?;
+    }
+    Ok(summary)
+}
+
+/// Takes a lease on up to `BATCH` due emails and returns their ids.
+async fn claim(db: &DatabaseConnection, now: i64) -> Result<Vec<i64>, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = match backend {
+        DatabaseBackend::Postgres => {
+            "UPDATE outbox_emails SET locked_until = $1 WHERE id IN (\
+               SELECT id FROM outbox_emails WHERE status = $2 AND next_attempt_at <= $3 \
+               AND (locked_until IS NULL OR locked_until < $3) ORDER BY id LIMIT $4 \
+               FOR UPDATE SKIP LOCKED) RETURNING id"
+        }
+        // SQLite serializes writers, so the plain sub-select cannot hand one row to two claimers.
+        _ => {
+            "UPDATE outbox_emails SET locked_until = $1 WHERE id IN (\
+               SELECT id FROM outbox_emails WHERE status = $2 AND next_attempt_at <= $3 \
+               AND (locked_until IS NULL OR locked_until < $3) ORDER BY id LIMIT $4) RETURNING id"
+        }
+    };
+    let statement = Statement::from_sql_and_values(
+        backend,
+        sql,
+        [
+            (now + LEASE_SECS).into(),
+            STATUS_PENDING.into(),
+            now.into(),
+            BATCH.into(),
+        ],
+    );
+    let rows = db.query_all_raw(statement).await?;
+    rows.iter()
+        .map(|row| row.try_get::<i64>("", "id"))
+        .collect()
+}
+
+/// How many emails wait, and how many failed for good (for health checks and operators).
+pub async fn backlog(db: &DatabaseConnection) -> Result<(u64, u64), DbErr> {
+    use sea_orm::PaginatorTrait as _;
+    let pending = outbox_email::Entity::find()
+        .filter(outbox_email::Column::Status.eq(STATUS_PENDING))
+        .count(db)
+        .await?;
+    let failed = outbox_email::Entity::find()
+        .filter(outbox_email::Column::Status.eq(STATUS_FAILED))
+        .count(db)
+        .await?;
+    Ok((pending, failed))
+}
+
+/// Runs until aborted: wakes when an email is enqueued, and at least every `poll` for retries.
+pub fn spawn(
+    db: DatabaseConnection,
+    settings: Arc<Settings>,
+    clock: SharedClock,
+    mailer: Mailer,
+    wakeup: Arc<Notify>,
+    poll: Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match run_once(&db, &settings, &clock, &mailer).await {
+                // A full batch probably left more behind: go again at once.
+                Ok(summary)
+                    if summary.sent + summary.retried + summary.failed >= BATCH as usize =>
+                {
+                    continue;
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "outbox run failed"),
+            }
+            tokio::select! {
+                () = wakeup.notified() => {}
+                () = tokio::time::sleep(poll) => {}
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_secs;
+
+    #[test]
+    fn backoff_doubles_from_one_minute_and_caps_at_ten() {
+        for (attempts, base) in [(1, 60), (2, 120), (3, 240), (4, 480), (5, 600), (12, 600)] {
+            for _ in 0..50 {
+                let d = backoff_secs(attempts);
+                assert!(
+                    (base - base / 5..=base + base / 5).contains(&d),
+                    "{attempts}: {d}"
+                );
+            }
+        }
+    }
+}

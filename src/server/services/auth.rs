@@ -1,0 +1,934 @@
+//! The account life cycle: register, verify the address, sign in (with lock-out), reset or change the
+//! password, change the email address.
+//!
+//! Rules that keep accounts private: every answer that could reveal whether an address is registered is
+//! the same either way (registration, reset requests, failed sign-ins), and the work done is the same
+//! too (a password is hashed or verified in both branches). Tokens exist only in the emailed link; the
+//! database keeps a keyed hash. Every change and its email commit together.
+
+use sea_orm::{
+    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, ConnectionTrait,
+    DatabaseTransaction, DbErr, EntityTrait as _, IntoActiveModel as _, PaginatorTrait as _,
+    QueryFilter as _, QueryOrder as _, SqlErr, TransactionTrait as _,
+};
+
+use crate::routes;
+use crate::server::api_support::{Limit, RequestMeta};
+use crate::server::entities::{
+    account_token, consent, household, household_member, login_throttle, user,
+};
+use crate::server::mail::Template;
+use crate::server::services::audit::{self, Event};
+use crate::server::services::crypto::{CryptoError, Verified, hash_token};
+use crate::server::services::outbox;
+use crate::server::services::password_policy::{self, PasswordPolicy};
+use crate::server::session_store::DbSessionStore;
+use crate::server::state::AppState;
+use crate::types::PasswordStrengthView;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("{message}")]
+    Invalid {
+        field: Option<&'static str>,
+        message: String,
+    },
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("locked out")]
+    LockedOut,
+    #[error("email address not verified")]
+    EmailNotVerified,
+    #[error("registration is closed")]
+    RegistrationClosed,
+    #[error("link invalid, expired or used")]
+    LinkInvalid,
+    #[error("too soon; retry in {retry_after_secs} s")]
+    TooSoon { retry_after_secs: u64 },
+    #[error("database: {0}")]
+    Database(#[from] DbErr),
+    #[error("crypto: {0}")]
+    Crypto(#[from] CryptoError),
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> AuthError {
+    AuthError::Invalid {
+        field: Some(field),
+        message: message.into(),
+    }
+}
+
+pub const PURPOSE_VERIFY: &str = "verify_email";
+pub const PURPOSE_RESET: &str = "reset_password";
+pub const PURPOSE_CHANGE_EMAIL: &str = "change_email";
+const VERIFY_TTL_SECS: i64 = 24 * 3600;
+const RESET_TTL_SECS: i64 = 3600;
+const CHANGE_EMAIL_TTL_SECS: i64 = 24 * 3600;
+const RESEND_COOLDOWN_SECS: i64 = 60;
+const RESENDS_PER_HOUR: u64 = 5;
+
+/// Trimmed and lower-cased; one `@`, something on both sides, a dot in the domain, no spaces, ≤ 254.
+pub fn normalize_email(input: &str, field: &'static str) -> Result<String, AuthError> {
+    let email = input.trim().to_lowercase();
+    if email.is_empty() {
+        return Err(invalid(field, "Enter your email address."));
+    }
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';' | '"')
+        })
+        && email.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && local.len() <= 64
+                && domain.contains('.')
+                && !domain.contains('@')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        });
+    if valid {
+        Ok(email)
+    } else {
+        Err(invalid(
+            field,
+            "Enter an email address like name@example.org.",
+        ))
+    }
+}
+
+/// 1–80 characters after trimming, no control characters. Shown escaped everywhere.
+pub fn parse_display_name(input: &str) -> Result<String, AuthError> {
+    let name = input.trim();
+    let length = name.chars().count();
+    if length == 0 {
+        return Err(invalid(
+            "display_name",
+            "Enter the name to show in Nest Egg.",
+        ));
+    }
+    if length > 80 {
+        return Err(invalid("display_name", "Use at most 80 characters."));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid(
+            "display_name",
+            "Use letters, numbers and punctuation only.",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn policy(state: &AppState) -> PasswordPolicy {
+    PasswordPolicy {
+        min_length: state.settings.accounts.password_min_length,
+        max_length: password_policy::DEFAULT_MAX_LENGTH,
+    }
+}
+
+fn check_password(
+    state: &AppState,
+    password: &str,
+    email: &str,
+    name: &str,
+    field: &'static str,
+) -> Result<(), AuthError> {
+    policy(state)
+        .check(password, email, Some(name))
+        .map_err(|rejection| invalid(field, rejection.to_string()))
+}
+
+fn link(state: &AppState, path: &str, token: &str) -> String {
+    format!("{}{path}?token={token}", state.settings.public_origin())
+}
+
+fn page(state: &AppState, path: &str) -> String {
+    format!("{}{path}", state.settings.public_origin())
+}
+
+fn now(state: &AppState) -> i64 {
+    state.clock.now().unix_timestamp()
+}
+
+/// Issues a token for `purpose`, voiding the user's earlier unused ones, and returns it (for the link).
+async fn issue_token(
+    txn: &DatabaseTransaction,
+    state: &AppState,
+    user_id: &str,
+    purpose: &'static str,
+    new_email: Option<String>,
+    now: i64,
+    ttl: i64,
+) -> Result<String, DbErr> {
+    account_token::Entity::update_many()
+        .col_expr(account_token::Column::UsedAt, now.into())
+        .filter(account_token::Column::UserId.eq(user_id))
+        .filter(account_token::Column::Purpose.eq(purpose))
+        .filter(account_token::Column::UsedAt.is_null())
+        .exec(txn)
+        .await?;
+    let token = crate::server::services::crypto::generate_token();
+    account_token::ActiveModel {
+        user_id: Set(user_id.to_owned()),
+        purpose: Set(purpose.to_owned()),
+        token_hash: Set(hash_token(&state.settings.secret_key, purpose, &token)),
+        new_email: Set(new_email),
+        created_at: Set(now),
+        expires_at: Set(now + ttl),
+        used_at: Set(None),
+        ..Default::default()
+    }
+    .insert(txn)
+    .await?;
+    Ok(token)
+}
+
+/// Marks a valid token used (exactly once, even under concurrent clicks) and returns it.
+async fn consume_token(
+    txn: &DatabaseTransaction,
+    state: &AppState,
+    purpose: &'static str,
+    token: &str,
+    now: i64,
+) -> Result<account_token::Model, AuthError> {
+    let token = token.trim();
+    if token.is_empty() || token.len() > 128 {
+        return Err(AuthError::LinkInvalid);
+    }
+    let hash = hash_token(&state.settings.secret_key, purpose, token);
+    let Some(row) = account_token::Entity::find()
+        .filter(account_token::Column::TokenHash.eq(hash))
+        .filter(account_token::Column::Purpose.eq(purpose))
+        .one(txn)
+        .await?
+    else {
+        return Err(AuthError::LinkInvalid);
+    };
+    if row.used_at.is_some() || row.expires_at <= now {
+        return Err(AuthError::LinkInvalid);
+    }
+    let updated = account_token::Entity::update_many()
+        .col_expr(account_token::Column::UsedAt, now.into())
+        .filter(account_token::Column::Id.eq(row.id))
+        .filter(account_token::Column::UsedAt.is_null())
+        .exec(txn)
+        .await?;
+    if updated.rows_affected != 1 {
+        return Err(AuthError::LinkInvalid);
+    }
+    Ok(row)
+}
+
+fn throttle_key(state: &AppState, email: &str) -> String {
+    hash_token(&state.settings.secret_key, "login-throttle", email)
+}
+
+pub struct Registration {
+    pub email: String,
+    pub display_name: String,
+    pub password: String,
+    pub accepted_terms: bool,
+    pub accepted_privacy: bool,
+}
+
+pub async fn register(
+    state: &AppState,
+    meta: &RequestMeta,
+    input: Registration,
+) -> Result<(), AuthError> {
+    if !state.settings.accounts.registration_open {
+        return Err(AuthError::RegistrationClosed);
+    }
+    let email = normalize_email(&input.email, "email")?;
+    let name = parse_display_name(&input.display_name)?;
+    check_password(state, &input.password, &email, &name, "password")?;
+    if !input.accepted_terms {
+        return Err(invalid(
+            "accept_terms",
+            "Please accept the terms of service to create an account.",
+        ));
+    }
+    if !input.accepted_privacy {
+        return Err(invalid(
+            "accept_privacy",
+            "Please accept the privacy policy to create an account.",
+        ));
+    }
+    // Hash first, whether or not the address is taken: both answers then take the same time.
+    let password_hash = state.hasher.hash(&input.password).await?;
+    let now = now(state);
+    let txn = state.db.begin().await?;
+
+    if let Some(existing) = user::Entity::find()
+        .filter(user::Column::Email.eq(&email))
+        .one(&txn)
+        .await?
+    {
+        let template = Template::AlreadyRegistered {
+            name: existing.display_name.clone(),
+            sign_in_link: page(state, routes::LOGIN),
+            reset_link: page(state, routes::FORGOT_PASSWORD),
+        };
+        outbox::enqueue(&txn, &state.settings, now, &existing.email, &template).await?;
+        audit::record(
+            &txn,
+            meta,
+            now,
+            Event::new("register_existing_email").user(&existing.id),
+        )
+        .await?;
+        txn.commit().await?;
+        state.mail_wakeup.notify_one();
+        return Ok(());
+    }
+
+    let user_id = uuid::Uuid::new_v4().to_string();
+    let created = user::ActiveModel {
+        id: Set(user_id.clone()),
+        email: Set(email.clone()),
+        display_name: Set(name.clone()),
+        password_hash: Set(password_hash),
+        email_verified_at: Set(None),
+        password_changed_at: Set(now),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&txn)
+    .await;
+    if let Err(err) = created {
+        if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+            // The same address registered a moment ago: that registration carries on; this one looks
+            // exactly like it.
+            return Ok(());
+        }
+        return Err(err.into());
+    }
+    let household_id = uuid::Uuid::new_v4().to_string();
+    household::ActiveModel {
+        id: Set(household_id.clone()),
+        name: Set(format!("{name}'s household")),
+        created_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    household_member::ActiveModel {
+        household_id: Set(household_id),
+        user_id: Set(user_id.clone()),
+        role: Set("owner".to_owned()),
+        joined_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    for (document, version) in [
+        ("terms", state.settings.accounts.terms_version),
+        ("privacy", state.settings.accounts.privacy_version),
+    ] {
+        consent::ActiveModel {
+            user_id: Set(user_id.clone()),
+            document: Set(document.to_owned()),
+            version: Set(version),
+            accepted_at: Set(now),
+            ip: Set(meta.ip.to_string()),
+            user_agent: Set(meta.user_agent.clone()),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+    }
+    let token = issue_token(
+        &txn,
+        state,
+        &user_id,
+        PURPOSE_VERIFY,
+        None,
+        now,
+        VERIFY_TTL_SECS,
+    )
+    .await?;
+    let template = Template::VerifyEmail {
+        name,
+        link: link(state, routes::VERIFY_EMAIL, &token),
+    };
+    outbox::enqueue(&txn, &state.settings, now, &email, &template).await?;
+    audit::record(&txn, meta, now, Event::new("register").user(&user_id)).await?;
+    txn.commit().await?;
+    state.mail_wakeup.notify_one();
+    Ok(())
+}
+
+pub async fn verify_email(
+    state: &AppState,
+    meta: &RequestMeta,
+    token: &str,
+) -> Result<(), AuthError> {
+    let now = now(state);
+    let txn = state.db.begin().await?;
+    let row = consume_token(&txn, state, PURPOSE_VERIFY, token, now).await?;
+    let Some(found) = user::Entity::find_by_id(row.user_id.clone())
+        .one(&txn)
+        .await?
+    else {
+        return Err(AuthError::LinkInvalid);
+    };
+    if found.email_verified_at.is_none() {
+        let mut update = found.into_active_model();
+        update.email_verified_at = Set(Some(now));
+        update.updated_at = Set(now);
+        update.update(&txn).await?;
+    }
+    audit::record(
+        &txn,
+        meta,
+        now,
+        Event::new("email_verified").user(&row.user_id),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+pub async fn resend_verification(
+    state: &AppState,
+    meta: &RequestMeta,
+    who: &user::Model,
+) -> Result<(), AuthError> {
+    if who.email_verified_at.is_some() {
+        return Ok(());
+    }
+    let now = now(state);
+    let recent = account_token::Entity::find()
+        .filter(account_token::Column::UserId.eq(&who.id))
+        .filter(account_token::Column::Purpose.eq(PURPOSE_VERIFY))
+        .filter(account_token::Column::CreatedAt.gt(now - 3600))
+        .order_by_asc(account_token::Column::CreatedAt)
+        .all(&state.db)
+        .await?;
+    if let Some(latest) = recent.last()
+        && latest.created_at > now - RESEND_COOLDOWN_SECS
+    {
+        return Err(AuthError::TooSoon {
+            retry_after_secs: (latest.created_at + RESEND_COOLDOWN_SECS - now).max(1) as u64,
+        });
+    }
+    if recent.len() as u64 >= RESENDS_PER_HOUR
+        && let Some(oldest) = recent.first()
+    {
+        return Err(AuthError::TooSoon {
+            retry_after_secs: (oldest.created_at + 3600 - now).max(1) as u64,
+        });
+    }
+    let txn = state.db.begin().await?;
+    let token = issue_token(
+        &txn,
+        state,
+        &who.id,
+        PURPOSE_VERIFY,
+        None,
+        now,
+        VERIFY_TTL_SECS,
+    )
+    .await?;
+    let template = Template::VerifyEmail {
+        name: who.display_name.clone(),
+        link: link(state, routes::VERIFY_EMAIL, &token),
+    };
+    outbox::enqueue(&txn, &state.settings, now, &who.email, &template).await?;
+    audit::record(
+        &txn,
+        meta,
+        now,
+        Event::new("verification_resent").user(&who.id),
+    )
+    .await?;
+    txn.commit().await?;
+    state.mail_wakeup.notify_one();
+    Ok(())
+}
+
+pub async fn sign_in(
+    state: &AppState,
+    meta: &RequestMeta,
+    email_input: &str,
+    password: &str,
+) -> Result<user::Model, AuthError> {
+    // Malformed addresses are counted like unknown ones: the answer must not tell them apart.
+    let email =
+        normalize_email(email_input, "email").unwrap_or_else(|_| email_input.trim().to_lowercase());
+    let key = throttle_key(state, &email);
+    let now = now(state);
+    let throttle = login_throttle::Entity::find_by_id(key.clone())
+        .one(&state.db)
+        .await?;
+    let found = user::Entity::find()
+        .filter(user::Column::Email.eq(&email))
+        .one(&state.db)
+        .await?;
+    let user_id = found.as_ref().map(|u| u.id.clone());
+
+    if let Some(t) = &throttle
+        && t.locked_until.is_some_and(|until| until > now)
+    {
+        let mut event = Event::new("sign_in_refused_locked");
+        if let Some(id) = &user_id {
+            event = event.user(id);
+        }
+        audit::record(&state.db, meta, now, event).await?;
+        return Err(AuthError::LockedOut);
+    }
+
+    // Verify against the real hash or a dummy one: the same work whether or not the account exists.
+    // Over-long input is refused before any hashing (it could not be a valid password).
+    let verified = if password.chars().count() > password_policy::DEFAULT_MAX_LENGTH {
+        Verified::No
+    } else {
+        state
+            .hasher
+            .verify(password, found.as_ref().map(|u| u.password_hash.as_str()))
+            .await?
+    };
+
+    match (verified, found) {
+        (Verified::Yes { rehash }, Some(account)) => {
+            login_throttle::Entity::delete_by_id(key)
+                .exec(&state.db)
+                .await?;
+            let mut account = account;
+            if rehash {
+                let new_hash = state.hasher.hash(password).await?;
+                let mut update = account.clone().into_active_model();
+                update.password_hash = Set(new_hash);
+                account = update.update(&state.db).await?;
+            }
+            if state.settings.accounts.require_email_verification
+                && account.email_verified_at.is_none()
+            {
+                return Err(AuthError::EmailNotVerified);
+            }
+            audit::record(
+                &state.db,
+                meta,
+                now,
+                Event::new("sign_in").user(&account.id),
+            )
+            .await?;
+            Ok(account)
+        }
+        (_, found) => {
+            // Failures after an expired lock start a fresh count.
+            let previous = throttle
+                .as_ref()
+                .filter(|t| t.locked_until.is_none_or(|until| until > now))
+                .map_or(0, |t| t.failures);
+            let failures = previous.saturating_add(1);
+            let threshold = state.settings.accounts.lockout_threshold as i32;
+            let locks = failures >= threshold;
+            let locked_until =
+                locks.then(|| now + state.settings.accounts.lockout_duration.as_secs() as i64);
+            let txn = state.db.begin().await?;
+            let row = login_throttle::ActiveModel {
+                email_hash: Set(key),
+                failures: Set(failures),
+                locked_until: Set(locked_until),
+                updated_at: Set(now),
+            };
+            login_throttle::Entity::insert(row)
+                .on_conflict(
+                    sea_orm::sea_query::OnConflict::column(login_throttle::Column::EmailHash)
+                        .update_columns([
+                            login_throttle::Column::Failures,
+                            login_throttle::Column::LockedUntil,
+                            login_throttle::Column::UpdatedAt,
+                        ])
+                        .to_owned(),
+                )
+                .exec_without_returning(&txn)
+                .await?;
+            let mut event = Event::new("sign_in_failed").detail("consecutive_failures", failures);
+            if let Some(id) = &user_id {
+                event = event.user(id);
+            }
+            audit::record(&txn, meta, now, event).await?;
+            if locks {
+                let mut event = Event::new("locked_out");
+                if let Some(id) = &user_id {
+                    event = event.user(id);
+                }
+                audit::record(&txn, meta, now, event).await?;
+                if let Some(account) = &found {
+                    let template = Template::LockedOut {
+                        name: account.display_name.clone(),
+                        reset_link: page(state, routes::FORGOT_PASSWORD),
+                    };
+                    outbox::enqueue(&txn, &state.settings, now, &account.email, &template).await?;
+                }
+            }
+            txn.commit().await?;
+            if locks {
+                state.mail_wakeup.notify_one();
+                Err(AuthError::LockedOut)
+            } else {
+                Err(AuthError::InvalidCredentials)
+            }
+        }
+    }
+}
+
+pub async fn request_password_reset(
+    state: &AppState,
+    meta: &RequestMeta,
+    email_input: &str,
+) -> Result<(), AuthError> {
+    let email = normalize_email(email_input, "email")?;
+    let Some(account) = user::Entity::find()
+        .filter(user::Column::Email.eq(&email))
+        .one(&state.db)
+        .await?
+    else {
+        return Ok(());
+    };
+    if state
+        .limiters
+        .check(Limit::ResetPerAccount, &account.id)
+        .is_err()
+    {
+        // Same answer; the mailbox is simply not flooded.
+        return Ok(());
+    }
+    let now = now(state);
+    let txn = state.db.begin().await?;
+    let token = issue_token(
+        &txn,
+        state,
+        &account.id,
+        PURPOSE_RESET,
+        None,
+        now,
+        RESET_TTL_SECS,
+    )
+    .await?;
+    let template = Template::PasswordReset {
+        name: account.display_name.clone(),
+        link: link(state, routes::RESET_PASSWORD, &token),
+    };
+    outbox::enqueue(&txn, &state.settings, now, &account.email, &template).await?;
+    audit::record(
+        &txn,
+        meta,
+        now,
+        Event::new("password_reset_requested").user(&account.id),
+    )
+    .await?;
+    txn.commit().await?;
+    state.mail_wakeup.notify_one();
+    Ok(())
+}
+
+pub async fn reset_password(
+    state: &AppState,
+    meta: &RequestMeta,
+    token: &str,
+    new_password: &str,
+) -> Result<(), AuthError> {
+    let now = now(state);
+    // Look the token up first (read-only) to check the policy against the right account's details.
+    let hash = hash_token(&state.settings.secret_key, PURPOSE_RESET, token.trim());
+    let Some(pending) = account_token::Entity::find()
+        .filter(account_token::Column::TokenHash.eq(hash))
+        .one(&state.db)
+        .await?
+        .filter(|t| t.used_at.is_none() && t.expires_at > now)
+    else {
+        return Err(AuthError::LinkInvalid);
+    };
+    let Some(account) = user::Entity::find_by_id(pending.user_id.clone())
+        .one(&state.db)
+        .await?
+    else {
+        return Err(AuthError::LinkInvalid);
+    };
+    check_password(
+        state,
+        new_password,
+        &account.email,
+        &account.display_name,
+        "password",
+    )?;
+    let new_hash = state.hasher.hash(new_password).await?;
+
+    let txn = state.db.begin().await?;
+    consume_token(&txn, state, PURPOSE_RESET, token, now).await?;
+    set_password(&txn, &account, new_hash, now).await?;
+    void_tokens(&txn, &account.id, PURPOSE_RESET, now).await?;
+    login_throttle::Entity::delete_by_id(throttle_key(state, &account.email))
+        .exec(&txn)
+        .await?;
+    DbSessionStore::revoke_user(&txn, &account.id, None).await?;
+    let template = Template::PasswordChanged {
+        name: account.display_name.clone(),
+    };
+    outbox::enqueue(&txn, &state.settings, now, &account.email, &template).await?;
+    audit::record(
+        &txn,
+        meta,
+        now,
+        Event::new("password_reset_completed").user(&account.id),
+    )
+    .await?;
+    txn.commit().await?;
+    state.mail_wakeup.notify_one();
+    Ok(())
+}
+
+async fn set_password(
+    txn: &DatabaseTransaction,
+    account: &user::Model,
+    hash: String,
+    now: i64,
+) -> Result<(), DbErr> {
+    let mut update = account.clone().into_active_model();
+    update.password_hash = Set(hash);
+    update.password_changed_at = Set(now);
+    update.updated_at = Set(now);
+    update.update(txn).await?;
+    Ok(())
+}
+
+async fn void_tokens<C: ConnectionTrait>(
+    db: &C,
+    user_id: &str,
+    purpose: &str,
+    now: i64,
+) -> Result<(), DbErr> {
+    account_token::Entity::update_many()
+        .col_expr(account_token::Column::UsedAt, now.into())
+        .filter(account_token::Column::UserId.eq(user_id))
+        .filter(account_token::Column::Purpose.eq(purpose))
+        .filter(account_token::Column::UsedAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn change_password(
+    state: &AppState,
+    meta: &RequestMeta,
+    account: &user::Model,
+    current: &str,
+    new_password: &str,
+    keep_session: Option<&str>,
+) -> Result<(), AuthError> {
+    let verified = state
+        .hasher
+        .verify(current, Some(&account.password_hash))
+        .await?;
+    if verified == Verified::No {
+        return Err(invalid(
+            "current_password",
+            "That is not your current password.",
+        ));
+    }
+    check_password(
+        state,
+        new_password,
+        &account.email,
+        &account.display_name,
+        "new_password",
+    )?;
+    let new_hash = state.hasher.hash(new_password).await?;
+    let now = now(state);
+    let txn = state.db.begin().await?;
+    set_password(&txn, account, new_hash, now).await?;
+    DbSessionStore::revoke_user(&txn, &account.id, keep_session).await?;
+    let template = Template::PasswordChanged {
+        name: account.display_name.clone(),
+    };
+    outbox::enqueue(&txn, &state.settings, now, &account.email, &template).await?;
+    audit::record(
+        &txn,
+        meta,
+        now,
+        Event::new("password_changed").user(&account.id),
+    )
+    .await?;
+    txn.commit().await?;
+    state.mail_wakeup.notify_one();
+    Ok(())
+}
+
+/// `j•••@example.org`: enough for the owner to recognise, not enough to harvest.
+pub fn mask_email(email: &str) -> String {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}•••@{domain}")
+        }
+        None => "•••".to_owned(),
+    }
+}
+
+pub async fn request_email_change(
+    state: &AppState,
+    meta: &RequestMeta,
+    account: &user::Model,
+    password: &str,
+    new_email_input: &str,
+) -> Result<(), AuthError> {
+    let new_email = normalize_email(new_email_input, "new_email")?;
+    let verified = state
+        .hasher
+        .verify(password, Some(&account.password_hash))
+        .await?;
+    if verified == Verified::No {
+        return Err(invalid("password", "That is not your password."));
+    }
+    if new_email == account.email {
+        return Err(invalid("new_email", "That is already your email address."));
+    }
+    let now = now(state);
+    let txn = state.db.begin().await?;
+    let taken = user::Entity::find()
+        .filter(user::Column::Email.eq(&new_email))
+        .count(&txn)
+        .await?
+        > 0;
+    // A taken address gets no link, but the answer is the same: the form must not reveal accounts.
+    if !taken {
+        let token = issue_token(
+            &txn,
+            state,
+            &account.id,
+            PURPOSE_CHANGE_EMAIL,
+            Some(new_email.clone()),
+            now,
+            CHANGE_EMAIL_TTL_SECS,
+        )
+        .await?;
+        let template = Template::EmailChangeVerify {
+            name: account.display_name.clone(),
+            link: link(state, routes::CONFIRM_EMAIL_CHANGE, &token),
+        };
+        outbox::enqueue(&txn, &state.settings, now, &new_email, &template).await?;
+    }
+    let notice = Template::EmailChangeNotice {
+        name: account.display_name.clone(),
+        new_email_hint: mask_email(&new_email),
+    };
+    outbox::enqueue(&txn, &state.settings, now, &account.email, &notice).await?;
+    audit::record(
+        &txn,
+        meta,
+        now,
+        Event::new("email_change_requested").user(&account.id),
+    )
+    .await?;
+    txn.commit().await?;
+    state.mail_wakeup.notify_one();
+    Ok(())
+}
+
+pub async fn confirm_email_change(
+    state: &AppState,
+    meta: &RequestMeta,
+    token: &str,
+) -> Result<(), AuthError> {
+    let now = now(state);
+    let txn = state.db.begin().await?;
+    let row = consume_token(&txn, state, PURPOSE_CHANGE_EMAIL, token, now).await?;
+    let (Some(new_email), Some(account)) = (
+        row.new_email.clone(),
+        user::Entity::find_by_id(row.user_id.clone())
+            .one(&txn)
+            .await?,
+    ) else {
+        return Err(AuthError::LinkInvalid);
+    };
+    let taken = user::Entity::find()
+        .filter(user::Column::Email.eq(&new_email))
+        .count(&txn)
+        .await?
+        > 0;
+    if taken {
+        return Err(AuthError::Invalid {
+            field: None,
+            message: "That address now belongs to another account, so it cannot be yours too."
+                .to_owned(),
+        });
+    }
+    let old_email = account.email.clone();
+    let mut update = account.into_active_model();
+    update.email = Set(new_email);
+    update.email_verified_at = Set(Some(now));
+    update.updated_at = Set(now);
+    update.update(&txn).await?;
+    // Sign-in throttling follows the address; the old one's counter has no owner any more.
+    login_throttle::Entity::delete_by_id(throttle_key(state, &old_email))
+        .exec(&txn)
+        .await?;
+    audit::record(
+        &txn,
+        meta,
+        now,
+        Event::new("email_changed").user(&row.user_id),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+pub fn password_strength(state: &AppState, password: &str, email: &str) -> PasswordStrengthView {
+    // Bounded work whatever is posted: the policy refuses anything longer anyway.
+    let password: String = password
+        .chars()
+        .take(password_policy::DEFAULT_MAX_LENGTH + 1)
+        .collect();
+    let email = email.trim().to_lowercase();
+    PasswordStrengthView {
+        score: password_policy::strength(&password, &[email.as_str()]),
+        problem: policy(state)
+            .check(&password, &email, None)
+            .err()
+            .map(|r| r.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalized_and_checked() {
+        assert_eq!(
+            normalize_email("  Jane.Doe@Example.ORG ", "email")
+                .ok()
+                .as_deref(),
+            Some("jane.doe@example.org")
+        );
+        for bad in [
+            "",
+            "jane",
+            "jane@",
+            "@example.org",
+            "jane@example",
+            "ja ne@example.org",
+            "a@b@c.org",
+            "x@.org",
+        ] {
+            assert!(normalize_email(bad, "email").is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn display_names_are_bounded() {
+        assert_eq!(parse_display_name("  Ana  ").ok().as_deref(), Some("Ana"));
+        assert!(parse_display_name("").is_err());
+        assert!(parse_display_name(&"x".repeat(81)).is_err());
+        assert!(parse_display_name("a\u{0}b").is_err());
+        assert!(
+            parse_display_name("<script>alert(1)</script>").is_ok(),
+            "escaped on output, not refused"
+        );
+    }
+
+    #[test]
+    fn masked_emails_keep_only_the_first_letter() {
+        assert_eq!(mask_email("jane@example.org"), "j•••@example.org");
+    }
+}

@@ -1,0 +1,678 @@
+//! The account life cycle over HTTP: register, verify, sign in/out, lock-out, rate limits, password reset
+//! and change, email change — on whichever database backend the suite runs against.
+
+use crate::helpers::{TestApp, logs, spawn_app, spawn_app_with};
+use crate::smtp_sink::SmtpSink;
+
+const PASSWORD: &str = "glacier Minnow 47 paperclip orbit";
+const NEW_PASSWORD: &str = "velvet Harbor 93 lantern quiver";
+
+fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("nestegg_session="))
+        .map(|c| c.split(';').next().unwrap_or_default().to_owned())
+}
+
+/// Lots of sign-in attempts in one test: lift the per-IP limit so the lock-out is what is measured.
+async fn app_for_lockout() -> TestApp {
+    spawn_app_with(|v| {
+        v.insert("RATE_LIMIT_SIGN_IN_PER_MINUTE".into(), "1000".into());
+    })
+    .await
+}
+
+async fn signed_in_user(app: &TestApp) -> Option<String> {
+    let response = app.call("current_user", &[]).await;
+    let body = response.text().await.unwrap();
+    let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+    value
+        .get("email")
+        .and_then(|e| e.as_str())
+        .map(str::to_owned)
+}
+
+#[tokio::test]
+async fn registration_creates_account_household_consents_and_sends_verification() {
+    let app = spawn_app().await;
+    let response = app.register("Ana@Example.org", "Ana", PASSWORD).await;
+    // A fetch-style call gets the redirect as a Location header (a plain form post gets a 302).
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["location"], "/register/check-inbox");
+
+    assert_eq!(app.count("users").await, 1);
+    assert_eq!(app.count("households").await, 1);
+    assert_eq!(app.count("household_members").await, 1);
+    assert_eq!(app.count("consents").await, 2);
+    assert_eq!(
+        app.count("security_events WHERE kind = 'register'").await,
+        1
+    );
+
+    let mail = app.emails_to("ana@example.org", 1).await;
+    assert!(
+        mail[0].subject.to_lowercase().contains("confirm"),
+        "{}",
+        mail[0].subject
+    );
+    let link = mail[0].link(&app, "/verify-email");
+    assert!(
+        link.starts_with(&format!("{}/verify-email?token=", app.address)),
+        "built from PUBLIC_URL"
+    );
+    let token = mail[0].token(&app, "/verify-email");
+    assert!(token.len() >= 43, "at least 256 bits");
+    // Only a keyed hash of the token is stored.
+    assert_eq!(
+        app.count(&format!("account_tokens WHERE token_hash = '{token}'"))
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn registering_a_taken_address_looks_identical_and_tells_the_owner() {
+    let app = spawn_app().await;
+    let first = app.register("ben@example.org", "Ben", PASSWORD).await;
+    let other = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let again = other
+        .post(app.url("/api/register"))
+        .header("origin", &app.address)
+        .form(&[
+            ("email", "ben@example.org"),
+            ("display_name", "Someone"),
+            ("password", NEW_PASSWORD),
+            ("accept_terms", "on"),
+            ("accept_privacy", "on"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), again.status());
+    assert_eq!(
+        first.headers().get("location"),
+        again.headers().get("location")
+    );
+    assert_eq!(
+        session_cookie(&first).is_some(),
+        session_cookie(&again).is_some()
+    );
+    assert_eq!(first.text().await.unwrap(), again.text().await.unwrap());
+    assert_eq!(app.count("users").await, 1);
+    let mail = app.emails_to("ben@example.org", 2).await;
+    assert!(
+        mail.iter().any(|m| m.text.contains("already")),
+        "owner is told: {mail:?}"
+    );
+}
+
+#[tokio::test]
+async fn registration_explains_what_is_wrong_next_to_the_field() {
+    // More attempts than the per-IP registration limit allows.
+    let app = spawn_app_with(|v| {
+        v.insert("RATE_LIMIT_REGISTER_PER_HOUR".into(), "100".into());
+    })
+    .await;
+    for (password, expected) in [
+        ("short", "at least 12"),
+        ("password1234", "leaked"),
+        ("ana-budget-2026-ana", "email"),
+        ("my nestegg password!", "Nest Egg"),
+    ] {
+        let response = app.register("ana@example.org", "Ana", password).await;
+        assert_eq!(response.status(), 400, "{password}");
+        let body: serde_json::Value =
+            serde_json::from_str(&response.text().await.unwrap()).unwrap();
+        assert_eq!(body["field"], "password", "{password}");
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.to_lowercase().contains(&expected.to_lowercase()),
+            "{password}: {message}"
+        );
+        if password.len() > 8 {
+            assert!(!message.contains(password), "the password is never echoed");
+        }
+    }
+    let response = app
+        .call(
+            "register",
+            &[
+                ("email", "ana@example.org"),
+                ("display_name", "Ana"),
+                ("password", PASSWORD),
+                ("accept_terms", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(body["field"], "accept_privacy");
+    assert_eq!(app.count("users").await, 0);
+}
+
+#[tokio::test]
+async fn the_operator_can_close_registration() {
+    let app = spawn_app_with(|v| {
+        v.insert("REGISTRATION_OPEN".into(), "false".into());
+    })
+    .await;
+    let response = app.register("ana@example.org", "Ana", PASSWORD).await;
+    assert_eq!(response.status(), 400);
+    assert!(
+        response
+            .text()
+            .await
+            .unwrap()
+            .contains("Sign-ups are closed")
+    );
+    assert_eq!(app.count("users").await, 0);
+}
+
+#[tokio::test]
+async fn verification_links_work_once_expire_and_are_voided_by_a_new_one() {
+    let app = spawn_app().await;
+    app.register("cleo@example.org", "Cleo", PASSWORD).await;
+    let first = app.emails_to("cleo@example.org", 1).await[0].token(&app, "/verify-email");
+
+    // Sign in to ask for a new link; the first one stops working.
+    assert_eq!(
+        app.sign_in("cleo@example.org", PASSWORD).await.status(),
+        200
+    );
+    // The sign-up email itself starts the 60-second cooldown.
+    assert_eq!(app.call("resend_verification", &[]).await.status(), 429);
+    app.clock.advance(time::Duration::seconds(61));
+    assert_eq!(app.call("resend_verification", &[]).await.status(), 200);
+    // Cooldown: a second resend within 60 s is refused with a wait time.
+    let too_soon = app.call("resend_verification", &[]).await;
+    assert_eq!(too_soon.status(), 429);
+    assert!(too_soon.headers().contains_key("retry-after"));
+    let second = app.emails_to("cleo@example.org", 2).await[1].token(&app, "/verify-email");
+    assert_ne!(first, second);
+    assert_eq!(
+        app.call("verify_email", &[("token", &first)])
+            .await
+            .status(),
+        400,
+        "voided"
+    );
+    assert_eq!(
+        app.call("verify_email", &[("token", &second)])
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.call("verify_email", &[("token", &second)])
+            .await
+            .status(),
+        400,
+        "single use"
+    );
+    let body = app.call("current_user", &[]).await.text().await.unwrap();
+    assert!(body.contains(r#""email_verified":true"#), "{body}");
+
+    // A fresh account's link expires after 24 hours.
+    app.register("dora@example.org", "Dora", PASSWORD).await;
+    let token = app.emails_to("dora@example.org", 1).await[0].token(&app, "/verify-email");
+    app.clock.advance(time::Duration::hours(25));
+    let expired = app.call("verify_email", &[("token", &token)]).await;
+    assert_eq!(expired.status(), 400);
+    assert!(expired.text().await.unwrap().contains("expired"));
+}
+
+#[tokio::test]
+async fn sign_in_rotates_the_session_and_sign_out_makes_the_cookie_useless() {
+    let app = spawn_app().await;
+    app.register_verified("eve@example.org", PASSWORD).await;
+    let first = app.sign_in("eve@example.org", PASSWORD).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["location"], "/");
+    let first_cookie = session_cookie(&first).expect("session cookie");
+    assert_eq!(
+        signed_in_user(&app).await.as_deref(),
+        Some("eve@example.org")
+    );
+
+    // Signing in again (same browser) gets a new session id: no fixation.
+    let second = app.sign_in("eve@example.org", PASSWORD).await;
+    let second_cookie = session_cookie(&second).expect("session cookie");
+    assert_ne!(first_cookie, second_cookie);
+
+    // `next` is honoured only when it is a path on this site.
+    let response = app
+        .call(
+            "sign_in",
+            &[
+                ("email", "eve@example.org"),
+                ("password", PASSWORD),
+                ("next", "/settings/security"),
+            ],
+        )
+        .await;
+    assert_eq!(response.headers()["location"], "/settings/security");
+    let response = app
+        .call(
+            "sign_in",
+            &[
+                ("email", "eve@example.org"),
+                ("password", PASSWORD),
+                ("next", "//evil.example"),
+            ],
+        )
+        .await;
+    assert_eq!(response.headers()["location"], "/");
+    let current_cookie = session_cookie(&response).expect("cookie");
+
+    assert_eq!(app.call("sign_out", &[]).await.status(), 200);
+    assert_eq!(signed_in_user(&app).await, None);
+    // Replaying the old cookie from another client: the server no longer knows it.
+    let replay = reqwest::Client::new()
+        .post(app.url("/api/current_user"))
+        .header("cookie", current_cookie)
+        .header("origin", &app.address)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.text().await.unwrap(), "null");
+}
+
+#[tokio::test]
+async fn failed_sign_ins_look_the_same_for_known_and_unknown_addresses() {
+    let app = spawn_app().await;
+    app.register_verified("finn@example.org", PASSWORD).await;
+    let known = app
+        .sign_in("finn@example.org", "wrong password entirely")
+        .await;
+    let unknown = app
+        .sign_in("nobody@example.org", "wrong password entirely")
+        .await;
+    assert_eq!(known.status(), 400);
+    assert_eq!(known.status(), unknown.status());
+    assert_eq!(
+        session_cookie(&known).is_some(),
+        session_cookie(&unknown).is_some()
+    );
+    assert_eq!(known.text().await.unwrap(), unknown.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn five_failures_lock_the_address_for_thirty_minutes_even_with_the_right_password() {
+    let app = app_for_lockout().await;
+    app.register_verified("gus@example.org", PASSWORD).await;
+    for _ in 0..4 {
+        assert_eq!(
+            app.sign_in("gus@example.org", "not the password")
+                .await
+                .status(),
+            400
+        );
+    }
+    let fifth = app.sign_in("gus@example.org", "not the password").await;
+    assert!(
+        fifth
+            .text()
+            .await
+            .unwrap()
+            .contains("Too many attempts — try again later or reset your password")
+    );
+    let right = app.sign_in("gus@example.org", PASSWORD).await;
+    assert_eq!(right.status(), 400);
+    let locked_message = right.text().await.unwrap();
+    assert!(locked_message.contains("Too many attempts"));
+    // The owner hears about it, with a way to reset.
+    let mail = app.emails_to("gus@example.org", 2).await;
+    assert!(
+        mail.iter().any(|m| m.text.contains("/forgot-password")),
+        "{mail:?}"
+    );
+    assert_eq!(
+        app.count("security_events WHERE kind = 'locked_out'").await,
+        1
+    );
+
+    // Unknown addresses lock the same way and say the same thing.
+    for _ in 0..5 {
+        app.sign_in("ghost@example.org", "not the password").await;
+    }
+    let ghost = app.sign_in("ghost@example.org", "not the password").await;
+    assert_eq!(ghost.text().await.unwrap(), locked_message);
+
+    // Thirty minutes later the lock is gone.
+    app.clock.advance(time::Duration::minutes(31));
+    assert_eq!(app.sign_in("gus@example.org", PASSWORD).await.status(), 200);
+}
+
+#[tokio::test]
+async fn sign_in_attempts_are_rate_limited_per_ip_with_retry_after() {
+    let app = spawn_app().await;
+    for _ in 0..5 {
+        let r = app.sign_in("hal@example.org", "whatever it is").await;
+        assert_ne!(r.status(), 429);
+    }
+    let limited = app.sign_in("hal@example.org", "whatever it is").await;
+    assert_eq!(limited.status(), 429);
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry));
+    let error: nestegg::error::AppError =
+        serde_json::from_str(&limited.text().await.unwrap()).unwrap();
+    assert_eq!(error.code(), "rate_limited");
+    assert!(
+        error.to_string().starts_with("Too many requests"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_spoofed_forwarded_header_does_not_escape_the_rate_limit() {
+    let app = spawn_app().await;
+    for i in 0..6 {
+        let response = app
+            .post_same_origin("/api/sign_in")
+            .header("x-forwarded-for", format!("198.51.100.{i}"))
+            .form(&[("email", "ivy@example.org"), ("password", "whatever it is")])
+            .send()
+            .await
+            .unwrap();
+        if i == 5 {
+            assert_eq!(response.status(), 429, "the peer is not a trusted proxy");
+        }
+    }
+}
+
+#[tokio::test]
+async fn password_reset_by_email_ends_every_session_and_the_lock() {
+    let app = app_for_lockout().await;
+    app.register_verified("jo@example.org", PASSWORD).await;
+    // Another browser is signed in.
+    let other = TestBrowser::new(&app);
+    assert_eq!(other.sign_in("jo@example.org", PASSWORD).await, 200);
+    assert_eq!(
+        other.current_user().await.as_deref(),
+        Some("jo@example.org")
+    );
+    // And the address is locked.
+    for _ in 0..5 {
+        app.sign_in("jo@example.org", "not the password").await;
+    }
+
+    let same_for_unknown = app
+        .call("request_password_reset", &[("email", "nobody@example.org")])
+        .await;
+    let response = app
+        .call("request_password_reset", &[("email", "jo@example.org")])
+        .await;
+    assert_eq!(response.status(), same_for_unknown.status());
+    assert_eq!(
+        response.text().await.unwrap(),
+        same_for_unknown.text().await.unwrap()
+    );
+
+    let mail = app.emails_to("jo@example.org", 3).await;
+    let reset = mail
+        .iter()
+        .find(|m| m.text.contains("/reset-password"))
+        .expect("reset email");
+    let token = reset.token(&app, "/reset-password");
+
+    let weak = app
+        .call(
+            "reset_password",
+            &[("token", &token), ("password", "short")],
+        )
+        .await;
+    assert_eq!(weak.status(), 400);
+    let done = app
+        .call(
+            "reset_password",
+            &[("token", &token), ("password", NEW_PASSWORD)],
+        )
+        .await;
+    assert_eq!(done.status(), 200);
+    assert_eq!(done.headers()["location"], "/login?reset=done");
+    assert_eq!(
+        app.call(
+            "reset_password",
+            &[("token", &token), ("password", NEW_PASSWORD)]
+        )
+        .await
+        .status(),
+        400
+    );
+
+    assert_eq!(other.current_user().await, None, "every session ended");
+    assert_eq!(app.sign_in("jo@example.org", PASSWORD).await.status(), 400);
+    assert_eq!(
+        app.sign_in("jo@example.org", NEW_PASSWORD).await.status(),
+        200,
+        "lock lifted"
+    );
+    let mail = app.emails_to("jo@example.org", 4).await;
+    assert!(
+        mail.iter()
+            .any(|m| m.subject.to_lowercase().contains("password") && m.text.contains("changed"))
+    );
+}
+
+#[tokio::test]
+async fn reset_links_expire_after_an_hour() {
+    let app = spawn_app().await;
+    app.register_verified("kim@example.org", PASSWORD).await;
+    app.call("request_password_reset", &[("email", "kim@example.org")])
+        .await;
+    let mail = app.emails_to("kim@example.org", 2).await;
+    let token = mail[1].token(&app, "/reset-password");
+    app.clock.advance(time::Duration::minutes(61));
+    assert_eq!(
+        app.call(
+            "reset_password",
+            &[("token", &token), ("password", NEW_PASSWORD)]
+        )
+        .await
+        .status(),
+        400
+    );
+}
+
+#[tokio::test]
+async fn changing_the_password_ends_other_sessions_but_keeps_this_one() {
+    let app = spawn_app().await;
+    app.register_verified("lee@example.org", PASSWORD).await;
+    app.sign_in("lee@example.org", PASSWORD).await;
+    let other = TestBrowser::new(&app);
+    other.sign_in("lee@example.org", PASSWORD).await;
+
+    let wrong = app
+        .call(
+            "change_password",
+            &[
+                ("current_password", "not it at all"),
+                ("new_password", NEW_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status(), 400);
+    assert!(wrong.text().await.unwrap().contains("current_password"));
+    let ok = app
+        .call(
+            "change_password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", NEW_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status(), 200);
+    assert_eq!(
+        signed_in_user(&app).await.as_deref(),
+        Some("lee@example.org")
+    );
+    assert_eq!(other.current_user().await, None);
+    let mail = app.emails_to("lee@example.org", 2).await;
+    assert!(mail[1].text.contains("changed"));
+}
+
+#[tokio::test]
+async fn the_email_address_changes_only_when_the_new_one_is_confirmed() {
+    let app = spawn_app().await;
+    app.register_verified("max@example.org", PASSWORD).await;
+    app.sign_in("max@example.org", PASSWORD).await;
+    let wrong = app
+        .call(
+            "change_email",
+            &[
+                ("password", "nope nope nope"),
+                ("new_email", "max@new.example"),
+            ],
+        )
+        .await;
+    assert_eq!(wrong.status(), 400);
+    assert_eq!(
+        app.call(
+            "change_email",
+            &[("password", PASSWORD), ("new_email", "max@new.example")]
+        )
+        .await
+        .status(),
+        200
+    );
+    assert_eq!(
+        signed_in_user(&app).await.as_deref(),
+        Some("max@example.org"),
+        "not yet"
+    );
+    let notice = app.emails_to("max@example.org", 2).await;
+    assert!(
+        notice[1].text.contains("m•••@new.example"),
+        "{}",
+        notice[1].text
+    );
+    let token = app.emails_to("max@new.example", 1).await[0].token(&app, "/confirm-email-change");
+    assert_eq!(
+        app.call("confirm_email_change", &[("token", &token)])
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        signed_in_user(&app).await.as_deref(),
+        Some("max@new.example")
+    );
+    assert_eq!(app.sign_in("max@new.example", PASSWORD).await.status(), 200);
+}
+
+#[tokio::test]
+async fn email_survives_smtp_failures_and_is_delivered_exactly_once_without_logging_secrets() {
+    let sink = SmtpSink::start().await;
+    sink.failing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let url = sink.url();
+    let app = spawn_app_with(move |v| {
+        v.insert("SMTP_URL".into(), url);
+    })
+    .await;
+    app.register("nia@example.org", "Nia", PASSWORD).await;
+
+    // The first attempt fails (451): the email waits for its retry.
+    let mut attempts = 0;
+    for _ in 0..100 {
+        attempts = app
+            .count("outbox_emails WHERE attempts >= 1 AND status = 'pending'")
+            .await;
+        if attempts == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(attempts, 1, "one failed attempt recorded");
+    assert!(sink.messages.lock().await.is_empty());
+
+    // The server recovers; a minute later (backoff) the retry delivers it, once.
+    sink.failing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    app.clock.advance(time::Duration::minutes(2));
+    app.state.mail_wakeup.notify_one();
+    for _ in 0..100 {
+        if !sink.messages.lock().await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    app.clock.advance(time::Duration::minutes(20));
+    app.state.mail_wakeup.notify_one();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let messages = sink.messages.lock().await.clone();
+    assert_eq!(messages.len(), 1, "delivered exactly once");
+    assert_eq!(
+        app.count("outbox_emails WHERE status = 'sent' AND body_text = ''")
+            .await,
+        1
+    );
+
+    // Nothing secret reached the log: not the password, not the token, not the link.
+    let email = crate::helpers::parse_email(&messages[0]);
+    let token = email.token(&app, "/verify-email");
+    let log = logs::raw();
+    assert!(!log.contains(PASSWORD), "password logged");
+    assert!(!log.contains(&token), "token logged");
+    assert!(!log.contains("/verify-email?token="), "link logged");
+}
+
+/// A second browser: its own cookie jar.
+struct TestBrowser {
+    client: reqwest::Client,
+    address: String,
+}
+
+impl TestBrowser {
+    fn new(app: &TestApp) -> Self {
+        TestBrowser {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .cookie_store(true)
+                .build()
+                .unwrap(),
+            address: app.address.clone(),
+        }
+    }
+
+    async fn sign_in(&self, email: &str, password: &str) -> u16 {
+        self.client
+            .post(format!("{}/api/sign_in", self.address))
+            .header("origin", &self.address)
+            .form(&[("email", email), ("password", password)])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    async fn current_user(&self) -> Option<String> {
+        let body = self
+            .client
+            .post(format!("{}/api/current_user", self.address))
+            .header("origin", &self.address)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+        value
+            .get("email")
+            .and_then(|e| e.as_str())
+            .map(str::to_owned)
+    }
+}
