@@ -71,7 +71,9 @@ pub async fn verify_email(token: String) -> Result<(), AppError> {
     let ctx = s::RequestContext::current().await?;
     crate::server::services::auth::verify_email(&ctx.state, &ctx.meta, &token)
         .await
-        .map_err(s::auth_error)
+        .map_err(s::auth_error)?;
+    s::redirect_back_done("verify_email");
+    Ok(())
 }
 
 /// Sends a fresh verification link to the signed-in person (cooldown 60 s, 5 an hour).
@@ -82,7 +84,23 @@ pub async fn resend_verification() -> Result<(), AppError> {
     let user = ctx.require_user().await?;
     crate::server::services::auth::resend_verification(&ctx.state, &ctx.meta, &user)
         .await
-        .map_err(s::auth_error)
+        .map_err(s::auth_error)?;
+    s::redirect_back_done("resend_verification");
+    Ok(())
+}
+
+/// For someone who cannot sign in yet because their address is unconfirmed: always answers the same;
+/// an existing unconfirmed account gets a fresh link (same cooldown and hourly cap as the banner).
+#[server(prefix = "/api", endpoint = "request_verification_email")]
+pub async fn request_verification_email(email: String) -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    ctx.rate_limit(s::Limit::ResetRequest)?;
+    crate::server::services::auth::request_verification_email(&ctx.state, &ctx.meta, &email)
+        .await
+        .map_err(s::auth_error)?;
+    s::redirect_back_done("request_verification_email");
+    Ok(())
 }
 
 /// Always answers the same; an existing account gets a reset link by email.
@@ -93,7 +111,9 @@ pub async fn request_password_reset(email: String) -> Result<(), AppError> {
     ctx.rate_limit(s::Limit::ResetRequest)?;
     crate::server::services::auth::request_password_reset(&ctx.state, &ctx.meta, &email)
         .await
-        .map_err(s::auth_error)
+        .map_err(s::auth_error)?;
+    s::redirect_back_done("request_password_reset");
+    Ok(())
 }
 
 /// Sets a new password with the token from the emailed link; every session of the account ends.
@@ -127,7 +147,9 @@ pub async fn change_password(
         keep.as_deref(),
     )
     .await
-    .map_err(s::auth_error)
+    .map_err(s::auth_error)?;
+    s::redirect_back_done("change_password");
+    Ok(())
 }
 
 /// Starts an email change: a link goes to the new address, a notice to the current one.
@@ -140,7 +162,9 @@ pub async fn change_email(password: String, new_email: String) -> Result<(), App
         &ctx.state, &ctx.meta, &user, &password, &new_email,
     )
     .await
-    .map_err(s::auth_error)
+    .map_err(s::auth_error)?;
+    s::redirect_back_done("change_email");
+    Ok(())
 }
 
 /// Completes an email change with the token sent to the new address.
@@ -150,7 +174,9 @@ pub async fn confirm_email_change(token: String) -> Result<(), AppError> {
     let ctx = s::RequestContext::current().await?;
     crate::server::services::auth::confirm_email_change(&ctx.state, &ctx.meta, &token)
         .await
-        .map_err(s::auth_error)
+        .map_err(s::auth_error)?;
+    s::redirect_back_done("confirm_email_change");
+    Ok(())
 }
 
 /// Who is signed in, if anyone.

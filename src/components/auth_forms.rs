@@ -35,7 +35,14 @@ where
     S: ServerFn<Error = AppError> + Clone + Send + Sync + 'static,
     S::Output: Clone + Send + Sync + 'static,
 {
-    Memo::new(move |_| matches!(action.value().get(), Some(Ok(_))))
+    // Without JavaScript the form posted normally and the server sent the browser back here with
+    // `?done=<endpoint>` (see `api_support::redirect_back_done`).
+    let query = leptos_router::hooks::use_query_map();
+    let endpoint = S::PATH.rsplit('/').next().unwrap_or_default();
+    Memo::new(move |_| {
+        matches!(action.value().get(), Some(Ok(_)))
+            || query.with(|q| q.get("done").is_some_and(|done| done == endpoint))
+    })
 }
 
 /// The message that belongs next to the field called `name`.

@@ -202,6 +202,32 @@ impl RequestContext {
     }
 }
 
+/// After a plain HTML form post (no JavaScript) that succeeded, sends the browser back to the page it
+/// came from with `?done=<endpoint>`, so the page can show its success message (a fetch call reads the
+/// result directly and is left alone). Only the referer's path is used: the redirect stays on this site.
+pub fn redirect_back_done(endpoint: &str) {
+    let Some(parts) = use_context::<http::request::Parts>() else {
+        return;
+    };
+    let plain_form = parts
+        .headers
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    if !plain_form {
+        return;
+    }
+    let path = parts
+        .headers
+        .get(http::header::REFERER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|r| url::Url::parse(r).ok())
+        .map(|u| u.path().to_owned())
+        .filter(|p| p.starts_with('/') && !p.starts_with("//"))
+        .unwrap_or_else(|| routes::HOME.to_owned());
+    leptos_axum::redirect(&format!("{path}?done={endpoint}"));
+}
+
 fn session_error(err: tower_sessions::session::Error) -> AppError {
     tracing::error!(error = %err, "session store failed");
     AppError::Unavailable

@@ -676,3 +676,98 @@ impl TestBrowser {
             .map(str::to_owned)
     }
 }
+
+#[tokio::test]
+async fn required_verification_blocks_sign_in_and_offers_a_new_link() {
+    let app = spawn_app_with(|v| {
+        v.insert("REQUIRE_EMAIL_VERIFICATION".into(), "true".into());
+    })
+    .await;
+    app.register("olu@example.org", "Olu", PASSWORD).await;
+    let blocked = app.sign_in("olu@example.org", PASSWORD).await;
+    assert_eq!(blocked.status(), 400);
+    assert!(
+        blocked
+            .text()
+            .await
+            .unwrap()
+            .contains("confirm your email address first")
+    );
+    assert_eq!(signed_in_user(&app).await, None);
+
+    // A new link by address, past the sign-up email's cooldown; unknown addresses get the same answer.
+    app.clock.advance(time::Duration::seconds(61));
+    let unknown = app
+        .call(
+            "request_verification_email",
+            &[("email", "nobody@example.org")],
+        )
+        .await;
+    let known = app
+        .call(
+            "request_verification_email",
+            &[("email", "olu@example.org")],
+        )
+        .await;
+    assert_eq!(known.status(), unknown.status());
+    let mail = app.emails_to("olu@example.org", 2).await;
+    let token = mail[1].token(&app, "/verify-email");
+    assert_eq!(
+        app.call("verify_email", &[("token", &token)])
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(app.sign_in("olu@example.org", PASSWORD).await.status(), 200);
+}
+
+#[tokio::test]
+async fn every_other_server_function_has_a_per_ip_budget() {
+    let app = spawn_app_with(|v| {
+        v.insert("RATE_LIMIT_API_PER_MINUTE".into(), "3".into());
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(app.call("current_user", &[]).await.status(), 200);
+    }
+    let limited = app.call("current_user", &[]).await;
+    assert_eq!(limited.status(), 429);
+    assert!(limited.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
+    let app = spawn_app_with(|v| {
+        v.insert("TRUSTED_PROXIES".into(), "127.0.0.1/32".into());
+    })
+    .await;
+    for client in 0..3 {
+        for _ in 0..5 {
+            let response = app
+                .post_same_origin("/api/sign_in")
+                .header("x-forwarded-for", format!("203.0.113.{client}"))
+                .form(&[("email", "pat@example.org"), ("password", "whatever it is")])
+                .send()
+                .await
+                .unwrap();
+            assert_ne!(
+                response.status(),
+                429,
+                "client {client} has its own five a minute"
+            );
+        }
+    }
+    let sixth = app
+        .post_same_origin("/api/sign_in")
+        .header("x-forwarded-for", "203.0.113.0")
+        .form(&[("email", "pat@example.org"), ("password", "whatever it is")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sixth.status(), 429);
+    let events = app.count("security_events WHERE ip = '203.0.113.1'").await;
+    assert!(
+        events >= 1,
+        "the audit trail records the forwarded client address"
+    );
+}
