@@ -4,8 +4,10 @@ import path from "node:path";
 import { defineConfig, devices } from "@playwright/test";
 
 // Playwright evaluates this file in the runner and again in every worker process. Workers inherit
-// the runner's environment, so the runner's value is reused instead of each worker making a new one.
+// the runner's environment, so the runner's values are reused instead of each worker making new ones.
 const DATA_DIR_VAR = "NESTEGG_E2E_DATA_DIR";
+// Where the test SMTP server (global-setup.ts) writes every email it receives; tests/mail.ts reads it.
+const MAIL_DIR_VAR = "NESTEGG_E2E_MAIL_DIR";
 
 function required(name: string, hint: string): string {
   const value = process.env[name];
@@ -20,6 +22,10 @@ function shellQuote(value: string): string {
 }
 
 const PORT = process.env.E2E_PORT ?? "3100";
+const SMTP_PORT = process.env.E2E_SMTP_PORT ?? "2526";
+// Resolved once here, for global-setup.ts and the tests (tests/mail.ts builds links from the port).
+process.env.E2E_PORT = PORT;
+process.env.E2E_SMTP_PORT = SMTP_PORT;
 const BASE_URL = `http://127.0.0.1:${PORT}`;
 
 const binVar = required("NESTEGG_BIN", "the path of the built `nestegg` server binary");
@@ -29,12 +35,15 @@ const LEPTOS_SITE_ROOT = path.resolve(
   required("LEPTOS_SITE_ROOT", "the site root built by cargo-leptos (the folder holding pkg/)"),
 );
 
-let dataDir = process.env[DATA_DIR_VAR];
-if (dataDir === undefined) {
-  // Only the runner gets here: a fresh, empty data folder (and SQLite database) for every run.
-  const created = fs.mkdtempSync(path.join(os.tmpdir(), "nestegg-e2e-"));
-  dataDir = created;
-  process.env[DATA_DIR_VAR] = created;
+/**
+ * The folder named by `variable`: inherited from the runner, or (only the runner gets there) a fresh,
+ * empty temporary folder for this run, removed when the run ends. A folder set by hand is kept.
+ */
+function runFolder(variable: string, prefix: string): string {
+  const inherited = process.env[variable];
+  if (inherited !== undefined) return inherited;
+  const created = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  process.env[variable] = created;
   process.on("exit", () => {
     try {
       fs.rmSync(created, { recursive: true, force: true });
@@ -42,7 +51,12 @@ if (dataDir === undefined) {
       // best effort: it is a temporary folder
     }
   });
+  return created;
 }
+
+// A fresh data folder (and SQLite database) for every run, and next to it the mailbox of the run.
+const dataDir = runFolder(DATA_DIR_VAR, "nestegg-e2e-");
+runFolder(MAIL_DIR_VAR, "nestegg-e2e-mail-");
 
 const inheritedEnv: Record<string, string> = {};
 for (const [key, value] of Object.entries(process.env)) {
@@ -58,6 +72,8 @@ export default defineConfig({
   reporter: "list",
   timeout: 60_000,
   expect: { timeout: 10_000 },
+  // Starts the SMTP server that receives the app's email (see the comment in the file for the order).
+  globalSetup: "./global-setup.ts",
   use: {
     baseURL: BASE_URL,
   },
@@ -100,6 +116,16 @@ export default defineConfig({
       // The server reads its site options from the repository's Leptos.toml; it runs in end2end/.
       LEPTOS_CONFIG: path.resolve(process.env.LEPTOS_CONFIG ?? "../Leptos.toml"),
       RUST_LOG: "info",
+      // Email goes to the test SMTP server started by global-setup.ts (plain SMTP, no TLS, no login).
+      SMTP_URL: `smtp://127.0.0.1:${SMTP_PORT}`,
+      MAIL_FROM: "Nest Egg <no-reply@nestegg.test>",
+      // Every test shares this server and comes from 127.0.0.1: per-IP limits would soon refuse them.
+      // Lock-out after failed sign-ins counts per email address, so each test uses its own addresses.
+      RATE_LIMIT_SIGN_IN_PER_MINUTE: "1000",
+      RATE_LIMIT_REGISTER_PER_HOUR: "1000",
+      RATE_LIMIT_RESET_PER_HOUR: "1000",
+      RATE_LIMIT_RESET_PER_ACCOUNT_PER_HOUR: "1000",
+      RATE_LIMIT_API_PER_MINUTE: "100000",
     },
   },
 });

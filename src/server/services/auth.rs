@@ -217,6 +217,33 @@ async fn consume_token(
     Ok(row)
 }
 
+/// Issues a verification link for `account_id` and puts its email in the outbox, recording `event`.
+async fn send_verification(
+    txn: &DatabaseTransaction,
+    state: &AppState,
+    meta: &RequestMeta,
+    (account_id, name, email): (&str, &str, &str),
+    now: i64,
+    event: &'static str,
+) -> Result<(), DbErr> {
+    let token = issue_token(
+        txn,
+        state,
+        account_id,
+        PURPOSE_VERIFY,
+        None,
+        now,
+        VERIFY_TTL_SECS,
+    )
+    .await?;
+    let template = Template::VerifyEmail {
+        name: name.to_owned(),
+        link: link(state, routes::VERIFY_EMAIL, &token),
+    };
+    outbox::enqueue(txn, &state.settings, now, email, &template).await?;
+    audit::record(txn, meta, now, Event::new(event).user(account_id)).await
+}
+
 fn throttle_key(state: &AppState, email: &str) -> String {
     hash_token(&state.settings.secret_key, "login-throttle", email)
 }
@@ -333,22 +360,15 @@ pub async fn register(
         .insert(&txn)
         .await?;
     }
-    let token = issue_token(
+    send_verification(
         &txn,
         state,
-        &user_id,
-        PURPOSE_VERIFY,
-        None,
+        meta,
+        (&user_id, &name, &email),
         now,
-        VERIFY_TTL_SECS,
+        "register",
     )
     .await?;
-    let template = Template::VerifyEmail {
-        name,
-        link: link(state, routes::VERIFY_EMAIL, &token),
-    };
-    outbox::enqueue(&txn, &state.settings, now, &email, &template).await?;
-    audit::record(&txn, meta, now, Event::new("register").user(&user_id)).await?;
     txn.commit().await?;
     state.mail_wakeup.notify_one();
     Ok(())
@@ -416,28 +436,12 @@ pub async fn resend_verification(
         });
     }
     let txn = state.db.begin().await?;
-    let token = issue_token(
-        &txn,
-        state,
-        &who.id,
-        PURPOSE_VERIFY,
-        None,
-        now,
-        VERIFY_TTL_SECS,
-    )
-    .await?;
-    let template = Template::VerifyEmail {
-        name: who.display_name.clone(),
-        link: link(state, routes::VERIFY_EMAIL, &token),
-    };
-    outbox::enqueue(&txn, &state.settings, now, &who.email, &template).await?;
-    audit::record(
-        &txn,
-        meta,
-        now,
-        Event::new("verification_resent").user(&who.id),
-    )
-    .await?;
+    let who_details = (
+        who.id.as_str(),
+        who.display_name.as_str(),
+        who.email.as_str(),
+    );
+    send_verification(&txn, state, meta, who_details, now, "verification_resent").await?;
     txn.commit().await?;
     state.mail_wakeup.notify_one();
     Ok(())
