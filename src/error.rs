@@ -19,6 +19,11 @@ pub enum AppError {
     },
     #[error("Please sign in to continue.")]
     Unauthenticated,
+    /// Sign-in refused until the address is confirmed (`REQUIRE_EMAIL_VERIFICATION`).
+    #[error(
+        "Please confirm your email address first: open the link we sent you, or ask for a new one below."
+    )]
+    EmailNotVerified,
     #[error("You do not have access to this.")]
     Forbidden,
     #[error("We could not find that.")]
@@ -44,6 +49,7 @@ impl AppError {
         match self {
             AppError::InvalidInput { .. } => "invalid_input",
             AppError::Unauthenticated => "unauthenticated",
+            AppError::EmailNotVerified => "email_not_verified",
             AppError::Forbidden => "forbidden",
             AppError::NotFound => "not_found",
             AppError::RateLimited { .. } => "rate_limited",
@@ -57,6 +63,7 @@ impl AppError {
         match self {
             AppError::InvalidInput { .. } => 400,
             AppError::Unauthenticated => 401,
+            AppError::EmailNotVerified => 403,
             AppError::Forbidden => 403,
             AppError::NotFound => 404,
             AppError::RateLimited { .. } => 429,

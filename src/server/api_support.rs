@@ -247,18 +247,14 @@ pub fn auth_error(err: AuthError) -> AppError {
         },
         AuthError::InvalidCredentials => AppError::InvalidInput {
             field: None,
-            message: "That email and password don't match an account. Check both and try again.".to_owned(),
+            message: "That email and password don't match an account. Check both and try again."
+                .to_owned(),
         },
         AuthError::LockedOut => AppError::InvalidInput {
             field: None,
             message: "Too many attempts — try again later or reset your password".to_owned(),
         },
-        AuthError::EmailNotVerified => AppError::InvalidInput {
-            field: None,
-            message: "Please confirm your email address first. We sent you a link; you can ask for a new one \
-                      on the sign-in page."
-                .to_owned(),
-        },
+        AuthError::EmailNotVerified => AppError::EmailNotVerified,
         AuthError::RegistrationClosed => AppError::InvalidInput {
             field: None,
             message: "Sign-ups are closed at the moment. Please try again later.".to_owned(),

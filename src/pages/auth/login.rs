@@ -4,11 +4,12 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::auth::SignIn;
+use crate::api::auth::{RequestVerificationEmail, SignIn};
 use crate::components::auth_forms::{
-    FormError, FormSuccess, PasswordField, SubmitButton, TextField, action_error, field_error,
-    form_error,
+    FormError, FormSuccess, PasswordField, SubmitButton, TextField, action_error, action_succeeded,
+    field_error, form_error,
 };
+use crate::error::AppError;
 use crate::routes;
 
 /// The fields of the form, named exactly like the arguments of `sign_in`.
@@ -54,6 +55,10 @@ pub fn LoginPage() -> impl IntoView {
                 />
                 <SubmitButton label="Sign in" pending=sign_in.pending() />
             </ActionForm>
+            {move || {
+                matches!(error.get(), Some(AppError::EmailNotVerified))
+                    .then(|| view! { <NewConfirmationLink /> })
+            }}
             <p class="form-links">
                 <a href=routes::FORGOT_PASSWORD>"Forgot your password?"</a>
             </p>
@@ -61,5 +66,43 @@ pub fn LoginPage() -> impl IntoView {
                 "New to Nest Egg? " <a href=routes::REGISTER>"Create an account"</a>
             </p>
         </section>
+    }
+}
+
+/// Shown when sign-in needs a confirmed address: asks for a fresh confirmation link by email address.
+#[component]
+fn NewConfirmationLink() -> impl IntoView {
+    let request = ServerAction::<RequestVerificationEmail>::new();
+    let error = action_error(request);
+    let sent = action_succeeded(request);
+    view! {
+        <div class="form-subsection">
+            <h2>"Need a new confirmation link?"</h2>
+            {move || {
+                if sent.get() {
+                    view! {
+                        <FormSuccess message="If that address has an unconfirmed account, we sent a new link. It expires in 24 hours." />
+                    }
+                        .into_any()
+                } else {
+                    view! {
+                        <ActionForm action=request attr:class="request-verification-form">
+                            <FormError message=form_error(error, &["email"]) />
+                            <TextField
+                                id="resend-email"
+                                name="email"
+                                label="Email address"
+                                input_type="email"
+                                autocomplete="email"
+                                required=true
+                                error=field_error(error, "email")
+                            />
+                            <SubmitButton label="Send a new confirmation link" pending=request.pending() />
+                        </ActionForm>
+                    }
+                        .into_any()
+                }
+            }}
+        </div>
     }
 }
