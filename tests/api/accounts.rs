@@ -685,14 +685,8 @@ async fn required_verification_blocks_sign_in_and_offers_a_new_link() {
     .await;
     app.register("olu@example.org", "Olu", PASSWORD).await;
     let blocked = app.sign_in("olu@example.org", PASSWORD).await;
-    assert_eq!(blocked.status(), 400);
-    assert!(
-        blocked
-            .text()
-            .await
-            .unwrap()
-            .contains("confirm your email address first")
-    );
+    assert_eq!(blocked.status(), 403);
+    assert!(blocked.text().await.unwrap().contains("email_not_verified"));
     assert_eq!(signed_in_user(&app).await, None);
 
     // A new link by address, past the sign-up email's cooldown; unknown addresses get the same answer.
