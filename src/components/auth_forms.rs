@@ -171,12 +171,18 @@ pub fn TextField(
     let hint_id = hint.map(|_| format!("{id}-hint"));
     let describedby = described_by(hint_id.clone(), None, error_id.clone(), error);
     let is_email = input_type == "email";
+    // Without JavaScript a refused form comes back as a new page: the server carries non-secret
+    // fields back as `keep_<name>` (see `middleware::api_errors`) so nothing typed is lost.
+    let kept = leptos_router::hooks::use_query_map()
+        .with_untracked(|q| q.get(&format!("keep_{name}")))
+        .filter(|v| v.len() <= 254);
     view! {
         <div class="field">
             <label for=id>{label}</label>
             <input
                 id=id
                 name=name
+                value=kept
                 type=input_type
                 autocomplete=autocomplete
                 inputmode=inputmode.or(is_email.then_some("email"))

@@ -87,14 +87,37 @@ pub async fn limit_api_calls(
         .map_or_else(|| "unknown".to_owned(), |m| m.ip.to_string());
     match state.limiters.check(Limit::Api, &ip) {
         Ok(()) => next.run(request).await,
-        Err(wait) => rate_limited_response(wait),
+        Err(wait) => rate_limited_response(&request, wait),
     }
 }
 
-fn rate_limited_response(wait: u64) -> Response {
+fn rate_limited_response(request: &Request, wait: u64) -> Response {
     let error = AppError::RateLimited {
         retry_after_secs: wait,
     };
+    // A plain form post (no JavaScript) goes back to its page with the error, as server functions do.
+    let plain_form = request
+        .headers()
+        .get(http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    let referer = request
+        .headers()
+        .get(http::header::REFERER)
+        .and_then(|v| v.to_str().ok());
+    if plain_form
+        && let Some(referer) = referer
+        && let Ok(url) =
+            leptos::server_fn::error::ServerFnUrlError::new(request.uri().path(), error.clone())
+                .to_url(referer)
+        && let Ok(location) = HeaderValue::from_str(url.as_str())
+    {
+        let mut response = StatusCode::SEE_OTHER.into_response();
+        response
+            .headers_mut()
+            .insert(http::header::LOCATION, location);
+        return response;
+    }
     let body = serde_json::to_string(&error).unwrap_or_default();
     let mut response = (StatusCode::TOO_MANY_REQUESTS, body).into_response();
     if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {

@@ -765,3 +765,80 @@ async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
         "the audit trail records the forwarded client address"
     );
 }
+
+#[tokio::test]
+async fn without_javascript_a_refused_form_comes_back_with_its_error_and_what_was_typed() {
+    let app = spawn_app().await;
+    let response = app
+        .post_same_origin("/api/register")
+        .header("accept", "text/html")
+        .header("referer", app.url("/register"))
+        .form(&[
+            ("email", "quinn@example.org"),
+            ("display_name", "Quinn <Q>"),
+            ("password", "short"),
+            ("accept_terms", "on"),
+            ("accept_privacy", "on"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert!(location.contains("__err="), "{location}");
+    assert!(
+        location.contains("keep_email=quinn%40example.org"),
+        "{location}"
+    );
+    assert!(
+        !location.contains("short"),
+        "passwords never travel in URLs: {location}"
+    );
+
+    let page = app
+        .client
+        .get(&location)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Use at least 12 characters"),
+        "the error is shown next to the field"
+    );
+    assert!(
+        page.contains(r#"value="quinn@example.org""#),
+        "the email is kept"
+    );
+    assert!(
+        page.contains(r#"value="Quinn &lt;Q&gt;""#),
+        "the name is kept, escaped"
+    );
+}
+
+#[tokio::test]
+async fn without_javascript_a_success_says_so_on_the_page() {
+    let app = spawn_app().await;
+    let response = app
+        .post_same_origin("/api/request_password_reset")
+        .header("accept", "text/html")
+        .header("referer", app.url("/forgot-password"))
+        .form(&[("email", "rae@example.org")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(location, "/forgot-password?done=request_password_reset");
+    let page = app
+        .get(&location)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("If an account exists for that address"));
+}

@@ -12,15 +12,49 @@ use http::{HeaderValue, StatusCode};
 
 use crate::error::AppError;
 use crate::routes;
+use crate::server::middleware::body_limit::RawForm;
+
+/// A plain form post that failed is redirected back with `__err` in the URL; add the non-secret
+/// fields it carried as `keep_<name>`.
+fn keep_form_fields(response: &mut Response, form: &RawForm) {
+    let Some(mut location) = response
+        .headers()
+        .get(http::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|l| l.contains("__err="))
+        .and_then(|l| url::Url::parse(l).ok())
+    else {
+        return;
+    };
+    {
+        let mut query = location.query_pairs_mut();
+        for (key, value) in url::form_urlencoded::parse(&form.0) {
+            if KEPT_FIELDS.contains(&key.as_ref()) && value.len() <= 254 {
+                query.append_pair(&format!("keep_{key}"), &value);
+            }
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(location.as_str()) {
+        response.headers_mut().insert(http::header::LOCATION, value);
+    }
+}
 
 /// Error bodies are a small JSON object; anything larger is not one of ours.
 const MAX_ERROR_BODY: usize = 16 * 1024;
+
+/// Form fields a refused plain (no-JavaScript) form gets back, so the person need not type them
+/// again. Never passwords or tokens.
+const KEPT_FIELDS: [&str; 3] = ["email", "display_name", "new_email"];
 
 pub async fn map_server_fn_errors(request: Request, next: Next) -> Response {
     if !request.uri().path().starts_with(routes::API_PREFIX) {
         return next.run(request).await;
     }
-    let response = next.run(request).await;
+    let form = request.extensions().get::<RawForm>().cloned();
+    let mut response = next.run(request).await;
+    if let Some(form) = form {
+        keep_form_fields(&mut response, &form);
+    }
     // A plain HTML form post that failed is redirected back with the error in the URL; leave it be.
     if !response
         .headers()

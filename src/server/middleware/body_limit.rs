@@ -11,6 +11,17 @@ use http::StatusCode;
 
 use crate::server::state::AppState;
 
+/// The buffered body of an `application/x-www-form-urlencoded` request.
+#[derive(Clone, Debug)]
+pub struct RawForm(pub axum::body::Bytes);
+
+fn is_form(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"))
+}
+
 fn too_large(limit: usize) -> Response {
     (
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -32,9 +43,13 @@ pub async fn limit_body(State(state): State<AppState>, request: Request, next: N
     if declared.is_some_and(|len| len > limit as u64) {
         return too_large(limit);
     }
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     match axum::body::to_bytes(body, limit).await {
         Ok(bytes) => {
+            // Kept for `api_errors`, which hands non-secret fields back to a refused plain form.
+            if is_form(&parts.headers) {
+                parts.extensions.insert(RawForm(bytes.clone()));
+            }
             next.run(Request::from_parts(parts, Body::from(bytes)))
                 .await
         }
