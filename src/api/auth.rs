@@ -95,7 +95,7 @@ pub async fn resend_verification() -> Result<(), AppError> {
 pub async fn request_verification_email(email: String) -> Result<(), AppError> {
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
-    ctx.rate_limit(s::Limit::ResetRequest)?;
+    ctx.rate_limit(s::Limit::VerificationRequest)?;
     crate::server::services::auth::request_verification_email(&ctx.state, &ctx.meta, &email)
         .await
         .map_err(s::auth_error)?;
@@ -148,6 +148,12 @@ pub async fn change_password(
     )
     .await
     .map_err(s::auth_error)?;
+    // This session stays signed in: it proved the new password just now.
+    let now = ctx.state.clock.now().unix_timestamp();
+    ctx.session
+        .insert(crate::server::session_store::AUTH_AT_KEY, now)
+        .await
+        .map_err(|_| AppError::Unavailable)?;
     s::redirect_back_done("change_password");
     Ok(())
 }
@@ -199,7 +205,6 @@ pub async fn password_strength(
 ) -> Result<PasswordStrengthView, AppError> {
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
-    Ok(crate::server::services::auth::password_strength(
-        &ctx.state, &password, &email,
-    ))
+    ctx.rate_limit(s::Limit::Strength)?;
+    Ok(crate::server::services::auth::password_strength(&ctx.state, &password, &email).await)
 }

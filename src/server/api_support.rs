@@ -30,6 +30,18 @@ pub struct RequestMeta {
 }
 
 impl RequestMeta {
+    /// The key rate limits count under: the address, or for IPv6 its /64, since one client usually
+    /// holds a whole /64 and could otherwise rotate through it.
+    pub fn limit_key(&self) -> String {
+        match self.ip {
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            ip => ip.to_canonical().to_string(),
+        }
+    }
+
     /// For work that has no request (background jobs, CLI).
     pub fn internal() -> Self {
         RequestMeta {
@@ -50,11 +62,15 @@ pub async fn attach_request_meta(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
-    let forwarded = request
+    // Every X-Forwarded-For line, in order: a proxy may add its own line after the client's.
+    let forwarded: Vec<&str> = request
         .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    let ip = client_ip(peer, forwarded, &state.settings.trusted_proxies);
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    let forwarded = (!forwarded.is_empty()).then(|| forwarded.join(","));
+    let ip = client_ip(peer, forwarded.as_deref(), &state.settings.trusted_proxies);
     let user_agent: String = request
         .headers()
         .get(http::header::USER_AGENT)
@@ -84,7 +100,7 @@ pub async fn limit_api_calls(
     let ip = request
         .extensions()
         .get::<RequestMeta>()
-        .map_or_else(|| "unknown".to_owned(), |m| m.ip.to_string());
+        .map_or_else(|| "unknown".to_owned(), |m| m.limit_key());
     match state.limiters.check(Limit::Api, &ip) {
         Ok(()) => next.run(request).await,
         Err(wait) => rate_limited_response(&request, wait),
@@ -162,7 +178,7 @@ impl RequestContext {
     pub fn rate_limit(&self, limit: Limit) -> Result<(), AppError> {
         self.state
             .limiters
-            .check(limit, &self.meta.ip.to_string())
+            .check(limit, &self.meta.limit_key())
             .map_err(|retry_after_secs| AppError::RateLimited { retry_after_secs })
     }
 
@@ -213,6 +229,15 @@ impl RequestContext {
             .one(&self.state.db)
             .await
             .map_err(|err| internal("loading the signed-in user", &err))?;
+        // A session that signed in before the password last changed is over, even if a concurrent
+        // sign-in slipped past the revocation.
+        let auth_at = self
+            .session
+            .get::<i64>(AUTH_AT_KEY)
+            .await
+            .map_err(session_error)?
+            .unwrap_or(0);
+        let found = found.filter(|u| auth_at >= u.password_changed_at);
         if found.is_none() {
             // The account is gone: this session must not linger.
             self.session.flush().await.map_err(session_error)?;
@@ -289,5 +314,31 @@ pub fn auth_error(err: AuthError) -> AppError {
         AuthError::TooSoon { retry_after_secs } => AppError::RateLimited { retry_after_secs },
         AuthError::Database(err) => internal("a database operation", &err),
         AuthError::Crypto(err) => internal("password hashing", &err),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::RequestMeta;
+
+    fn key(ip: &str) -> String {
+        RequestMeta {
+            ip: ip.parse().unwrap(),
+            user_agent: String::new(),
+        }
+        .limit_key()
+    }
+
+    #[test]
+    fn ipv6_clients_share_a_budget_per_64_and_ipv4_per_address() {
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("203.0.113.7"), "203.0.113.7");
+        assert_eq!(
+            key("::ffff:203.0.113.7"),
+            "203.0.113.7",
+            "mapped IPv4 counts as IPv4"
+        );
     }
 }

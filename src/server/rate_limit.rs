@@ -14,6 +14,14 @@ pub enum Limit {
     Register,
     ResetRequest,
     ResetPerAccount,
+    /// New confirmation links requested by address (sign-in page), per IP.
+    VerificationRequest,
+    /// Confirmation emails per account: one a minute (the banner's cooldown, race-free).
+    VerificationPerAccount,
+    /// Email-change links per account (each one mails an address the account names).
+    EmailChangePerAccount,
+    /// The live password-strength meter, per IP.
+    Strength,
     /// Every other server function.
     Api,
 }
@@ -25,6 +33,10 @@ impl Limit {
             Limit::Register => "register",
             Limit::ResetRequest => "reset_request",
             Limit::ResetPerAccount => "reset_per_account",
+            Limit::VerificationRequest => "verification_request",
+            Limit::VerificationPerAccount => "verification_per_account",
+            Limit::EmailChangePerAccount => "email_change_per_account",
+            Limit::Strength => "password_strength",
             Limit::Api => "api",
         }
     }
@@ -35,6 +47,10 @@ pub struct RateLimiters {
     register: DefaultKeyedRateLimiter<String>,
     reset: DefaultKeyedRateLimiter<String>,
     reset_account: DefaultKeyedRateLimiter<String>,
+    verification: DefaultKeyedRateLimiter<String>,
+    verification_account: DefaultKeyedRateLimiter<String>,
+    email_change_account: DefaultKeyedRateLimiter<String>,
+    strength: DefaultKeyedRateLimiter<String>,
     api: DefaultKeyedRateLimiter<String>,
     clock: DefaultClock,
 }
@@ -58,6 +74,13 @@ impl RateLimiters {
             reset_account: RateLimiter::keyed(Quota::per_hour(nonzero(
                 cfg.reset_per_account_per_hour,
             ))),
+            verification: RateLimiter::keyed(Quota::per_hour(nonzero(cfg.reset_per_hour))),
+            verification_account: RateLimiter::keyed(Quota::per_minute(NonZeroU32::MIN)),
+            email_change_account: RateLimiter::keyed(Quota::per_hour(nonzero(
+                cfg.reset_per_account_per_hour,
+            ))),
+            // Typing in a password field calls it once per pause: generous, but bounded.
+            strength: RateLimiter::keyed(Quota::per_minute(nonzero(60))),
             api: RateLimiter::keyed(Quota::per_minute(nonzero(cfg.api_per_minute))),
             clock: DefaultClock::default(),
         }
@@ -70,6 +93,10 @@ impl RateLimiters {
             Limit::Register => &self.register,
             Limit::ResetRequest => &self.reset,
             Limit::ResetPerAccount => &self.reset_account,
+            Limit::VerificationRequest => &self.verification,
+            Limit::VerificationPerAccount => &self.verification_account,
+            Limit::EmailChangePerAccount => &self.email_change_account,
+            Limit::Strength => &self.strength,
             Limit::Api => &self.api,
         };
         limiter.check_key(&key.to_owned()).map_err(|not_until| {
@@ -86,6 +113,10 @@ impl RateLimiters {
             &self.register,
             &self.reset,
             &self.reset_account,
+            &self.verification,
+            &self.verification_account,
+            &self.email_change_account,
+            &self.strength,
             &self.api,
         ] {
             limiter.retain_recent();

@@ -261,6 +261,9 @@ pub fn session_layer(
             .with_same_site(SameSite::Lax)
             .with_path("/")
             .with_expiry(Expiry::OnInactivity(idle))
+            // Save on every request so the idle timeout slides (tower-sessions otherwise only saves
+            // changed sessions, and active users would be signed out mid-use).
+            .with_always_save(true)
             .with_signed(session_cookie_key(settings)?),
     )
 }

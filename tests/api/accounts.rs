@@ -842,3 +842,113 @@ async fn without_javascript_a_success_says_so_on_the_page() {
         .unwrap();
     assert!(page.contains("If an account exists for that address"));
 }
+
+#[tokio::test]
+async fn concurrent_guesses_all_count_toward_the_lock() {
+    let app = app_for_lockout().await;
+    app.register_verified("ray@example.org", PASSWORD).await;
+    let guesses = (0..8).map(|i| {
+        let client = reqwest::Client::new();
+        let url = app.url("/api/sign_in");
+        let origin = app.address.clone();
+        async move {
+            client
+                .post(url)
+                .header("origin", origin)
+                .form(&[
+                    ("email", "ray@example.org"),
+                    ("password", &format!("wrong guess {i}") as &str),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    futures::future::join_all(guesses).await;
+    let right = app.sign_in("ray@example.org", PASSWORD).await;
+    assert!(
+        right.text().await.unwrap().contains("Too many attempts"),
+        "parallel guesses were all counted"
+    );
+    assert_eq!(
+        app.count("security_events WHERE kind = 'locked_out'").await,
+        1,
+        "locked exactly once"
+    );
+}
+
+#[tokio::test]
+async fn guessing_the_password_in_settings_counts_toward_the_lock() {
+    let app = app_for_lockout().await;
+    app.register_verified("sam@example.org", PASSWORD).await;
+    app.sign_in("sam@example.org", PASSWORD).await;
+    for _ in 0..5 {
+        app.call(
+            "change_password",
+            &[
+                ("current_password", "a wrong guess!!"),
+                ("new_password", NEW_PASSWORD),
+            ],
+        )
+        .await;
+    }
+    let locked = app
+        .call(
+            "change_password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", NEW_PASSWORD),
+            ],
+        )
+        .await;
+    assert!(locked.text().await.unwrap().contains("Too many attempts"));
+    assert_eq!(
+        app.count("security_events WHERE kind = 'password_check_failed'")
+            .await,
+        5
+    );
+}
+
+#[tokio::test]
+async fn a_password_reset_voids_every_other_outstanding_link() {
+    let app = spawn_app().await;
+    app.register_verified("tia@example.org", PASSWORD).await;
+    app.sign_in("tia@example.org", PASSWORD).await;
+    // Someone holding the password starts an email change…
+    app.call(
+        "change_email",
+        &[
+            ("password", PASSWORD),
+            ("new_email", "attacker@evil.example"),
+        ],
+    )
+    .await;
+    let change =
+        app.emails_to("attacker@evil.example", 1).await[0].token(&app, "/confirm-email-change");
+    // …the owner resets the password…
+    app.call("request_password_reset", &[("email", "tia@example.org")])
+        .await;
+    let mails = app.emails_to("tia@example.org", 3).await;
+    let reset = mails
+        .iter()
+        .find(|m| m.text.contains("/reset-password"))
+        .unwrap()
+        .token(&app, "/reset-password");
+    assert_eq!(
+        app.call(
+            "reset_password",
+            &[("token", &reset), ("password", NEW_PASSWORD)]
+        )
+        .await
+        .status(),
+        200
+    );
+    // …and the pending change no longer works.
+    assert_eq!(
+        app.call("confirm_email_change", &[("token", &change)])
+            .await
+            .status(),
+        400
+    );
+}

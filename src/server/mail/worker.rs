@@ -10,9 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{
-    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, ConnectionTrait as _,
-    DatabaseBackend, DatabaseConnection, DbErr, EntityTrait as _, IntoActiveModel as _,
-    QueryFilter as _, Statement,
+    ActiveValue::Set, ColumnTrait as _, ConnectionTrait as _, DatabaseBackend, DatabaseConnection,
+    DbErr, EntityTrait as _, IntoActiveModel as _, QueryFilter as _, Statement,
 };
 use tokio::sync::Notify;
 
@@ -24,7 +23,9 @@ use crate::server::services::outbox::{STATUS_FAILED, STATUS_PENDING, STATUS_SENT
 
 /// How long a claimed email belongs to the worker that claimed it.
 const LEASE_SECS: i64 = 120;
-const BATCH: i64 = 10;
+/// One email per claim: each is sent well within its own lease, so a slow SMTP server can never make a
+/// lease expire while its email is still being sent (which would let another instance send it again).
+const BATCH: i64 = 1;
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RunSummary {
@@ -52,6 +53,7 @@ pub async fn run_once(
     mailer: &Mailer,
 ) -> Result<RunSummary, DbErr> {
     let now = clock.now().unix_timestamp();
+    let lease = now + LEASE_SECS;
     let ids = claim(db, now).await?;
     let mut summary = RunSummary::default();
     for id in ids {
@@ -100,7 +102,17 @@ pub async fn run_once(
                 tracing::error!(kind, attempts, error = %err, "email delivery failed for good");
             }
         }
-        update.update(db).await?;
+        // Finish only under our own lease: if it ran out and another worker took the email over,
+        // that worker's outcome stands.
+        let finished_row = outbox_email::Entity::update_many()
+            .set(update)
+            .filter(outbox_email::Column::Id.eq(id))
+            .filter(outbox_email::Column::LockedUntil.eq(lease))
+            .exec(db)
+            .await?;
+        if finished_row.rows_affected == 0 {
+            tracing::warn!(kind, "outbox lease lost before the outcome was recorded");
+        }
     }
     Ok(summary)
 }

@@ -9,7 +9,7 @@
 use sea_orm::{
     ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, ConnectionTrait,
     DatabaseTransaction, DbErr, EntityTrait as _, IntoActiveModel as _, PaginatorTrait as _,
-    QueryFilter as _, QueryOrder as _, SqlErr, TransactionTrait as _,
+    QueryFilter as _, QueryOrder as _, SqlErr, Statement, TransactionTrait as _,
 };
 
 use crate::routes;
@@ -124,16 +124,20 @@ fn policy(state: &AppState) -> PasswordPolicy {
     }
 }
 
-fn check_password(
+/// The policy check runs zxcvbn, which is CPU work: keep it off the async workers.
+async fn check_password(
     state: &AppState,
     password: &str,
     email: &str,
     name: &str,
     field: &'static str,
 ) -> Result<(), AuthError> {
-    policy(state)
-        .check(password, email, Some(name))
-        .map_err(|rejection| invalid(field, rejection.to_string()))
+    let policy = policy(state);
+    let (password, email, name) = (password.to_owned(), email.to_owned(), name.to_owned());
+    let verdict = tokio::task::spawn_blocking(move || policy.check(&password, &email, Some(&name)))
+        .await
+        .map_err(|_| AuthError::Crypto(CryptoError::Hash))?;
+    verdict.map_err(|rejection| invalid(field, rejection.to_string()))
 }
 
 fn link(state: &AppState, path: &str, token: &str) -> String {
@@ -266,7 +270,7 @@ pub async fn register(
     }
     let email = normalize_email(&input.email, "email")?;
     let name = parse_display_name(&input.display_name)?;
-    check_password(state, &input.password, &email, &name, "password")?;
+    check_password(state, &input.password, &email, &name, "password").await?;
     if !input.accepted_terms {
         return Err(invalid(
             "accept_terms",
@@ -435,6 +439,17 @@ pub async fn resend_verification(
             retry_after_secs: (oldest.created_at + 3600 - now).max(1) as u64,
         });
     }
+    // The checks above read before writing; this in-memory limiter makes the cooldown hold even for
+    // requests racing each other.
+    if state
+        .limiters
+        .check(Limit::VerificationPerAccount, &who.id)
+        .is_err()
+    {
+        return Err(AuthError::TooSoon {
+            retry_after_secs: RESEND_COOLDOWN_SECS as u64,
+        });
+    }
     let txn = state.db.begin().await?;
     let who_details = (
         who.id.as_str(),
@@ -455,17 +470,125 @@ pub async fn request_verification_email(
     email_input: &str,
 ) -> Result<(), AuthError> {
     let email = normalize_email(email_input, "email")?;
-    let Some(account) = user::Entity::find()
-        .filter(user::Column::Email.eq(&email))
-        .one(&state.db)
+    // Answer first (same body, same time for every address); the rest happens afterwards.
+    let (state, meta) = (state.clone(), meta.clone());
+    tokio::spawn(async move {
+        let result = async {
+            let found = user::Entity::find()
+                .filter(user::Column::Email.eq(&email))
+                .one(&state.db)
+                .await?;
+            match found {
+                Some(account) => resend_verification(&state, &meta, &account).await,
+                None => Ok(()),
+            }
+        }
+        .await;
+        match result {
+            Ok(()) | Err(AuthError::TooSoon { .. }) => {}
+            Err(err) => tracing::error!(error = %err, "sending a verification link failed"),
+        }
+    });
+    Ok(())
+}
+
+/// Counts one attempt for a throttle key atomically (parallel guesses cannot overwrite each other's
+/// counts) and returns the failures so far, this one included, and any lock. A lock that has expired
+/// starts a fresh count.
+async fn count_attempt<C: ConnectionTrait>(
+    db: &C,
+    key: &str,
+    now: i64,
+) -> Result<(i32, Option<i64>), DbErr> {
+    let backend = db.get_database_backend();
+    let sql = "INSERT INTO login_throttles (email_hash, failures, locked_until, updated_at) \
+               VALUES ($1, 1, NULL, $2) \
+               ON CONFLICT (email_hash) DO UPDATE SET \
+               failures = CASE WHEN login_throttles.locked_until IS NOT NULL \
+                 AND login_throttles.locked_until <= $2 THEN 1 ELSE login_throttles.failures + 1 END, \
+               locked_until = CASE WHEN login_throttles.locked_until IS NOT NULL \
+                 AND login_throttles.locked_until <= $2 THEN NULL ELSE login_throttles.locked_until END, \
+               updated_at = $2 \
+               RETURNING failures, locked_until";
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [key.into(), now.into()],
+        ))
         .await?
-    else {
-        return Ok(());
-    };
-    match resend_verification(state, meta, &account).await {
-        Ok(()) | Err(AuthError::TooSoon { .. }) => Ok(()),
-        Err(err) => Err(err),
+        .ok_or_else(|| DbErr::RecordNotFound("login_throttles".to_owned()))?;
+    Ok((
+        row.try_get("", "failures")?,
+        row.try_get("", "locked_until")?,
+    ))
+}
+
+/// After a correct password: the run of failures ends, unless a concurrent failure locked the address
+/// meanwhile (then the lock wins). Returns whether the attempt may proceed.
+async fn clear_attempts<C: ConnectionTrait>(db: &C, key: &str, now: i64) -> Result<bool, DbErr> {
+    login_throttle::Entity::delete_many()
+        .filter(login_throttle::Column::EmailHash.eq(key))
+        .filter(
+            sea_orm::Condition::any()
+                .add(login_throttle::Column::LockedUntil.is_null())
+                .add(login_throttle::Column::LockedUntil.lte(now)),
+        )
+        .exec(db)
+        .await?;
+    let still_locked = login_throttle::Entity::find_by_id(key.to_owned())
+        .one(db)
+        .await?
+        .is_some_and(|t| t.locked_until.is_some_and(|until| until > now));
+    Ok(!still_locked)
+}
+
+/// After a wrong password: locks the address once the threshold is reached. The request that sets the
+/// lock (exactly one, even under concurrency) records it and emails the owner.
+async fn record_failure(
+    state: &AppState,
+    meta: &RequestMeta,
+    key: &str,
+    failures: i32,
+    account: Option<&user::Model>,
+    now: i64,
+    event: &'static str,
+) -> Result<bool, AuthError> {
+    let threshold = state.settings.accounts.lockout_threshold as i32;
+    let txn = state.db.begin().await?;
+    let mut locked_now = false;
+    if failures >= threshold {
+        let until = now + state.settings.accounts.lockout_duration.as_secs() as i64;
+        let updated = login_throttle::Entity::update_many()
+            .col_expr(login_throttle::Column::LockedUntil, until.into())
+            .filter(login_throttle::Column::EmailHash.eq(key))
+            .filter(login_throttle::Column::LockedUntil.is_null())
+            .exec(&txn)
+            .await?;
+        locked_now = updated.rows_affected == 1;
     }
+    let mut failed = Event::new(event).detail("consecutive_failures", failures);
+    if let Some(account) = account {
+        failed = failed.user(&account.id);
+    }
+    audit::record(&txn, meta, now, failed).await?;
+    if locked_now {
+        let mut locked = Event::new("locked_out");
+        if let Some(account) = account {
+            locked = locked.user(&account.id);
+            let template = Template::LockedOut {
+                name: account.display_name.clone(),
+                reset_link: page(state, routes::FORGOT_PASSWORD),
+            };
+            outbox::enqueue(&txn, &state.settings, now, &account.email, &template).await?;
+        }
+        audit::record(&txn, meta, now, locked).await?;
+    }
+    txn.commit().await?;
+    if locked_now {
+        state.mail_wakeup.notify_one();
+    }
+    Ok(failures >= threshold)
 }
 
 pub async fn sign_in(
@@ -479,21 +602,17 @@ pub async fn sign_in(
         normalize_email(email_input, "email").unwrap_or_else(|_| email_input.trim().to_lowercase());
     let key = throttle_key(state, &email);
     let now = now(state);
-    let throttle = login_throttle::Entity::find_by_id(key.clone())
-        .one(&state.db)
-        .await?;
     let found = user::Entity::find()
         .filter(user::Column::Email.eq(&email))
         .one(&state.db)
         .await?;
-    let user_id = found.as_ref().map(|u| u.id.clone());
 
-    if let Some(t) = &throttle
-        && t.locked_until.is_some_and(|until| until > now)
-    {
+    // Count the attempt before checking it, so guesses racing each other all count.
+    let (failures, locked_until) = count_attempt(&state.db, &key, now).await?;
+    if locked_until.is_some_and(|until| until > now) {
         let mut event = Event::new("sign_in_refused_locked");
-        if let Some(id) = &user_id {
-            event = event.user(id);
+        if let Some(account) = &found {
+            event = event.user(&account.id);
         }
         audit::record(&state.db, meta, now, event).await?;
         return Err(AuthError::LockedOut);
@@ -512,15 +631,19 @@ pub async fn sign_in(
 
     match (verified, found) {
         (Verified::Yes { rehash }, Some(account)) => {
-            login_throttle::Entity::delete_by_id(key)
-                .exec(&state.db)
-                .await?;
-            let mut account = account;
+            if !clear_attempts(&state.db, &key, now).await? {
+                return Err(AuthError::LockedOut);
+            }
             if rehash {
                 let new_hash = state.hasher.hash(password).await?;
-                let mut update = account.clone().into_active_model();
-                update.password_hash = Set(new_hash);
-                account = update.update(&state.db).await?;
+                // Only if the password is still the one just checked: a reset that committed in the
+                // meantime must win.
+                user::Entity::update_many()
+                    .col_expr(user::Column::PasswordHash, new_hash.into())
+                    .filter(user::Column::Id.eq(&account.id))
+                    .filter(user::Column::PasswordHash.eq(&account.password_hash))
+                    .exec(&state.db)
+                    .await?;
             }
             if state.settings.accounts.require_email_verification
                 && account.email_verified_at.is_none()
@@ -537,63 +660,59 @@ pub async fn sign_in(
             Ok(account)
         }
         (_, found) => {
-            // Failures after an expired lock start a fresh count.
-            let previous = throttle
-                .as_ref()
-                .filter(|t| t.locked_until.is_none_or(|until| until > now))
-                .map_or(0, |t| t.failures);
-            let failures = previous.saturating_add(1);
-            let threshold = state.settings.accounts.lockout_threshold as i32;
-            let locks = failures >= threshold;
-            let locked_until =
-                locks.then(|| now + state.settings.accounts.lockout_duration.as_secs() as i64);
-            let txn = state.db.begin().await?;
-            let row = login_throttle::ActiveModel {
-                email_hash: Set(key),
-                failures: Set(failures),
-                locked_until: Set(locked_until),
-                updated_at: Set(now),
-            };
-            login_throttle::Entity::insert(row)
-                .on_conflict(
-                    sea_orm::sea_query::OnConflict::column(login_throttle::Column::EmailHash)
-                        .update_columns([
-                            login_throttle::Column::Failures,
-                            login_throttle::Column::LockedUntil,
-                            login_throttle::Column::UpdatedAt,
-                        ])
-                        .to_owned(),
-                )
-                .exec_without_returning(&txn)
-                .await?;
-            let mut event = Event::new("sign_in_failed").detail("consecutive_failures", failures);
-            if let Some(id) = &user_id {
-                event = event.user(id);
-            }
-            audit::record(&txn, meta, now, event).await?;
-            if locks {
-                let mut event = Event::new("locked_out");
-                if let Some(id) = &user_id {
-                    event = event.user(id);
-                }
-                audit::record(&txn, meta, now, event).await?;
-                if let Some(account) = &found {
-                    let template = Template::LockedOut {
-                        name: account.display_name.clone(),
-                        reset_link: page(state, routes::FORGOT_PASSWORD),
-                    };
-                    outbox::enqueue(&txn, &state.settings, now, &account.email, &template).await?;
-                }
-            }
-            txn.commit().await?;
-            if locks {
-                state.mail_wakeup.notify_one();
-                Err(AuthError::LockedOut)
+            let locked = record_failure(
+                state,
+                meta,
+                &key,
+                failures,
+                found.as_ref(),
+                now,
+                "sign_in_failed",
+            )
+            .await?;
+            Err(if locked {
+                AuthError::LockedOut
             } else {
-                Err(AuthError::InvalidCredentials)
-            }
+                AuthError::InvalidCredentials
+            })
         }
     }
+}
+
+/// Checks the signed-in person's own password before a sensitive change. Wrong guesses count toward the
+/// same lock-out as sign-in, so a stolen session cannot be used to guess the password.
+async fn check_own_password(
+    state: &AppState,
+    meta: &RequestMeta,
+    account: &user::Model,
+    password: &str,
+    field: &'static str,
+) -> Result<(), AuthError> {
+    let key = throttle_key(state, &account.email);
+    let now = now(state);
+    let (failures, locked_until) = count_attempt(&state.db, &key, now).await?;
+    if locked_until.is_some_and(|until| until > now) {
+        return Err(AuthError::LockedOut);
+    }
+    let verified = if password.chars().count() > password_policy::DEFAULT_MAX_LENGTH {
+        Verified::No
+    } else {
+        state
+            .hasher
+            .verify(password, Some(&account.password_hash))
+            .await?
+    };
+    if verified == Verified::No {
+        let event = "password_check_failed";
+        if record_failure(state, meta, &key, failures, Some(account), now, event).await? {
+            return Err(AuthError::LockedOut);
+        }
+        return Err(invalid(field, "That is not your current password."));
+    }
+    if !clear_attempts(&state.db, &key, now).await? {
+        return Err(AuthError::LockedOut);
+    }
+    Ok(())
 }
 
 pub async fn request_password_reset(
@@ -602,8 +721,24 @@ pub async fn request_password_reset(
     email_input: &str,
 ) -> Result<(), AuthError> {
     let email = normalize_email(email_input, "email")?;
+    // The same answer in the same time for every address: the per-account work (look-up, token,
+    // email) happens after the answer, so neither the body nor the timing tells accounts apart.
+    let (state, meta) = (state.clone(), meta.clone());
+    tokio::spawn(async move {
+        if let Err(err) = send_password_reset(&state, &meta, &email).await {
+            tracing::error!(error = %err, "sending a password reset link failed");
+        }
+    });
+    Ok(())
+}
+
+async fn send_password_reset(
+    state: &AppState,
+    meta: &RequestMeta,
+    email: &str,
+) -> Result<(), AuthError> {
     let Some(account) = user::Entity::find()
-        .filter(user::Column::Email.eq(&email))
+        .filter(user::Column::Email.eq(email))
         .one(&state.db)
         .await?
     else {
@@ -675,13 +810,14 @@ pub async fn reset_password(
         &account.email,
         &account.display_name,
         "password",
-    )?;
+    )
+    .await?;
     let new_hash = state.hasher.hash(new_password).await?;
 
     let txn = state.db.begin().await?;
     consume_token(&txn, state, PURPOSE_RESET, token, now).await?;
     set_password(&txn, &account, new_hash, now).await?;
-    void_tokens(&txn, &account.id, PURPOSE_RESET, now).await?;
+    void_all_tokens(&txn, &account.id, now).await?;
     login_throttle::Entity::delete_by_id(throttle_key(state, &account.email))
         .exec(&txn)
         .await?;
@@ -716,16 +852,12 @@ async fn set_password(
     Ok(())
 }
 
-async fn void_tokens<C: ConnectionTrait>(
-    db: &C,
-    user_id: &str,
-    purpose: &str,
-    now: i64,
-) -> Result<(), DbErr> {
+/// Voids every outstanding link of the user: after a password or address change, links sent to the old
+/// credentials' owner (or requested by someone who held them) must stop working.
+async fn void_all_tokens<C: ConnectionTrait>(db: &C, user_id: &str, now: i64) -> Result<(), DbErr> {
     account_token::Entity::update_many()
         .col_expr(account_token::Column::UsedAt, now.into())
         .filter(account_token::Column::UserId.eq(user_id))
-        .filter(account_token::Column::Purpose.eq(purpose))
         .filter(account_token::Column::UsedAt.is_null())
         .exec(db)
         .await?;
@@ -740,27 +872,20 @@ pub async fn change_password(
     new_password: &str,
     keep_session: Option<&str>,
 ) -> Result<(), AuthError> {
-    let verified = state
-        .hasher
-        .verify(current, Some(&account.password_hash))
-        .await?;
-    if verified == Verified::No {
-        return Err(invalid(
-            "current_password",
-            "That is not your current password.",
-        ));
-    }
+    check_own_password(state, meta, account, current, "current_password").await?;
     check_password(
         state,
         new_password,
         &account.email,
         &account.display_name,
         "new_password",
-    )?;
+    )
+    .await?;
     let new_hash = state.hasher.hash(new_password).await?;
     let now = now(state);
     let txn = state.db.begin().await?;
     set_password(&txn, account, new_hash, now).await?;
+    void_all_tokens(&txn, &account.id, now).await?;
     DbSessionStore::revoke_user(&txn, &account.id, keep_session).await?;
     let template = Template::PasswordChanged {
         name: account.display_name.clone(),
@@ -797,12 +922,15 @@ pub async fn request_email_change(
     new_email_input: &str,
 ) -> Result<(), AuthError> {
     let new_email = normalize_email(new_email_input, "new_email")?;
-    let verified = state
-        .hasher
-        .verify(password, Some(&account.password_hash))
-        .await?;
-    if verified == Verified::No {
-        return Err(invalid("password", "That is not your password."));
+    check_own_password(state, meta, account, password, "password").await?;
+    if state
+        .limiters
+        .check(Limit::EmailChangePerAccount, &account.id)
+        .is_err()
+    {
+        return Err(AuthError::TooSoon {
+            retry_after_secs: 3600,
+        });
     }
     if new_email == account.email {
         return Err(invalid("new_email", "That is already your email address."));
@@ -883,6 +1011,8 @@ pub async fn confirm_email_change(
     update.email_verified_at = Set(Some(now));
     update.updated_at = Set(now);
     update.update(&txn).await?;
+    // Links that went to the old address (reset, verification) must not outlive it.
+    void_all_tokens(&txn, &row.user_id, now).await?;
     // Sign-in throttling follows the address; the old one's counter has no owner any more.
     login_throttle::Entity::delete_by_id(throttle_key(state, &old_email))
         .exec(&txn)
@@ -898,20 +1028,30 @@ pub async fn confirm_email_change(
     Ok(())
 }
 
-pub fn password_strength(state: &AppState, password: &str, email: &str) -> PasswordStrengthView {
-    // Bounded work whatever is posted: the policy refuses anything longer anyway.
+pub async fn password_strength(
+    state: &AppState,
+    password: &str,
+    email: &str,
+) -> PasswordStrengthView {
+    // Bounded work whatever is posted (the policy refuses anything longer anyway), off the async workers.
     let password: String = password
         .chars()
         .take(password_policy::DEFAULT_MAX_LENGTH + 1)
         .collect();
     let email = email.trim().to_lowercase();
-    PasswordStrengthView {
+    let policy = policy(state);
+    tokio::task::spawn_blocking(move || PasswordStrengthView {
         score: password_policy::strength(&password, &[email.as_str()]),
-        problem: policy(state)
+        problem: policy
             .check(&password, &email, None)
             .err()
             .map(|r| r.to_string()),
-    }
+    })
+    .await
+    .unwrap_or(PasswordStrengthView {
+        score: 0,
+        problem: None,
+    })
 }
 
 #[cfg(test)]

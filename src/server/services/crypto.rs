@@ -96,14 +96,18 @@ impl PasswordHasher {
     }
 
     pub async fn hash(&self, password: &str) -> Result<String, CryptoError> {
-        let _permit = self
+        // The permit moves into the blocking task: if the request is cancelled, the hash still runs to
+        // the end and keeps its slot until then, so the cap really caps.
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| CryptoError::Closed)?;
         let params = self.params.clone();
         let password = password.to_owned();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let salt = SaltString::generate(&mut OsRng);
             Self::argon(&params)
                 .hash_password(password.as_bytes(), &salt)
@@ -121,9 +125,10 @@ impl PasswordHasher {
         password: &str,
         stored: Option<&str>,
     ) -> Result<Verified, CryptoError> {
-        let _permit = self
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| CryptoError::Closed)?;
         let known = stored.is_some();
@@ -131,6 +136,7 @@ impl PasswordHasher {
         let password = password.to_owned();
         let params = self.params.clone();
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let Ok(parsed) = PasswordHash::new(&stored) else {
                 return Verified::No;
             };
