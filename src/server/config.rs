@@ -42,6 +42,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub secret_key: SecretKey,
     pub encryption_key: SecretKey,
+    /// Earlier encryption keys: they still open what they sealed, until a rotation re-seals it.
+    pub encryption_keys_previous: Vec<SecretKey>,
     pub cookie_secure: bool,
     /// Host names (without port) the app answers to. `*` (development only) accepts any.
     pub allowed_hosts: Vec<String>,
@@ -388,6 +390,14 @@ impl Settings {
             p.problem("ENCRYPTION_KEY", "must differ from SECRET_KEY".to_owned());
         }
 
+        let encryption_keys_previous = p.parse("ENCRYPTION_KEYS_PREVIOUS", "", |v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .enumerate()
+                .map(|(i, k)| SecretKey::parse(k).map_err(|m| format!("key {} {m}", i + 1)))
+                .collect::<Result<Vec<_>, _>>()
+        });
         let cookie_secure = p.parse(
             "COOKIE_SECURE",
             if production { "true" } else { "false" },
@@ -546,6 +556,7 @@ impl Settings {
                 },
                 secret_key: secret_key?,
                 encryption_key: encryption_key?,
+                encryption_keys_previous: encryption_keys_previous?,
                 cookie_secure: cookie_secure?,
                 allowed_hosts: allowed_hosts?,
                 max_body_bytes: max_body_bytes?,

@@ -34,6 +34,7 @@ use crate::server::mail::{Mailer, worker};
 use crate::server::middleware::{api_errors, body_limit, csrf, host, request_id, security_headers};
 use crate::server::rate_limit::RateLimiters;
 use crate::server::services::crypto::PasswordHasher;
+use crate::server::services::secret_box::SecretBox;
 use crate::server::session_store::DbSessionStore;
 use crate::server::state::AppState;
 use crate::server::{health, telemetry};
@@ -75,6 +76,8 @@ impl Application {
             settings.accounts.hash_concurrency,
         )?;
         let limiters = Arc::new(RateLimiters::new(&settings.rate_limits));
+        let settings_encryption_key = settings.encryption_key.clone();
+        let settings_previous_keys = settings.encryption_keys_previous.clone();
         let mailer = match &settings.mail.smtp_url {
             Some(url) => Mailer::smtp(url.expose(), Duration::from_secs(30))?,
             None => Mailer::files(settings.mail.outbox_dir.clone()),
@@ -87,6 +90,10 @@ impl Application {
             hasher,
             limiters,
             mail_wakeup: Arc::new(Notify::new()),
+            secret_box: Arc::new(SecretBox::new(
+                &settings_encryption_key,
+                &settings_previous_keys,
+            )),
         };
         let router = router(state.clone())?;
         Ok(Application {
@@ -122,6 +129,7 @@ impl Application {
             state.limiters.clone(),
         );
         let mail_worker = worker::spawn(
+            state.secret_box.clone(),
             state.db.clone(),
             state.settings.clone(),
             state.clock.clone(),

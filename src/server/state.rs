@@ -10,6 +10,7 @@ use crate::server::clock::SharedClock;
 use crate::server::config::Settings;
 use crate::server::rate_limit::RateLimiters;
 use crate::server::services::crypto::PasswordHasher;
+use crate::server::services::secret_box::SecretBox;
 
 /// Shared by every request: handlers, server functions (through Leptos context) and middleware.
 #[derive(Clone, Debug)]
@@ -22,6 +23,8 @@ pub struct AppState {
     pub limiters: Arc<RateLimiters>,
     /// Wakes the outbox worker as soon as an email is committed.
     pub mail_wakeup: Arc<Notify>,
+    /// Seals sensitive fields at rest under `ENCRYPTION_KEY`.
+    pub secret_box: Arc<SecretBox>,
 }
 
 impl FromRef<AppState> for LeptosOptions {

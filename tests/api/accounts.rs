@@ -595,6 +595,17 @@ async fn email_survives_smtp_failures_and_is_delivered_exactly_once_without_logg
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     assert_eq!(attempts, 1, "one failed attempt recorded");
+    // While it waits, its body (with the one-time link) is sealed: a database dump reveals no link.
+    assert_eq!(
+        app.count("outbox_emails WHERE body_text LIKE 'v1:%' AND body_html LIKE 'v1:%'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("outbox_emails WHERE body_text LIKE '%token=%' OR body_html LIKE '%token=%'")
+            .await,
+        0
+    );
     assert!(sink.messages.lock().await.is_empty());
 
     // The server recovers; a minute later (backoff) the retry delivers it, once.

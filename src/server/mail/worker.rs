@@ -18,8 +18,10 @@ use tokio::sync::Notify;
 use crate::server::clock::SharedClock;
 use crate::server::config::Settings;
 use crate::server::entities::outbox_email;
+use crate::server::mail::MailError;
 use crate::server::mail::{Mailer, OutgoingEmail, Rendered};
-use crate::server::services::outbox::{STATUS_FAILED, STATUS_PENDING, STATUS_SENT};
+use crate::server::services::outbox::{STATUS_FAILED, STATUS_PENDING, STATUS_SENT, body_context};
+use crate::server::services::secret_box::SecretBox;
 
 /// How long a claimed email belongs to the worker that claimed it.
 const LEASE_SECS: i64 = 120;
@@ -47,6 +49,7 @@ pub fn backoff_secs(attempts: u32) -> i64 {
 
 /// Delivers everything due now; returns what happened.
 pub async fn run_once(
+    secret_box: &SecretBox,
     db: &DatabaseConnection,
     settings: &Settings,
     clock: &SharedClock,
@@ -60,17 +63,32 @@ pub async fn run_once(
         let Some(row) = outbox_email::Entity::find_by_id(id).one(db).await? else {
             continue;
         };
-        let email = OutgoingEmail {
-            to: row.to_address.clone(),
-            from: settings.mail.from.clone(),
-            rendered: Rendered {
-                subject: row.subject.clone(),
-                text: row.body_text.clone(),
-                html: row.body_html.clone(),
-            },
-            message_id: row.message_id.clone(),
+        let opened = secret_box
+            .open(&row.body_text, &body_context("text", &row.message_id))
+            .and_then(|text| {
+                let html =
+                    secret_box.open(&row.body_html, &body_context("html", &row.message_id))?;
+                Ok((text, html))
+            });
+        let result = match opened {
+            Ok((text, html)) => {
+                let email = OutgoingEmail {
+                    to: row.to_address.clone(),
+                    from: settings.mail.from.clone(),
+                    rendered: Rendered {
+                        subject: row.subject.clone(),
+                        text,
+                        html,
+                    },
+                    message_id: row.message_id.clone(),
+                };
+                mailer.send(&email).await
+            }
+            // Sealed under a key no longer configured: retrying cannot help.
+            Err(err) => Err(MailError::Permanent(format!(
+                "cannot open the sealed body: {err}"
+            ))),
         };
-        let result = mailer.send(&email).await;
         let attempts = row.attempts.saturating_add(1);
         let kind = row.kind.clone();
         let mut update = row.into_active_model();
@@ -166,6 +184,7 @@ pub async fn backlog(db: &DatabaseConnection) -> Result<(u64, u64), DbErr> {
 
 /// Runs until aborted: wakes when an email is enqueued, and at least every `poll` for retries.
 pub fn spawn(
+    secret_box: Arc<SecretBox>,
     db: DatabaseConnection,
     settings: Arc<Settings>,
     clock: SharedClock,
@@ -175,7 +194,7 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            match run_once(&db, &settings, &clock, &mailer).await {
+            match run_once(&secret_box, &db, &settings, &clock, &mailer).await {
                 // A full batch probably left more behind: go again at once.
                 Ok(summary)
                     if summary.sent + summary.retried + summary.failed >= BATCH as usize =>

@@ -244,7 +244,7 @@ async fn send_verification(
         name: name.to_owned(),
         link: link(state, routes::VERIFY_EMAIL, &token),
     };
-    outbox::enqueue(txn, &state.settings, now, email, &template).await?;
+    outbox::enqueue(txn, state, now, email, &template).await?;
     audit::record(txn, meta, now, Event::new(event).user(account_id)).await
 }
 
@@ -298,7 +298,7 @@ pub async fn register(
             sign_in_link: page(state, routes::LOGIN),
             reset_link: page(state, routes::FORGOT_PASSWORD),
         };
-        outbox::enqueue(&txn, &state.settings, now, &existing.email, &template).await?;
+        outbox::enqueue(&txn, state, now, &existing.email, &template).await?;
         audit::record(
             &txn,
             meta,
@@ -580,7 +580,7 @@ async fn record_failure(
                 name: account.display_name.clone(),
                 reset_link: page(state, routes::FORGOT_PASSWORD),
             };
-            outbox::enqueue(&txn, &state.settings, now, &account.email, &template).await?;
+            outbox::enqueue(&txn, state, now, &account.email, &template).await?;
         }
         audit::record(&txn, meta, now, locked).await?;
     }
@@ -768,7 +768,7 @@ async fn send_password_reset(
         name: account.display_name.clone(),
         link: link(state, routes::RESET_PASSWORD, &token),
     };
-    outbox::enqueue(&txn, &state.settings, now, &account.email, &template).await?;
+    outbox::enqueue(&txn, state, now, &account.email, &template).await?;
     audit::record(
         &txn,
         meta,
@@ -825,7 +825,7 @@ pub async fn reset_password(
     let template = Template::PasswordChanged {
         name: account.display_name.clone(),
     };
-    outbox::enqueue(&txn, &state.settings, now, &account.email, &template).await?;
+    outbox::enqueue(&txn, state, now, &account.email, &template).await?;
     audit::record(
         &txn,
         meta,
@@ -890,7 +890,7 @@ pub async fn change_password(
     let template = Template::PasswordChanged {
         name: account.display_name.clone(),
     };
-    outbox::enqueue(&txn, &state.settings, now, &account.email, &template).await?;
+    outbox::enqueue(&txn, state, now, &account.email, &template).await?;
     audit::record(
         &txn,
         meta,
@@ -958,13 +958,13 @@ pub async fn request_email_change(
             name: account.display_name.clone(),
             link: link(state, routes::CONFIRM_EMAIL_CHANGE, &token),
         };
-        outbox::enqueue(&txn, &state.settings, now, &new_email, &template).await?;
+        outbox::enqueue(&txn, state, now, &new_email, &template).await?;
     }
     let notice = Template::EmailChangeNotice {
         name: account.display_name.clone(),
         new_email_hint: mask_email(&new_email),
     };
-    outbox::enqueue(&txn, &state.settings, now, &account.email, &notice).await?;
+    outbox::enqueue(&txn, state, now, &account.email, &notice).await?;
     audit::record(
         &txn,
         meta,

@@ -6,3 +6,4 @@ pub mod auth;
 pub mod crypto;
 pub mod outbox;
 pub mod password_policy;
+pub mod secret_box;

@@ -3,26 +3,34 @@
 
 use sea_orm::{ActiveModelTrait as _, ActiveValue::Set, ConnectionTrait, DbErr};
 
-use crate::server::config::Settings;
 use crate::server::entities::outbox_email;
 use crate::server::mail::Template;
+use crate::server::state::AppState;
 
 pub async fn enqueue<C: ConnectionTrait>(
     db: &C,
-    settings: &Settings,
+    state: &AppState,
     now: i64,
     to: &str,
     template: &Template,
 ) -> Result<(), DbErr> {
+    let settings = &state.settings;
     let rendered = template.render();
     let message_id = uuid::Uuid::new_v4().to_string();
+    // Bodies carry one-time links: sealed at rest until the worker sends them (and then cleared).
+    let body_text = state
+        .secret_box
+        .seal(&rendered.text, &body_context("text", &message_id));
+    let body_html = state
+        .secret_box
+        .seal(&rendered.html, &body_context("html", &message_id));
     outbox_email::ActiveModel {
         message_id: Set(message_id.clone()),
         kind: Set(template.kind().to_owned()),
         to_address: Set(to.to_owned()),
         subject: Set(rendered.subject),
-        body_text: Set(rendered.text),
-        body_html: Set(rendered.html),
+        body_text: Set(body_text),
+        body_html: Set(body_html),
         status: Set(STATUS_PENDING.to_owned()),
         attempts: Set(0),
         next_attempt_at: Set(now),
@@ -46,3 +54,8 @@ pub async fn enqueue<C: ConnectionTrait>(
 pub const STATUS_PENDING: &str = "pending";
 pub const STATUS_SENT: &str = "sent";
 pub const STATUS_FAILED: &str = "failed";
+
+/// What a sealed body is bound to: its column and its email, so it cannot be moved elsewhere.
+pub fn body_context(part: &str, message_id: &str) -> String {
+    format!("outbox_emails.body_{part}:{message_id}")
+}
