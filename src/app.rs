@@ -5,6 +5,7 @@ use leptos::prelude::*;
 use leptos_meta::MetaTags;
 use leptos_meta::{Title, provide_meta_context};
 use leptos_router::{
+    SsrMode,
     components::{Route, Router, Routes},
     path,
 };
@@ -95,23 +96,27 @@ pub fn App() -> impl IntoView {
         <Router>
             <Layout>
                 <ErrorBoundary fallback=|_errors| view! { <ErrorPage /> }>
+                    // PartiallyBlocked: the signed-in user (a blocking resource) is rendered in place, so the
+                    // header and banner are in the HTML itself and work without JavaScript.
                     <Routes fallback=NotFoundPage>
-                        <Route path=path!("/") view=HomePage />
-                        <Route path=path!("/security") view=SecurityPage />
-                        <Route path=path!("/terms") view=TermsPage />
-                        <Route path=path!("/privacy") view=PrivacyPage />
-                        <Route path=route_path!(routes::REGISTER_DONE, "/register/check-inbox") view=CheckInboxPage />
-                        <Route path=route_path!(routes::REGISTER, "/register") view=RegisterPage />
-                        <Route path=route_path!(routes::LOGIN, "/login") view=LoginPage />
-                        <Route path=route_path!(routes::VERIFY_EMAIL, "/verify-email") view=VerifyEmailPage />
-                        <Route path=route_path!(routes::FORGOT_PASSWORD, "/forgot-password") view=ForgotPasswordPage />
-                        <Route path=route_path!(routes::RESET_PASSWORD, "/reset-password") view=ResetPasswordPage />
+                        <Route ssr=SsrMode::PartiallyBlocked path=path!("/") view=HomePage />
+                        <Route ssr=SsrMode::PartiallyBlocked path=path!("/security") view=SecurityPage />
+                        <Route ssr=SsrMode::PartiallyBlocked path=path!("/terms") view=TermsPage />
+                        <Route ssr=SsrMode::PartiallyBlocked path=path!("/privacy") view=PrivacyPage />
+                        <Route ssr=SsrMode::PartiallyBlocked path=route_path!(routes::REGISTER_DONE, "/register/check-inbox") view=CheckInboxPage />
+                        <Route ssr=SsrMode::PartiallyBlocked path=route_path!(routes::REGISTER, "/register") view=RegisterPage />
+                        <Route ssr=SsrMode::PartiallyBlocked path=route_path!(routes::LOGIN, "/login") view=LoginPage />
+                        <Route ssr=SsrMode::PartiallyBlocked path=route_path!(routes::VERIFY_EMAIL, "/verify-email") view=VerifyEmailPage />
+                        <Route ssr=SsrMode::PartiallyBlocked path=route_path!(routes::FORGOT_PASSWORD, "/forgot-password") view=ForgotPasswordPage />
+                        <Route ssr=SsrMode::PartiallyBlocked path=route_path!(routes::RESET_PASSWORD, "/reset-password") view=ResetPasswordPage />
                         <Route
+                            ssr=SsrMode::PartiallyBlocked
                             path=route_path!(routes::CONFIRM_EMAIL_CHANGE, "/confirm-email-change")
                             view=ConfirmEmailChangePage
                         />
-                        <Route path=route_path!(routes::SETTINGS_PROFILE, "/settings/profile") view=SettingsProfilePage />
+                        <Route ssr=SsrMode::PartiallyBlocked path=route_path!(routes::SETTINGS_PROFILE, "/settings/profile") view=SettingsProfilePage />
                         <Route
+                            ssr=SsrMode::PartiallyBlocked
                             path=route_path!(routes::SETTINGS_SECURITY, "/settings/security")
                             view=SettingsSecurityPage
                         />

@@ -30,7 +30,9 @@ impl SessionUser {
 /// provides it as context. Called once, by the layout.
 pub fn provide_session_user() -> SessionUser {
     let location = use_location();
-    let resource = Resource::new(move || location.pathname.get(), |_| current_user());
+    // Blocking: the page is sent only once the user is known, so the header and the banner are in the
+    // HTML itself (streamed-in fragments need JavaScript to be moved into place).
+    let resource = Resource::new_blocking(move || location.pathname.get(), |_| current_user());
     let session = SessionUser(resource);
     provide_context(session);
     session
