@@ -96,27 +96,27 @@ pub fn App() -> impl IntoView {
         <Router>
             <Layout>
                 <ErrorBoundary fallback=|_errors| view! { <ErrorPage /> }>
-                    // PartiallyBlocked: the signed-in user (a blocking resource) is rendered in place, so the
+                    // In order: every Suspense (the signed-in user in the header) is rendered in place, so the
                     // header and banner are in the HTML itself and work without JavaScript.
                     <Routes fallback=NotFoundPage>
-                        <Route ssr=SsrMode::PartiallyBlocked path=path!("/") view=HomePage />
-                        <Route ssr=SsrMode::PartiallyBlocked path=path!("/security") view=SecurityPage />
-                        <Route ssr=SsrMode::PartiallyBlocked path=path!("/terms") view=TermsPage />
-                        <Route ssr=SsrMode::PartiallyBlocked path=path!("/privacy") view=PrivacyPage />
-                        <Route ssr=SsrMode::PartiallyBlocked path=route_path!(routes::REGISTER_DONE, "/register/check-inbox") view=CheckInboxPage />
-                        <Route ssr=SsrMode::PartiallyBlocked path=route_path!(routes::REGISTER, "/register") view=RegisterPage />
-                        <Route ssr=SsrMode::PartiallyBlocked path=route_path!(routes::LOGIN, "/login") view=LoginPage />
-                        <Route ssr=SsrMode::PartiallyBlocked path=route_path!(routes::VERIFY_EMAIL, "/verify-email") view=VerifyEmailPage />
-                        <Route ssr=SsrMode::PartiallyBlocked path=route_path!(routes::FORGOT_PASSWORD, "/forgot-password") view=ForgotPasswordPage />
-                        <Route ssr=SsrMode::PartiallyBlocked path=route_path!(routes::RESET_PASSWORD, "/reset-password") view=ResetPasswordPage />
+                        <Route ssr=SsrMode::InOrder path=path!("/") view=HomePage />
+                        <Route ssr=SsrMode::InOrder path=path!("/security") view=SecurityPage />
+                        <Route ssr=SsrMode::InOrder path=path!("/terms") view=TermsPage />
+                        <Route ssr=SsrMode::InOrder path=path!("/privacy") view=PrivacyPage />
+                        <Route ssr=SsrMode::InOrder path=route_path!(routes::REGISTER_DONE, "/register/check-inbox") view=CheckInboxPage />
+                        <Route ssr=SsrMode::InOrder path=route_path!(routes::REGISTER, "/register") view=RegisterPage />
+                        <Route ssr=SsrMode::InOrder path=route_path!(routes::LOGIN, "/login") view=LoginPage />
+                        <Route ssr=SsrMode::InOrder path=route_path!(routes::VERIFY_EMAIL, "/verify-email") view=VerifyEmailPage />
+                        <Route ssr=SsrMode::InOrder path=route_path!(routes::FORGOT_PASSWORD, "/forgot-password") view=ForgotPasswordPage />
+                        <Route ssr=SsrMode::InOrder path=route_path!(routes::RESET_PASSWORD, "/reset-password") view=ResetPasswordPage />
                         <Route
-                            ssr=SsrMode::PartiallyBlocked
+                            ssr=SsrMode::InOrder
                             path=route_path!(routes::CONFIRM_EMAIL_CHANGE, "/confirm-email-change")
                             view=ConfirmEmailChangePage
                         />
-                        <Route ssr=SsrMode::PartiallyBlocked path=route_path!(routes::SETTINGS_PROFILE, "/settings/profile") view=SettingsProfilePage />
+                        <Route ssr=SsrMode::InOrder path=route_path!(routes::SETTINGS_PROFILE, "/settings/profile") view=SettingsProfilePage />
                         <Route
-                            ssr=SsrMode::PartiallyBlocked
+                            ssr=SsrMode::InOrder
                             path=route_path!(routes::SETTINGS_SECURITY, "/settings/security")
                             view=SettingsSecurityPage
                         />

@@ -148,12 +148,7 @@ test("confirm the address from the email without JavaScript", async ({ page }) =
   await expect(page.locator("form.verify-email-form")).toHaveCount(0);
 });
 
-// Known app bug, kept visible instead of weakened: without JavaScript the header's account links (the
-// Suspense around the signed-in user) sometimes stream as an out-of-order fragment that only a script can
-// move into place, so "Sign in" / the user menu / "Sign out" are missing from the page. Reproduced in
-// Chromium after a form post's redirect; curl gets them inline. Signing in itself works (see the steps).
-// Remove `fixme` when the header renders in place (issue 3 stays open until then).
-test.fixme("sign in and out without JavaScript", async ({ page }) => {
+test("sign in and out without JavaScript", async ({ page }) => {
   const account = await newAccount(page, "signin");
 
   await page.goto("/login");
