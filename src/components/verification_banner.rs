@@ -14,8 +14,11 @@ pub fn VerificationBanner() -> impl IntoView {
     let resend = ServerAction::<ResendVerification>::new();
     // The banner is outside `<Routes>`, so a no-JavaScript post's error is read from the URL here.
     let url_error = url_error_for(<ResendVerification as ServerFn>::PATH);
+    // …and its success from `?done=resend_verification` (see `api_support::redirect_back_done`).
+    let query = leptos_router::hooks::use_query_map();
     let outcome = Signal::derive(move || match resend.value().get() {
         Some(result) => Some(result.map_err(|err| err.to_string())),
+        None if query.with(|q| q.get_str("done") == Some("resend_verification")) => Some(Ok(())),
         None => url_error.get().map(|err| Err(err.to_string())),
     });
 
