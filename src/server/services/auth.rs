@@ -248,6 +248,21 @@ async fn send_verification(
     audit::record(txn, meta, now, Event::new(event).user(account_id)).await
 }
 
+/// Records the event, commits the change together with its emails, and wakes the outbox worker so
+/// they go out at once.
+async fn commit_with_event(
+    txn: DatabaseTransaction,
+    state: &AppState,
+    meta: &RequestMeta,
+    now: i64,
+    event: Event<'_>,
+) -> Result<(), AuthError> {
+    audit::record(&txn, meta, now, event).await?;
+    txn.commit().await?;
+    state.mail_wakeup.notify_one();
+    Ok(())
+}
+
 fn throttle_key(state: &AppState, email: &str) -> String {
     hash_token(&state.settings.secret_key, "login-throttle", email)
 }
@@ -299,16 +314,14 @@ pub async fn register(
             reset_link: page(state, routes::FORGOT_PASSWORD),
         };
         outbox::enqueue(&txn, state, now, &existing.email, &template).await?;
-        audit::record(
-            &txn,
+        return commit_with_event(
+            txn,
+            state,
             meta,
             now,
             Event::new("register_existing_email").user(&existing.id),
         )
-        .await?;
-        txn.commit().await?;
-        state.mail_wakeup.notify_one();
-        return Ok(());
+        .await;
     }
 
     let user_id = uuid::Uuid::new_v4().to_string();
@@ -398,15 +411,14 @@ pub async fn verify_email(
         update.updated_at = Set(now);
         update.update(&txn).await?;
     }
-    audit::record(
-        &txn,
+    commit_with_event(
+        txn,
+        state,
         meta,
         now,
         Event::new("email_verified").user(&row.user_id),
     )
-    .await?;
-    txn.commit().await?;
-    Ok(())
+    .await
 }
 
 pub async fn resend_verification(
@@ -769,16 +781,14 @@ async fn send_password_reset(
         link: link(state, routes::RESET_PASSWORD, &token),
     };
     outbox::enqueue(&txn, state, now, &account.email, &template).await?;
-    audit::record(
-        &txn,
+    commit_with_event(
+        txn,
+        state,
         meta,
         now,
         Event::new("password_reset_requested").user(&account.id),
     )
-    .await?;
-    txn.commit().await?;
-    state.mail_wakeup.notify_one();
-    Ok(())
+    .await
 }
 
 pub async fn reset_password(
@@ -826,16 +836,14 @@ pub async fn reset_password(
         name: account.display_name.clone(),
     };
     outbox::enqueue(&txn, state, now, &account.email, &template).await?;
-    audit::record(
-        &txn,
+    commit_with_event(
+        txn,
+        state,
         meta,
         now,
         Event::new("password_reset_completed").user(&account.id),
     )
-    .await?;
-    txn.commit().await?;
-    state.mail_wakeup.notify_one();
-    Ok(())
+    .await
 }
 
 async fn set_password(
@@ -891,16 +899,14 @@ pub async fn change_password(
         name: account.display_name.clone(),
     };
     outbox::enqueue(&txn, state, now, &account.email, &template).await?;
-    audit::record(
-        &txn,
+    commit_with_event(
+        txn,
+        state,
         meta,
         now,
         Event::new("password_changed").user(&account.id),
     )
-    .await?;
-    txn.commit().await?;
-    state.mail_wakeup.notify_one();
-    Ok(())
+    .await
 }
 
 /// `j•••@example.org`: enough for the owner to recognise, not enough to harvest.
@@ -965,16 +971,14 @@ pub async fn request_email_change(
         new_email_hint: mask_email(&new_email),
     };
     outbox::enqueue(&txn, state, now, &account.email, &notice).await?;
-    audit::record(
-        &txn,
+    commit_with_event(
+        txn,
+        state,
         meta,
         now,
         Event::new("email_change_requested").user(&account.id),
     )
-    .await?;
-    txn.commit().await?;
-    state.mail_wakeup.notify_one();
-    Ok(())
+    .await
 }
 
 pub async fn confirm_email_change(
@@ -1017,15 +1021,14 @@ pub async fn confirm_email_change(
     login_throttle::Entity::delete_by_id(throttle_key(state, &old_email))
         .exec(&txn)
         .await?;
-    audit::record(
-        &txn,
+    commit_with_event(
+        txn,
+        state,
         meta,
         now,
         Event::new("email_changed").user(&row.user_id),
     )
-    .await?;
-    txn.commit().await?;
-    Ok(())
+    .await
 }
 
 pub async fn password_strength(
