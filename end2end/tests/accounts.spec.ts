@@ -1,25 +1,16 @@
 import type { Locator, Page, Response } from "@playwright/test";
 import { expect, test, waitForHydration, type BrowserProblems } from "./fixtures";
 import { linkFrom, waitForEmail } from "./mail";
+import { PASSWORD, NEW_PASSWORD, WRONG_CREDENTIALS, uniqueEmail, header } from "./accounts-common";
 
 // Account flows in the browser, with the email the app really sends: the test SMTP server started by
 // global-setup.ts keeps every message, and ./mail reads them. All tests share one server and one IP
 // (playwright.config.ts raises the per-IP limits); lock-outs count per address, so every test signs
 // up its own addresses.
 
-// Strong enough for the password policy (which refuses short, common or guessable passwords).
-const PASSWORD = "glacier Minnow 47 paperclip orbit";
-const NEW_PASSWORD = "velvet Harbor 93 lantern quiver";
 
-const WRONG_CREDENTIALS = "That email and password don't match an account. Check both and try again.";
 const LOCKED_OUT = "Too many attempts — try again later or reset your password";
 
-let counter = 0;
-/** A new address for every call: `${name}-<time>-<n>@example.test`. */
-function uniqueEmail(name: string): string {
-  counter += 1;
-  return `${name}-${Date.now()}-${counter}@example.test`;
-}
 
 /** Lets the browser's "Failed to load resource … status of 400" for a refused call to `/api/<endpoint>` pass. */
 function allowRefused(problems: BrowserProblems, endpoint: string): void {
@@ -37,15 +28,6 @@ async function submit(page: Page, button: Locator, endpoint: string): Promise<Re
   return answered;
 }
 
-function header(page: Page) {
-  const site = page.locator("header.site-header");
-  return {
-    signInLink: site.locator("a.nav-sign-in"),
-    userMenu: site.locator(".user-menu"),
-    userName: site.locator(".user-menu .user-name"),
-    signOut: site.locator("form.sign-out-form").getByRole("button", { name: "Sign out" }),
-  };
-}
 
 async function expectSignedIn(page: Page, displayName: string): Promise<void> {
   await expect(header(page).userName).toHaveText(displayName);

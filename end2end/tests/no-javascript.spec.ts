@@ -1,6 +1,7 @@
 import type { Page } from "@playwright/test";
 import { expect, test } from "./fixtures";
 import { linkFrom, waitForEmail } from "./mail";
+import { PASSWORD, WRONG_CREDENTIALS, uniqueEmail, header } from "./accounts-common";
 
 // The account forms with JavaScript switched off: every form is a plain HTML post to /api/<function>.
 // On an error the server redirects back to the page with `__err` in the URL (and the non-secret fields
@@ -9,19 +10,10 @@ import { linkFrom, waitForEmail } from "./mail";
 // hydration: without JavaScript there is none.
 test.use({ javaScriptEnabled: false });
 
-// Strong enough for the password policy (which refuses short, common or guessable passwords).
-const PASSWORD = "glacier Minnow 47 paperclip orbit";
 // Refused by the policy for its length alone.
 const SHORT_PASSWORD = "Tiny7pw";
 const TOO_SHORT = "Use at least 12 characters — a short phrase of a few unrelated words works well.";
-const WRONG_CREDENTIALS = "That email and password don't match an account. Check both and try again.";
 
-let counter = 0;
-/** A new address for every call: `${name}-<time>-<n>@example.test`. */
-function uniqueEmail(name: string): string {
-  counter += 1;
-  return `nojs-${name}-${Date.now()}-${counter}@example.test`;
-}
 
 /** Whether `url` holds one of the passwords above, as typed or form-encoded. */
 function carriesPassword(url: string): boolean {
@@ -35,15 +27,6 @@ interface Account {
   password: string;
 }
 
-function header(page: Page) {
-  const site = page.locator("header.site-header");
-  return {
-    signInLink: site.locator("a.nav-sign-in"),
-    userMenu: site.locator(".user-menu"),
-    userName: site.locator(".user-menu .user-name"),
-    signOut: site.locator("form.sign-out-form").getByRole("button", { name: "Sign out" }),
-  };
-}
 
 function registerForm(page: Page) {
   const form = page.locator("form.register-form");
@@ -85,7 +68,7 @@ async function register(page: Page, account: Account): Promise<void> {
 }
 
 async function newAccount(page: Page, name: string): Promise<Account> {
-  const account = { email: uniqueEmail(name), displayName: `NoJS ${name}`, password: PASSWORD };
+  const account = { email: uniqueEmail(`nojs-${name}`), displayName: `NoJS ${name}`, password: PASSWORD };
   await register(page, account);
   return account;
 }
@@ -98,7 +81,7 @@ test("register without JavaScript: a refused password comes back next to its fie
   page.on("request", (request) => urls.push(request.url()));
   page.on("framenavigated", (frame) => urls.push(frame.url()));
 
-  const email = uniqueEmail("register");
+  const email = uniqueEmail("nojs-register");
   const displayName = "Ada NoScript";
 
   const response = await page.goto("/register");
