@@ -24,6 +24,12 @@ pub enum AppError {
         "Please confirm your email address first: open the link we sent you, or ask for a new one below."
     )]
     EmailNotVerified,
+    /// A sensitive action needs the password again (it was last entered too long ago).
+    #[error("For your security, enter your password again to continue.")]
+    ReauthRequired,
+    /// The deployment requires two-factor authentication and this account has not set it up yet.
+    #[error("Set up two-factor authentication to continue.")]
+    MfaSetupRequired,
     #[error("You do not have access to this.")]
     Forbidden,
     #[error("We could not find that.")]
@@ -50,6 +56,8 @@ impl AppError {
             AppError::InvalidInput { .. } => "invalid_input",
             AppError::Unauthenticated => "unauthenticated",
             AppError::EmailNotVerified => "email_not_verified",
+            AppError::ReauthRequired => "reauth_required",
+            AppError::MfaSetupRequired => "mfa_setup_required",
             AppError::Forbidden => "forbidden",
             AppError::NotFound => "not_found",
             AppError::RateLimited { .. } => "rate_limited",
@@ -64,6 +72,8 @@ impl AppError {
             AppError::InvalidInput { .. } => 400,
             AppError::Unauthenticated => 401,
             AppError::EmailNotVerified => 403,
+            AppError::ReauthRequired => 403,
+            AppError::MfaSetupRequired => 403,
             AppError::Forbidden => 403,
             AppError::NotFound => 404,
             AppError::RateLimited { .. } => 429,

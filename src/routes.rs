@@ -16,6 +16,9 @@ pub const RESET_PASSWORD: &str = "/reset-password";
 pub const CONFIRM_EMAIL_CHANGE: &str = "/confirm-email-change";
 pub const SETTINGS_PROFILE: &str = "/settings/profile";
 pub const SETTINGS_SECURITY: &str = "/settings/security";
+pub const SETTINGS_TWO_FACTOR: &str = "/settings/security/two-factor";
+/// The second step of signing in, for accounts with two-factor authentication.
+pub const LOGIN_TWO_FACTOR: &str = "/login/two-factor";
 
 /// Probes under this prefix stay reachable by IP and over plain HTTP, for load balancers.
 pub const HEALTH_PREFIX: &str = "/health/";

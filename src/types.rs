@@ -76,6 +76,51 @@ pub struct UserView {
     pub display_name: String,
     pub email: String,
     pub email_verified: bool,
+    /// The deployment requires two-factor authentication and this person has not set it up: every
+    /// page but the setup sends them there.
+    pub mfa_setup_required: bool,
+}
+
+/// The two-factor section of the security settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TwoFactorView {
+    /// When it was turned on (a readable UTC date), or `None` when it is off.
+    pub enabled_on: Option<String>,
+    pub backup_codes_remaining: u32,
+    /// The password was entered too long ago for sensitive changes: ask for it first.
+    pub reauth_needed: bool,
+    /// `REQUIRE_MFA` applies to this account (it cannot be turned off).
+    pub required: bool,
+    /// A setup that is waiting for the first code (shown only while re-authenticated).
+    pub setup: Option<TotpSetupView>,
+}
+
+/// What someone needs to add Nest Egg to their authenticator app.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TotpSetupView {
+    pub otpauth_uri: String,
+    /// The QR code of `otpauth_uri`, an inline SVG rendered by the server.
+    pub qr_svg: String,
+    /// The secret in base32, in groups of four for typing.
+    pub manual_key: String,
+}
+
+impl std::fmt::Debug for TotpSetupView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TotpSetupView(<hidden>)")
+    }
+}
+
+/// Freshly generated backup codes: shown once, never stored in the clear.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupCodesView {
+    pub codes: Vec<String>,
+}
+
+impl std::fmt::Debug for BackupCodesView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BackupCodesView({} codes)", self.codes.len())
+    }
 }
 
 /// Live password strength for the meter next to a password field (0 = very weak … 4 = strong), with

@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_create_sessions;
 mod m20261122_000002_create_accounts;
 mod m20261122_000003_session_owner;
+mod m20261122_000004_two_factor;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_create_sessions::Migration),
             Box::new(m20261122_000002_create_accounts::Migration),
             Box::new(m20261122_000003_session_owner::Migration),
+            Box::new(m20261122_000004_two_factor::Migration),
         ]
     }
 }

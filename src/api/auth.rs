@@ -36,7 +36,8 @@ pub async fn register(
 }
 
 /// Signs in with email and password; on success the session id is replaced and the browser goes to
-/// `next` when it is a safe same-site path, otherwise home.
+/// `next` when it is a safe same-site path, otherwise home. Accounts with two-factor authentication go
+/// to the code step first, with a session that is signed in to nothing else.
 #[server(prefix = "/api", endpoint = "sign_in")]
 pub async fn sign_in(
     email: String,
@@ -46,11 +47,22 @@ pub async fn sign_in(
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
     ctx.rate_limit(s::Limit::SignIn)?;
-    let user = crate::server::services::auth::sign_in(&ctx.state, &ctx.meta, &email, &password)
+    use crate::server::services::auth::{self, SignIn};
+    let next = crate::routes::safe_next(next.as_deref());
+    match auth::sign_in(&ctx.state, &ctx.meta, &email, &password)
         .await
-        .map_err(s::auth_error)?;
-    ctx.start_session(&user.id).await?;
-    leptos_axum::redirect(&crate::routes::safe_next(next.as_deref()));
+        .map_err(s::auth_error)?
+    {
+        SignIn::Complete(user) => {
+            let now = ctx.state.clock.now().unix_timestamp();
+            ctx.start_session(&user.id, now).await?;
+            leptos_axum::redirect(&next);
+        }
+        SignIn::NeedsSecondFactor(user) => {
+            ctx.begin_mfa_sign_in(&user.id, next).await?;
+            leptos_axum::redirect(crate::routes::LOGIN_TWO_FACTOR);
+        }
+    }
     Ok(())
 }
 
@@ -149,11 +161,7 @@ pub async fn change_password(
     .await
     .map_err(s::auth_error)?;
     // This session stays signed in: it proved the new password just now.
-    let now = ctx.state.clock.now().unix_timestamp();
-    ctx.session
-        .insert(crate::server::session_store::AUTH_AT_KEY, now)
-        .await
-        .map_err(|_| AppError::Unavailable)?;
+    ctx.mark_reauthenticated().await?;
     s::redirect_back_done("change_password");
     Ok(())
 }
@@ -190,11 +198,33 @@ pub async fn confirm_email_change(token: String) -> Result<(), AppError> {
 pub async fn current_user() -> Result<Option<UserView>, AppError> {
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
-    Ok(ctx.user().await?.map(|u| UserView {
-        display_name: u.display_name,
-        email: u.email,
-        email_verified: u.email_verified_at.is_some(),
+    let Some(user) = ctx.user().await? else {
+        return Ok(None);
+    };
+    let mfa_setup_required = ctx.mfa_setup_required(&user).await?;
+    Ok(Some(UserView {
+        display_name: user.display_name,
+        email: user.email,
+        email_verified: user.email_verified_at.is_some(),
+        mfa_setup_required,
     }))
+}
+
+/// Re-enters the password before a sensitive change ("sudo mode" for `SUDO_WINDOW_MINUTES`). Wrong
+/// guesses count toward the account's lock-out.
+#[server(prefix = "/api", endpoint = "confirm_password")]
+pub async fn confirm_password(password: String) -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    let user = ctx.require_user_allowing_mfa_setup().await?;
+    crate::server::services::auth::check_own_password(
+        &ctx.state, &ctx.meta, &user, &password, "password",
+    )
+    .await
+    .map_err(s::auth_error)?;
+    ctx.mark_reauthenticated().await?;
+    s::redirect_back_done("confirm_password");
+    Ok(())
 }
 
 /// Scores a password for the live meter with the same policy the server enforces.

@@ -1,4 +1,5 @@
 //! Server functions: thin `#[server]` doors. Who is calling → validate → one service → wire type.
 
 pub mod auth;
+pub mod mfa;
 pub mod preferences;

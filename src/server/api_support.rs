@@ -17,7 +17,7 @@ use crate::routes;
 use crate::server::client_ip::client_ip;
 use crate::server::entities::user;
 use crate::server::services::auth::AuthError;
-use crate::server::session_store::{AUTH_AT_KEY, USER_KEY, hash_id};
+use crate::server::session_store::{AUTH_AT_KEY, MFA_PENDING_KEY, PendingMfa, USER_KEY, hash_id};
 use crate::server::state::AppState;
 
 pub use crate::server::rate_limit::Limit;
@@ -182,19 +182,109 @@ impl RequestContext {
             .map_err(|retry_after_secs| AppError::RateLimited { retry_after_secs })
     }
 
-    /// Signs `user_id` in on this session, under a new session id (no fixation).
-    pub async fn start_session(&self, user_id: &str) -> Result<(), AppError> {
+    /// Signs `user_id` in on this session, under a new session id (no fixation). `password_at` is when
+    /// the password was checked (the start of sudo mode).
+    pub async fn start_session(&self, user_id: &str, password_at: i64) -> Result<(), AppError> {
         self.session.cycle_id().await.map_err(session_error)?;
+        self.session
+            .remove_value(MFA_PENDING_KEY)
+            .await
+            .map_err(session_error)?;
         self.session
             .insert(USER_KEY, user_id)
             .await
             .map_err(session_error)?;
+        self.session
+            .insert(AUTH_AT_KEY, password_at)
+            .await
+            .map_err(session_error)?;
+        Ok(())
+    }
+
+    /// After a correct password for an account with two-factor authentication: the session (under a
+    /// new id) holds only the pending sign-in, and is signed out for everything else.
+    pub async fn begin_mfa_sign_in(&self, user_id: &str, next: String) -> Result<(), AppError> {
+        self.session.cycle_id().await.map_err(session_error)?;
+        for key in [USER_KEY, AUTH_AT_KEY] {
+            self.session
+                .remove_value(key)
+                .await
+                .map_err(session_error)?;
+        }
+        let pending = PendingMfa {
+            user_id: user_id.to_owned(),
+            started_at: self.state.clock.now().unix_timestamp(),
+            failures: 0,
+            next,
+        };
+        self.set_pending_mfa(&pending).await
+    }
+
+    /// The sign-in waiting for its second factor, if there is one and it has not expired (an expired
+    /// one is removed).
+    pub async fn pending_mfa(&self) -> Result<Option<PendingMfa>, AppError> {
+        let pending = self
+            .session
+            .get::<PendingMfa>(MFA_PENDING_KEY)
+            .await
+            .map_err(session_error)?;
+        let now = self.state.clock.now().unix_timestamp();
+        match pending {
+            Some(p) if now - p.started_at <= crate::server::services::mfa::PENDING_TTL_SECS => {
+                Ok(Some(p))
+            }
+            Some(_) => {
+                self.clear_pending_mfa().await?;
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub async fn set_pending_mfa(&self, pending: &PendingMfa) -> Result<(), AppError> {
+        self.session
+            .insert(MFA_PENDING_KEY, pending)
+            .await
+            .map_err(session_error)
+    }
+
+    pub async fn clear_pending_mfa(&self) -> Result<(), AppError> {
+        self.session
+            .remove_value(MFA_PENDING_KEY)
+            .await
+            .map(|_| ())
+            .map_err(session_error)
+    }
+
+    /// Sudo mode: the password was entered within `SUDO_WINDOW_MINUTES`.
+    pub async fn recently_authenticated(&self) -> Result<bool, AppError> {
+        let auth_at = self
+            .session
+            .get::<i64>(AUTH_AT_KEY)
+            .await
+            .map_err(session_error)?
+            .unwrap_or(0);
+        let now = self.state.clock.now().unix_timestamp();
+        let window = self.state.settings.accounts.sudo_window.as_secs() as i64;
+        Ok(now - auth_at <= window)
+    }
+
+    /// Sensitive actions (two-factor changes) refuse a session whose password is not fresh.
+    pub async fn require_recent_auth(&self) -> Result<(), AppError> {
+        if self.recently_authenticated().await? {
+            Ok(())
+        } else {
+            Err(AppError::ReauthRequired)
+        }
+    }
+
+    /// The password was just checked again: sudo mode starts now.
+    pub async fn mark_reauthenticated(&self) -> Result<(), AppError> {
         let now = self.state.clock.now().unix_timestamp();
         self.session
             .insert(AUTH_AT_KEY, now)
             .await
-            .map_err(session_error)?;
-        Ok(())
+            .map_err(session_error)
     }
 
     /// Deletes the session server-side and clears the cookie.
@@ -245,8 +335,30 @@ impl RequestContext {
         Ok(found)
     }
 
+    /// The signed-in person, for everything except setting up two-factor authentication: refused
+    /// with `MfaSetupRequired` while `REQUIRE_MFA` applies to them and they have not set it up.
     pub async fn require_user(&self) -> Result<user::Model, AppError> {
+        let user = self.require_user_allowing_mfa_setup().await?;
+        if self.mfa_setup_required(&user).await? {
+            return Err(AppError::MfaSetupRequired);
+        }
+        Ok(user)
+    }
+
+    /// The signed-in person, even if they still have to set up two-factor authentication (for the
+    /// setup itself, reading who is signed in, and signing out).
+    pub async fn require_user_allowing_mfa_setup(&self) -> Result<user::Model, AppError> {
         self.user().await?.ok_or(AppError::Unauthenticated)
+    }
+
+    pub async fn mfa_setup_required(&self, user: &user::Model) -> Result<bool, AppError> {
+        if !self.state.settings.requires_mfa(&user.email) {
+            return Ok(false);
+        }
+        let enabled = crate::server::services::mfa::is_enabled(&self.state.db, &user.id)
+            .await
+            .map_err(|err| internal("checking two-factor status", &err))?;
+        Ok(!enabled)
     }
 }
 
@@ -274,6 +386,17 @@ pub fn redirect_back_done(endpoint: &str) {
         .filter(|p| p.starts_with('/') && !p.starts_with("//"))
         .unwrap_or_else(|| routes::HOME.to_owned());
     leptos_axum::redirect(&format!("{path}?done={endpoint}"));
+}
+
+/// A Unix time as people read it, e.g. "22 November 2026 at 17:05 UTC".
+pub fn readable_date(unix: i64) -> String {
+    let format = time::macros::format_description!(
+        "[day padding:none] [month repr:long] [year] at [hour]:[minute] UTC"
+    );
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
 }
 
 fn session_error(err: tower_sessions::session::Error) -> AppError {
@@ -312,6 +435,31 @@ pub fn auth_error(err: AuthError) -> AppError {
             message: "This link has expired or was already used. Ask for a new one.".to_owned(),
         },
         AuthError::TooSoon { retry_after_secs } => AppError::RateLimited { retry_after_secs },
+        AuthError::WrongCode => AppError::InvalidInput {
+            field: Some("code".to_owned()),
+            message: "That code didn't work. Enter the current code from your app, or an unused \
+                      backup code."
+                .to_owned(),
+        },
+        AuthError::MfaAlreadyEnabled => AppError::InvalidInput {
+            field: None,
+            message: "Two-factor authentication is already on.".to_owned(),
+        },
+        AuthError::MfaNotEnabled => AppError::InvalidInput {
+            field: None,
+            message: "Two-factor authentication is off for this account.".to_owned(),
+        },
+        AuthError::MfaSetupMissing => AppError::InvalidInput {
+            field: None,
+            message: "This setup has expired or was replaced. Start again to get a new QR code."
+                .to_owned(),
+        },
+        AuthError::MfaPendingMissing => AppError::InvalidInput {
+            field: None,
+            message: "This sign-in has expired. Please sign in again with your password."
+                .to_owned(),
+        },
+        AuthError::Seal(err) => internal("opening a sealed secret", &err),
         AuthError::Database(err) => internal("a database operation", &err),
         AuthError::Crypto(err) => internal("password hashing", &err),
     }
@@ -328,6 +476,14 @@ mod tests {
             user_agent: String::new(),
         }
         .limit_key()
+    }
+
+    #[test]
+    fn dates_read_like_a_sentence() {
+        assert_eq!(
+            super::readable_date(1_795_367_100),
+            "22 November 2026 at 17:05 UTC"
+        );
     }
 
     #[test]

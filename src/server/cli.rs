@@ -1,4 +1,4 @@
-//! The `nestegg` command: `serve` (default), `migrate`, `check-config`.
+//! The `nestegg` command: `serve` (default), `migrate`, `check-config`, `rotate-keys`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -25,6 +25,9 @@ enum Command {
     Migrate,
     /// Validate the configuration: prints "configuration OK" or every problem (exit code 1).
     CheckConfig,
+    /// Re-encrypt every stored secret under the current ENCRYPTION_KEY (keys being retired stay in
+    /// ENCRYPTION_KEYS_PREVIOUS until this reports nothing left). Safe to interrupt and run again.
+    RotateKeys,
 }
 
 /// Copies `.env` (working directory only) into the process environment, for the parts that read the
@@ -72,6 +75,7 @@ pub async fn run() -> ExitCode {
     match command {
         Command::CheckConfig => check_config(),
         Command::Migrate => migrate(settings).await,
+        Command::RotateKeys => rotate_keys(settings).await,
         Command::Serve => serve(settings).await,
     }
 }
@@ -106,6 +110,48 @@ async fn migrate(settings: Settings) -> ExitCode {
         Ok(applied) => {
             println!("migrations applied: {applied}");
             ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn rotate_keys(settings: Settings) -> ExitCode {
+    use crate::server::services::{key_rotation, secret_box::SecretBox};
+    telemetry::init(settings.log_format, &settings.log_filter, std::io::stderr);
+    let secret_box = SecretBox::new(&settings.encryption_key, &settings.encryption_keys_previous);
+    let result = async {
+        let conn = db::connect(&settings.database)
+            .await
+            .map_err(|e| e.to_string())?;
+        db::migrate(&conn).await.map_err(|e| e.to_string())?;
+        let report = key_rotation::rotate(&conn, &secret_box)
+            .await
+            .map_err(|e| format!("key rotation stopped (run it again to resume): {e}"))?;
+        let _ = conn.close().await;
+        Ok::<_, String>(report)
+    }
+    .await;
+    match result {
+        Ok(report) => {
+            println!(
+                "key {}: {} re-encrypted, {} already current, {} unreadable",
+                secret_box.current_key_id(),
+                report.rotated,
+                report.current,
+                report.unreadable
+            );
+            if report.unreadable > 0 {
+                eprintln!(
+                    "some values open with no configured key: add the key that sealed them to \
+                     ENCRYPTION_KEYS_PREVIOUS and run again"
+                );
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(err) => {
             eprintln!("{err}");

@@ -33,6 +33,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// Who must use two-factor authentication (`REQUIRE_MFA`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MfaPolicy {
+    Off,
+    /// Operators only: the accounts named in `ADMIN_EMAILS`.
+    Admins,
+    All,
+}
+
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub environment: Environment,
@@ -55,6 +64,8 @@ pub struct Settings {
     pub log_filter: String,
     /// Proxies whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Operators of this deployment (normalized addresses), from `ADMIN_EMAILS`.
+    pub admin_emails: Vec<String>,
     pub accounts: AccountSettings,
     pub rate_limits: RateLimitSettings,
     pub mail: MailSettings,
@@ -72,6 +83,9 @@ pub struct AccountSettings {
     pub lockout_duration: Duration,
     pub hash_cost: crate::server::services::crypto::HashCost,
     pub hash_concurrency: usize,
+    pub require_mfa: MfaPolicy,
+    /// How long after entering the password sensitive actions (two-factor changes) stay allowed.
+    pub sudo_window: Duration,
 }
 
 /// Requests per client IP (and per account for reset requests).
@@ -82,6 +96,8 @@ pub struct RateLimitSettings {
     pub reset_per_hour: u32,
     pub reset_per_account_per_hour: u32,
     pub api_per_minute: u32,
+    /// Second-factor attempts per client IP.
+    pub mfa_per_minute: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -473,6 +489,29 @@ impl Settings {
             .to_string();
         let hash_concurrency =
             p.parse("ARGON2_MAX_CONCURRENT", &cores, |v| parse_range(v, 1, 1024));
+        let require_mfa = p.parse(
+            "REQUIRE_MFA",
+            if production { "admins" } else { "off" },
+            |v| match v.to_ascii_lowercase().as_str() {
+                "off" => Ok(MfaPolicy::Off),
+                "admins" => Ok(MfaPolicy::Admins),
+                "all" => Ok(MfaPolicy::All),
+                _ => Err("must be off, admins or all".to_owned()),
+            },
+        );
+        let sudo_window = p.parse("SUDO_WINDOW_MINUTES", "10", |v| {
+            parse_range(v, 1, 24 * 60).map(|m: u64| Duration::from_secs(m * 60))
+        });
+        let admin_emails = p.parse("ADMIN_EMAILS", "", |v| {
+            v.split(',')
+                .map(str::trim)
+                .filter(|e| !e.is_empty())
+                .map(|e| {
+                    crate::server::services::auth::normalize_email(e, "ADMIN_EMAILS")
+                        .map_err(|_| format!("`{e}` is not an email address"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        });
         let accounts = (|| {
             Some(AccountSettings {
                 registration_open: registration_open?,
@@ -488,6 +527,8 @@ impl Settings {
                     parallelism: parallelism?,
                 },
                 hash_concurrency: hash_concurrency?,
+                require_mfa: require_mfa?,
+                sudo_window: sudo_window?,
             })
         })();
         let limit = |p: &mut Parser, name: &str, default: &str| {
@@ -499,6 +540,7 @@ impl Settings {
         let reset_per_account_per_hour =
             limit(&mut p, "RATE_LIMIT_RESET_PER_ACCOUNT_PER_HOUR", "3");
         let api_per_minute = limit(&mut p, "RATE_LIMIT_API_PER_MINUTE", "100");
+        let mfa_per_minute = limit(&mut p, "RATE_LIMIT_MFA_PER_MINUTE", "3");
         let rate_limits = (|| {
             Some(RateLimitSettings {
                 sign_in_per_minute: sign_in_per_minute?,
@@ -506,6 +548,7 @@ impl Settings {
                 reset_per_hour: reset_per_hour?,
                 reset_per_account_per_hour: reset_per_account_per_hour?,
                 api_per_minute: api_per_minute?,
+                mfa_per_minute: mfa_per_minute?,
             })
         })();
         let smtp_url = match p.secret_or("SMTP_URL", "") {
@@ -566,6 +609,7 @@ impl Settings {
                 log_format: log_format?,
                 log_filter: log_filter?,
                 trusted_proxies: trusted_proxies?,
+                admin_emails: admin_emails?,
                 accounts: accounts?,
                 rate_limits: rate_limits?,
                 mail: mail?,
@@ -580,6 +624,20 @@ impl Settings {
     /// The origin (`scheme://host[:port]`) of `PUBLIC_URL`, as browsers send it in `Origin`.
     pub fn public_origin(&self) -> String {
         self.public_url.origin().ascii_serialization()
+    }
+
+    /// Whether `email` (normalized) belongs to an operator of this deployment.
+    pub fn is_admin(&self, email: &str) -> bool {
+        self.admin_emails.iter().any(|a| a == email)
+    }
+
+    /// Whether the account must have two-factor authentication before it can do anything else.
+    pub fn requires_mfa(&self, email: &str) -> bool {
+        match self.accounts.require_mfa {
+            MfaPolicy::Off => false,
+            MfaPolicy::Admins => self.is_admin(email),
+            MfaPolicy::All => true,
+        }
     }
 
     /// The session cookie's name: `__Host-` makes browsers insist on Secure, Path=/ and no Domain.
@@ -1020,6 +1078,38 @@ mod tests {
         assert!(
             !text.contains("c2hvcnQ="),
             "key values must not be echoed: {text}"
+        );
+    }
+
+    #[test]
+    fn two_factor_policy_defaults_by_environment_and_admins_are_normalized() {
+        let dir = tempfile::tempdir().unwrap();
+        let dev =
+            Settings::from_vars(&vars(&[("DATA_DIR", dir.path().to_str().unwrap())])).unwrap();
+        assert_eq!(dev.accounts.require_mfa, MfaPolicy::Off);
+        assert_eq!(dev.accounts.sudo_window, Duration::from_secs(600));
+        assert_eq!(dev.rate_limits.mfa_per_minute, 3);
+
+        let prod = Settings::from_vars(&production(&[(
+            "ADMIN_EMAILS",
+            " Ops@Example.org, root@example.org ",
+        )]))
+        .unwrap();
+        assert_eq!(prod.accounts.require_mfa, MfaPolicy::Admins);
+        assert_eq!(
+            prod.admin_emails,
+            vec!["ops@example.org", "root@example.org"]
+        );
+        assert!(prod.requires_mfa("ops@example.org"));
+        assert!(!prod.requires_mfa("someone@example.org"));
+
+        assert_eq!(
+            problems_of(&production(&[
+                ("REQUIRE_MFA", "sometimes"),
+                ("ADMIN_EMAILS", "ops@example.org,not-an-address"),
+                ("SUDO_WINDOW_MINUTES", "0"),
+            ])),
+            vec!["REQUIRE_MFA", "SUDO_WINDOW_MINUTES", "ADMIN_EMAILS"]
         );
     }
 

@@ -22,6 +22,8 @@ pub enum Limit {
     EmailChangePerAccount,
     /// The live password-strength meter, per IP.
     Strength,
+    /// Second-factor codes at sign-in, per IP.
+    Mfa,
     /// Every other server function.
     Api,
 }
@@ -37,6 +39,7 @@ impl Limit {
             Limit::VerificationPerAccount => "verification_per_account",
             Limit::EmailChangePerAccount => "email_change_per_account",
             Limit::Strength => "password_strength",
+            Limit::Mfa => "mfa",
             Limit::Api => "api",
         }
     }
@@ -51,6 +54,7 @@ pub struct RateLimiters {
     verification_account: DefaultKeyedRateLimiter<String>,
     email_change_account: DefaultKeyedRateLimiter<String>,
     strength: DefaultKeyedRateLimiter<String>,
+    mfa: DefaultKeyedRateLimiter<String>,
     api: DefaultKeyedRateLimiter<String>,
     clock: DefaultClock,
 }
@@ -81,6 +85,7 @@ impl RateLimiters {
             ))),
             // Typing in a password field calls it once per pause: generous, but bounded.
             strength: RateLimiter::keyed(Quota::per_minute(nonzero(60))),
+            mfa: RateLimiter::keyed(Quota::per_minute(nonzero(cfg.mfa_per_minute))),
             api: RateLimiter::keyed(Quota::per_minute(nonzero(cfg.api_per_minute))),
             clock: DefaultClock::default(),
         }
@@ -97,6 +102,7 @@ impl RateLimiters {
             Limit::VerificationPerAccount => &self.verification_account,
             Limit::EmailChangePerAccount => &self.email_change_account,
             Limit::Strength => &self.strength,
+            Limit::Mfa => &self.mfa,
             Limit::Api => &self.api,
         };
         limiter.check_key(&key.to_owned()).map_err(|not_until| {
@@ -117,6 +123,7 @@ impl RateLimiters {
             &self.verification_account,
             &self.email_change_account,
             &self.strength,
+            &self.mfa,
             &self.api,
         ] {
             limiter.retain_recent();
@@ -138,6 +145,7 @@ mod tests {
             reset_per_hour: 3,
             reset_per_account_per_hour: 3,
             api_per_minute: 100,
+            mfa_per_minute: 3,
         });
         for _ in 0..5 {
             assert!(limits.check(Limit::SignIn, "203.0.113.7").is_ok());

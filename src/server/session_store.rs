@@ -23,6 +23,19 @@ use crate::server::entities::session;
 pub const USER_KEY: &str = "uid";
 /// Session data key holding when (Unix seconds) the password was last checked in this session.
 pub const AUTH_AT_KEY: &str = "auth_at";
+/// Session data key of a sign-in waiting for its second factor ([`PendingMfa`]). A session holding it
+/// has no user: it is signed out for everything but the two-factor step.
+pub const MFA_PENDING_KEY: &str = "mfa_pending";
+
+/// The password step of a sign-in succeeded for `user_id` at `started_at`; the code step is next.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct PendingMfa {
+    pub user_id: String,
+    pub started_at: i64,
+    pub failures: u32,
+    /// Where to go once signed in (already checked to be a same-site path).
+    pub next: String,
+}
 
 #[derive(Clone, Debug)]
 pub struct DbSessionStore {

@@ -1,6 +1,7 @@
 //! SeaORM entities: table shapes only, no logic.
 
 pub mod account_token;
+pub mod backup_code;
 pub mod consent;
 pub mod household;
 pub mod household_member;
@@ -8,4 +9,5 @@ pub mod login_throttle;
 pub mod outbox_email;
 pub mod security_event;
 pub mod session;
+pub mod totp_credential;
 pub mod user;

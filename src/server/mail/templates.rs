@@ -52,6 +52,20 @@ pub enum Template {
         name: String,
         new_email_hint: String,
     },
+    /// Two-factor authentication was turned on.
+    MfaEnabled { name: String, settings_link: String },
+    /// Two-factor authentication was turned off.
+    MfaDisabled { name: String, settings_link: String },
+    /// A backup code was used to sign in; `remaining` unused codes are left.
+    BackupCodeUsed {
+        name: String,
+        remaining: u32,
+        settings_link: String,
+    },
+    /// A new set of backup codes replaced the old one.
+    BackupCodesRegenerated { name: String, settings_link: String },
+    /// A sign-in was stopped after repeated wrong second-factor codes (the password was right).
+    MfaFailures { name: String, reset_link: String },
 }
 
 /// A rendered email, ready to be stored in the outbox or handed to a transport.
@@ -94,6 +108,11 @@ impl Template {
             Template::PasswordChanged { .. } => "password_changed",
             Template::EmailChangeVerify { .. } => "email_change_verify",
             Template::EmailChangeNotice { .. } => "email_change_notice",
+            Template::MfaEnabled { .. } => "mfa_enabled",
+            Template::MfaDisabled { .. } => "mfa_disabled",
+            Template::BackupCodeUsed { .. } => "backup_code_used",
+            Template::BackupCodesRegenerated { .. } => "backup_codes_regenerated",
+            Template::MfaFailures { .. } => "mfa_failures",
         }
     }
 
@@ -108,7 +127,15 @@ impl Template {
                 reset_link,
                 ..
             } => vec![sign_in_link.as_str(), reset_link.as_str()],
-            Template::LockedOut { reset_link, .. } => vec![reset_link.as_str()],
+            Template::LockedOut { reset_link, .. } | Template::MfaFailures { reset_link, .. } => {
+                vec![reset_link.as_str()]
+            }
+            Template::MfaEnabled { settings_link, .. }
+            | Template::MfaDisabled { settings_link, .. }
+            | Template::BackupCodeUsed { settings_link, .. }
+            | Template::BackupCodesRegenerated { settings_link, .. } => {
+                vec![settings_link.as_str()]
+            }
             Template::PasswordChanged { .. } | Template::EmailChangeNotice { .. } => Vec::new(),
         }
     }
@@ -132,7 +159,12 @@ impl Template {
             | Template::PasswordReset { name, .. }
             | Template::PasswordChanged { name }
             | Template::EmailChangeVerify { name, .. }
-            | Template::EmailChangeNotice { name, .. } => name,
+            | Template::EmailChangeNotice { name, .. }
+            | Template::MfaEnabled { name, .. }
+            | Template::MfaDisabled { name, .. }
+            | Template::BackupCodeUsed { name, .. }
+            | Template::BackupCodesRegenerated { name, .. }
+            | Template::MfaFailures { name, .. } => name,
         }
     }
 
@@ -307,6 +339,117 @@ impl Template {
                     ],
                 }
             }
+            Template::MfaEnabled { settings_link, .. } => Content {
+                subject: "Two-factor authentication is on for your Nest Egg account",
+                heading: "Two-factor authentication is on",
+                blocks: vec![
+                    Block::Para(
+                        "From now on, signing in to Nest Egg needs your password and a code from \
+                         your authenticator app. Keep your backup codes somewhere safe: they let you \
+                         in if you lose your phone."
+                            .to_owned(),
+                    ),
+                    Block::Action {
+                        label: "Review your security settings",
+                        link: settings_link.as_str(),
+                    },
+                    Block::Note(
+                        "If this wasn't you, someone has your password and may have added their own \
+                         authenticator. Reset your password with \"Forgot your password?\" on the \
+                         sign-in page right away."
+                            .to_owned(),
+                    ),
+                ],
+            },
+            Template::MfaDisabled { settings_link, .. } => Content {
+                subject: "Two-factor authentication was turned off for your Nest Egg account",
+                heading: "Two-factor authentication is off",
+                blocks: vec![
+                    Block::Para(
+                        "Signing in to Nest Egg now needs only your password. Your old backup codes \
+                         no longer work."
+                            .to_owned(),
+                    ),
+                    Block::Action {
+                        label: "Turn it back on",
+                        link: settings_link.as_str(),
+                    },
+                    Block::Note(
+                        "If this wasn't you, reset your password with \"Forgot your password?\" on \
+                         the sign-in page right away, then turn two-factor authentication back on."
+                            .to_owned(),
+                    ),
+                ],
+            },
+            Template::BackupCodeUsed {
+                remaining,
+                settings_link,
+                ..
+            } => Content {
+                subject: "A backup code was used to sign in to Nest Egg",
+                heading: "A backup code was used",
+                blocks: vec![
+                    Block::Para(format!(
+                        "Someone signed in to your Nest Egg account with one of your backup codes. \
+                         Each code works once; you have {remaining} left."
+                    )),
+                    Block::Para(if *remaining <= 3 {
+                        "You are running low: create a new set in your security settings.".to_owned()
+                    } else {
+                        "You can create a new set at any time in your security settings.".to_owned()
+                    }),
+                    Block::Action {
+                        label: "Manage backup codes",
+                        link: settings_link.as_str(),
+                    },
+                    Block::Note(
+                        "If this wasn't you, someone has your password and a backup code. Reset your \
+                         password right away and create new backup codes."
+                            .to_owned(),
+                    ),
+                ],
+            },
+            Template::BackupCodesRegenerated { settings_link, .. } => Content {
+                subject: "New backup codes for your Nest Egg account",
+                heading: "You have new backup codes",
+                blocks: vec![
+                    Block::Para(
+                        "A new set of backup codes was created for your Nest Egg account. The old \
+                         codes no longer work."
+                            .to_owned(),
+                    ),
+                    Block::Action {
+                        label: "Review your security settings",
+                        link: settings_link.as_str(),
+                    },
+                    Block::Note(
+                        "If this wasn't you, someone is signed in to your account. Reset your \
+                         password right away."
+                            .to_owned(),
+                    ),
+                ],
+            },
+            Template::MfaFailures { reset_link, .. } => Content {
+                subject: "Failed sign-in attempts on your Nest Egg account",
+                heading: "Someone entered wrong codes",
+                blocks: vec![
+                    Block::Para(
+                        "Someone entered your correct password but then several wrong two-factor \
+                         codes, so we stopped that sign-in. Your account is safe as long as your \
+                         authenticator and backup codes are."
+                            .to_owned(),
+                    ),
+                    Block::Note(
+                        "If this wasn't you, your password is known to someone else. Choose a new \
+                         one now:"
+                            .to_owned(),
+                    ),
+                    Block::Action {
+                        label: "Reset my password",
+                        link: reset_link.as_str(),
+                    },
+                ],
+            },
         }
     }
 }
@@ -525,8 +668,29 @@ mod tests {
                 link: "https://nestegg.example/confirm-email?token=ghi".to_owned(),
             },
             Template::EmailChangeNotice {
-                name,
+                name: name.clone(),
                 new_email_hint: "j\u{2022}\u{2022}\u{2022}@example.org".to_owned(),
+            },
+            Template::MfaEnabled {
+                name: name.clone(),
+                settings_link: "https://nestegg.example/settings/security/two-factor".to_owned(),
+            },
+            Template::MfaDisabled {
+                name: name.clone(),
+                settings_link: "https://nestegg.example/settings/security/two-factor".to_owned(),
+            },
+            Template::BackupCodeUsed {
+                name: name.clone(),
+                remaining: 2,
+                settings_link: "https://nestegg.example/settings/security/two-factor".to_owned(),
+            },
+            Template::BackupCodesRegenerated {
+                name: name.clone(),
+                settings_link: "https://nestegg.example/settings/security/two-factor".to_owned(),
+            },
+            Template::MfaFailures {
+                name,
+                reset_link: "https://nestegg.example/forgot-password".to_owned(),
             },
         ]
     }
@@ -595,6 +759,11 @@ mod tests {
                 ("password_changed", 0),
                 ("email_change_verify", 1),
                 ("email_change_notice", 0),
+                ("mfa_enabled", 1),
+                ("mfa_disabled", 1),
+                ("backup_code_used", 1),
+                ("backup_codes_regenerated", 1),
+                ("mfa_failures", 1),
             ]
         );
     }

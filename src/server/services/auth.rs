@@ -45,13 +45,27 @@ pub enum AuthError {
     LinkInvalid,
     #[error("too soon; retry in {retry_after_secs} s")]
     TooSoon { retry_after_secs: u64 },
+    /// A second-factor code (authenticator or backup) that did not match, or was already used.
+    #[error("wrong second-factor code")]
+    WrongCode,
+    #[error("two-factor authentication is already on")]
+    MfaAlreadyEnabled,
+    #[error("two-factor authentication is off")]
+    MfaNotEnabled,
+    #[error("no two-factor setup in progress")]
+    MfaSetupMissing,
+    /// The password step of a sign-in is gone: expired, cancelled, or never happened.
+    #[error("no sign-in waiting for a second factor")]
+    MfaPendingMissing,
+    #[error("sealed value: {0}")]
+    Seal(#[from] crate::server::services::secret_box::SealError),
     #[error("database: {0}")]
     Database(#[from] DbErr),
     #[error("crypto: {0}")]
     Crypto(#[from] CryptoError),
 }
 
-fn invalid(field: &'static str, message: impl Into<String>) -> AuthError {
+pub(super) fn invalid(field: &'static str, message: impl Into<String>) -> AuthError {
     AuthError::Invalid {
         field: Some(field),
         message: message.into(),
@@ -144,11 +158,11 @@ fn link(state: &AppState, path: &str, token: &str) -> String {
     format!("{}{path}?token={token}", state.settings.public_origin())
 }
 
-fn page(state: &AppState, path: &str) -> String {
+pub(super) fn page(state: &AppState, path: &str) -> String {
     format!("{}{path}", state.settings.public_origin())
 }
 
-fn now(state: &AppState) -> i64 {
+pub(super) fn now(state: &AppState) -> i64 {
     state.clock.now().unix_timestamp()
 }
 
@@ -250,7 +264,7 @@ async fn send_verification(
 
 /// Records the event, commits the change together with its emails, and wakes the outbox worker so
 /// they go out at once.
-async fn commit_with_event(
+pub(super) async fn commit_with_event(
     txn: DatabaseTransaction,
     state: &AppState,
     meta: &RequestMeta,
@@ -263,7 +277,7 @@ async fn commit_with_event(
     Ok(())
 }
 
-fn throttle_key(state: &AppState, email: &str) -> String {
+pub(super) fn throttle_key(state: &AppState, email: &str) -> String {
     hash_token(&state.settings.secret_key, "login-throttle", email)
 }
 
@@ -507,7 +521,7 @@ pub async fn request_verification_email(
 /// Counts one attempt for a throttle key atomically (parallel guesses cannot overwrite each other's
 /// counts) and returns the failures so far, this one included, and any lock. A lock that has expired
 /// starts a fresh count.
-async fn count_attempt<C: ConnectionTrait>(
+pub(super) async fn count_attempt<C: ConnectionTrait>(
     db: &C,
     key: &str,
     now: i64,
@@ -538,7 +552,11 @@ async fn count_attempt<C: ConnectionTrait>(
 
 /// After a correct password: the run of failures ends, unless a concurrent failure locked the address
 /// meanwhile (then the lock wins). Returns whether the attempt may proceed.
-async fn clear_attempts<C: ConnectionTrait>(db: &C, key: &str, now: i64) -> Result<bool, DbErr> {
+pub(super) async fn clear_attempts<C: ConnectionTrait>(
+    db: &C,
+    key: &str,
+    now: i64,
+) -> Result<bool, DbErr> {
     login_throttle::Entity::delete_many()
         .filter(login_throttle::Column::EmailHash.eq(key))
         .filter(
@@ -557,7 +575,7 @@ async fn clear_attempts<C: ConnectionTrait>(db: &C, key: &str, now: i64) -> Resu
 
 /// After a wrong password: locks the address once the threshold is reached. The request that sets the
 /// lock (exactly one, even under concurrency) records it and emails the owner.
-async fn record_failure(
+pub(super) async fn record_failure(
     state: &AppState,
     meta: &RequestMeta,
     key: &str,
@@ -603,12 +621,21 @@ async fn record_failure(
     Ok(failures >= threshold)
 }
 
+/// Where a correct password leads.
+#[derive(Debug)]
+pub enum SignIn {
+    /// Signed in.
+    Complete(user::Model),
+    /// The account has two-factor authentication: the second step must follow.
+    NeedsSecondFactor(user::Model),
+}
+
 pub async fn sign_in(
     state: &AppState,
     meta: &RequestMeta,
     email_input: &str,
     password: &str,
-) -> Result<user::Model, AuthError> {
+) -> Result<SignIn, AuthError> {
     // Malformed addresses are counted like unknown ones: the answer must not tell them apart.
     let email =
         normalize_email(email_input, "email").unwrap_or_else(|_| email_input.trim().to_lowercase());
@@ -662,14 +689,26 @@ pub async fn sign_in(
             {
                 return Err(AuthError::EmailNotVerified);
             }
+            if crate::server::services::mfa::is_enabled(&state.db, &account.id).await? {
+                audit::record(
+                    &state.db,
+                    meta,
+                    now,
+                    Event::new("sign_in_password_ok").user(&account.id),
+                )
+                .await?;
+                return Ok(SignIn::NeedsSecondFactor(account));
+            }
             audit::record(
                 &state.db,
                 meta,
                 now,
-                Event::new("sign_in").user(&account.id),
+                Event::new("sign_in")
+                    .user(&account.id)
+                    .detail("method", "password"),
             )
             .await?;
-            Ok(account)
+            Ok(SignIn::Complete(account))
         }
         (_, found) => {
             let locked = record_failure(
@@ -693,7 +732,7 @@ pub async fn sign_in(
 
 /// Checks the signed-in person's own password before a sensitive change. Wrong guesses count toward the
 /// same lock-out as sign-in, so a stolen session cannot be used to guess the password.
-async fn check_own_password(
+pub async fn check_own_password(
     state: &AppState,
     meta: &RequestMeta,
     account: &user::Model,

@@ -4,6 +4,9 @@
 pub mod audit;
 pub mod auth;
 pub mod crypto;
+pub mod key_rotation;
+pub mod mfa;
 pub mod outbox;
 pub mod password_policy;
 pub mod secret_box;
+pub mod totp;

@@ -1,0 +1,162 @@
+//! Two-factor authentication server functions: settings (status, setup, backup codes, turning it off)
+//! and the code step of signing in.
+//!
+//! Setup, new backup codes and the setup details need sudo mode (the password entered within
+//! `SUDO_WINDOW_MINUTES`); turning it off asks for the password itself.
+
+use leptos::prelude::*;
+
+use crate::error::AppError;
+use crate::types::{BackupCodesView, TwoFactorView};
+
+/// The two-factor section of the security settings.
+#[server(prefix = "/api", endpoint = "two_factor_status")]
+pub async fn two_factor_status() -> Result<TwoFactorView, AppError> {
+    use crate::server::api_support as s;
+    use crate::server::services::mfa;
+    let ctx = s::RequestContext::current().await?;
+    let user = ctx.require_user_allowing_mfa_setup().await?;
+    let status = mfa::status(&ctx.state, &user.id)
+        .await
+        .map_err(s::auth_error)?;
+    let reauth_needed = !ctx.recently_authenticated().await?;
+    // The secret of an unfinished setup is shown only in sudo mode, like starting one.
+    let setup = match (&status.pending_setup, reauth_needed) {
+        (Some(credential), false) => {
+            Some(mfa::setup_details(&ctx.state, &user, credential).map_err(s::auth_error)?)
+        }
+        _ => None,
+    };
+    Ok(TwoFactorView {
+        enabled_on: status.enabled_at.map(s::readable_date),
+        backup_codes_remaining: status.backup_codes_remaining,
+        reauth_needed,
+        required: ctx.state.settings.requires_mfa(&user.email),
+        setup,
+    })
+}
+
+/// Creates a new authenticator secret (shown by `two_factor_status` until it is confirmed).
+#[server(prefix = "/api", endpoint = "start_two_factor_setup")]
+pub async fn start_two_factor_setup() -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    let user = ctx.require_user_allowing_mfa_setup().await?;
+    ctx.require_recent_auth().await?;
+    crate::server::services::mfa::start_setup(&ctx.state, &ctx.meta, &user)
+        .await
+        .map_err(s::auth_error)?;
+    s::redirect_back_done("start_two_factor_setup");
+    Ok(())
+}
+
+/// Turns two-factor authentication on with the first code from the app; returns the backup codes,
+/// which are shown this once.
+#[server(prefix = "/api", endpoint = "enable_two_factor")]
+pub async fn enable_two_factor(code: String) -> Result<BackupCodesView, AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    let user = ctx.require_user_allowing_mfa_setup().await?;
+    let codes = crate::server::services::mfa::confirm_setup(&ctx.state, &ctx.meta, &user, &code)
+        .await
+        .map_err(s::auth_error)?;
+    Ok(BackupCodesView { codes })
+}
+
+/// Replaces the backup codes with a new set (the old ones stop working).
+#[server(prefix = "/api", endpoint = "regenerate_backup_codes")]
+pub async fn regenerate_backup_codes() -> Result<BackupCodesView, AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    let user = ctx.require_user().await?;
+    ctx.require_recent_auth().await?;
+    let codes = crate::server::services::mfa::regenerate_backup_codes(&ctx.state, &ctx.meta, &user)
+        .await
+        .map_err(s::auth_error)?;
+    Ok(BackupCodesView { codes })
+}
+
+/// Turns two-factor authentication off: needs the password and a current or backup code.
+#[server(prefix = "/api", endpoint = "disable_two_factor")]
+pub async fn disable_two_factor(password: String, code: String) -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    let user = ctx.require_user().await?;
+    crate::server::services::mfa::disable(&ctx.state, &ctx.meta, &user, &password, &code)
+        .await
+        .map_err(s::auth_error)?;
+    ctx.mark_reauthenticated().await?;
+    s::redirect_back_done("disable_two_factor");
+    Ok(())
+}
+
+/// Whether this browser has a sign-in waiting for its second factor.
+#[server(prefix = "/api", endpoint = "pending_sign_in")]
+pub async fn pending_sign_in() -> Result<bool, AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    Ok(ctx.pending_mfa().await?.is_some())
+}
+
+/// The second step of signing in: a 6-digit code from the app or a backup code. Five wrong codes
+/// cancel the sign-in; on success the session id is replaced again and the browser goes to `next`.
+#[server(prefix = "/api", endpoint = "verify_sign_in_code")]
+pub async fn verify_sign_in_code(code: String) -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    use crate::server::services::auth::AuthError;
+    use crate::server::services::mfa;
+    let ctx = s::RequestContext::current().await?;
+    ctx.rate_limit(s::Limit::Mfa)?;
+    let Some(mut pending) = ctx.pending_mfa().await? else {
+        return Err(s::auth_error(AuthError::MfaPendingMissing));
+    };
+    if code.trim().is_empty() {
+        return Err(AppError::invalid(
+            "code",
+            "Enter the 6-digit code from your authenticator app.",
+        ));
+    }
+    match mfa::complete_sign_in(&ctx.state, &ctx.meta, &pending.user_id, &code).await {
+        Ok(user) => {
+            ctx.start_session(&user.id, pending.started_at).await?;
+            leptos_axum::redirect(&pending.next);
+            Ok(())
+        }
+        Err(AuthError::WrongCode) => {
+            pending.failures += 1;
+            if pending.failures >= mfa::MAX_PENDING_FAILURES {
+                ctx.clear_pending_mfa().await?;
+                mfa::abandon_sign_in(&ctx.state, &ctx.meta, &pending.user_id)
+                    .await
+                    .map_err(s::auth_error)?;
+                return Err(AppError::InvalidInput {
+                    field: None,
+                    message: "Too many wrong codes. For your security this sign-in was stopped: \
+                              sign in again with your password."
+                        .to_owned(),
+                });
+            }
+            ctx.set_pending_mfa(&pending).await?;
+            let left = mfa::MAX_PENDING_FAILURES - pending.failures;
+            Err(AppError::invalid(
+                "code",
+                format!(
+                    "That code didn't work. Enter the newest code from your app, or use a backup \
+                     code. {left} {} left.",
+                    if left == 1 { "try" } else { "tries" }
+                ),
+            ))
+        }
+        Err(
+            err @ (AuthError::LockedOut | AuthError::MfaPendingMissing | AuthError::MfaNotEnabled),
+        ) => {
+            // The sign-in cannot continue: the password step must be done again (later).
+            ctx.clear_pending_mfa().await?;
+            Err(s::auth_error(match err {
+                AuthError::MfaNotEnabled => AuthError::MfaPendingMissing,
+                other => other,
+            }))
+        }
+        Err(err) => Err(s::auth_error(err)),
+    }
+}

@@ -1,0 +1,510 @@
+//! Two-factor authentication with an authenticator app: setup, backup codes, the sign-in step and
+//! turning it off.
+//!
+//! The TOTP secret is sealed under `ENCRYPTION_KEY` and bound to its row; backup codes are stored as keyed
+//! hashes. Replay protection lives in the database (`last_used_step`, advanced only forwards by one
+//! conditional update), so it survives restarts and holds across instances. Wrong codes count toward the
+//! same lock-out as wrong passwords.
+
+use sea_orm::sea_query::{Expr, ExprTrait as _, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait as _, ConnectionTrait, DbErr, EntityTrait as _,
+    PaginatorTrait as _, QueryFilter as _, TransactionTrait as _,
+};
+
+use crate::routes;
+use crate::server::api_support::RequestMeta;
+use crate::server::entities::{backup_code, totp_credential, user};
+use crate::server::mail::Template;
+use crate::server::services::audit::{self, Event};
+use crate::server::services::auth::{
+    self, AuthError, clear_attempts, commit_with_event, count_attempt, invalid, now, page,
+    record_failure, throttle_key,
+};
+use crate::server::services::crypto::hash_token;
+use crate::server::services::outbox;
+use crate::server::services::totp::{self, TotpSecret};
+use crate::server::state::AppState;
+use crate::types::TotpSetupView;
+
+/// How long the second step of a sign-in may take.
+pub const PENDING_TTL_SECS: i64 = 5 * 60;
+/// Wrong codes after which a pending sign-in is cancelled (the password must be entered again).
+pub const MAX_PENDING_FAILURES: u32 = 5;
+/// At or below this many unused backup codes, the settings warn.
+pub const LOW_BACKUP_CODES: u32 = 3;
+
+/// What a sealed TOTP secret is bound to: its column and its owner.
+pub fn secret_context(user_id: &str) -> String {
+    format!("totp_credentials.secret:{user_id}")
+}
+
+fn backup_code_hash(state: &AppState, normalized: &str) -> String {
+    hash_token(&state.settings.secret_key, "backup-code", normalized)
+}
+
+fn settings_link(state: &AppState) -> String {
+    page(state, routes::SETTINGS_TWO_FACTOR)
+}
+
+/// The enabled (confirmed) credential, if any.
+pub async fn confirmed_credential<C: ConnectionTrait>(
+    db: &C,
+    user_id: &str,
+) -> Result<Option<totp_credential::Model>, DbErr> {
+    totp_credential::Entity::find_by_id(user_id.to_owned())
+        .filter(totp_credential::Column::ConfirmedAt.is_not_null())
+        .one(db)
+        .await
+}
+
+pub async fn is_enabled<C: ConnectionTrait>(db: &C, user_id: &str) -> Result<bool, DbErr> {
+    Ok(confirmed_credential(db, user_id).await?.is_some())
+}
+
+/// The state the settings show.
+#[derive(Debug)]
+pub struct Status {
+    pub enabled_at: Option<i64>,
+    pub backup_codes_remaining: u32,
+    /// A setup waiting for its first code.
+    pub pending_setup: Option<totp_credential::Model>,
+}
+
+pub async fn status(state: &AppState, user_id: &str) -> Result<Status, AuthError> {
+    let credential = totp_credential::Entity::find_by_id(user_id.to_owned())
+        .one(&state.db)
+        .await?;
+    let enabled_at = credential.as_ref().and_then(|c| c.confirmed_at);
+    let backup_codes_remaining = if enabled_at.is_some() {
+        unused_backup_codes(&state.db, user_id).await?
+    } else {
+        0
+    };
+    Ok(Status {
+        enabled_at,
+        backup_codes_remaining,
+        pending_setup: credential.filter(|c| c.confirmed_at.is_none()),
+    })
+}
+
+async fn unused_backup_codes<C: ConnectionTrait>(db: &C, user_id: &str) -> Result<u32, DbErr> {
+    let count = backup_code::Entity::find()
+        .filter(backup_code::Column::UserId.eq(user_id))
+        .filter(backup_code::Column::UsedAt.is_null())
+        .count(db)
+        .await?;
+    Ok(u32::try_from(count).unwrap_or(u32::MAX))
+}
+
+fn open_secret(
+    state: &AppState,
+    credential: &totp_credential::Model,
+) -> Result<TotpSecret, AuthError> {
+    let text = state
+        .secret_box
+        .open(&credential.secret, &secret_context(&credential.user_id))?;
+    TotpSecret::from_base32(&text).ok_or(AuthError::Seal(
+        crate::server::services::secret_box::SealError::Format,
+    ))
+}
+
+/// The QR code, URI and typed form of a setup's secret.
+pub fn setup_details(
+    state: &AppState,
+    account: &user::Model,
+    credential: &totp_credential::Model,
+) -> Result<TotpSetupView, AuthError> {
+    let secret = open_secret(state, credential)?;
+    let uri = secret.otpauth_uri(&account.email).ok_or(AuthError::Seal(
+        crate::server::services::secret_box::SealError::Format,
+    ))?;
+    let qr_svg = totp::qr_svg(&uri).unwrap_or_default();
+    Ok(TotpSetupView {
+        otpauth_uri: uri,
+        qr_svg,
+        manual_key: secret.grouped(),
+    })
+}
+
+/// Creates a new secret for setup (replacing an unfinished setup). Nothing is enforced until
+/// [`confirm_setup`] sees a code from the app.
+pub async fn start_setup(
+    state: &AppState,
+    meta: &RequestMeta,
+    account: &user::Model,
+) -> Result<TotpSetupView, AuthError> {
+    let now = now(state);
+    let secret = TotpSecret::generate();
+    let sealed = state
+        .secret_box
+        .seal(&secret.to_base32(), &secret_context(&account.id));
+    let row = totp_credential::ActiveModel {
+        user_id: Set(account.id.clone()),
+        secret: Set(sealed),
+        confirmed_at: Set(None),
+        last_used_step: Set(None),
+        created_at: Set(now),
+    };
+    // An enabled credential is never overwritten: the update applies only to an unfinished setup.
+    let inserted = totp_credential::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(totp_credential::Column::UserId)
+                .update_columns([
+                    totp_credential::Column::Secret,
+                    totp_credential::Column::CreatedAt,
+                    totp_credential::Column::LastUsedStep,
+                ])
+                .action_and_where(
+                    Expr::col((
+                        totp_credential::Entity,
+                        totp_credential::Column::ConfirmedAt,
+                    ))
+                    .is_null(),
+                )
+                .to_owned(),
+        )
+        .exec_without_returning(&state.db)
+        .await?;
+    if inserted == 0 {
+        return Err(AuthError::MfaAlreadyEnabled);
+    }
+    audit::record(
+        &state.db,
+        meta,
+        now,
+        Event::new("mfa_setup_started").user(&account.id),
+    )
+    .await?;
+    let credential = totp_credential::Entity::find_by_id(account.id.clone())
+        .one(&state.db)
+        .await?
+        .ok_or(AuthError::MfaSetupMissing)?;
+    setup_details(state, account, &credential)
+}
+
+/// Replaces every backup code of the account with ten new ones; returns them (the only time they
+/// exist in the clear).
+async fn replace_backup_codes<C: ConnectionTrait>(
+    db: &C,
+    state: &AppState,
+    user_id: &str,
+    now: i64,
+) -> Result<Vec<String>, DbErr> {
+    backup_code::Entity::delete_many()
+        .filter(backup_code::Column::UserId.eq(user_id))
+        .exec(db)
+        .await?;
+    let codes = totp::generate_backup_codes();
+    let rows = codes.iter().filter_map(|code| {
+        let normalized = totp::normalize_backup_code(code)?;
+        Some(backup_code::ActiveModel {
+            user_id: Set(user_id.to_owned()),
+            code_hash: Set(backup_code_hash(state, &normalized)),
+            used_at: Set(None),
+            created_at: Set(now),
+            ..Default::default()
+        })
+    });
+    backup_code::Entity::insert_many(rows)
+        .exec_without_returning(db)
+        .await?;
+    Ok(codes)
+}
+
+/// Turns two-factor authentication on with the first code from the app; returns the backup codes.
+pub async fn confirm_setup(
+    state: &AppState,
+    meta: &RequestMeta,
+    account: &user::Model,
+    code_input: &str,
+) -> Result<Vec<String>, AuthError> {
+    let Some(code) = totp::parse_totp_code(code_input) else {
+        return Err(invalid(
+            "code",
+            "Enter the 6-digit code your authenticator app shows.",
+        ));
+    };
+    let now = now(state);
+    let credential = totp_credential::Entity::find_by_id(account.id.clone())
+        .one(&state.db)
+        .await?;
+    let credential = match credential {
+        Some(c) if c.confirmed_at.is_none() => c,
+        Some(_) => return Err(AuthError::MfaAlreadyEnabled),
+        None => return Err(AuthError::MfaSetupMissing),
+    };
+    let secret = open_secret(state, &credential)?;
+    let Some(step) = secret.matching_step(&code, now) else {
+        return Err(invalid(
+            "code",
+            "That code didn't match. Make sure your phone sets its clock automatically, then enter \
+             the newest code.",
+        ));
+    };
+    let txn = state.db.begin().await?;
+    let updated = totp_credential::Entity::update_many()
+        .col_expr(totp_credential::Column::ConfirmedAt, now.into())
+        .col_expr(totp_credential::Column::LastUsedStep, step.into())
+        .filter(totp_credential::Column::UserId.eq(&account.id))
+        .filter(totp_credential::Column::ConfirmedAt.is_null())
+        // The secret the code was checked against, not one a concurrent restart put in its place.
+        .filter(totp_credential::Column::Secret.eq(&credential.secret))
+        .exec(&txn)
+        .await?;
+    if updated.rows_affected != 1 {
+        return Err(AuthError::MfaSetupMissing);
+    }
+    let codes = replace_backup_codes(&txn, state, &account.id, now).await?;
+    let template = Template::MfaEnabled {
+        name: account.display_name.clone(),
+        settings_link: settings_link(state),
+    };
+    outbox::enqueue(&txn, state, now, &account.email, &template).await?;
+    commit_with_event(
+        txn,
+        state,
+        meta,
+        now,
+        Event::new("mfa_enabled").user(&account.id),
+    )
+    .await?;
+    Ok(codes)
+}
+
+pub async fn regenerate_backup_codes(
+    state: &AppState,
+    meta: &RequestMeta,
+    account: &user::Model,
+) -> Result<Vec<String>, AuthError> {
+    let now = now(state);
+    let txn = state.db.begin().await?;
+    if !is_enabled(&txn, &account.id).await? {
+        return Err(AuthError::MfaNotEnabled);
+    }
+    let codes = replace_backup_codes(&txn, state, &account.id, now).await?;
+    let template = Template::BackupCodesRegenerated {
+        name: account.display_name.clone(),
+        settings_link: settings_link(state),
+    };
+    outbox::enqueue(&txn, state, now, &account.email, &template).await?;
+    let event = Event::new("mfa_backup_codes_regenerated").user(&account.id);
+    commit_with_event(txn, state, meta, now, event).await?;
+    Ok(codes)
+}
+
+/// Which second factor was accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Factor {
+    Totp,
+    BackupCode { remaining: u32 },
+}
+
+impl Factor {
+    fn method(self) -> &'static str {
+        match self {
+            Factor::Totp => "totp",
+            Factor::BackupCode { .. } => "backup_code",
+        }
+    }
+}
+
+/// Checks and consumes a code: a TOTP code whose step is newer than the last one accepted, or an
+/// unused backup code. Each consumption is one conditional update, so two requests racing with the
+/// same code cannot both win.
+async fn consume_factor(
+    state: &AppState,
+    credential: &totp_credential::Model,
+    input: &str,
+    now: i64,
+) -> Result<Option<Factor>, AuthError> {
+    if let Some(code) = totp::parse_totp_code(input) {
+        let secret = open_secret(state, credential)?;
+        let Some(step) = secret.matching_step(&code, now) else {
+            return Ok(None);
+        };
+        let advanced = totp_credential::Entity::update_many()
+            .col_expr(totp_credential::Column::LastUsedStep, step.into())
+            .filter(totp_credential::Column::UserId.eq(&credential.user_id))
+            .filter(totp_credential::Column::ConfirmedAt.is_not_null())
+            .filter(
+                sea_orm::Condition::any()
+                    .add(totp_credential::Column::LastUsedStep.is_null())
+                    .add(totp_credential::Column::LastUsedStep.lt(step)),
+            )
+            .exec(&state.db)
+            .await?;
+        return Ok((advanced.rows_affected == 1).then_some(Factor::Totp));
+    }
+    if let Some(code) = totp::normalize_backup_code(input) {
+        let used = backup_code::Entity::update_many()
+            .col_expr(backup_code::Column::UsedAt, now.into())
+            .filter(backup_code::Column::UserId.eq(&credential.user_id))
+            .filter(backup_code::Column::CodeHash.eq(backup_code_hash(state, &code)))
+            .filter(backup_code::Column::UsedAt.is_null())
+            .exec(&state.db)
+            .await?;
+        if used.rows_affected == 1 {
+            let remaining = unused_backup_codes(&state.db, &credential.user_id).await?;
+            return Ok(Some(Factor::BackupCode { remaining }));
+        }
+    }
+    Ok(None)
+}
+
+/// A second factor for `account`, counted against the account's lock-out like a password guess.
+async fn verify_second_factor(
+    state: &AppState,
+    meta: &RequestMeta,
+    account: &user::Model,
+    input: &str,
+    failed_event: &'static str,
+) -> Result<Factor, AuthError> {
+    let credential = confirmed_credential(&state.db, &account.id)
+        .await?
+        .ok_or(AuthError::MfaNotEnabled)?;
+    let key = throttle_key(state, &account.email);
+    let now = now(state);
+    let (failures, locked_until) = count_attempt(&state.db, &key, now).await?;
+    if locked_until.is_some_and(|until| until > now) {
+        return Err(AuthError::LockedOut);
+    }
+    match consume_factor(state, &credential, input, now).await? {
+        Some(factor) => {
+            if !clear_attempts(&state.db, &key, now).await? {
+                return Err(AuthError::LockedOut);
+            }
+            Ok(factor)
+        }
+        None => {
+            if record_failure(
+                state,
+                meta,
+                &key,
+                failures,
+                Some(account),
+                now,
+                failed_event,
+            )
+            .await?
+            {
+                return Err(AuthError::LockedOut);
+            }
+            Err(AuthError::WrongCode)
+        }
+    }
+}
+
+/// The second step of a sign-in whose password was right.
+pub async fn complete_sign_in(
+    state: &AppState,
+    meta: &RequestMeta,
+    user_id: &str,
+    input: &str,
+) -> Result<user::Model, AuthError> {
+    let account = user::Entity::find_by_id(user_id.to_owned())
+        .one(&state.db)
+        .await?
+        .ok_or(AuthError::MfaPendingMissing)?;
+    let factor = verify_second_factor(state, meta, &account, input, "mfa_sign_in_failed").await?;
+    let now = now(state);
+    let txn = state.db.begin().await?;
+    if let Factor::BackupCode { remaining } = factor {
+        let template = Template::BackupCodeUsed {
+            name: account.display_name.clone(),
+            remaining,
+            settings_link: settings_link(state),
+        };
+        outbox::enqueue(&txn, state, now, &account.email, &template).await?;
+        let event = Event::new("mfa_backup_code_used")
+            .user(&account.id)
+            .detail("remaining", remaining);
+        audit::record(&txn, meta, now, event).await?;
+    }
+    let event = Event::new("sign_in")
+        .user(&account.id)
+        .detail("method", factor.method());
+    commit_with_event(txn, state, meta, now, event).await?;
+    Ok(account)
+}
+
+/// A pending sign-in was cancelled after too many wrong codes: tell the owner (their password is
+/// known to whoever tried).
+pub async fn abandon_sign_in(
+    state: &AppState,
+    meta: &RequestMeta,
+    user_id: &str,
+) -> Result<(), AuthError> {
+    let Some(account) = user::Entity::find_by_id(user_id.to_owned())
+        .one(&state.db)
+        .await?
+    else {
+        return Ok(());
+    };
+    let now = now(state);
+    let txn = state.db.begin().await?;
+    let template = Template::MfaFailures {
+        name: account.display_name.clone(),
+        reset_link: page(state, routes::FORGOT_PASSWORD),
+    };
+    outbox::enqueue(&txn, state, now, &account.email, &template).await?;
+    let event = Event::new("mfa_sign_in_abandoned").user(&account.id);
+    commit_with_event(txn, state, meta, now, event).await
+}
+
+/// Turns two-factor authentication off; needs the password and a current code or a backup code.
+pub async fn disable(
+    state: &AppState,
+    meta: &RequestMeta,
+    account: &user::Model,
+    password: &str,
+    code: &str,
+) -> Result<(), AuthError> {
+    if state.settings.requires_mfa(&account.email) {
+        return Err(AuthError::Invalid {
+            field: None,
+            message: "Two-factor authentication is required for your account, so it cannot be \
+                      turned off. You can set it up again on a new phone instead."
+                .to_owned(),
+        });
+    }
+    if code.trim().is_empty() {
+        return Err(invalid(
+            "code",
+            "Enter a code from your authenticator app, or a backup code.",
+        ));
+    }
+    auth::check_own_password(state, meta, account, password, "password").await?;
+    verify_second_factor(state, meta, account, code, "mfa_disable_failed")
+        .await
+        .map_err(|err| match err {
+            AuthError::WrongCode => invalid(
+                "code",
+                "That code didn't work. Enter the current code from your app, or an unused backup \
+                 code.",
+            ),
+            other => other,
+        })?;
+    let now = now(state);
+    let txn = state.db.begin().await?;
+    totp_credential::Entity::delete_by_id(account.id.clone())
+        .exec(&txn)
+        .await?;
+    backup_code::Entity::delete_many()
+        .filter(backup_code::Column::UserId.eq(&account.id))
+        .exec(&txn)
+        .await?;
+    let template = Template::MfaDisabled {
+        name: account.display_name.clone(),
+        settings_link: settings_link(state),
+    };
+    outbox::enqueue(&txn, state, now, &account.email, &template).await?;
+    commit_with_event(
+        txn,
+        state,
+        meta,
+        now,
+        Event::new("mfa_disabled").user(&account.id),
+    )
+    .await
+}
