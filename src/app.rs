@@ -15,11 +15,14 @@ use crate::pages::auth::{
     confirm_email_change::ConfirmEmailChangePage,
     forgot_password::ForgotPasswordPage,
     login::LoginPage,
+    login_two_factor::LoginTwoFactorPage,
     register::{CheckInboxPage, RegisterPage},
     reset_password::ResetPasswordPage,
     verify_email::VerifyEmailPage,
 };
-use crate::pages::settings::{profile::SettingsProfilePage, security::SettingsSecurityPage};
+use crate::pages::settings::{
+    profile::SettingsProfilePage, security::SettingsSecurityPage, two_factor::SettingsTwoFactorPage,
+};
 use crate::pages::{
     home::HomePage, legal::PrivacyPage, legal::TermsPage, not_found::NotFoundPage,
     security::SecurityPage,
@@ -119,6 +122,16 @@ pub fn App() -> impl IntoView {
                             ssr=SsrMode::InOrder
                             path=route_path!(routes::SETTINGS_SECURITY, "/settings/security")
                             view=SettingsSecurityPage
+                        />
+                        <Route
+                            ssr=SsrMode::InOrder
+                            path=route_path!(routes::SETTINGS_TWO_FACTOR, "/settings/security/two-factor")
+                            view=SettingsTwoFactorPage
+                        />
+                        <Route
+                            ssr=SsrMode::InOrder
+                            path=route_path!(routes::LOGIN_TWO_FACTOR, "/login/two-factor")
+                            view=LoginTwoFactorPage
                         />
                     </Routes>
                 </ErrorBoundary>

@@ -43,6 +43,26 @@ pub fn use_session_user() -> SessionUser {
     use_context::<SessionUser>().unwrap_or_else(provide_session_user)
 }
 
+/// Sends someone who must set up two-factor authentication (`REQUIRE_MFA`) to the setup page from
+/// every other page. The server refuses their other requests anyway (`mfa_setup_required`); this
+/// makes the way out obvious.
+#[component]
+pub fn MfaSetupGate() -> impl IntoView {
+    let session = use_session_user();
+    let location = use_location();
+    view! {
+        <Transition>
+            {move || Suspend::new(async move {
+                let required = matches!(
+                    session.resource().await, Ok(Some(user)) if user.mfa_setup_required
+                );
+                (required && location.pathname.get() != routes::SETTINGS_TWO_FACTOR)
+                    .then(|| view! { <leptos_router::components::Redirect path=routes::SETTINGS_TWO_FACTOR /> })
+            })}
+        </Transition>
+    }
+}
+
 /// The account links of the header: "Sign in" / "Create account", or the user menu.
 #[component]
 pub fn AccountNav() -> impl IntoView {

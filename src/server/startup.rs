@@ -200,6 +200,10 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
             AppState,
             _,
         >(context, shell))
+        // Inside the session layer: tower-sessions does not save a session on a 5xx, and the
+        // server-function runtime answers every error with 500 until this maps it (a wrong MFA code
+        // must still count in the session).
+        .layer(from_fn(api_errors::map_server_fn_errors))
         .layer(sessions);
 
     // The compiled bundle is served by ServeDir, which answers conditional requests with 304, so a
@@ -217,7 +221,6 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
     // Listed innermost first: each `layer` call wraps everything above it. The outermost layers run for
     // every response, even a refusal, so each one gets a request id, a log line and the security headers.
     let router = router
-        .layer(from_fn(api_errors::map_server_fn_errors))
         .layer(from_fn_with_state(state.clone(), body_limit::limit_body))
         .layer(from_fn_with_state(
             state.clone(),

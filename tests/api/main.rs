@@ -8,6 +8,7 @@ mod csrf;
 mod edge;
 mod health;
 mod logging;
+mod mfa;
 mod pages;
 mod security_headers;
 mod sessions;

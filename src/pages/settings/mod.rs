@@ -3,6 +3,7 @@
 
 pub mod profile;
 pub mod security;
+pub mod two_factor;
 
 use leptos::prelude::*;
 use leptos_router::components::A;

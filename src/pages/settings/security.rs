@@ -1,9 +1,10 @@
-//! Security settings: changing the password.
+//! Security settings: changing the password, and the state of two-factor authentication.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api::auth::ChangePassword;
+use crate::api::mfa::two_factor_status;
 use crate::components::auth_forms::{
     FormError, FormSuccess, PasswordField, SubmitButton, action_error, action_succeeded,
     field_error, form_error,
@@ -29,7 +30,10 @@ pub fn SettingsSecurityPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match session.resource().await {
                         Ok(Some(user)) => {
-                            view! { <PasswordSettings user=user change_password=change_password /> }
+                            view! {
+                                <TwoFactorSummary />
+                                <PasswordSettings user=user change_password=change_password />
+                            }
                                 .into_any()
                         }
                         Ok(None) => view! { <SignInPrompt next=routes::SETTINGS_SECURITY /> }.into_any(),
@@ -91,6 +95,60 @@ fn PasswordSettings(
                 />
                 <SubmitButton label="Change password" pending=change_password.pending() />
             </ActionForm>
+        </section>
+    }
+}
+
+/// Whether two-factor authentication is on, since when, and how many backup codes are left.
+#[component]
+fn TwoFactorSummary() -> impl IntoView {
+    let status = Resource::new(|| (), |_| two_factor_status());
+    view! {
+        <section class="settings-section two-factor-summary">
+            <h2>"Two-factor authentication"</h2>
+            <Transition fallback=|| view! { <p class="hint">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match status.await {
+                        Ok(view) => match view.enabled_on {
+                            Some(since) => {
+                                let remaining = view.backup_codes_remaining;
+                                view! {
+                                    <p class="two-factor-state">
+                                        <span class="badge badge-on">"On"</span>
+                                        {format!(" since {since}.")}
+                                    </p>
+                                    <p class="backup-codes-remaining">
+                                        {format!(
+                                            "{remaining} unused backup {} left.",
+                                            if remaining == 1 { "code" } else { "codes" },
+                                        )}
+                                    </p>
+                                    {(remaining <= 3).then(|| view! {
+                                        <p class="notice notice-warning backup-codes-low" role="status">
+                                            "You are running low on backup codes: create a new set."
+                                        </p>
+                                    })}
+                                    <a class="button button-secondary" href=routes::SETTINGS_TWO_FACTOR>
+                                        "Manage two-factor authentication"
+                                    </a>
+                                }
+                                    .into_any()
+                            }
+                            None => view! {
+                                <p class="two-factor-state">
+                                    <span class="badge badge-off">"Off"</span>
+                                    " Add a code from your phone to every sign-in, so a stolen password is not enough."
+                                </p>
+                                <a class="button" href=routes::SETTINGS_TWO_FACTOR>
+                                    "Set up two-factor authentication"
+                                </a>
+                            }
+                                .into_any(),
+                        },
+                        Err(error) => view! { <LoadError error=error /> }.into_any(),
+                    }
+                })}
+            </Transition>
         </section>
     }
 }

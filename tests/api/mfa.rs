@@ -1,0 +1,1408 @@
+//! Two-factor authentication (TOTP) over HTTP: setting it up, the code step of signing in (expiry,
+//! wrong-code limits, lock-out, replay, rate limit), backup codes, sudo mode, turning it off,
+//! `REQUIRE_MFA`, secrets at rest, and `nestegg rotate-keys`, on whichever database backend the suite
+//! runs against.
+//!
+//! Codes are computed the way an authenticator app would, from the secret the setup shows and the app's
+//! fake clock. The server refuses a time step it has already accepted (replay protection), so tests move
+//! the clock on by one 30-second step between uses of a code.
+
+use std::process::{Command, Output};
+
+use nestegg::server::clock::Clock as _;
+use nestegg::server::config::SecretKey;
+use nestegg::server::entities::{
+    backup_code, outbox_email, security_event, session, totp_credential,
+};
+use nestegg::server::mail::Template;
+use nestegg::server::services::mfa::secret_context;
+use nestegg::server::services::outbox::{self, body_context};
+use nestegg::server::services::secret_box::SecretBox;
+use nestegg::server::services::totp::{TotpSecret, normalize_backup_code};
+use sea_orm::EntityTrait as _;
+use serde_json::Value;
+
+use crate::helpers::{Email, KEY_A, KEY_B, TestApp, logs, spawn_app, spawn_app_with};
+
+const PASSWORD: &str = "glacier Minnow 47 paperclip orbit";
+const NEW_PASSWORD: &str = "velvet Harbor 93 lantern quiver";
+/// The display name `TestApp::register_verified` registers with.
+const NAME: &str = "Test Person";
+const TWO_FACTOR_STEP: &str = "/login/two-factor";
+/// What the settings pages show someone who is not signed in.
+const SIGN_IN_PROMPT: &str = "Sign in to see and change your account settings";
+/// Crockford's base32, the alphabet of backup codes.
+const BACKUP_ALPHABET: &str = "0123456789abcdefghjkmnpqrstvwxyz";
+
+// ---------------------------------------------------------------------------------------------------
+// Shared helpers
+// ---------------------------------------------------------------------------------------------------
+
+/// A browser: its own cookie jar, calling server functions the way our pages do (fetch, same origin).
+struct Browser {
+    client: reqwest::Client,
+    address: String,
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Self {
+        Browser {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .cookie_store(true)
+                .build()
+                .expect("client"),
+            address: app.address.clone(),
+        }
+    }
+
+    async fn call(&self, function: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(format!("{}/api/{function}", self.address))
+            .header("origin", &self.address)
+            .header("sec-fetch-site", "same-origin")
+            .form(form)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    async fn sign_in(&self, email: &str, password: &str) -> reqwest::Response {
+        self.call("sign_in", &[("email", email), ("password", password)])
+            .await
+    }
+
+    async fn sign_in_to(&self, email: &str, password: &str, next: &str) -> reqwest::Response {
+        self.call(
+            "sign_in",
+            &[("email", email), ("password", password), ("next", next)],
+        )
+        .await
+    }
+
+    async fn verify_code(&self, code: &str) -> reqwest::Response {
+        self.call("verify_sign_in_code", &[("code", code)]).await
+    }
+
+    /// `current_user`: `null` when signed out.
+    async fn current_user(&self) -> Value {
+        ok_json(self.call("current_user", &[]).await).await
+    }
+
+    async fn user_email(&self) -> Option<String> {
+        self.current_user()
+            .await
+            .get("email")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+
+    async fn two_factor_status(&self) -> Value {
+        ok_json(self.call("two_factor_status", &[]).await).await
+    }
+
+    async fn pending_sign_in(&self) -> bool {
+        ok_json(self.call("pending_sign_in", &[]).await)
+            .await
+            .as_bool()
+            .expect("pending_sign_in answers a boolean")
+    }
+
+    async fn page(&self, path: &str) -> String {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request sent");
+        assert_eq!(response.status(), 200, "{path}");
+        response.text().await.unwrap()
+    }
+}
+
+/// What enabling two-factor authentication left the test with.
+struct Mfa {
+    secret: TotpSecret,
+    /// The secret as the setup showed it, without the spaces.
+    base32: String,
+    backup_codes: Vec<String>,
+}
+
+/// The body of a successful call, as JSON.
+async fn ok_json(response: reqwest::Response) -> Value {
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}"))
+}
+
+/// Asserts a successful call (the body is shown when it was not).
+async fn assert_ok(response: reqwest::Response) {
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Asserts a refusal with `status` and error `code`; returns the JSON error body.
+async fn expect_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    let actual = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!(actual.as_u16(), status, "{body}");
+    let error: Value =
+        serde_json::from_str(&body).unwrap_or_else(|_| panic!("not a JSON error: {body}"));
+    assert_eq!(error["code"], code, "{body}");
+    error
+}
+
+/// A 400 that belongs next to `field`; returns its message.
+async fn expect_field_error(response: reqwest::Response, field: &str) -> String {
+    let error = expect_error(response, 400, "invalid_input").await;
+    assert_eq!(error["field"], field, "{error}");
+    message(&error)
+}
+
+fn message(error: &Value) -> String {
+    error["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no message in {error}"))
+        .to_owned()
+}
+
+fn location(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get("location")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("nestegg_session="))
+        .map(|c| c.split(';').next().unwrap_or_default().to_owned())
+}
+
+/// A server-function call carrying only `cookie` (as an attacker replaying it would).
+async fn call_with_cookie(app: &TestApp, cookie: &str, function: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(app.url(&format!("/api/{function}")))
+        .header("cookie", cookie)
+        .header("origin", &app.address)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap()
+}
+
+fn unix_now(app: &TestApp) -> i64 {
+    app.clock.now().unix_timestamp()
+}
+
+/// The code an authenticator app shows at the app's current (fake) time.
+fn code_now(app: &TestApp, secret: &TotpSecret) -> String {
+    code_at(secret, unix_now(app))
+}
+
+fn code_at(secret: &TotpSecret, unix: i64) -> String {
+    secret.code_at(unix as u64).expect("a code")
+}
+
+/// Six digits that match none of the codes the server accepts right now (±1 step).
+fn wrong_code(app: &TestApp, secret: &TotpSecret) -> String {
+    let now = unix_now(app);
+    let valid: Vec<String> = [-30, 0, 30]
+        .iter()
+        .map(|offset| code_at(secret, now + offset))
+        .collect();
+    (0..10)
+        .map(|digit: u32| digit.to_string().repeat(6))
+        .find(|candidate| !valid.contains(candidate))
+        .expect("ten candidates, at most three valid")
+}
+
+/// Moves the fake clock on by one TOTP step, so the next code is not a replay.
+fn next_step(app: &TestApp) {
+    app.clock.advance(time::Duration::seconds(30));
+}
+
+/// An app that allows many codes (and sign-ins) a minute from one IP, so limits other than the
+/// per-IP rate limit are what a test measures.
+async fn app_for_many_codes() -> TestApp {
+    spawn_app_with(|v| {
+        v.insert("RATE_LIMIT_MFA_PER_MINUTE".into(), "1000".into());
+        v.insert("RATE_LIMIT_SIGN_IN_PER_MINUTE".into(), "1000".into());
+    })
+    .await
+}
+
+/// Registers and verifies `email`, and signs it in on a new browser (password only).
+async fn signed_in(app: &TestApp, email: &str) -> Browser {
+    app.register_verified(email, PASSWORD).await;
+    let browser = Browser::new(app);
+    let response = browser.sign_in(email, PASSWORD).await;
+    assert_eq!(location(&response).as_deref(), Some("/"));
+    assert_ok(response).await;
+    browser
+}
+
+/// The setup's secret from a `two_factor_status` answer, without the spaces of the typed form.
+fn setup_key(status: &Value) -> String {
+    status["setup"]["manual_key"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no setup details in {status}"))
+        .replace(' ', "")
+}
+
+/// The backup codes of a successful `enable_two_factor` / `regenerate_backup_codes`.
+async fn backup_codes_of(response: reqwest::Response) -> Vec<String> {
+    let body = ok_json(response).await;
+    let codes: Vec<String> = body["codes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no codes in {body}"))
+        .iter()
+        .map(|c| c.as_str().expect("a code is a string").to_owned())
+        .collect();
+    assert_eq!(codes.len(), 10);
+    codes
+}
+
+/// Sets up an authenticator for the signed-in `browser` (which must be in sudo mode) and confirms
+/// it with a first code. Moves the clock on one step afterwards, so the caller's next code is fresh.
+async fn enable_mfa(app: &TestApp, browser: &Browser) -> Mfa {
+    assert_ok(browser.call("start_two_factor_setup", &[]).await).await;
+    let base32 = setup_key(&browser.two_factor_status().await);
+    let secret = TotpSecret::from_base32(&base32).expect("the setup shows a base32 secret");
+    let response = browser
+        .call("enable_two_factor", &[("code", &code_now(app, &secret))])
+        .await;
+    let backup_codes = backup_codes_of(response).await;
+    next_step(app);
+    Mfa {
+        secret,
+        base32,
+        backup_codes,
+    }
+}
+
+/// A new browser that entered the right password for an account with two-factor authentication: it
+/// waits at the code step.
+async fn sign_in_pending(app: &TestApp, email: &str) -> Browser {
+    let browser = Browser::new(app);
+    let response = browser.sign_in(email, PASSWORD).await;
+    assert_eq!(location(&response).as_deref(), Some(TWO_FACTOR_STEP));
+    assert_ok(response).await;
+    browser
+}
+
+/// Waits for at least `at_least` emails to `to` and returns the one whose subject contains `subject`.
+async fn email_about(app: &TestApp, to: &str, at_least: usize, subject: &str) -> Email {
+    let mail = app.emails_to(to, at_least).await;
+    mail.iter()
+        .find(|m| m.subject.contains(subject))
+        .cloned()
+        .unwrap_or_else(|| {
+            let subjects: Vec<&str> = mail.iter().map(|m| m.subject.as_str()).collect();
+            panic!("no email about {subject:?} to {to}: {subjects:?}")
+        })
+}
+
+/// Waits (bounded) until the outbox worker has sent every email and cleared its sealed bodies.
+async fn wait_until_outbox_is_empty(app: &TestApp) {
+    let unsent = "outbox_emails WHERE status <> 'sent' OR body_text <> '' OR body_html <> ''";
+    for _ in 0..100 {
+        if app.count(unsent).await == 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the outbox did not empty");
+}
+
+/// The (only) TOTP credential in `db`.
+async fn credential(db: &sea_orm::DatabaseConnection) -> totp_credential::Model {
+    totp_credential::Entity::find()
+        .one(db)
+        .await
+        .unwrap()
+        .expect("credential")
+}
+
+fn assert_backup_code_format(code: &str) {
+    assert_eq!(code.len(), 11, "{code}");
+    let (left, right) = code.split_at(5);
+    assert!(right.starts_with('-'), "{code}");
+    for c in left.chars().chain(right[1..].chars()) {
+        assert!(BACKUP_ALPHABET.contains(c), "{code}");
+    }
+}
+
+/// How a person might type a backup code off paper: upper case, spaces instead of the dash, and the
+/// letter O for a zero.
+fn typed_sloppily(code: &str) -> String {
+    format!(
+        "  {}  ",
+        code.to_uppercase().replace('-', "  ").replace('0', "O")
+    )
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Setup
+// ---------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn setup_shows_a_qr_code_and_key_checks_a_first_code_and_returns_ten_backup_codes() {
+    let app = spawn_app().await;
+    let ana = signed_in(&app, "ana@example.org").await;
+
+    let status = ana.two_factor_status().await;
+    assert!(status["enabled_on"].is_null(), "{status}");
+    assert_eq!(status["backup_codes_remaining"], 0);
+    assert_eq!(status["reauth_needed"], false);
+    assert_eq!(status["required"], false);
+    assert!(status["setup"].is_null());
+
+    assert_ok(ana.call("start_two_factor_setup", &[]).await).await;
+    let status = ana.two_factor_status().await;
+    assert!(
+        status["enabled_on"].is_null(),
+        "not on before a code confirms it"
+    );
+    let setup = &status["setup"];
+    let manual_key = setup["manual_key"].as_str().expect("manual key");
+    let groups: Vec<&str> = manual_key.split(' ').collect();
+    assert_eq!(groups.len(), 8, "{manual_key}");
+    for group in &groups {
+        assert_eq!(group.len(), 4, "{manual_key}");
+        assert!(
+            group
+                .chars()
+                .all(|c| c.is_ascii_uppercase() || ('2'..='7').contains(&c)),
+            "base32: {manual_key}"
+        );
+    }
+    let key = manual_key.replace(' ', "");
+    assert_eq!(
+        setup["otpauth_uri"],
+        format!("otpauth://totp/Nest%20Egg:ana%40example.org?secret={key}&issuer=Nest%20Egg")
+    );
+    let svg = setup["qr_svg"].as_str().expect("QR code");
+    assert!(svg.starts_with("<svg"), "{svg:.60}");
+    assert!(svg.trim_end().ends_with("</svg>"));
+    assert_eq!(
+        app.count("totp_credentials WHERE confirmed_at IS NULL")
+            .await,
+        1,
+        "a setup in progress, not enforced"
+    );
+    assert_eq!(
+        app.count("security_events WHERE kind = 'mfa_setup_started'")
+            .await,
+        1
+    );
+    let secret = TotpSecret::from_base32(&key).expect("a valid secret");
+
+    // Wrong or malformed codes are refused next to the code field, and change nothing.
+    let wrong = ana
+        .call("enable_two_factor", &[("code", &wrong_code(&app, &secret))])
+        .await;
+    expect_field_error(wrong, "code").await;
+    let malformed = ana.call("enable_two_factor", &[("code", "12ab")]).await;
+    expect_field_error(malformed, "code").await;
+    assert!(ana.two_factor_status().await["enabled_on"].is_null());
+    assert_eq!(app.count("backup_codes").await, 0);
+
+    let response = ana
+        .call("enable_two_factor", &[("code", &code_now(&app, &secret))])
+        .await;
+    let codes = backup_codes_of(response).await;
+    for code in &codes {
+        assert_backup_code_format(code);
+    }
+    let mut distinct = codes.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 10, "{codes:?}");
+
+    let status = ana.two_factor_status().await;
+    assert_eq!(status["enabled_on"], "22 November 2026 at 12:00 UTC");
+    assert_eq!(status["backup_codes_remaining"], 10);
+    assert!(status["setup"].is_null(), "no secret shown once it is on");
+    assert_eq!(app.count("backup_codes").await, 10);
+
+    let mail = email_about(
+        &app,
+        "ana@example.org",
+        2,
+        "Two-factor authentication is on",
+    )
+    .await;
+    for code in &codes {
+        assert!(!mail.text.contains(code.as_str()), "codes are not emailed");
+    }
+    assert_eq!(
+        app.count("security_events WHERE kind = 'mfa_enabled'")
+            .await,
+        1
+    );
+
+    // An enabled authenticator cannot be replaced by starting another setup.
+    let again = expect_error(
+        ana.call("start_two_factor_setup", &[]).await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    assert!(message(&again).contains("already on"), "{again}");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Signing in
+// ---------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_password_alone_reaches_only_the_code_step_and_a_code_completes_the_sign_in() {
+    let app = spawn_app().await;
+    let owner = signed_in(&app, "ben@example.org").await;
+    let mfa = enable_mfa(&app, &owner).await;
+
+    let browser = Browser::new(&app);
+    let response = browser
+        .sign_in_to("ben@example.org", PASSWORD, "/settings/profile")
+        .await;
+    assert_eq!(location(&response).as_deref(), Some(TWO_FACTOR_STEP));
+    let pending_cookie = session_cookie(&response).expect("a session for the code step");
+    assert_ok(response).await;
+
+    // The waiting session is signed in to nothing.
+    assert!(browser.current_user().await.is_null());
+    expect_error(
+        browser.call("two_factor_status", &[]).await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    expect_error(
+        browser
+            .call(
+                "change_password",
+                &[
+                    ("current_password", PASSWORD),
+                    ("new_password", NEW_PASSWORD),
+                ],
+            )
+            .await,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    let page = browser.page("/settings/security").await;
+    assert!(page.contains(SIGN_IN_PROMPT), "a sign-in prompt");
+    assert!(!page.contains(NAME), "the account is not shown");
+    // The same page does show the account to its signed-in owner (so the checks above can fail).
+    let owners_page = owner.page("/settings/security").await;
+    assert!(owners_page.contains(NAME) && !owners_page.contains(SIGN_IN_PROMPT));
+    assert!(browser.pending_sign_in().await);
+    assert_eq!(
+        app.count("security_events WHERE kind = 'sign_in_password_ok'")
+            .await,
+        1
+    );
+
+    let response = browser.verify_code(&code_now(&app, &mfa.secret)).await;
+    assert_eq!(
+        location(&response).as_deref(),
+        Some("/settings/profile"),
+        "the `next` given with the password"
+    );
+    let cookie = session_cookie(&response).expect("a new session id");
+    assert_ne!(cookie, pending_cookie, "the session id is replaced again");
+    assert_ok(response).await;
+
+    assert_eq!(
+        browser.user_email().await.as_deref(),
+        Some("ben@example.org")
+    );
+    assert!(!browser.pending_sign_in().await);
+    let status = browser.two_factor_status().await;
+    assert!(status["enabled_on"].is_string());
+    assert_eq!(
+        status["reauth_needed"], false,
+        "the password was just entered"
+    );
+    assert_eq!(
+        app.count(r#"security_events WHERE kind = 'sign_in' AND details LIKE '%"method":"totp"%'"#)
+            .await,
+        1
+    );
+
+    // The cookie of the code step is worth nothing afterwards.
+    let replay = call_with_cookie(&app, &pending_cookie, "current_user").await;
+    assert_eq!(replay.text().await.unwrap(), "null");
+    let replay = call_with_cookie(&app, &pending_cookie, "pending_sign_in").await;
+    assert_eq!(replay.text().await.unwrap(), "false");
+}
+
+#[tokio::test]
+async fn the_code_step_expires_after_five_minutes() {
+    let app = spawn_app().await;
+    let owner = signed_in(&app, "cleo@example.org").await;
+    let mfa = enable_mfa(&app, &owner).await;
+    let browser = sign_in_pending(&app, "cleo@example.org").await;
+
+    app.clock.advance(time::Duration::minutes(5));
+    assert!(
+        browser.pending_sign_in().await,
+        "five minutes is still in time"
+    );
+    app.clock.advance(time::Duration::seconds(1));
+
+    let code = code_now(&app, &mfa.secret);
+    let error = expect_error(browser.verify_code(&code).await, 400, "invalid_input").await;
+    assert!(message(&error).contains("sign in again"), "{error}");
+    assert!(!browser.pending_sign_in().await);
+    assert!(browser.current_user().await.is_null());
+
+    // The code itself was fine: after the password again, it is accepted.
+    let browser = sign_in_pending(&app, "cleo@example.org").await;
+    assert_ok(browser.verify_code(&code).await).await;
+    assert_eq!(
+        browser.user_email().await.as_deref(),
+        Some("cleo@example.org")
+    );
+}
+
+#[tokio::test]
+async fn five_wrong_codes_stop_the_sign_in_and_tell_the_owner() {
+    // A high account lock-out threshold, so the pending sign-in's own limit is what is measured.
+    let app = spawn_app_with(|v| {
+        v.insert("LOCKOUT_THRESHOLD".into(), "20".into());
+        v.insert("RATE_LIMIT_MFA_PER_MINUTE".into(), "1000".into());
+        v.insert("RATE_LIMIT_SIGN_IN_PER_MINUTE".into(), "1000".into());
+    })
+    .await;
+    let owner = signed_in(&app, "dora@example.org").await;
+    let mfa = enable_mfa(&app, &owner).await;
+    let browser = sign_in_pending(&app, "dora@example.org").await;
+    let wrong = wrong_code(&app, &mfa.secret);
+
+    for attempt in 1..=4 {
+        let text = expect_field_error(browser.verify_code(&wrong).await, "code").await;
+        let left = 5 - attempt;
+        let expected = format!("{left} {} left", if left == 1 { "try" } else { "tries" });
+        assert!(text.contains(&expected), "attempt {attempt}: {text}");
+        assert!(browser.pending_sign_in().await);
+    }
+    let fifth = expect_error(browser.verify_code(&wrong).await, 400, "invalid_input").await;
+    assert!(
+        message(&fifth).contains("this sign-in was stopped"),
+        "{fifth}"
+    );
+    assert!(fifth["field"].is_null());
+    assert!(!browser.pending_sign_in().await);
+
+    // Even the right code cannot finish the stopped sign-in.
+    let right = expect_error(
+        browser.verify_code(&code_now(&app, &mfa.secret)).await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    assert!(message(&right).contains("sign in again"), "{right}");
+    assert!(browser.current_user().await.is_null());
+
+    // The owner hears that someone has their password.
+    let mail = email_about(&app, "dora@example.org", 3, "Failed sign-in attempts").await;
+    assert!(mail.text.contains("/forgot-password"), "{}", mail.text);
+    assert_eq!(
+        app.count("outbox_emails WHERE kind = 'mfa_failures'").await,
+        1
+    );
+    assert_eq!(
+        app.count("security_events WHERE kind = 'mfa_sign_in_abandoned'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("security_events WHERE kind = 'locked_out'").await,
+        0,
+        "below the account threshold"
+    );
+
+    // The account is not locked: the password and a fresh code sign in.
+    let response = browser.sign_in("dora@example.org", PASSWORD).await;
+    assert_eq!(location(&response).as_deref(), Some(TWO_FACTOR_STEP));
+    next_step(&app);
+    let response = browser.verify_code(&code_now(&app, &mfa.secret)).await;
+    assert_eq!(location(&response).as_deref(), Some("/"));
+    assert_ok(response).await;
+    assert_eq!(
+        browser.user_email().await.as_deref(),
+        Some("dora@example.org")
+    );
+}
+
+#[tokio::test]
+async fn wrong_codes_count_toward_the_account_lock_out() {
+    let app = app_for_many_codes().await;
+    let owner = signed_in(&app, "eve@example.org").await;
+    let mfa = enable_mfa(&app, &owner).await;
+    let browser = sign_in_pending(&app, "eve@example.org").await;
+    let wrong = wrong_code(&app, &mfa.secret);
+
+    for _ in 0..4 {
+        expect_field_error(browser.verify_code(&wrong).await, "code").await;
+    }
+    let fifth = expect_error(browser.verify_code(&wrong).await, 400, "invalid_input").await;
+    assert!(
+        message(&fifth).contains("Too many attempts — try again later or reset your password"),
+        "{fifth}"
+    );
+    assert!(!browser.pending_sign_in().await);
+
+    // The account is locked: the right password is refused too.
+    let again = browser.sign_in("eve@example.org", PASSWORD).await;
+    assert_eq!(location(&again), None);
+    let refused = expect_error(again, 400, "invalid_input").await;
+    assert!(message(&refused).contains("Too many attempts"), "{refused}");
+    assert!(browser.current_user().await.is_null());
+    assert!(!browser.pending_sign_in().await);
+
+    assert_eq!(
+        app.count("security_events WHERE kind = 'mfa_sign_in_failed'")
+            .await,
+        5
+    );
+    assert_eq!(
+        app.count("security_events WHERE kind = 'locked_out'").await,
+        1
+    );
+    email_about(&app, "eve@example.org", 3, "temporarily locked").await;
+}
+
+#[tokio::test]
+async fn a_code_is_accepted_once_even_across_browsers() {
+    let app = app_for_many_codes().await;
+    let owner = signed_in(&app, "finn@example.org").await;
+    let mfa = enable_mfa(&app, &owner).await;
+    let first = sign_in_pending(&app, "finn@example.org").await;
+    let second = sign_in_pending(&app, "finn@example.org").await;
+
+    let code = code_now(&app, &mfa.secret);
+    assert_ok(first.verify_code(&code).await).await;
+    assert_eq!(
+        first.user_email().await.as_deref(),
+        Some("finn@example.org")
+    );
+
+    // The same code, at the same moment, from another browser: a replay.
+    expect_field_error(second.verify_code(&code).await, "code").await;
+    // So is an older code that is still inside the ±1 step window.
+    let older = code_at(&mfa.secret, unix_now(&app) - 30);
+    expect_field_error(second.verify_code(&older).await, "code").await;
+    assert!(second.pending_sign_in().await);
+    assert!(second.current_user().await.is_null());
+
+    // The accepted step is stored with the credential, so the protection survives restarts.
+    let step = unix_now(&app).div_euclid(30);
+    assert_eq!(credential(&app.app_db).await.last_used_step, Some(step));
+
+    // The next step's code works.
+    next_step(&app);
+    assert_ok(second.verify_code(&code_now(&app, &mfa.secret)).await).await;
+    assert_eq!(
+        second.user_email().await.as_deref(),
+        Some("finn@example.org")
+    );
+    assert_eq!(credential(&app.app_db).await.last_used_step, Some(step + 1));
+}
+
+#[tokio::test]
+async fn the_code_step_is_rate_limited_per_ip_with_retry_after() {
+    // The default: three codes a minute from one address.
+    let app = spawn_app().await;
+    let owner = signed_in(&app, "gus@example.org").await;
+    let mfa = enable_mfa(&app, &owner).await;
+    let browser = sign_in_pending(&app, "gus@example.org").await;
+    let wrong = wrong_code(&app, &mfa.secret);
+
+    for _ in 0..3 {
+        expect_field_error(browser.verify_code(&wrong).await, "code").await;
+    }
+    // The fourth is refused before it is looked at, even when it is right.
+    let limited = browser.verify_code(&code_now(&app, &mfa.secret)).await;
+    assert_eq!(limited.status(), 429);
+    let retry: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    expect_error(limited, 429, "rate_limited").await;
+    assert!(browser.current_user().await.is_null());
+    assert!(browser.pending_sign_in().await, "still waiting for a code");
+    assert_eq!(
+        app.count("security_events WHERE kind = 'mfa_sign_in_failed'")
+            .await,
+        3,
+        "the refused call was not counted as a guess"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Backup codes
+// ---------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_backup_code_signs_in_once_however_it_is_typed() {
+    let app = spawn_app().await;
+    let owner = signed_in(&app, "hal@example.org").await;
+    let mfa = enable_mfa(&app, &owner).await;
+    let code = &mfa.backup_codes[0];
+    let typed = typed_sloppily(code);
+    assert_ne!(&typed, code);
+
+    let browser = sign_in_pending(&app, "hal@example.org").await;
+    let response = browser.verify_code(&typed).await;
+    assert_eq!(location(&response).as_deref(), Some("/"));
+    assert_ok(response).await;
+    assert_eq!(
+        browser.user_email().await.as_deref(),
+        Some("hal@example.org")
+    );
+    assert_eq!(
+        browser.two_factor_status().await["backup_codes_remaining"],
+        9
+    );
+    assert_eq!(
+        app.count(
+            r#"security_events WHERE kind = 'sign_in' AND details LIKE '%"method":"backup_code"%'"#
+        )
+        .await,
+        1
+    );
+
+    // Used up: another sign-in cannot use it again.
+    let other = sign_in_pending(&app, "hal@example.org").await;
+    expect_field_error(other.verify_code(code).await, "code").await;
+    assert!(other.current_user().await.is_null());
+    assert_eq!(owner.two_factor_status().await["backup_codes_remaining"], 9);
+
+    let mail = email_about(&app, "hal@example.org", 3, "A backup code was used").await;
+    assert!(mail.text.contains("you have 9 left"), "{}", mail.text);
+    assert_eq!(
+        app.count("security_events WHERE kind = 'mfa_backup_code_used'")
+            .await,
+        1
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Sudo mode
+// ---------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn setup_needs_a_recent_password_and_hides_its_secret_until_it_is_entered_again() {
+    let app = spawn_app().await;
+    let ivy = signed_in(&app, "ivy@example.org").await;
+    assert_ok(ivy.call("start_two_factor_setup", &[]).await).await;
+    let first_key = setup_key(&ivy.two_factor_status().await);
+
+    // Past SUDO_WINDOW_MINUTES (10) but well within the session's idle timeout.
+    app.clock.advance(time::Duration::minutes(11));
+    let status = ivy.two_factor_status().await;
+    assert_eq!(status["reauth_needed"], true);
+    assert!(
+        status["setup"].is_null(),
+        "the secret is not shown: {status}"
+    );
+    expect_error(
+        ivy.call("start_two_factor_setup", &[]).await,
+        403,
+        "reauth_required",
+    )
+    .await;
+
+    expect_field_error(
+        ivy.call(
+            "confirm_password",
+            &[("password", "not the password at all")],
+        )
+        .await,
+        "password",
+    )
+    .await;
+    assert_eq!(ivy.two_factor_status().await["reauth_needed"], true);
+    assert_ok(
+        ivy.call("confirm_password", &[("password", PASSWORD)])
+            .await,
+    )
+    .await;
+
+    let status = ivy.two_factor_status().await;
+    assert_eq!(status["reauth_needed"], false);
+    assert_eq!(
+        setup_key(&status),
+        first_key,
+        "the refused request replaced nothing"
+    );
+    assert_ok(ivy.call("start_two_factor_setup", &[]).await).await;
+    let second_key = setup_key(&ivy.two_factor_status().await);
+    assert_ne!(second_key, first_key, "a new secret");
+
+    // Only the newest secret turns it on.
+    let old = TotpSecret::from_base32(&first_key).unwrap();
+    let new = TotpSecret::from_base32(&second_key).unwrap();
+    expect_field_error(
+        ivy.call("enable_two_factor", &[("code", &code_now(&app, &old))])
+            .await,
+        "code",
+    )
+    .await;
+    backup_codes_of(
+        ivy.call("enable_two_factor", &[("code", &code_now(&app, &new))])
+            .await,
+    )
+    .await;
+    assert!(ivy.two_factor_status().await["enabled_on"].is_string());
+}
+
+#[tokio::test]
+async fn new_backup_codes_need_a_recent_password_and_replace_the_old_ones() {
+    let app = spawn_app().await;
+    let jo = signed_in(&app, "jo@example.org").await;
+    let mfa = enable_mfa(&app, &jo).await;
+
+    app.clock.advance(time::Duration::minutes(11));
+    expect_error(
+        jo.call("regenerate_backup_codes", &[]).await,
+        403,
+        "reauth_required",
+    )
+    .await;
+    let status = jo.two_factor_status().await;
+    assert_eq!(status["reauth_needed"], true);
+    assert_eq!(status["backup_codes_remaining"], 10, "nothing replaced");
+
+    assert_ok(jo.call("confirm_password", &[("password", PASSWORD)]).await).await;
+    let codes = backup_codes_of(jo.call("regenerate_backup_codes", &[]).await).await;
+    for code in &codes {
+        assert_backup_code_format(code);
+        assert!(!mfa.backup_codes.contains(code), "{code} is new");
+    }
+    let mut distinct = codes.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 10);
+    assert_eq!(jo.two_factor_status().await["backup_codes_remaining"], 10);
+    assert_eq!(app.count("backup_codes").await, 10, "the old set is gone");
+
+    email_about(&app, "jo@example.org", 3, "New backup codes").await;
+    assert_eq!(
+        app.count("security_events WHERE kind = 'mfa_backup_codes_regenerated'")
+            .await,
+        1
+    );
+
+    // At sign-in an old code no longer works; a new one does.
+    let browser = sign_in_pending(&app, "jo@example.org").await;
+    expect_field_error(browser.verify_code(&mfa.backup_codes[0]).await, "code").await;
+    assert_ok(browser.verify_code(&codes[0]).await).await;
+    assert_eq!(
+        browser.user_email().await.as_deref(),
+        Some("jo@example.org")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Turning it off
+// ---------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn turning_it_off_needs_the_password_and_a_code_and_removes_every_trace() {
+    let app = spawn_app().await;
+    let kai = signed_in(&app, "kai@example.org").await;
+    let mfa = enable_mfa(&app, &kai).await;
+    assert_eq!(app.count("totp_credentials").await, 1);
+    assert_eq!(app.count("backup_codes").await, 10);
+    let code = code_now(&app, &mfa.secret);
+
+    expect_field_error(
+        kai.call(
+            "disable_two_factor",
+            &[("password", "not the password at all"), ("code", &code)],
+        )
+        .await,
+        "password",
+    )
+    .await;
+    expect_field_error(
+        kai.call(
+            "disable_two_factor",
+            &[
+                ("password", PASSWORD),
+                ("code", &wrong_code(&app, &mfa.secret)),
+            ],
+        )
+        .await,
+        "code",
+    )
+    .await;
+    expect_field_error(
+        kai.call(
+            "disable_two_factor",
+            &[("password", PASSWORD), ("code", "")],
+        )
+        .await,
+        "code",
+    )
+    .await;
+    assert!(
+        kai.two_factor_status().await["enabled_on"].is_string(),
+        "still on"
+    );
+
+    assert_ok(
+        kai.call(
+            "disable_two_factor",
+            &[("password", PASSWORD), ("code", &code)],
+        )
+        .await,
+    )
+    .await;
+    let status = kai.two_factor_status().await;
+    assert!(status["enabled_on"].is_null(), "{status}");
+    assert_eq!(status["backup_codes_remaining"], 0);
+    assert_eq!(app.count("totp_credentials").await, 0);
+    assert_eq!(app.count("backup_codes").await, 0);
+    email_about(
+        &app,
+        "kai@example.org",
+        3,
+        "Two-factor authentication was turned off",
+    )
+    .await;
+    assert_eq!(
+        app.count("security_events WHERE kind = 'mfa_disabled'")
+            .await,
+        1
+    );
+
+    // The password alone signs in again.
+    let browser = Browser::new(&app);
+    let response = browser.sign_in("kai@example.org", PASSWORD).await;
+    assert_eq!(location(&response).as_deref(), Some("/"));
+    assert_ok(response).await;
+    assert_eq!(
+        browser.user_email().await.as_deref(),
+        Some("kai@example.org")
+    );
+}
+
+#[tokio::test]
+async fn a_backup_code_can_turn_it_off_when_the_phone_is_lost() {
+    let app = spawn_app().await;
+    let lee = signed_in(&app, "lee@example.org").await;
+    let mfa = enable_mfa(&app, &lee).await;
+    assert_ok(
+        lee.call(
+            "disable_two_factor",
+            &[
+                ("password", PASSWORD),
+                ("code", &typed_sloppily(&mfa.backup_codes[3])),
+            ],
+        )
+        .await,
+    )
+    .await;
+    assert!(lee.two_factor_status().await["enabled_on"].is_null());
+    assert_eq!(app.count("totp_credentials").await, 0);
+    assert_eq!(app.count("backup_codes").await, 0);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// REQUIRE_MFA
+// ---------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn when_everyone_must_use_it_nothing_but_the_setup_works_until_it_is_on() {
+    let app = spawn_app_with(|v| {
+        v.insert("REQUIRE_MFA".into(), "all".into());
+    })
+    .await;
+    let max = signed_in(&app, "max@example.org").await;
+    let me = max.current_user().await;
+    assert_eq!(me["email"], "max@example.org");
+    assert_eq!(me["mfa_setup_required"], true);
+
+    expect_error(
+        max.call(
+            "change_password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", NEW_PASSWORD),
+            ],
+        )
+        .await,
+        403,
+        "mfa_setup_required",
+    )
+    .await;
+    expect_error(
+        max.call("resend_verification", &[]).await,
+        403,
+        "mfa_setup_required",
+    )
+    .await;
+    expect_error(
+        max.call("regenerate_backup_codes", &[]).await,
+        403,
+        "mfa_setup_required",
+    )
+    .await;
+
+    let status = max.two_factor_status().await;
+    assert_eq!(status["required"], true);
+    assert!(status["enabled_on"].is_null());
+    let mfa = enable_mfa(&app, &max).await;
+    assert_eq!(max.current_user().await["mfa_setup_required"], false);
+
+    assert_ok(
+        max.call(
+            "change_password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", NEW_PASSWORD),
+            ],
+        )
+        .await,
+    )
+    .await;
+
+    // Required means it stays on.
+    let refused = expect_error(
+        max.call(
+            "disable_two_factor",
+            &[
+                ("password", NEW_PASSWORD),
+                ("code", &code_now(&app, &mfa.secret)),
+            ],
+        )
+        .await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    assert!(message(&refused).contains("required"), "{refused}");
+    assert!(max.two_factor_status().await["enabled_on"].is_string());
+    assert_eq!(app.count("totp_credentials").await, 1);
+}
+
+#[tokio::test]
+async fn when_only_operators_must_use_it_other_people_are_not_held_up() {
+    let app = spawn_app_with(|v| {
+        v.insert("REQUIRE_MFA".into(), "admins".into());
+        v.insert("ADMIN_EMAILS".into(), "ops@example.org".into());
+    })
+    .await;
+    let ops = signed_in(&app, "ops@example.org").await;
+    let member = signed_in(&app, "member@example.org").await;
+
+    assert_eq!(ops.current_user().await["mfa_setup_required"], true);
+    assert_eq!(member.current_user().await["mfa_setup_required"], false);
+    assert_eq!(ops.two_factor_status().await["required"], true);
+    assert_eq!(member.two_factor_status().await["required"], false);
+
+    let change = [
+        ("current_password", PASSWORD),
+        ("new_password", NEW_PASSWORD),
+    ];
+    expect_error(
+        ops.call("change_password", &change).await,
+        403,
+        "mfa_setup_required",
+    )
+    .await;
+    assert_ok(member.call("change_password", &change).await).await;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Secrets at rest
+// ---------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_secret_and_backup_codes_are_never_stored_or_logged_in_the_clear() {
+    let app = spawn_app().await;
+    let owner = signed_in(&app, "nia@example.org").await;
+    let mfa = enable_mfa(&app, &owner).await;
+    let spaced = mfa
+        .base32
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    // A sign-in with a backup code, so that path is covered too.
+    let browser = sign_in_pending(&app, "nia@example.org").await;
+    assert_ok(browser.verify_code(&mfa.backup_codes[0]).await).await;
+
+    let mut needles = vec![mfa.base32.clone(), spaced, mfa.base32.to_lowercase()];
+    for code in &mfa.backup_codes {
+        needles.push(code.clone());
+        needles.push(normalize_backup_code(code).expect("a valid code"));
+    }
+
+    // The secret is sealed under ENCRYPTION_KEY and bound to its owner's row.
+    let row = credential(&app.app_db).await;
+    let sealed_prefix = format!("v1:{}:", app.state.secret_box.current_key_id());
+    assert!(row.secret.starts_with(&sealed_prefix), "sealed");
+    for needle in &needles {
+        assert!(
+            !row.secret.contains(needle.as_str()),
+            "the secret column leaks"
+        );
+    }
+    let context = secret_context(&row.user_id);
+    assert_eq!(
+        app.state.secret_box.open(&row.secret, &context).unwrap(),
+        mfa.base32
+    );
+    assert!(
+        app.state
+            .secret_box
+            .open(&row.secret, &secret_context("someone-else"))
+            .is_err(),
+        "bound to its row"
+    );
+
+    // Backup codes are keyed hashes.
+    let rows = backup_code::Entity::find().all(&app.app_db).await.unwrap();
+    assert_eq!(rows.len(), 10);
+    let mut hashes: Vec<&str> = rows.iter().map(|r| r.code_hash.as_str()).collect();
+    for hash in &hashes {
+        assert_eq!(hash.len(), 64, "{hash}");
+        assert!(hash.chars().all(|c| c.is_ascii_hexdigit()), "{hash}");
+        for needle in &needles {
+            assert!(!hash.contains(needle.as_str()), "a code in a hash column");
+        }
+    }
+    hashes.sort();
+    hashes.dedup();
+    assert_eq!(hashes.len(), 10);
+
+    // Nowhere else either: the audit trail, sessions, the outbox, the log.
+    let events = security_event::Entity::find()
+        .all(&app.app_db)
+        .await
+        .unwrap();
+    assert!(!events.is_empty());
+    let sessions = session::Entity::find().all(&app.app_db).await.unwrap();
+    let emails = outbox_email::Entity::find().all(&app.app_db).await.unwrap();
+    let log = logs::raw();
+    for needle in &needles {
+        for event in &events {
+            assert!(
+                !event.details.contains(needle.as_str()),
+                "{} details hold a secret",
+                event.kind
+            );
+        }
+        for row in &sessions {
+            assert!(
+                !row.data.contains(needle.as_str()),
+                "a session holds a secret"
+            );
+        }
+        for email in &emails {
+            assert!(
+                !email.body_text.contains(needle.as_str())
+                    && !email.body_html.contains(needle.as_str())
+                    && !email.subject.contains(needle.as_str()),
+                "the {} email holds a secret",
+                email.kind
+            );
+        }
+        assert!(!log.contains(needle.as_str()), "a secret was logged");
+    }
+    assert!(!log.contains("otpauth://"), "the setup URI was logged");
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Key rotation
+// ---------------------------------------------------------------------------------------------------
+
+/// `nestegg rotate-keys` as an operator runs it: a process in an empty directory with only the given
+/// environment (no `.env`, nothing inherited).
+fn rotate_keys(database_url: &str, key: &str, previous: Option<&str>) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nestegg"));
+    cmd.env_clear()
+        .current_dir(dir.path())
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "LEPTOS_CONFIG",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/Leptos.toml"),
+        )
+        .env("DATA_DIR", dir.path())
+        .env("DATABASE_URL", database_url)
+        .env("SECRET_KEY", KEY_A)
+        .env("ENCRYPTION_KEY", key);
+    if let Some(previous) = previous {
+        cmd.env("ENCRYPTION_KEYS_PREVIOUS", previous);
+    }
+    cmd.arg("rotate-keys").output().unwrap()
+}
+
+fn stdout_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test]
+async fn rotate_keys_reseals_secrets_under_the_new_key_resumably_and_needs_the_old_key() {
+    // ENCRYPTION_KEY is helpers::KEY_B.
+    let mut app = spawn_app().await;
+    let owner = signed_in(&app, "olu@example.org").await;
+    let mfa = enable_mfa(&app, &owner).await;
+    app.emails_to("olu@example.org", 2).await;
+    wait_until_outbox_is_empty(&app).await;
+    let user_id = credential(&app.app_db).await.user_id;
+    let old_key_id = app.state.secret_box.current_key_id().to_owned();
+    let database_url = app.settings.database.url.expose().to_owned();
+
+    // The app is down while the operator rotates (stopping it closes its pool: use a new one).
+    app.stop();
+    let server = app.server.take().unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), server)
+        .await
+        .expect("the app stops")
+        .unwrap()
+        .unwrap();
+    let db = sea_orm::Database::connect(database_url.as_str())
+        .await
+        .unwrap();
+
+    // An email still waiting to be sent, its bodies sealed under the old key.
+    let template = Template::MfaDisabled {
+        name: "Olu".to_owned(),
+        settings_link: app.url("/settings/security/two-factor"),
+    };
+    outbox::enqueue(
+        &db,
+        &app.state,
+        unix_now(&app) - 3600,
+        "olu-notice@example.org",
+        &template,
+    )
+    .await
+    .unwrap();
+
+    let new_key = SecretKey::generate().to_base64();
+    let new_box = SecretBox::new(&SecretKey::parse(&new_key).unwrap(), &[]);
+    let new_key_id = new_box.current_key_id().to_owned();
+    assert_ne!(new_key_id, old_key_id);
+    let sealed_before = credential(&db).await.secret;
+    assert!(sealed_before.starts_with(&format!("v1:{old_key_id}:")));
+
+    // Without the old key nothing can be opened: nothing is touched, and the run fails.
+    let out = rotate_keys(&database_url, &new_key, None);
+    let (stdout, stderr) = (stdout_of(&out), stderr_of(&out));
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(" 0 re-encrypted") && stdout.contains(" 3 unreadable"),
+        "the secret and both bodies of the waiting email: {stdout}"
+    );
+    assert!(stderr.contains("ENCRYPTION_KEYS_PREVIOUS"), "{stderr}");
+    assert_eq!(credential(&db).await.secret, sealed_before);
+
+    // With the old key listed as previous, everything is re-sealed under the new one.
+    let out = rotate_keys(&database_url, &new_key, Some(KEY_B));
+    let (stdout, stderr) = (stdout_of(&out), stderr_of(&out));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.starts_with(&format!("key {new_key_id}: 3 re-encrypted,")),
+        "{stdout}"
+    );
+    assert!(stdout.contains(" 0 unreadable"), "{stdout}");
+
+    let sealed = credential(&db).await.secret;
+    assert!(
+        sealed.starts_with(&format!("v1:{new_key_id}:")),
+        "{sealed:.20}"
+    );
+    assert_eq!(
+        new_box.open(&sealed, &secret_context(&user_id)).unwrap(),
+        mfa.base32,
+        "the new key alone opens it"
+    );
+    let old_box = SecretBox::new(&SecretKey::parse(KEY_B).unwrap(), &[]);
+    assert!(old_box.open(&sealed, &secret_context(&user_id)).is_err());
+    let waiting = outbox_email::Entity::find()
+        .all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.to_address == "olu-notice@example.org")
+        .expect("the waiting email");
+    let text = new_box
+        .open(
+            &waiting.body_text,
+            &body_context("text", &waiting.message_id),
+        )
+        .unwrap();
+    assert!(text.contains("Hi Olu,"), "{text}");
+    new_box
+        .open(
+            &waiting.body_html,
+            &body_context("html", &waiting.message_id),
+        )
+        .unwrap();
+
+    // Running it again finds nothing left to do.
+    let out = rotate_keys(&database_url, &new_key, Some(KEY_B));
+    let stdout = stdout_of(&out);
+    assert!(out.status.success(), "{stdout}\n{}", stderr_of(&out));
+    assert!(
+        stdout.starts_with(&format!("key {new_key_id}: 0 re-encrypted,")),
+        "{stdout}"
+    );
+    assert_eq!(credential(&db).await.secret, sealed, "untouched");
+    let _ = db.close().await;
+
+    // The app, configured with only the new key, still signs the owner in with their authenticator
+    // and sends the waiting email.
+    let url = database_url.clone();
+    let key = new_key.clone();
+    let restarted = spawn_app_with(move |v| {
+        v.insert("DATABASE_URL".into(), url);
+        v.insert("ENCRYPTION_KEY".into(), key);
+    })
+    .await;
+    // Its clock starts where the first app's did: move past the step that app already accepted.
+    restarted.clock.advance(time::Duration::minutes(1));
+    let browser = sign_in_pending(&restarted, "olu@example.org").await;
+    assert_ok(
+        browser
+            .verify_code(&code_now(&restarted, &mfa.secret))
+            .await,
+    )
+    .await;
+    assert_eq!(
+        browser.user_email().await.as_deref(),
+        Some("olu@example.org")
+    );
+    restarted.state.mail_wakeup.notify_one();
+    email_about(
+        &restarted,
+        "olu-notice@example.org",
+        1,
+        "Two-factor authentication was turned off",
+    )
+    .await;
+}
