@@ -50,15 +50,28 @@ pub fn use_session_user() -> SessionUser {
 pub fn MfaSetupGate() -> impl IntoView {
     let session = use_session_user();
     let location = use_location();
+    // `Redirect` needs a matched route and this sits outside the routes, so redirect by hand: a 302 while
+    // rendering on the server, a navigation in the browser.
+    let navigate = leptos_router::hooks::use_navigate();
     view! {
         <Transition>
-            {move || Suspend::new(async move {
-                let required = matches!(
-                    session.resource().await, Ok(Some(user)) if user.mfa_setup_required
-                );
-                (required && location.pathname.get() != routes::SETTINGS_TWO_FACTOR)
-                    .then(|| view! { <leptos_router::components::Redirect path=routes::SETTINGS_TWO_FACTOR /> })
-            })}
+            {move || {
+                let navigate = navigate.clone();
+                Suspend::new(async move {
+                    let required = matches!(
+                        session.resource().await, Ok(Some(user)) if user.mfa_setup_required
+                    );
+                    if required && location.pathname.get() != routes::SETTINGS_TWO_FACTOR {
+                        #[cfg(feature = "ssr")]
+                        {
+                            let _ = &navigate;
+                            leptos_axum::redirect(routes::SETTINGS_TWO_FACTOR);
+                        }
+                        #[cfg(not(feature = "ssr"))]
+                        navigate(routes::SETTINGS_TWO_FACTOR, Default::default());
+                    }
+                })
+            }}
         </Transition>
     }
 }

@@ -1064,11 +1064,38 @@ async fn when_everyone_must_use_it_nothing_but_the_setup_works_until_it_is_on() 
     )
     .await;
 
+    // Every page sends them to the setup; the setup page itself renders.
+    for path in ["/", "/settings/profile", "/settings/security"] {
+        let response = max
+            .client
+            .get(format!("{}{path}", max.address))
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_redirection(),
+            "{path}: {}",
+            response.status()
+        );
+        assert_eq!(
+            location(&response).as_deref(),
+            Some("/settings/security/two-factor"),
+            "{path}"
+        );
+    }
+    assert!(
+        max.page("/settings/security/two-factor")
+            .await
+            .contains("Your account must use two-factor authentication")
+    );
+
     let status = max.two_factor_status().await;
     assert_eq!(status["required"], true);
     assert!(status["enabled_on"].is_null());
     let mfa = enable_mfa(&app, &max).await;
     assert_eq!(max.current_user().await["mfa_setup_required"], false);
+    assert!(max.page("/settings/profile").await.contains("max@example.org"));
 
     assert_ok(
         max.call(
