@@ -210,17 +210,25 @@ pub async fn current_user() -> Result<Option<UserView>, AppError> {
     }))
 }
 
-/// Re-enters the password before a sensitive change ("sudo mode" for `SUDO_WINDOW_MINUTES`). Wrong
-/// guesses count toward the account's lock-out.
+/// Re-authenticates before a sensitive change ("sudo mode" for `SUDO_WINDOW_MINUTES`): the password, and
+/// a code when two-factor authentication is on (as at sign-in). Wrong guesses count toward the
+/// account's lock-out.
 #[server(prefix = "/api", endpoint = "confirm_password")]
-pub async fn confirm_password(password: String) -> Result<(), AppError> {
+pub async fn confirm_password(password: String, code: Option<String>) -> Result<(), AppError> {
     use crate::server::api_support as s;
+    use crate::server::services::{auth, mfa};
     let ctx = s::RequestContext::current().await?;
     let user = ctx.require_user_allowing_mfa_setup().await?;
-    crate::server::services::auth::check_own_password(
-        &ctx.state, &ctx.meta, &user, &password, "password",
-    )
-    .await
+    let has_mfa = mfa::is_enabled(&ctx.state.db, &user.id)
+        .await
+        .map_err(|err| s::internal("checking two-factor status", &err))?;
+    if has_mfa {
+        ctx.rate_limit(s::Limit::Mfa)?;
+        let code = code.unwrap_or_default();
+        mfa::reauthenticate(&ctx.state, &ctx.meta, &user, &password, &code).await
+    } else {
+        auth::check_own_password(&ctx.state, &ctx.meta, &user, &password, "password").await
+    }
     .map_err(s::auth_error)?;
     ctx.mark_reauthenticated().await?;
     s::redirect_back_done("confirm_password");

@@ -9,9 +9,20 @@ use leptos::prelude::*;
 use crate::error::AppError;
 use crate::types::{BackupCodesView, TwoFactorView};
 
-/// The two-factor section of the security settings.
+/// The two-factor settings page: the status, and an unfinished setup's secret while re-authenticated.
 #[server(prefix = "/api", endpoint = "two_factor_status")]
 pub async fn two_factor_status() -> Result<TwoFactorView, AppError> {
+    status(true).await
+}
+
+/// The status alone, for the security overview (no secret ever goes to a page that does not show it).
+#[server(prefix = "/api", endpoint = "two_factor_summary")]
+pub async fn two_factor_summary() -> Result<TwoFactorView, AppError> {
+    status(false).await
+}
+
+#[cfg(feature = "ssr")]
+async fn status(with_setup: bool) -> Result<TwoFactorView, AppError> {
     use crate::server::api_support as s;
     use crate::server::services::mfa;
     let ctx = s::RequestContext::current().await?;
@@ -22,7 +33,7 @@ pub async fn two_factor_status() -> Result<TwoFactorView, AppError> {
     let reauth_needed = !ctx.recently_authenticated().await?;
     // The secret of an unfinished setup is shown only in sudo mode, like starting one.
     let setup = match (&status.pending_setup, reauth_needed) {
-        (Some(credential), false) => {
+        (Some(credential), false) if with_setup => {
             Some(mfa::setup_details(&ctx.state, &user, credential).map_err(s::auth_error)?)
         }
         _ => None,
@@ -50,6 +61,21 @@ pub async fn start_two_factor_setup() -> Result<(), AppError> {
     Ok(())
 }
 
+/// Backup codes are returned to the page's script; a plain form post could only be redirected, losing
+/// them after they replaced the old ones. So without JavaScript these actions are refused up front.
+#[cfg(feature = "ssr")]
+fn refuse_without_javascript() -> Result<(), AppError> {
+    if crate::server::api_support::is_plain_form_post() {
+        return Err(AppError::InvalidInput {
+            field: None,
+            message: "Showing your backup codes needs JavaScript. Please turn it on for this page \
+                      and try again."
+                .to_owned(),
+        });
+    }
+    Ok(())
+}
+
 /// Turns two-factor authentication on with the first code from the app; returns the backup codes,
 /// which are shown this once.
 #[server(prefix = "/api", endpoint = "enable_two_factor")]
@@ -57,6 +83,9 @@ pub async fn enable_two_factor(code: String) -> Result<BackupCodesView, AppError
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
     let user = ctx.require_user_allowing_mfa_setup().await?;
+    refuse_without_javascript()?;
+    // The backup codes it returns are as sensitive as the setup's secret.
+    ctx.require_recent_auth().await?;
     let codes = crate::server::services::mfa::confirm_setup(&ctx.state, &ctx.meta, &user, &code)
         .await
         .map_err(s::auth_error)?;
@@ -69,6 +98,7 @@ pub async fn regenerate_backup_codes() -> Result<BackupCodesView, AppError> {
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
     let user = ctx.require_user().await?;
+    refuse_without_javascript()?;
     ctx.require_recent_auth().await?;
     let codes = crate::server::services::mfa::regenerate_backup_codes(&ctx.state, &ctx.meta, &user)
         .await
@@ -82,11 +112,22 @@ pub async fn disable_two_factor(password: String, code: String) -> Result<(), Ap
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
     let user = ctx.require_user().await?;
+    ctx.rate_limit(s::Limit::Mfa)?;
     crate::server::services::mfa::disable(&ctx.state, &ctx.meta, &user, &password, &code)
         .await
         .map_err(s::auth_error)?;
     ctx.mark_reauthenticated().await?;
     s::redirect_back_done("disable_two_factor");
+    Ok(())
+}
+
+/// Abandons a sign-in waiting for its second factor and goes back to the password step.
+#[server(prefix = "/api", endpoint = "cancel_sign_in")]
+pub async fn cancel_sign_in() -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    ctx.clear_pending_mfa().await?;
+    leptos_axum::redirect(crate::routes::LOGIN);
     Ok(())
 }
 

@@ -369,12 +369,7 @@ pub fn redirect_back_done(endpoint: &str) {
     let Some(parts) = use_context::<http::request::Parts>() else {
         return;
     };
-    let plain_form = parts
-        .headers
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"));
-    if !plain_form {
+    if !is_plain_form_post() {
         return;
     }
     let path = parts
@@ -397,6 +392,18 @@ pub fn readable_date(unix: i64) -> String {
         .ok()
         .and_then(|t| t.format(&format).ok())
         .unwrap_or_default()
+}
+
+/// Whether this server-function call is a plain HTML form post (no JavaScript): its result can only
+/// be a redirect, never data shown in the page.
+pub fn is_plain_form_post() -> bool {
+    use_context::<http::request::Parts>().is_some_and(|parts| {
+        parts
+            .headers
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html"))
+    })
 }
 
 fn session_error(err: tower_sessions::session::Error) -> AppError {

@@ -137,13 +137,17 @@ async fn rotate_keys(settings: Settings) -> ExitCode {
     match result {
         Ok(report) => {
             println!(
-                "key {}: {} re-encrypted, {} already current, {} unreadable",
+                "key {}: {} re-encrypted, {} already current, {} unreadable, {} changed meanwhile",
                 secret_box.current_key_id(),
                 report.rotated,
                 report.current,
-                report.unreadable
+                report.unreadable,
+                report.changed
             );
-            if report.unreadable > 0 {
+            if report.changed > 0 {
+                eprintln!("some values changed while they were being re-encrypted: run again");
+                ExitCode::FAILURE
+            } else if report.unreadable > 0 {
                 eprintln!(
                     "some values open with no configured key: add the key that sealed them to \
                      ENCRYPTION_KEYS_PREVIOUS and run again"

@@ -75,10 +75,19 @@ impl DbSessionStore {
         let data = serde_json::to_string(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         let now = self.clock.now().unix_timestamp();
+        // A sign-in waiting for its second factor belongs to its user too, so "sign out everywhere"
+        // (a password reset) also ends it.
         let user_id = record
             .data
             .get(USER_KEY)
             .and_then(|v| v.as_str())
+            .or_else(|| {
+                record
+                    .data
+                    .get(MFA_PENDING_KEY)
+                    .and_then(|p| p.get("user_id"))
+                    .and_then(|v| v.as_str())
+            })
             .map(str::to_owned);
         Ok(session::ActiveModel {
             id_hash: Set(hash_id(&record.id)),

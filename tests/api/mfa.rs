@@ -387,7 +387,10 @@ async fn setup_shows_a_qr_code_and_key_checks_a_first_code_and_returns_ten_backu
     let key = manual_key.replace(' ', "");
     assert_eq!(
         setup["otpauth_uri"],
-        format!("otpauth://totp/Nest%20Egg:ana%40example.org?secret={key}&issuer=Nest%20Egg")
+        format!(
+            "otpauth://totp/Nest%20Egg:ana%40example.org?secret={key}&issuer=Nest%20Egg\
+             &algorithm=SHA1&digits=6&period=30"
+        )
     );
     let svg = setup["qr_svg"].as_str().expect("QR code");
     assert!(svg.starts_with("<svg"), "{svg:.60}");
@@ -661,6 +664,11 @@ async fn wrong_codes_count_toward_the_account_lock_out() {
         message(&fifth).contains("Too many attempts — try again later or reset your password"),
         "{fifth}"
     );
+    assert_eq!(
+        app.count("login_throttles WHERE locked_until IS NOT NULL")
+            .await,
+        1
+    );
     assert!(!browser.pending_sign_in().await);
 
     // The account is locked: the right password is refused too.
@@ -680,7 +688,53 @@ async fn wrong_codes_count_toward_the_account_lock_out() {
         app.count("security_events WHERE kind = 'locked_out'").await,
         1
     );
-    email_about(&app, "eve@example.org", 3, "temporarily locked").await;
+    // The owner learns that their password is known (it was right; the codes were not).
+    let mail = email_about(&app, "eve@example.org", 3, "Failed sign-in attempts").await;
+    assert!(
+        mail.text.contains("wrong two-factor codes"),
+        "{}",
+        mail.text
+    );
+}
+
+#[tokio::test]
+async fn entering_the_password_again_does_not_reset_the_count_of_wrong_codes() {
+    let app = app_for_many_codes().await;
+    let owner = signed_in(&app, "gil@example.org").await;
+    let mfa = enable_mfa(&app, &owner).await;
+    let wrong = wrong_code(&app, &mfa.secret);
+
+    // Four wrong codes, the password again, one more wrong code: the fifth locks the account.
+    let browser = sign_in_pending(&app, "gil@example.org").await;
+    for _ in 0..4 {
+        expect_field_error(browser.verify_code(&wrong).await, "code").await;
+    }
+    let browser = sign_in_pending(&app, "gil@example.org").await;
+    let fifth = expect_error(browser.verify_code(&wrong).await, 400, "invalid_input").await;
+    assert!(message(&fifth).contains("Too many attempts"), "{fifth}");
+    let refused = expect_error(
+        browser.sign_in("gil@example.org", PASSWORD).await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    assert!(message(&refused).contains("Too many attempts"), "{refused}");
+
+    // A right code, by contrast, ends the run of failures.
+    let other = spawn_app_with(|v| {
+        v.insert("RATE_LIMIT_MFA_PER_MINUTE".into(), "1000".into());
+        v.insert("RATE_LIMIT_SIGN_IN_PER_MINUTE".into(), "1000".into());
+    })
+    .await;
+    let owner = signed_in(&other, "hal@example.org").await;
+    let mfa = enable_mfa(&other, &owner).await;
+    let wrong = wrong_code(&other, &mfa.secret);
+    let browser = sign_in_pending(&other, "hal@example.org").await;
+    for _ in 0..4 {
+        expect_field_error(browser.verify_code(&wrong).await, "code").await;
+    }
+    assert_ok(browser.verify_code(&code_now(&other, &mfa.secret)).await).await;
+    assert_eq!(other.count("login_throttles").await, 0);
 }
 
 #[tokio::test]
@@ -872,7 +926,7 @@ async fn setup_needs_a_recent_password_and_hides_its_secret_until_it_is_entered_
 
 #[tokio::test]
 async fn new_backup_codes_need_a_recent_password_and_replace_the_old_ones() {
-    let app = spawn_app().await;
+    let app = app_for_many_codes().await;
     let jo = signed_in(&app, "jo@example.org").await;
     let mfa = enable_mfa(&app, &jo).await;
 
@@ -887,7 +941,37 @@ async fn new_backup_codes_need_a_recent_password_and_replace_the_old_ones() {
     assert_eq!(status["reauth_needed"], true);
     assert_eq!(status["backup_codes_remaining"], 10, "nothing replaced");
 
-    assert_ok(jo.call("confirm_password", &[("password", PASSWORD)]).await).await;
+    // With two-factor on, re-authenticating takes what signing in takes: the password and a code
+    // (so a stolen session plus the password cannot mint backup codes and then turn it off).
+    expect_field_error(
+        jo.call("confirm_password", &[("password", PASSWORD)]).await,
+        "code",
+    )
+    .await;
+    expect_field_error(
+        jo.call(
+            "confirm_password",
+            &[
+                ("password", PASSWORD),
+                ("code", &wrong_code(&app, &mfa.secret)),
+            ],
+        )
+        .await,
+        "code",
+    )
+    .await;
+    assert_eq!(jo.two_factor_status().await["reauth_needed"], true);
+    assert_ok(
+        jo.call(
+            "confirm_password",
+            &[
+                ("password", PASSWORD),
+                ("code", &code_now(&app, &mfa.secret)),
+            ],
+        )
+        .await,
+    )
+    .await;
     let codes = backup_codes_of(jo.call("regenerate_backup_codes", &[]).await).await;
     for code in &codes {
         assert_backup_code_format(code);
@@ -923,7 +1007,7 @@ async fn new_backup_codes_need_a_recent_password_and_replace_the_old_ones() {
 
 #[tokio::test]
 async fn turning_it_off_needs_the_password_and_a_code_and_removes_every_trace() {
-    let app = spawn_app().await;
+    let app = app_for_many_codes().await;
     let kai = signed_in(&app, "kai@example.org").await;
     let mfa = enable_mfa(&app, &kai).await;
     assert_eq!(app.count("totp_credentials").await, 1);
@@ -1095,7 +1179,11 @@ async fn when_everyone_must_use_it_nothing_but_the_setup_works_until_it_is_on() 
     assert!(status["enabled_on"].is_null());
     let mfa = enable_mfa(&app, &max).await;
     assert_eq!(max.current_user().await["mfa_setup_required"], false);
-    assert!(max.page("/settings/profile").await.contains("max@example.org"));
+    assert!(
+        max.page("/settings/profile")
+            .await
+            .contains("max@example.org")
+    );
 
     assert_ok(
         max.call(
@@ -1432,4 +1520,95 @@ async fn rotate_keys_reseals_secrets_under_the_new_key_resumably_and_needs_the_o
         "Two-factor authentication was turned off",
     )
     .await;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Without JavaScript, cancelling, and password resets
+// ---------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn without_javascript_turning_it_on_is_refused_rather_than_losing_the_backup_codes() {
+    let app = spawn_app().await;
+    let lou = signed_in(&app, "lou@example.org").await;
+    assert_ok(lou.call("start_two_factor_setup", &[]).await).await;
+    let status = lou.two_factor_status().await;
+    let key = status["setup"]["manual_key"]
+        .as_str()
+        .unwrap()
+        .replace(' ', "");
+    let secret = TotpSecret::from_base32(&key).unwrap();
+    let response = lou
+        .client
+        .post(format!("{}/api/enable_two_factor", lou.address))
+        .header("origin", &lou.address)
+        .header("sec-fetch-site", "same-origin")
+        .header("accept", "text/html")
+        .header(
+            "referer",
+            format!("{}/settings/security/two-factor", lou.address),
+        )
+        .form(&[("code", code_now(&app, &secret).as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_redirection(), "{}", response.status());
+    let location = location(&response).unwrap();
+    assert!(location.contains("__err="), "{location}");
+    assert!(
+        !location.contains(&code_now(&app, &secret)),
+        "codes never travel in URLs: {location}"
+    );
+    // Nothing was turned on, and no codes were made only to be lost.
+    assert!(lou.two_factor_status().await["enabled_on"].is_null());
+    assert_eq!(app.count("backup_codes").await, 0);
+}
+
+#[tokio::test]
+async fn cancelling_the_code_step_goes_back_to_the_password() {
+    let app = spawn_app().await;
+    let owner = signed_in(&app, "mo@example.org").await;
+    enable_mfa(&app, &owner).await;
+    let browser = sign_in_pending(&app, "mo@example.org").await;
+    let response = browser.call("cancel_sign_in", &[]).await;
+    assert_eq!(location(&response).as_deref(), Some("/login"));
+    assert_ok(response).await;
+    assert!(!browser.pending_sign_in().await);
+    assert!(browser.current_user().await.is_null());
+}
+
+#[tokio::test]
+async fn a_password_reset_ends_sign_ins_waiting_for_a_code() {
+    let app = spawn_app().await;
+    let owner = signed_in(&app, "ned@example.org").await;
+    let mfa = enable_mfa(&app, &owner).await;
+    let browser = sign_in_pending(&app, "ned@example.org").await;
+    assert_eq!(
+        app.count("sessions WHERE user_id IS NOT NULL").await,
+        2,
+        "the waiting sign-in belongs to its user"
+    );
+
+    assert_ok(
+        app.call("request_password_reset", &[("email", "ned@example.org")])
+            .await,
+    )
+    .await;
+    let mail = email_about(&app, "ned@example.org", 3, "Reset your Nest Egg password").await;
+    let token = mail.token(&app, "/reset-password");
+    assert_ok(
+        app.call(
+            "reset_password",
+            &[("token", token.as_str()), ("password", NEW_PASSWORD)],
+        )
+        .await,
+    )
+    .await;
+    assert!(!browser.pending_sign_in().await);
+    expect_error(
+        browser.verify_code(&code_now(&app, &mfa.secret)).await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    assert!(browser.current_user().await.is_null());
 }

@@ -4,8 +4,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::auth::SignOut;
-use crate::api::mfa::{VerifySignInCode, pending_sign_in};
+use crate::api::mfa::{CancelSignIn, VerifySignInCode, pending_sign_in};
 use crate::components::auth_forms::{
     FormError, SubmitButton, TextField, action_error, field_error, form_error,
 };
@@ -38,7 +37,7 @@ pub fn LoginTwoFactorPage() -> impl IntoView {
 #[component]
 fn CodeForm(verify: ServerAction<VerifySignInCode>, use_backup: Memo<bool>) -> impl IntoView {
     let error = action_error(verify);
-    let sign_out = ServerAction::<SignOut>::new();
+    let cancel = ServerAction::<CancelSignIn>::new();
     view! {
         {move || {
             if use_backup.get() {
@@ -89,7 +88,7 @@ fn CodeForm(verify: ServerAction<VerifySignInCode>, use_backup: Memo<bool>) -> i
                     .into_any()
             }
         }}
-        <ActionForm action=sign_out attr:class="cancel-sign-in-form">
+        <ActionForm action=cancel attr:class="cancel-sign-in-form">
             <button type="submit" class="link-button">"Cancel and sign in again"</button>
         </ActionForm>
     }

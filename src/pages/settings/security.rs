@@ -4,7 +4,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api::auth::ChangePassword;
-use crate::api::mfa::two_factor_status;
+use crate::api::mfa::two_factor_summary;
 use crate::components::auth_forms::{
     FormError, FormSuccess, PasswordField, SubmitButton, action_error, action_succeeded,
     field_error, form_error,
@@ -102,7 +102,7 @@ fn PasswordSettings(
 /// Whether two-factor authentication is on, since when, and how many backup codes are left.
 #[component]
 fn TwoFactorSummary() -> impl IntoView {
-    let status = Resource::new(|| (), |_| two_factor_status());
+    let status = Resource::new(|| (), |_| two_factor_summary());
     view! {
         <section class="settings-section two-factor-summary">
             <h2>"Two-factor authentication"</h2>

@@ -154,15 +154,25 @@ fn StatusView(view: TwoFactorView, actions: Actions) -> impl IntoView {
     }
 }
 
-/// Asks for the password again before a sensitive change (sudo mode).
+/// Asks for the password again before a sensitive change (sudo mode), and a code when two-factor
+/// authentication is on: re-authenticating takes what signing in takes.
 #[component]
-fn ReauthForm(action: ServerAction<ConfirmPassword>, purpose: &'static str) -> impl IntoView {
+fn ReauthForm(
+    action: ServerAction<ConfirmPassword>,
+    purpose: &'static str,
+    #[prop(optional)] with_code: bool,
+) -> impl IntoView {
     let error = action_error(action);
+    let ask = if with_code {
+        format!("For your security, enter your password and a code from your app to {purpose}.")
+    } else {
+        format!("For your security, enter your password to {purpose}.")
+    };
     view! {
         <div class="reauth">
-            <p>{format!("For your security, enter your password to {purpose}.")}</p>
+            <p>{ask}</p>
             <ActionForm action=action attr:class="reauth-form">
-                <FormError message=form_error(error, &["password"]) />
+                <FormError message=form_error(error, &["password", "code"]) />
                 <PasswordField
                     id="reauth-password"
                     name="password"
@@ -170,6 +180,17 @@ fn ReauthForm(action: ServerAction<ConfirmPassword>, purpose: &'static str) -> i
                     autocomplete="current-password"
                     error=field_error(error, "password")
                 />
+                {with_code.then(|| view! {
+                    <TextField
+                        id="reauth-code"
+                        name="code"
+                        label="Code from your app, or a backup code"
+                        autocomplete="one-time-code"
+                        maxlength="20"
+                        required=true
+                        error=field_error(error, "code")
+                    />
+                })}
                 <SubmitButton label="Continue" pending=action.pending() />
             </ActionForm>
         </div>
@@ -235,6 +256,9 @@ fn SetupView(setup: TotpSetupView, actions: Actions) -> impl IntoView {
                         />
                         <SubmitButton label="Turn on two-factor authentication" pending=actions.enable.pending() />
                     </ActionForm>
+                    <noscript>
+                        <p class="hint">"Turning this on needs JavaScript, so that your backup codes can be shown to you."</p>
+                    </noscript>
                 </li>
             </ol>
             <details class="setup-restart">
@@ -295,7 +319,8 @@ fn EnabledView(view: TwoFactorView, enabled_on: String, actions: Actions) -> imp
                 "For your safety we can't show existing codes again; creating a new set replaces them all."
             </p>
             {if view.reauth_needed {
-                view! { <ReauthForm action=actions.reauth purpose="create new backup codes" /> }.into_any()
+                view! { <ReauthForm action=actions.reauth purpose="create new backup codes" with_code=true /> }
+                    .into_any()
             } else {
                 view! {
                     <ActionForm action=actions.regenerate attr:class="regenerate-codes-form">

@@ -435,8 +435,8 @@ impl Template {
                 blocks: vec![
                     Block::Para(
                         "Someone entered your correct password but then several wrong two-factor \
-                         codes, so we stopped that sign-in. Your account is safe as long as your \
-                         authenticator and backup codes are."
+                         codes, so we stopped them. They cannot get in without your authenticator app \
+                         or one of your backup codes."
                             .to_owned(),
                     ),
                     Block::Note(

@@ -573,8 +573,35 @@ pub(super) async fn clear_attempts<C: ConnectionTrait>(
     Ok(!still_locked)
 }
 
-/// After a wrong password: locks the address once the threshold is reached. The request that sets the
-/// lock (exactly one, even under concurrency) records it and emails the owner.
+/// A correct password that a second factor must still follow: this attempt is not a failure, but the
+/// run of failures so far (wrong codes included) stands until the second factor succeeds. Otherwise
+/// someone with the password could guess codes forever, re-entering it every few tries.
+pub(super) async fn uncount_attempt<C: ConnectionTrait>(db: &C, key: &str) -> Result<(), DbErr> {
+    login_throttle::Entity::update_many()
+        .col_expr(
+            login_throttle::Column::Failures,
+            sea_orm::sea_query::ExprTrait::sub(
+                sea_orm::sea_query::Expr::col(login_throttle::Column::Failures),
+                1,
+            ),
+        )
+        .filter(login_throttle::Column::EmailHash.eq(key))
+        .filter(login_throttle::Column::Failures.gt(0))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// What failed: the password, or the second factor after a correct password (the owner is then told
+/// their password is known).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Failure {
+    Password,
+    SecondFactor,
+}
+
+/// After a wrong password or code: locks the address once the threshold is reached. The request that
+/// sets the lock (exactly one, even under concurrency) records it and emails the owner.
 pub(super) async fn record_failure(
     state: &AppState,
     meta: &RequestMeta,
@@ -583,6 +610,7 @@ pub(super) async fn record_failure(
     account: Option<&user::Model>,
     now: i64,
     event: &'static str,
+    failure: Failure,
 ) -> Result<bool, AuthError> {
     let threshold = state.settings.accounts.lockout_threshold as i32;
     let txn = state.db.begin().await?;
@@ -606,9 +634,11 @@ pub(super) async fn record_failure(
         let mut locked = Event::new("locked_out");
         if let Some(account) = account {
             locked = locked.user(&account.id);
-            let template = Template::LockedOut {
-                name: account.display_name.clone(),
-                reset_link: page(state, routes::FORGOT_PASSWORD),
+            let name = account.display_name.clone();
+            let reset_link = page(state, routes::FORGOT_PASSWORD);
+            let template = match failure {
+                Failure::Password => Template::LockedOut { name, reset_link },
+                Failure::SecondFactor => Template::MfaFailures { name, reset_link },
             };
             outbox::enqueue(&txn, state, now, &account.email, &template).await?;
         }
@@ -670,7 +700,12 @@ pub async fn sign_in(
 
     match (verified, found) {
         (Verified::Yes { rehash }, Some(account)) => {
-            if !clear_attempts(&state.db, &key, now).await? {
+            let second_factor =
+                crate::server::services::mfa::is_enabled(&state.db, &account.id).await?;
+            if second_factor {
+                // The failures so far stand until the code is right as well.
+                uncount_attempt(&state.db, &key).await?;
+            } else if !clear_attempts(&state.db, &key, now).await? {
                 return Err(AuthError::LockedOut);
             }
             if rehash {
@@ -689,7 +724,7 @@ pub async fn sign_in(
             {
                 return Err(AuthError::EmailNotVerified);
             }
-            if crate::server::services::mfa::is_enabled(&state.db, &account.id).await? {
+            if second_factor {
                 audit::record(
                     &state.db,
                     meta,
@@ -719,6 +754,7 @@ pub async fn sign_in(
                 found.as_ref(),
                 now,
                 "sign_in_failed",
+                Failure::Password,
             )
             .await?;
             Err(if locked {
@@ -739,6 +775,29 @@ pub async fn check_own_password(
     password: &str,
     field: &'static str,
 ) -> Result<(), AuthError> {
+    check_password_of(state, meta, account, password, field, false).await
+}
+
+/// [`check_own_password`], for when a second-factor code must follow: a correct password then leaves
+/// the run of failures in place (the code's success clears it).
+pub async fn check_own_password_before_code(
+    state: &AppState,
+    meta: &RequestMeta,
+    account: &user::Model,
+    password: &str,
+    field: &'static str,
+) -> Result<(), AuthError> {
+    check_password_of(state, meta, account, password, field, true).await
+}
+
+async fn check_password_of(
+    state: &AppState,
+    meta: &RequestMeta,
+    account: &user::Model,
+    password: &str,
+    field: &'static str,
+    code_follows: bool,
+) -> Result<(), AuthError> {
     let key = throttle_key(state, &account.email);
     let now = now(state);
     let (failures, locked_until) = count_attempt(&state.db, &key, now).await?;
@@ -755,12 +814,25 @@ pub async fn check_own_password(
     };
     if verified == Verified::No {
         let event = "password_check_failed";
-        if record_failure(state, meta, &key, failures, Some(account), now, event).await? {
+        if record_failure(
+            state,
+            meta,
+            &key,
+            failures,
+            Some(account),
+            now,
+            event,
+            Failure::Password,
+        )
+        .await?
+        {
             return Err(AuthError::LockedOut);
         }
         return Err(invalid(field, "That is not your current password."));
     }
-    if !clear_attempts(&state.db, &key, now).await? {
+    if code_follows {
+        uncount_attempt(&state.db, &key).await?;
+    } else if !clear_attempts(&state.db, &key, now).await? {
         return Err(AuthError::LockedOut);
     }
     Ok(())

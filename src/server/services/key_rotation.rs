@@ -25,6 +25,9 @@ pub struct Report {
     /// Values no configured key opens (their key is missing from `ENCRYPTION_KEYS_PREVIOUS`, or they
     /// were tampered with). Left untouched.
     pub unreadable: u64,
+    /// Values rewritten by the app while this run was re-sealing them. The writer may be an instance
+    /// still running with an older key, so these are not known to be done: run again.
+    pub changed: u64,
 }
 
 impl Report {
@@ -33,9 +36,7 @@ impl Report {
             Outcome::Rotated => self.rotated += 1,
             Outcome::Current => self.current += 1,
             Outcome::Unreadable => self.unreadable += 1,
-            // Changed under us (e.g. a new setup or the email was sent): the new value is the
-            // writer's business, sealed under the current key.
-            Outcome::Raced => self.current += 1,
+            Outcome::Raced => self.changed += 1,
         }
     }
 }

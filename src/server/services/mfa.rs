@@ -18,7 +18,7 @@ use crate::server::entities::{backup_code, totp_credential, user};
 use crate::server::mail::Template;
 use crate::server::services::audit::{self, Event};
 use crate::server::services::auth::{
-    self, AuthError, clear_attempts, commit_with_event, count_attempt, invalid, now, page,
+    self, AuthError, Failure, clear_attempts, commit_with_event, count_attempt, invalid, now, page,
     record_failure, throttle_key,
 };
 use crate::server::services::crypto::hash_token;
@@ -279,7 +279,18 @@ pub async fn regenerate_backup_codes(
 ) -> Result<Vec<String>, AuthError> {
     let now = now(state);
     let txn = state.db.begin().await?;
-    if !is_enabled(&txn, &account.id).await? {
+    // A no-op update of the credential: checks it is enabled and, on PostgreSQL, locks it, so two
+    // concurrent regenerations cannot both leave their codes behind.
+    let locked = totp_credential::Entity::update_many()
+        .col_expr(
+            totp_credential::Column::ConfirmedAt,
+            Expr::col(totp_credential::Column::ConfirmedAt).into(),
+        )
+        .filter(totp_credential::Column::UserId.eq(&account.id))
+        .filter(totp_credential::Column::ConfirmedAt.is_not_null())
+        .exec(&txn)
+        .await?;
+    if locked.rows_affected != 1 {
         return Err(AuthError::MfaNotEnabled);
     }
     let codes = replace_backup_codes(&txn, state, &account.id, now).await?;
@@ -385,6 +396,7 @@ async fn verify_second_factor(
                 Some(account),
                 now,
                 failed_event,
+                Failure::SecondFactor,
             )
             .await?
             {
@@ -426,6 +438,40 @@ pub async fn complete_sign_in(
         .detail("method", factor.method());
     commit_with_event(txn, state, meta, now, event).await?;
     Ok(account)
+}
+
+/// Re-authentication (sudo mode) for an account with two-factor authentication: the password and a
+/// code, as at sign-in.
+pub async fn reauthenticate(
+    state: &AppState,
+    meta: &RequestMeta,
+    account: &user::Model,
+    password: &str,
+    code: &str,
+) -> Result<(), AuthError> {
+    if code.trim().is_empty() {
+        return Err(invalid(
+            "code",
+            "Enter a code from your authenticator app, or a backup code.",
+        ));
+    }
+    auth::check_own_password_before_code(state, meta, account, password, "password").await?;
+    let factor = verify_second_factor(state, meta, account, code, "mfa_reauth_failed").await?;
+    if let Factor::BackupCode { remaining } = factor {
+        let now = now(state);
+        let txn = state.db.begin().await?;
+        let template = Template::BackupCodeUsed {
+            name: account.display_name.clone(),
+            remaining,
+            settings_link: settings_link(state),
+        };
+        outbox::enqueue(&txn, state, now, &account.email, &template).await?;
+        let event = Event::new("mfa_backup_code_used")
+            .user(&account.id)
+            .detail("remaining", remaining);
+        commit_with_event(txn, state, meta, now, event).await?;
+    }
+    Ok(())
 }
 
 /// A pending sign-in was cancelled after too many wrong codes: tell the owner (their password is
@@ -474,17 +520,8 @@ pub async fn disable(
             "Enter a code from your authenticator app, or a backup code.",
         ));
     }
-    auth::check_own_password(state, meta, account, password, "password").await?;
-    verify_second_factor(state, meta, account, code, "mfa_disable_failed")
-        .await
-        .map_err(|err| match err {
-            AuthError::WrongCode => invalid(
-                "code",
-                "That code didn't work. Enter the current code from your app, or an unused backup \
-                 code.",
-            ),
-            other => other,
-        })?;
+    auth::check_own_password_before_code(state, meta, account, password, "password").await?;
+    verify_second_factor(state, meta, account, code, "mfa_disable_failed").await?;
     let now = now(state);
     let txn = state.db.begin().await?;
     totp_credential::Entity::delete_by_id(account.id.clone())

@@ -76,10 +76,16 @@ impl TotpSecret {
         .ok()
     }
 
-    /// `otpauth://totp/Nest%20Egg:<email>?secret=…&issuer=Nest%20Egg` (SHA1, 6 digits and 30 s are the
-    /// defaults the URI leaves out).
+    /// `otpauth://totp/Nest%20Egg:<email>?secret=…&issuer=Nest%20Egg&algorithm=SHA1&digits=6&period=30`.
+    /// totp-rs leaves out parameters at their default values; they are spelled out for apps that do not
+    /// assume the defaults.
     pub fn otpauth_uri(&self, account: &str) -> Option<String> {
-        self.totp(account).map(|t| t.get_url())
+        self.totp(account).map(|t| {
+            format!(
+                "{}&algorithm=SHA1&digits={DIGITS}&period={STEP_SECS}",
+                t.get_url()
+            )
+        })
     }
 
     /// The code an app shows at `unix_time` (for tests and the step arithmetic).
@@ -248,7 +254,8 @@ mod tests {
         assert_eq!(
             uri,
             format!(
-                "otpauth://totp/Nest%20Egg:ana%40example.org?secret={}&issuer=Nest%20Egg",
+                "otpauth://totp/Nest%20Egg:ana%40example.org?secret={}&issuer=Nest%20Egg\
+                 &algorithm=SHA1&digits=6&period=30",
                 secret.to_base32()
             )
         );
