@@ -415,7 +415,9 @@ impl TestApp {
         let mail = self.emails_to(email, 1).await;
         let token = mail[0].token(self, "/verify-email");
         let response = self.call("verify_email", &[("token", &token)]).await;
-        assert_eq!(response.status(), 200);
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "verify_email: {body}");
     }
 
     pub async fn register(&self, email: &str, name: &str, password: &str) -> reqwest::Response {
