@@ -592,12 +592,20 @@ pub(super) async fn uncount_attempt<C: ConnectionTrait>(db: &C, key: &str) -> Re
     Ok(())
 }
 
-/// What failed: the password, or the second factor after a correct password (the owner is then told
-/// their password is known).
+/// What failed, with the name of its audit event: the password, or the second factor after a correct
+/// password (the owner is then told their password is known).
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Failure {
-    Password,
-    SecondFactor,
+    Password(&'static str),
+    SecondFactor(&'static str),
+}
+
+impl Failure {
+    fn event(self) -> &'static str {
+        match self {
+            Failure::Password(event) | Failure::SecondFactor(event) => event,
+        }
+    }
 }
 
 /// After a wrong password or code: locks the address once the threshold is reached. The request that
@@ -609,7 +617,6 @@ pub(super) async fn record_failure(
     failures: i32,
     account: Option<&user::Model>,
     now: i64,
-    event: &'static str,
     failure: Failure,
 ) -> Result<bool, AuthError> {
     let threshold = state.settings.accounts.lockout_threshold as i32;
@@ -625,7 +632,7 @@ pub(super) async fn record_failure(
             .await?;
         locked_now = updated.rows_affected == 1;
     }
-    let mut failed = Event::new(event).detail("consecutive_failures", failures);
+    let mut failed = Event::new(failure.event()).detail("consecutive_failures", failures);
     if let Some(account) = account {
         failed = failed.user(&account.id);
     }
@@ -637,8 +644,8 @@ pub(super) async fn record_failure(
             let name = account.display_name.clone();
             let reset_link = page(state, routes::FORGOT_PASSWORD);
             let template = match failure {
-                Failure::Password => Template::LockedOut { name, reset_link },
-                Failure::SecondFactor => Template::MfaFailures { name, reset_link },
+                Failure::Password(_) => Template::LockedOut { name, reset_link },
+                Failure::SecondFactor(_) => Template::MfaFailures { name, reset_link },
             };
             outbox::enqueue(&txn, state, now, &account.email, &template).await?;
         }
@@ -753,8 +760,7 @@ pub async fn sign_in(
                 failures,
                 found.as_ref(),
                 now,
-                "sign_in_failed",
-                Failure::Password,
+                Failure::Password("sign_in_failed"),
             )
             .await?;
             Err(if locked {
@@ -813,19 +819,8 @@ async fn check_password_of(
             .await?
     };
     if verified == Verified::No {
-        let event = "password_check_failed";
-        if record_failure(
-            state,
-            meta,
-            &key,
-            failures,
-            Some(account),
-            now,
-            event,
-            Failure::Password,
-        )
-        .await?
-        {
+        let failure = Failure::Password("password_check_failed");
+        if record_failure(state, meta, &key, failures, Some(account), now, failure).await? {
             return Err(AuthError::LockedOut);
         }
         return Err(invalid(field, "That is not your current password."));

@@ -284,7 +284,7 @@ pub async fn regenerate_backup_codes(
     let locked = totp_credential::Entity::update_many()
         .col_expr(
             totp_credential::Column::ConfirmedAt,
-            Expr::col(totp_credential::Column::ConfirmedAt).into(),
+            Expr::col(totp_credential::Column::ConfirmedAt),
         )
         .filter(totp_credential::Column::UserId.eq(&account.id))
         .filter(totp_credential::Column::ConfirmedAt.is_not_null())
@@ -395,8 +395,7 @@ async fn verify_second_factor(
                 failures,
                 Some(account),
                 now,
-                failed_event,
-                Failure::SecondFactor,
+                Failure::SecondFactor(failed_event),
             )
             .await?
             {

@@ -18,6 +18,8 @@ const BACKUP_ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
 /// 10 characters × 5 bits = 50 bits per code.
 const BACKUP_CODE_CHARS: usize = 10;
 pub const BACKUP_CODE_COUNT: usize = 10;
+// At least 50 bits per backup code.
+const _: () = assert!(BACKUP_CODE_CHARS * 5 >= 50);
 
 /// A TOTP shared secret. Not `Serialize`, and `Debug` hides it.
 #[derive(Clone, PartialEq, Eq)]
@@ -291,9 +293,8 @@ mod tests {
             assert_eq!(normalized.len(), 10);
             assert!(!normalized.contains(['i', 'l', 'o', 'u']));
         }
-        // 32 symbols = 5 bits each.
+        // 32 symbols = 5 bits each (and `BACKUP_CODE_CHARS * 5 >= 50` is checked at compile time).
         assert_eq!(BACKUP_ALPHABET.len(), 32);
-        assert!(BACKUP_CODE_CHARS * 5 >= 50);
     }
 
     #[test]
