@@ -60,3 +60,16 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbSetupError> {
 pub async fn pending_migrations(db: &DatabaseConnection) -> Result<usize, DbErr> {
     Ok(Migrator::get_pending_migrations(db).await?.len())
 }
+
+/// Starts a transaction that will write. On SQLite it takes the write lock at `BEGIN` (`IMMEDIATE`): a
+/// deferred transaction that reads first and writes later fails at once with "database is locked" when
+/// another connection wrote in between (the busy timeout cannot help an upgrade), whereas `IMMEDIATE`
+/// waits its turn. PostgreSQL ignores the option.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait as _};
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..TransactionOptions::default()
+    })
+    .await
+}

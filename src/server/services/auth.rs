@@ -9,7 +9,7 @@
 use sea_orm::{
     ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, ConnectionTrait,
     DatabaseTransaction, DbErr, EntityTrait as _, IntoActiveModel as _, PaginatorTrait as _,
-    QueryFilter as _, QueryOrder as _, SqlErr, Statement, TransactionTrait as _,
+    QueryFilter as _, QueryOrder as _, SqlErr, Statement,
 };
 
 use crate::routes;
@@ -315,7 +315,7 @@ pub async fn register(
     // Hash first, whether or not the address is taken: both answers then take the same time.
     let password_hash = state.hasher.hash(&input.password).await?;
     let now = now(state);
-    let txn = state.db.begin().await?;
+    let txn = crate::server::db::begin_write(&state.db).await?;
 
     if let Some(existing) = user::Entity::find()
         .filter(user::Column::Email.eq(&email))
@@ -411,7 +411,7 @@ pub async fn verify_email(
     token: &str,
 ) -> Result<(), AuthError> {
     let now = now(state);
-    let txn = state.db.begin().await?;
+    let txn = crate::server::db::begin_write(&state.db).await?;
     let row = consume_token(&txn, state, PURPOSE_VERIFY, token, now).await?;
     let Some(found) = user::Entity::find_by_id(row.user_id.clone())
         .one(&txn)
@@ -476,7 +476,7 @@ pub async fn resend_verification(
             retry_after_secs: RESEND_COOLDOWN_SECS as u64,
         });
     }
-    let txn = state.db.begin().await?;
+    let txn = crate::server::db::begin_write(&state.db).await?;
     let who_details = (
         who.id.as_str(),
         who.display_name.as_str(),
@@ -620,7 +620,7 @@ pub(super) async fn record_failure(
     failure: Failure,
 ) -> Result<bool, AuthError> {
     let threshold = state.settings.accounts.lockout_threshold as i32;
-    let txn = state.db.begin().await?;
+    let txn = crate::server::db::begin_write(&state.db).await?;
     let mut locked_now = false;
     if failures >= threshold {
         let until = now + state.settings.accounts.lockout_duration.as_secs() as i64;
@@ -871,7 +871,7 @@ async fn send_password_reset(
         return Ok(());
     }
     let now = now(state);
-    let txn = state.db.begin().await?;
+    let txn = crate::server::db::begin_write(&state.db).await?;
     let token = issue_token(
         &txn,
         state,
@@ -930,7 +930,7 @@ pub async fn reset_password(
     .await?;
     let new_hash = state.hasher.hash(new_password).await?;
 
-    let txn = state.db.begin().await?;
+    let txn = crate::server::db::begin_write(&state.db).await?;
     consume_token(&txn, state, PURPOSE_RESET, token, now).await?;
     set_password(&txn, &account, new_hash, now).await?;
     void_all_tokens(&txn, &account.id, now).await?;
@@ -997,7 +997,7 @@ pub async fn change_password(
     .await?;
     let new_hash = state.hasher.hash(new_password).await?;
     let now = now(state);
-    let txn = state.db.begin().await?;
+    let txn = crate::server::db::begin_write(&state.db).await?;
     set_password(&txn, account, new_hash, now).await?;
     void_all_tokens(&txn, &account.id, now).await?;
     DbSessionStore::revoke_user(&txn, &account.id, keep_session).await?;
@@ -1048,7 +1048,7 @@ pub async fn request_email_change(
         return Err(invalid("new_email", "That is already your email address."));
     }
     let now = now(state);
-    let txn = state.db.begin().await?;
+    let txn = crate::server::db::begin_write(&state.db).await?;
     let taken = user::Entity::find()
         .filter(user::Column::Email.eq(&new_email))
         .count(&txn)
@@ -1093,7 +1093,7 @@ pub async fn confirm_email_change(
     token: &str,
 ) -> Result<(), AuthError> {
     let now = now(state);
-    let txn = state.db.begin().await?;
+    let txn = crate::server::db::begin_write(&state.db).await?;
     let row = consume_token(&txn, state, PURPOSE_CHANGE_EMAIL, token, now).await?;
     let (Some(new_email), Some(account)) = (
         row.new_email.clone(),

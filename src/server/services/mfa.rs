@@ -9,7 +9,7 @@
 use sea_orm::sea_query::{Expr, ExprTrait as _, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, ConnectionTrait, DbErr, EntityTrait as _,
-    PaginatorTrait as _, QueryFilter as _, TransactionTrait as _,
+    PaginatorTrait as _, QueryFilter as _,
 };
 
 use crate::routes;
@@ -242,7 +242,7 @@ pub async fn confirm_setup(
              the newest code.",
         ));
     };
-    let txn = state.db.begin().await?;
+    let txn = crate::server::db::begin_write(&state.db).await?;
     let updated = totp_credential::Entity::update_many()
         .col_expr(totp_credential::Column::ConfirmedAt, now.into())
         .col_expr(totp_credential::Column::LastUsedStep, step.into())
@@ -278,7 +278,7 @@ pub async fn regenerate_backup_codes(
     account: &user::Model,
 ) -> Result<Vec<String>, AuthError> {
     let now = now(state);
-    let txn = state.db.begin().await?;
+    let txn = crate::server::db::begin_write(&state.db).await?;
     // A no-op update of the credential: checks it is enabled and, on PostgreSQL, locks it, so two
     // concurrent regenerations cannot both leave their codes behind.
     let locked = totp_credential::Entity::update_many()
@@ -419,7 +419,7 @@ pub async fn complete_sign_in(
         .ok_or(AuthError::MfaPendingMissing)?;
     let factor = verify_second_factor(state, meta, &account, input, "mfa_sign_in_failed").await?;
     let now = now(state);
-    let txn = state.db.begin().await?;
+    let txn = crate::server::db::begin_write(&state.db).await?;
     if let Factor::BackupCode { remaining } = factor {
         let template = Template::BackupCodeUsed {
             name: account.display_name.clone(),
@@ -458,7 +458,7 @@ pub async fn reauthenticate(
     let factor = verify_second_factor(state, meta, account, code, "mfa_reauth_failed").await?;
     if let Factor::BackupCode { remaining } = factor {
         let now = now(state);
-        let txn = state.db.begin().await?;
+        let txn = crate::server::db::begin_write(&state.db).await?;
         let template = Template::BackupCodeUsed {
             name: account.display_name.clone(),
             remaining,
@@ -487,7 +487,7 @@ pub async fn abandon_sign_in(
         return Ok(());
     };
     let now = now(state);
-    let txn = state.db.begin().await?;
+    let txn = crate::server::db::begin_write(&state.db).await?;
     let template = Template::MfaFailures {
         name: account.display_name.clone(),
         reset_link: page(state, routes::FORGOT_PASSWORD),
@@ -522,7 +522,7 @@ pub async fn disable(
     auth::check_own_password_before_code(state, meta, account, password, "password").await?;
     verify_second_factor(state, meta, account, code, "mfa_disable_failed").await?;
     let now = now(state);
-    let txn = state.db.begin().await?;
+    let txn = crate::server::db::begin_write(&state.db).await?;
     totp_credential::Entity::delete_by_id(account.id.clone())
         .exec(&txn)
         .await?;
