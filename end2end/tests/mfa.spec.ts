@@ -285,7 +285,7 @@ test.describe("two-factor authentication", () => {
     expect((await submit(page, s.startSetup, "start_two_factor_setup")).ok()).toBe(true);
     await expect(s.manualKey).toHaveText(MANUAL_KEY);
     const secret = ((await s.manualKey.textContent()) ?? "").replace(/\s/g, "");
-    const uri = `otpauth://totp/Nest%20Egg:${encodeURIComponent(account.email)}?secret=${secret}&issuer=Nest%20Egg`;
+    const uri = `otpauth://totp/Nest%20Egg:${encodeURIComponent(account.email)}?secret=${secret}&issuer=Nest%20Egg&algorithm=SHA1&digits=6&period=30`;
     await expect(s.qrCode).toHaveAttribute("data-otpauth-uri", uri);
     await expect(page.locator("a.otpauth-link")).toHaveAttribute("href", uri);
     await expect(s.qrCode.locator("svg")).toBeVisible();
