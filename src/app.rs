@@ -21,7 +21,8 @@ use crate::pages::auth::{
     verify_email::VerifyEmailPage,
 };
 use crate::pages::settings::{
-    profile::SettingsProfilePage, security::SettingsSecurityPage, two_factor::SettingsTwoFactorPage,
+    profile::SettingsProfilePage, security::SettingsSecurityPage, sessions::SettingsSessionsPage,
+    two_factor::SettingsTwoFactorPage,
 };
 use crate::pages::{
     home::HomePage, legal::PrivacyPage, legal::TermsPage, not_found::NotFoundPage,
@@ -127,6 +128,11 @@ pub fn App() -> impl IntoView {
                             ssr=SsrMode::InOrder
                             path=route_path!(routes::SETTINGS_TWO_FACTOR, "/settings/security/two-factor")
                             view=SettingsTwoFactorPage
+                        />
+                        <Route
+                            ssr=SsrMode::InOrder
+                            path=route_path!(routes::SETTINGS_SESSIONS, "/settings/sessions")
+                            view=SettingsSessionsPage
                         />
                         <Route
                             ssr=SsrMode::InOrder

@@ -131,3 +131,17 @@ pub struct PasswordStrengthView {
     /// `None` when the password would be accepted.
     pub problem: Option<String>,
 }
+
+/// One signed-in session in the sessions list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionView {
+    /// Opaque handle for "sign out this session" (a hash of the session id, never the id).
+    pub id: String,
+    /// "Firefox on Linux".
+    pub device: String,
+    pub ip: String,
+    pub started: String,
+    pub last_active: String,
+    /// The session this page is open in.
+    pub current: bool,
+}

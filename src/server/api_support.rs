@@ -17,7 +17,10 @@ use crate::routes;
 use crate::server::client_ip::client_ip;
 use crate::server::entities::user;
 use crate::server::services::auth::AuthError;
-use crate::server::session_store::{AUTH_AT_KEY, MFA_PENDING_KEY, PendingMfa, USER_KEY, hash_id};
+use crate::server::session_store::{
+    AUTH_AT_KEY, CLIENT_IP_KEY, CLIENT_UA_KEY, MFA_PENDING_KEY, PendingMfa, STARTED_AT_KEY,
+    USER_KEY, hash_id,
+};
 use crate::server::state::AppState;
 
 pub use crate::server::rate_limit::Limit;
@@ -198,6 +201,20 @@ impl RequestContext {
             .insert(AUTH_AT_KEY, password_at)
             .await
             .map_err(session_error)?;
+        // What the sessions list shows about this sign-in.
+        let now = self.state.clock.now().unix_timestamp();
+        self.session
+            .insert(STARTED_AT_KEY, now)
+            .await
+            .map_err(session_error)?;
+        self.session
+            .insert(CLIENT_IP_KEY, self.meta.ip.to_string())
+            .await
+            .map_err(session_error)?;
+        self.session
+            .insert(CLIENT_UA_KEY, &self.meta.user_agent)
+            .await
+            .map_err(session_error)?;
         Ok(())
     }
 
@@ -328,6 +345,16 @@ impl RequestContext {
             .map_err(session_error)?
             .unwrap_or(0);
         let found = found.filter(|u| auth_at >= u.password_changed_at);
+        // However active, a session lasts `SESSION_LIFETIME_HOURS` from its sign-in.
+        let now = self.state.clock.now().unix_timestamp();
+        let started_at = self
+            .session
+            .get::<i64>(STARTED_AT_KEY)
+            .await
+            .map_err(session_error)?
+            .unwrap_or(auth_at);
+        let lifetime = self.state.settings.session_absolute_lifetime.as_secs() as i64;
+        let found = found.filter(|_| now - started_at < lifetime);
         if found.is_none() {
             // The account is gone: this session must not linger.
             self.session.flush().await.map_err(session_error)?;

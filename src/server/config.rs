@@ -60,6 +60,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub session_idle_timeout: Duration,
+    /// A signed-in session ends this long after the sign-in, however active it is.
+    pub session_absolute_lifetime: Duration,
     pub log_format: LogFormat,
     pub log_filter: String,
     /// Proxies whose `X-Forwarded-*` headers are believed.
@@ -442,6 +444,9 @@ impl Settings {
         let session_idle_timeout = p.parse("SESSION_IDLE_TIMEOUT_MINS", "30", |v| {
             parse_range(v, 1, 7 * 24 * 60).map(|m: u64| Duration::from_secs(m * 60))
         });
+        let session_absolute_lifetime = p.parse("SESSION_LIFETIME_HOURS", "12", |v| {
+            parse_range(v, 1, 30 * 24).map(|h: u64| Duration::from_secs(h * 3600))
+        });
         let log_format = p.parse(
             "LOG_FORMAT",
             if production { "json" } else { "pretty" },
@@ -606,6 +611,7 @@ impl Settings {
                 request_timeout: request_timeout?,
                 shutdown_timeout: shutdown_timeout?,
                 session_idle_timeout: session_idle_timeout?,
+                session_absolute_lifetime: session_absolute_lifetime?,
                 log_format: log_format?,
                 log_filter: log_filter?,
                 trusted_proxies: trusted_proxies?,

@@ -23,6 +23,12 @@ use crate::server::entities::session;
 pub const USER_KEY: &str = "uid";
 /// Session data key holding when (Unix seconds) the password was last checked in this session.
 pub const AUTH_AT_KEY: &str = "auth_at";
+/// Session data keys describing the sign-in, for the sessions list: when (Unix seconds), from which IP
+/// and with which user agent.
+pub const STARTED_AT_KEY: &str = "started_at";
+pub const CLIENT_IP_KEY: &str = "ip";
+pub const CLIENT_UA_KEY: &str = "ua";
+
 /// Session data key of a sign-in waiting for its second factor ([`PendingMfa`]). A session holding it
 /// has no user: it is signed out for everything but the two-factor step.
 pub const MFA_PENDING_KEY: &str = "mfa_pending";
@@ -41,11 +47,23 @@ pub struct PendingMfa {
 pub struct DbSessionStore {
     db: DatabaseConnection,
     clock: SharedClock,
+    idle_timeout: Option<time::Duration>,
 }
 
 impl DbSessionStore {
     pub fn new(db: DatabaseConnection, clock: SharedClock) -> Self {
-        DbSessionStore { db, clock }
+        DbSessionStore {
+            db,
+            clock,
+            idle_timeout: None,
+        }
+    }
+
+    /// Each save moves the stored expiry to the app clock's now plus `idle`. tower-sessions computes
+    /// its expiry from the system clock; the server's own rule (and its tests) use the app clock.
+    pub fn with_idle_timeout(mut self, idle: time::Duration) -> Self {
+        self.idle_timeout = Some(idle);
+        self
     }
 
     /// Ends every session of `user_id` except the one whose stored key is `keep`.
@@ -92,7 +110,10 @@ impl DbSessionStore {
         Ok(session::ActiveModel {
             id_hash: Set(hash_id(&record.id)),
             data: Set(data),
-            expires_at: Set(record.expiry_date.unix_timestamp()),
+            expires_at: Set(match self.idle_timeout {
+                Some(idle) => (self.clock.now() + idle).unix_timestamp(),
+                None => record.expiry_date.unix_timestamp(),
+            }),
             created_at: Set(now),
             updated_at: Set(now),
             user_id: Set(user_id),

@@ -264,19 +264,19 @@ pub fn session_layer(
     let settings = &state.settings;
     let idle = time::Duration::try_from(settings.session_idle_timeout)
         .map_err(|_| StartupError::SessionKey)?;
-    Ok(
-        SessionManagerLayer::new(DbSessionStore::new(state.db.clone(), state.clock.clone()))
-            .with_name(settings.session_cookie_name())
-            .with_secure(settings.cookie_secure)
-            .with_http_only(true)
-            .with_same_site(SameSite::Lax)
-            .with_path("/")
-            .with_expiry(Expiry::OnInactivity(idle))
-            // Save on every request so the idle timeout slides (tower-sessions otherwise only saves
-            // changed sessions, and active users would be signed out mid-use).
-            .with_always_save(true)
-            .with_signed(session_cookie_key(settings)?),
+    Ok(SessionManagerLayer::new(
+        DbSessionStore::new(state.db.clone(), state.clock.clone()).with_idle_timeout(idle),
     )
+    .with_name(settings.session_cookie_name())
+    .with_secure(settings.cookie_secure)
+    .with_http_only(true)
+    .with_same_site(SameSite::Lax)
+    .with_path("/")
+    .with_expiry(Expiry::OnInactivity(idle))
+    // Save on every request so the idle timeout slides (tower-sessions otherwise only saves
+    // changed sessions, and active users would be signed out mid-use).
+    .with_always_save(true)
+    .with_signed(session_cookie_key(settings)?))
 }
 
 /// The cookie-signing key, derived from `SECRET_KEY` for this one purpose (HKDF-SHA256), so rotating

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod account_sessions;
 mod accounts;
 mod cli;
 mod csrf;

@@ -3,6 +3,7 @@
 
 pub mod profile;
 pub mod security;
+pub mod sessions;
 pub mod two_factor;
 
 use leptos::prelude::*;
@@ -22,6 +23,9 @@ pub fn SettingsLayout(title: &'static str, children: Children) -> impl IntoView 
                 </A>
                 <A href=routes::SETTINGS_SECURITY attr:class="settings-nav-link">
                     "Security"
+                </A>
+                <A href=routes::SETTINGS_SESSIONS attr:class="settings-nav-link">
+                    "Sessions"
                 </A>
             </nav>
             <div class="settings-content">

@@ -9,4 +9,5 @@ pub mod mfa;
 pub mod outbox;
 pub mod password_policy;
 pub mod secret_box;
+pub mod sessions;
 pub mod totp;

@@ -1,0 +1,72 @@
+//! Account server functions beyond signing in: the person's sessions.
+
+use leptos::prelude::*;
+
+use crate::error::AppError;
+use crate::types::SessionView;
+
+/// Every signed-in session of the caller, the current one marked.
+#[server(prefix = "/api", endpoint = "list_sessions")]
+pub async fn list_sessions() -> Result<Vec<SessionView>, AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    let user = ctx.require_user().await?;
+    let current = ctx.session_key();
+    let sessions =
+        crate::server::services::sessions::list(&ctx.state, &user.id, current.as_deref())
+            .await
+            .map_err(|err| s::internal("listing sessions", &err))?;
+    Ok(sessions
+        .into_iter()
+        .map(|info| SessionView {
+            id: info.key,
+            device: info.device,
+            ip: info.ip.unwrap_or_else(|| "unknown address".to_owned()),
+            started: s::readable_date(info.started_at),
+            last_active: s::readable_date(info.last_active_at),
+            current: info.current,
+        })
+        .collect())
+}
+
+/// Signs out one of the caller's other sessions: its cookie stops working on its next request.
+#[server(prefix = "/api", endpoint = "revoke_session")]
+pub async fn revoke_session(id: String) -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    let user = ctx.require_user().await?;
+    if ctx.session_key().as_deref() == Some(id.as_str()) {
+        return Err(AppError::InvalidInput {
+            field: None,
+            message: "That is the session you are using: use “Sign out” instead.".to_owned(),
+        });
+    }
+    let ended = crate::server::services::sessions::revoke(&ctx.state, &ctx.meta, &user, &id)
+        .await
+        .map_err(|err| s::internal("ending a session", &err))?;
+    if !ended {
+        // Not one of theirs, or already gone: the same answer either way.
+        return Err(AppError::NotFound);
+    }
+    s::redirect_back_done("revoke_session");
+    Ok(())
+}
+
+/// Signs out every session of the caller except this one.
+#[server(prefix = "/api", endpoint = "revoke_other_sessions")]
+pub async fn revoke_other_sessions() -> Result<u64, AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    let user = ctx.require_user().await?;
+    let keep = ctx.session_key();
+    let ended = crate::server::services::sessions::revoke_others(
+        &ctx.state,
+        &ctx.meta,
+        &user,
+        keep.as_deref(),
+    )
+    .await
+    .map_err(|err| s::internal("ending sessions", &err))?;
+    s::redirect_back_done("revoke_other_sessions");
+    Ok(ended)
+}

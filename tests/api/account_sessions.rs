@@ -1,0 +1,231 @@
+//! The sessions list: every signed-in browser with its device and times, signing out one or all others,
+//! and the idle and absolute limits on a session's life (moved by the fake clock).
+
+use serde_json::Value;
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+
+const PASSWORD: &str = "glacier Minnow 47 paperclip orbit";
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like \
+                      Gecko) Chrome/131.0.0.0 Safari/537.36";
+
+/// A browser with its own cookie jar and user agent.
+struct Browser {
+    client: reqwest::Client,
+    address: String,
+}
+
+impl Browser {
+    async fn signed_in(app: &TestApp, email: &str, user_agent: &str) -> Browser {
+        let browser = Browser {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .cookie_store(true)
+                .user_agent(user_agent)
+                .build()
+                .unwrap(),
+            address: app.address.clone(),
+        };
+        let response = browser
+            .call("sign_in", &[("email", email), ("password", PASSWORD)])
+            .await;
+        assert_eq!(response.status(), 200, "sign in");
+        browser
+    }
+
+    async fn call(&self, function: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(format!("{}/api/{function}", self.address))
+            .header("origin", &self.address)
+            .header("sec-fetch-site", "same-origin")
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn json(&self, function: &str, form: &[(&str, &str)]) -> Value {
+        let response = self.call(function, form).await;
+        assert_eq!(response.status(), 200, "{function}");
+        serde_json::from_str(&response.text().await.unwrap()).unwrap()
+    }
+
+    async fn signed_in_as(&self) -> Option<String> {
+        self.json("current_user", &[]).await["email"]
+            .as_str()
+            .map(str::to_owned)
+    }
+
+    async fn sessions(&self) -> Vec<Value> {
+        self.json("list_sessions", &[])
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+async fn account(app: &TestApp, email: &str) {
+    app.register_verified(email, PASSWORD).await;
+}
+
+#[tokio::test]
+async fn every_session_is_listed_and_another_one_can_be_signed_out() {
+    let app = spawn_app().await;
+    account(&app, "ana@example.org").await;
+    let laptop = Browser::signed_in(&app, "ana@example.org", FIREFOX).await;
+    let office = Browser::signed_in(&app, "ana@example.org", CHROME).await;
+
+    let listed = laptop.sessions().await;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let me = listed
+        .iter()
+        .find(|s| s["current"] == true)
+        .expect("current");
+    assert_eq!(me["device"], "Firefox on Linux");
+    assert_eq!(me["ip"], "127.0.0.1");
+    assert_eq!(me["started"], "22 November 2026 at 12:00 UTC");
+    let other = listed
+        .iter()
+        .find(|s| s["current"] == false)
+        .expect("other");
+    assert_eq!(other["device"], "Chrome on Windows 10");
+    let other_id = other["id"].as_str().unwrap().to_owned();
+    assert_eq!(other_id.len(), 64, "an opaque hash, not the session id");
+
+    // Signing out the office browser: its cookie stops working on its next request.
+    let response = laptop.call("revoke_session", &[("id", &other_id)]).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(office.signed_in_as().await, None);
+    assert_eq!(
+        laptop.signed_in_as().await.as_deref(),
+        Some("ana@example.org")
+    );
+    assert_eq!(laptop.sessions().await.len(), 1);
+    assert_eq!(
+        app.count("security_events WHERE kind = 'session_revoked'")
+            .await,
+        1
+    );
+
+    // The current session is signed out with "Sign out", not from the list.
+    let me_id = me["id"].as_str().unwrap();
+    assert_eq!(
+        laptop
+            .call("revoke_session", &[("id", me_id)])
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        laptop.signed_in_as().await.as_deref(),
+        Some("ana@example.org")
+    );
+}
+
+#[tokio::test]
+async fn nobody_can_sign_out_someone_else() {
+    let app = spawn_app().await;
+    account(&app, "ben@example.org").await;
+    account(&app, "cy@example.org").await;
+    let ben = Browser::signed_in(&app, "ben@example.org", FIREFOX).await;
+    let cy = Browser::signed_in(&app, "cy@example.org", CHROME).await;
+    let cy_id = cy.sessions().await[0]["id"].as_str().unwrap().to_owned();
+
+    let response = ben.call("revoke_session", &[("id", &cy_id)]).await;
+    assert_eq!(response.status(), 404);
+    assert_eq!(cy.signed_in_as().await.as_deref(), Some("cy@example.org"));
+    assert_eq!(ben.sessions().await.len(), 1, "Ben sees only his own");
+
+    // Signed out, the list is not available at all.
+    let stranger = reqwest::Client::new()
+        .post(app.url("/api/list_sessions"))
+        .header("origin", &app.address)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stranger.status(), 401);
+}
+
+#[tokio::test]
+async fn signing_out_everywhere_else_keeps_this_session() {
+    let app = spawn_app().await;
+    account(&app, "dee@example.org").await;
+    let here = Browser::signed_in(&app, "dee@example.org", FIREFOX).await;
+    let a = Browser::signed_in(&app, "dee@example.org", CHROME).await;
+    let b = Browser::signed_in(&app, "dee@example.org", CHROME).await;
+    assert_eq!(here.sessions().await.len(), 3);
+
+    assert_eq!(here.json("revoke_other_sessions", &[]).await, 2);
+    assert_eq!(a.signed_in_as().await, None);
+    assert_eq!(b.signed_in_as().await, None);
+    assert_eq!(
+        here.signed_in_as().await.as_deref(),
+        Some("dee@example.org")
+    );
+    let left = here.sessions().await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0]["current"], true);
+}
+
+#[tokio::test]
+async fn an_idle_session_ends_after_the_idle_timeout_and_activity_keeps_it_alive() {
+    let app = spawn_app().await;
+    account(&app, "eli@example.org").await;
+    let browser = Browser::signed_in(&app, "eli@example.org", FIREFOX).await;
+
+    // Active every 20 minutes for two hours: still signed in (the timeout slides).
+    for _ in 0..6 {
+        app.clock.advance(time::Duration::minutes(20));
+        assert_eq!(
+            browser.signed_in_as().await.as_deref(),
+            Some("eli@example.org")
+        );
+    }
+    // Then 31 minutes of nothing: signed out.
+    app.clock.advance(time::Duration::minutes(31));
+    assert_eq!(browser.signed_in_as().await, None);
+}
+
+#[tokio::test]
+async fn a_session_ends_at_its_absolute_lifetime_however_active() {
+    let app = spawn_app_with(|v| {
+        v.insert("SESSION_LIFETIME_HOURS".into(), "12".into());
+    })
+    .await;
+    account(&app, "fay@example.org").await;
+    let browser = Browser::signed_in(&app, "fay@example.org", FIREFOX).await;
+
+    // Active every 20 minutes for 11 h 40 min: still signed in.
+    for _ in 0..35 {
+        app.clock.advance(time::Duration::minutes(20));
+        assert_eq!(
+            browser.signed_in_as().await.as_deref(),
+            Some("fay@example.org")
+        );
+    }
+    app.clock.advance(time::Duration::minutes(20));
+    assert_eq!(
+        browser.signed_in_as().await,
+        None,
+        "12 hours after signing in"
+    );
+    // The session is gone from the list of a new sign-in, and the new one works.
+    let again = Browser::signed_in(&app, "fay@example.org", FIREFOX).await;
+    assert_eq!(again.sessions().await.len(), 1);
+}
+
+#[test]
+fn the_lifetime_is_configurable_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut vars = nestegg::server::config::Vars::new();
+    vars.insert(
+        "DATA_DIR".to_owned(),
+        dir.path().to_str().unwrap().to_owned(),
+    );
+    vars.insert("SESSION_LIFETIME_HOURS".to_owned(), "0".to_owned());
+    let err = nestegg::server::config::Settings::from_vars(&vars).unwrap_err();
+    assert!(err.to_string().contains("SESSION_LIFETIME_HOURS"), "{err}");
+}
