@@ -21,8 +21,8 @@ use crate::pages::auth::{
     verify_email::VerifyEmailPage,
 };
 use crate::pages::settings::{
-    profile::SettingsProfilePage, security::SettingsSecurityPage, sessions::SettingsSessionsPage,
-    two_factor::SettingsTwoFactorPage,
+    activity::SettingsActivityPage, profile::SettingsProfilePage, security::SettingsSecurityPage,
+    sessions::SettingsSessionsPage, two_factor::SettingsTwoFactorPage,
 };
 use crate::pages::{
     home::HomePage, legal::PrivacyPage, legal::TermsPage, not_found::NotFoundPage,
@@ -133,6 +133,11 @@ pub fn App() -> impl IntoView {
                             ssr=SsrMode::InOrder
                             path=route_path!(routes::SETTINGS_SESSIONS, "/settings/sessions")
                             view=SettingsSessionsPage
+                        />
+                        <Route
+                            ssr=SsrMode::InOrder
+                            path=route_path!(routes::SETTINGS_ACTIVITY, "/settings/activity")
+                            view=SettingsActivityPage
                         />
                         <Route
                             ssr=SsrMode::InOrder

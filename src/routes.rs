@@ -18,6 +18,7 @@ pub const SETTINGS_PROFILE: &str = "/settings/profile";
 pub const SETTINGS_SECURITY: &str = "/settings/security";
 pub const SETTINGS_TWO_FACTOR: &str = "/settings/security/two-factor";
 pub const SETTINGS_SESSIONS: &str = "/settings/sessions";
+pub const SETTINGS_ACTIVITY: &str = "/settings/activity";
 /// The second step of signing in, for accounts with two-factor authentication.
 pub const LOGIN_TWO_FACTOR: &str = "/login/two-factor";
 

@@ -145,3 +145,19 @@ pub struct SessionView {
     /// The session this page is open in.
     pub current: bool,
 }
+
+/// One page of the security activity, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityPageView {
+    pub entries: Vec<ActivityEntryView>,
+    pub page: u64,
+    /// An older page exists.
+    pub has_older: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityEntryView {
+    pub when: String,
+    pub what: String,
+    pub from: String,
+}

@@ -1,4 +1,4 @@
-//! Account server functions beyond signing in: the person's sessions.
+//! Account server functions beyond signing in: the person's sessions and security activity.
 
 use leptos::prelude::*;
 
@@ -69,4 +69,29 @@ pub async fn revoke_other_sessions() -> Result<u64, AppError> {
     .map_err(|err| s::internal("ending sessions", &err))?;
     s::redirect_back_done("revoke_other_sessions");
     Ok(ended)
+}
+
+/// A page (from 1) of the caller's own security activity, newest first.
+#[server(prefix = "/api", endpoint = "security_activity")]
+pub async fn security_activity(page: u64) -> Result<crate::types::ActivityPageView, AppError> {
+    use crate::server::api_support as s;
+    use crate::types::{ActivityEntryView, ActivityPageView};
+    let ctx = s::RequestContext::current().await?;
+    let user = ctx.require_user().await?;
+    let page = page.clamp(1, 100_000);
+    let (entries, has_older) = crate::server::services::activity::page(&ctx.state, &user.id, page)
+        .await
+        .map_err(|err| s::internal("loading security activity", &err))?;
+    Ok(ActivityPageView {
+        entries: entries
+            .into_iter()
+            .map(|e| ActivityEntryView {
+                when: s::readable_date(e.at),
+                what: e.what,
+                from: e.from,
+            })
+            .collect(),
+        page,
+        has_older,
+    })
 }

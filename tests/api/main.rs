@@ -4,6 +4,7 @@ mod helpers;
 
 mod account_sessions;
 mod accounts;
+mod activity;
 mod cli;
 mod csrf;
 mod edge;

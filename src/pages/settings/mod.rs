@@ -1,6 +1,7 @@
 //! Account settings: a shared frame with a tab bar, and the prompt shown to visitors who are not
 //! signed in.
 
+pub mod activity;
 pub mod profile;
 pub mod security;
 pub mod sessions;
@@ -26,6 +27,9 @@ pub fn SettingsLayout(title: &'static str, children: Children) -> impl IntoView 
                 </A>
                 <A href=routes::SETTINGS_SESSIONS attr:class="settings-nav-link">
                     "Sessions"
+                </A>
+                <A href=routes::SETTINGS_ACTIVITY attr:class="settings-nav-link">
+                    "Activity"
                 </A>
             </nav>
             <div class="settings-content">
