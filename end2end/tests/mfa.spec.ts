@@ -1,9 +1,19 @@
 import fs from "node:fs/promises";
-import type { Locator, Page, Response } from "@playwright/test";
+import type { Page } from "@playwright/test";
 import { generate } from "otplib";
 import { expect, test, waitForHydration, type BrowserProblems } from "./fixtures";
 import { linkFrom, waitForEmail } from "./mail";
-import { PASSWORD, uniqueEmail, header } from "./accounts-common";
+import {
+  serverFnAnswer,
+  submit,
+  expectSignedIn,
+  expectSignedOut,
+  register,
+  confirmEmail,
+  submitPassword,
+  signInWithPassword,
+  signOut,
+} from "./journeys";
 import jsQR from "jsqr";
 import { PNG } from "pngjs";
 
@@ -84,81 +94,6 @@ function allowRefused(problems: BrowserProblems, endpoint: string): void {
   );
 }
 
-/** The next answer of the server function `/api/<endpoint>` (start waiting before the action that calls it). */
-function serverFnAnswer(page: Page, endpoint: string): Promise<Response> {
-  return page.waitForResponse(
-    (r) => r.request().method() === "POST" && new URL(r.url()).pathname === `/api/${endpoint}`,
-  );
-}
-
-/** Clicks `button` and returns the answer of the server function call it makes (POST /api/<endpoint>). */
-async function submit(page: Page, button: Locator, endpoint: string): Promise<Response> {
-  const answered = serverFnAnswer(page, endpoint);
-  await button.click();
-  return answered;
-}
-
-async function expectSignedIn(page: Page, displayName: string): Promise<void> {
-  await expect(header(page).userName).toHaveText(displayName);
-  await expect(header(page).signInLink).toHaveCount(0);
-}
-
-async function expectSignedOut(page: Page): Promise<void> {
-  await expect(header(page).signInLink).toHaveText("Sign in");
-  await expect(header(page).userMenu).toHaveCount(0);
-}
-
-interface Account {
-  email: string;
-  displayName: string;
-  password: string;
-}
-
-/** Signs up through the form (which does not sign in); ends on "Check your inbox". */
-async function register(page: Page, name: string): Promise<Account> {
-  const account = { email: uniqueEmail(name), displayName: `E2E ${name}`, password: PASSWORD };
-  await page.goto("/register");
-  await waitForHydration(page);
-  const form = page.locator("form.register-form");
-  await form.locator('input[name="email"]').fill(account.email);
-  await form.locator('input[name="display_name"]').fill(account.displayName);
-  await form.locator('input[name="password"]').fill(account.password);
-  await form.locator('input[name="accept_terms"]').check();
-  await form.locator('input[name="accept_privacy"]').check();
-  await form.getByRole("button", { name: "Create account" }).click();
-  await expect(page).toHaveURL(/\/register\/check-inbox$/);
-  return account;
-}
-
-/** Opens the link of the confirmation email and confirms the address. */
-async function confirmEmail(page: Page, account: Account, after: number): Promise<void> {
-  const mail = await waitForEmail(account.email, { subjectIncludes: "Confirm your email", after });
-  await page.goto(linkFrom(mail, "/verify-email?token="));
-  await waitForHydration(page);
-  const confirm = page.locator("form.verify-email-form").getByRole("button", { name: "Confirm my email address" });
-  await submit(page, confirm, "verify_email");
-  await expect(page.locator(".form-success")).toHaveText("Your email address is confirmed.");
-}
-
-/** Fills and submits the sign-in form of the page that is open (the password step). */
-async function submitPassword(page: Page, account: Account): Promise<void> {
-  const form = page.locator("form.login-form");
-  await form.locator('input[name="email"]').fill(account.email);
-  await form.locator('input[name="password"]').fill(account.password);
-  const answer = await submit(page, form.getByRole("button", { name: "Sign in" }), "sign_in");
-  expect(answer.ok(), `sign_in answered ${answer.status()}`).toBe(true);
-}
-
-async function signInWithPassword(page: Page, account: Account): Promise<void> {
-  await page.goto("/login");
-  await waitForHydration(page);
-  await submitPassword(page, account);
-}
-
-async function signOut(page: Page): Promise<void> {
-  await submit(page, header(page).signOut, "sign_out");
-  await expectSignedOut(page);
-}
 
 /** The second step of signing in (/login/two-factor). */
 function codeStep(page: Page) {

@@ -3,7 +3,7 @@
 //! Ending a session deletes its row; its cookie then finds nothing on its next request. Rows are
 //! addressed by their stored key (a hash of the session id), never by the id itself.
 
-use sea_orm::{ColumnTrait as _, DbErr, EntityTrait as _, QueryFilter as _, QueryOrder as _};
+use sea_orm::{ColumnTrait as _, DbErr, EntityTrait as _, QueryFilter as _};
 
 use crate::server::api_support::RequestMeta;
 use crate::server::entities::{session, user};
@@ -37,8 +37,10 @@ pub fn describe_agent(user_agent: &str) -> String {
     }
 }
 
-/// Every live session of `user_id`, the most recently active first; `current` is this request's
-/// session key.
+/// Every live session of `user_id`: this one (`current`, this request's session key) first, then the
+/// most recent sign-ins. The order must not depend on activity: the page's own requests change that,
+/// and a list that reorders between the server's rendering and the browser's reload of it would not
+/// hydrate.
 pub async fn list(
     state: &AppState,
     user_id: &str,
@@ -49,10 +51,9 @@ pub async fn list(
     let rows = session::Entity::find()
         .filter(session::Column::UserId.eq(user_id))
         .filter(session::Column::ExpiresAt.gt(now))
-        .order_by_desc(session::Column::UpdatedAt)
         .all(&state.db)
         .await?;
-    Ok(rows
+    let mut sessions: Vec<SessionInfo> = rows
         .into_iter()
         .filter_map(|row| {
             let data: serde_json::Value = serde_json::from_str(&row.data).ok()?;
@@ -76,7 +77,14 @@ pub async fn list(
                 key: row.id_hash,
             })
         })
-        .collect())
+        .collect();
+    sessions.sort_by(|a, b| {
+        b.current
+            .cmp(&a.current)
+            .then(b.started_at.cmp(&a.started_at))
+            .then(a.key.cmp(&b.key))
+    });
+    Ok(sessions)
 }
 
 /// Ends one of `account`'s sessions. Returns false when it is not theirs (or already gone).
