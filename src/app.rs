@@ -16,6 +16,7 @@ use crate::pages::auth::{
     forgot_password::ForgotPasswordPage,
     login::LoginPage,
     login_two_factor::LoginTwoFactorPage,
+    not_me::NotMePage,
     register::{CheckInboxPage, RegisterPage},
     reset_password::ResetPasswordPage,
     verify_email::VerifyEmailPage,
@@ -139,6 +140,7 @@ pub fn App() -> impl IntoView {
                             path=route_path!(routes::SETTINGS_ACTIVITY, "/settings/activity")
                             view=SettingsActivityPage
                         />
+                        <Route ssr=SsrMode::InOrder path=route_path!(routes::NOT_ME, "/not-me") view=NotMePage />
                         <Route
                             ssr=SsrMode::InOrder
                             path=route_path!(routes::LOGIN_TWO_FACTOR, "/login/two-factor")

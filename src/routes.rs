@@ -14,6 +14,8 @@ pub const VERIFY_EMAIL: &str = "/verify-email";
 pub const FORGOT_PASSWORD: &str = "/forgot-password";
 pub const RESET_PASSWORD: &str = "/reset-password";
 pub const CONFIRM_EMAIL_CHANGE: &str = "/confirm-email-change";
+/// "This wasn't me", from the new-sign-in email.
+pub const NOT_ME: &str = "/not-me";
 pub const SETTINGS_PROFILE: &str = "/settings/profile";
 pub const SETTINGS_SECURITY: &str = "/settings/security";
 pub const SETTINGS_TWO_FACTOR: &str = "/settings/security/two-factor";

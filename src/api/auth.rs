@@ -56,6 +56,7 @@ pub async fn sign_in(
         SignIn::Complete(user) => {
             let now = ctx.state.clock.now().unix_timestamp();
             ctx.start_session(&user.id, now).await?;
+            s::alert_new_device(&ctx, &user).await;
             leptos_axum::redirect(&next);
         }
         SignIn::NeedsSecondFactor(user) => {
@@ -190,6 +191,24 @@ pub async fn confirm_email_change(token: String) -> Result<(), AppError> {
         .await
         .map_err(s::auth_error)?;
     s::redirect_back_done("confirm_email_change");
+    Ok(())
+}
+
+/// "This wasn't me", from a new-sign-in email: every session ends, the password stops working and a
+/// reset link is emailed.
+#[server(prefix = "/api", endpoint = "report_sign_in")]
+pub async fn report_sign_in(token: String) -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    crate::server::services::sign_in_alerts::report(&ctx.state, &ctx.meta, &token)
+        .await
+        .map_err(s::auth_error)?;
+    // This browser may be signed in to the account too: it is signed out with the rest.
+    ctx.session
+        .flush()
+        .await
+        .map_err(|_| AppError::Unavailable)?;
+    s::redirect_back_done("report_sign_in");
     Ok(())
 }
 

@@ -389,6 +389,16 @@ impl RequestContext {
     }
 }
 
+/// After a completed sign-in: the new-device email, when this browser and address are new. A failure
+/// here is logged; the sign-in itself has succeeded.
+pub async fn alert_new_device(ctx: &RequestContext, user: &user::Model) {
+    if let Err(err) =
+        crate::server::services::sign_in_alerts::after_sign_in(&ctx.state, &ctx.meta, user).await
+    {
+        tracing::error!(error = %err, "could not check for a new sign-in device");
+    }
+}
+
 /// After a plain HTML form post (no JavaScript) that succeeded, sends the browser back to the page it
 /// came from with `?done=<endpoint>`, so the page can show its success message (a fetch call reads the
 /// result directly and is left alone). Only the referer's path is used: the redirect stays on this site.

@@ -229,3 +229,132 @@ fn the_lifetime_is_configurable_and_checked() {
     let err = nestegg::server::config::Settings::from_vars(&vars).unwrap_err();
     assert!(err.to_string().contains("SESSION_LIFETIME_HOURS"), "{err}");
 }
+
+// ---------------------------------------------------------------------------------------------------
+// New-sign-in alerts and "this wasn't me"
+// ---------------------------------------------------------------------------------------------------
+
+async fn alerts(app: &TestApp, to: &str) -> Vec<crate::helpers::Email> {
+    // Wait for the outbox to drain what is queued, then read what went out.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while app.count("outbox_emails WHERE status = 'pending'").await > 0
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    app.emails_to(to, 1)
+        .await
+        .into_iter()
+        .filter(|m| m.subject.contains("New sign-in"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_sign_in_from_a_new_browser_or_address_is_emailed_once() {
+    let app = spawn_app().await;
+    account(&app, "gus@example.org").await;
+    // The first sign-in of an account has nothing to compare with.
+    let _first = Browser::signed_in(&app, "gus@example.org", FIREFOX).await;
+    assert!(alerts(&app, "gus@example.org").await.is_empty());
+    // The same browser again: nothing.
+    let _again = Browser::signed_in(&app, "gus@example.org", FIREFOX).await;
+    assert!(alerts(&app, "gus@example.org").await.is_empty());
+
+    // A new browser: one email naming it, with a single-use link.
+    let _other = Browser::signed_in(&app, "gus@example.org", CHROME).await;
+    let mail = alerts(&app, "gus@example.org").await;
+    assert_eq!(mail.len(), 1);
+    assert!(
+        mail[0].text.contains("Chrome on Windows 10"),
+        "{}",
+        mail[0].text
+    );
+    assert!(mail[0].text.contains("127.0.0.1"), "{}", mail[0].text);
+    assert!(mail[0].link(&app, "/not-me").contains("token="));
+    assert_eq!(
+        app.count("security_events WHERE kind = 'new_device_sign_in'")
+            .await,
+        1
+    );
+    // Seen now: no second email for it.
+    let _other_again = Browser::signed_in(&app, "gus@example.org", CHROME).await;
+    assert_eq!(alerts(&app, "gus@example.org").await.len(), 1);
+}
+
+#[tokio::test]
+async fn this_was_not_me_signs_out_everywhere_and_requires_a_new_password() {
+    let app = spawn_app().await;
+    account(&app, "hana@example.org").await;
+    let owner = Browser::signed_in(&app, "hana@example.org", FIREFOX).await;
+    let intruder = Browser::signed_in(&app, "hana@example.org", CHROME).await;
+    let mail = alerts(&app, "hana@example.org").await;
+    let token = mail[0].token(&app, "/not-me");
+
+    let response = app
+        .call("report_sign_in", &[("token", token.as_str())])
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(owner.signed_in_as().await, None);
+    assert_eq!(intruder.signed_in_as().await, None);
+    assert_eq!(app.count("sessions WHERE user_id IS NOT NULL").await, 0);
+
+    // The old password no longer signs in (same answer as any wrong password).
+    let again = intruder
+        .call(
+            "sign_in",
+            &[("email", "hana@example.org"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(again.status(), 400);
+
+    // A reset link arrived, and it works.
+    let resets: Vec<_> = app
+        .emails_to("hana@example.org", 3)
+        .await
+        .into_iter()
+        .filter(|m| m.subject.contains("Reset your Nest Egg password"))
+        .collect();
+    assert_eq!(resets.len(), 1);
+    let reset = resets[0].token(&app, "/reset-password");
+    let new_password = "velvet Harbor 93 lantern quiver";
+    let response = app
+        .call(
+            "reset_password",
+            &[("token", reset.as_str()), ("password", new_password)],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let response = owner
+        .call(
+            "sign_in",
+            &[("email", "hana@example.org"), ("password", new_password)],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        app.count("security_events WHERE kind = 'sign_in_reported'")
+            .await,
+        1
+    );
+
+    // The link worked once.
+    let response = app
+        .call("report_sign_in", &[("token", token.as_str())])
+        .await;
+    assert_eq!(response.status(), 400);
+}
+
+#[tokio::test]
+async fn this_was_not_me_links_expire_after_a_day() {
+    let app = spawn_app().await;
+    account(&app, "ira@example.org").await;
+    let _owner = Browser::signed_in(&app, "ira@example.org", FIREFOX).await;
+    let _other = Browser::signed_in(&app, "ira@example.org", CHROME).await;
+    let token = alerts(&app, "ira@example.org").await[0].token(&app, "/not-me");
+    app.clock
+        .advance(time::Duration::hours(24) + time::Duration::seconds(1));
+    let response = app
+        .call("report_sign_in", &[("token", token.as_str())])
+        .await;
+    assert_eq!(response.status(), 400);
+}

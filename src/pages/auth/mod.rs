@@ -5,6 +5,7 @@ pub mod confirm_email_change;
 pub mod forgot_password;
 pub mod login;
 pub mod login_two_factor;
+pub mod not_me;
 pub mod register;
 pub mod reset_password;
 pub mod verify_email;

@@ -66,6 +66,14 @@ pub enum Template {
     BackupCodesRegenerated { name: String, settings_link: String },
     /// A sign-in was stopped after repeated wrong second-factor codes (the password was right).
     MfaFailures { name: String, reset_link: String },
+    /// A sign-in from a browser and address not seen before; `not_me_link` secures the account.
+    NewSignIn {
+        name: String,
+        device: String,
+        ip: String,
+        when: String,
+        not_me_link: String,
+    },
 }
 
 /// A rendered email, ready to be stored in the outbox or handed to a transport.
@@ -113,6 +121,7 @@ impl Template {
             Template::BackupCodeUsed { .. } => "backup_code_used",
             Template::BackupCodesRegenerated { .. } => "backup_codes_regenerated",
             Template::MfaFailures { .. } => "mfa_failures",
+            Template::NewSignIn { .. } => "new_sign_in",
         }
     }
 
@@ -130,6 +139,7 @@ impl Template {
             Template::LockedOut { reset_link, .. } | Template::MfaFailures { reset_link, .. } => {
                 vec![reset_link.as_str()]
             }
+            Template::NewSignIn { not_me_link, .. } => vec![not_me_link.as_str()],
             Template::MfaEnabled { settings_link, .. }
             | Template::MfaDisabled { settings_link, .. }
             | Template::BackupCodeUsed { settings_link, .. }
@@ -164,7 +174,8 @@ impl Template {
             | Template::MfaDisabled { name, .. }
             | Template::BackupCodeUsed { name, .. }
             | Template::BackupCodesRegenerated { name, .. }
-            | Template::MfaFailures { name, .. } => name,
+            | Template::MfaFailures { name, .. }
+            | Template::NewSignIn { name, .. } => name,
         }
     }
 
@@ -429,6 +440,39 @@ impl Template {
                     ),
                 ],
             },
+            Template::NewSignIn {
+                device,
+                ip,
+                when,
+                not_me_link,
+                ..
+            } => Content {
+                subject: "New sign-in to your Nest Egg account",
+                heading: "New sign-in to your account",
+                blocks: vec![
+                    Block::Para(format!(
+                        "Your Nest Egg account was just signed in to from {}, at {} ({}).",
+                        one_line(device, MAX_HINT_CHARS),
+                        one_line(ip, MAX_HINT_CHARS),
+                        one_line(when, MAX_HINT_CHARS),
+                    )),
+                    Block::Para(
+                        "If this was you, there's nothing to do. We send this the first time a \
+                         browser signs in from a new address."
+                            .to_owned(),
+                    ),
+                    Block::Note(
+                        "If this wasn't you, use this link (it works once, for 24 hours): it signs \
+                         out every session and stops your current password from working until you \
+                         choose a new one."
+                            .to_owned(),
+                    ),
+                    Block::Action {
+                        label: "This wasn't me",
+                        link: not_me_link.as_str(),
+                    },
+                ],
+            },
             Template::MfaFailures { reset_link, .. } => Content {
                 subject: "Failed sign-in attempts on your Nest Egg account",
                 heading: "Someone entered wrong codes",
@@ -689,8 +733,15 @@ mod tests {
                 settings_link: "https://nestegg.example/settings/security/two-factor".to_owned(),
             },
             Template::MfaFailures {
-                name,
+                name: name.clone(),
                 reset_link: "https://nestegg.example/forgot-password".to_owned(),
+            },
+            Template::NewSignIn {
+                name,
+                device: "Firefox on Linux".to_owned(),
+                ip: "203.0.113.7".to_owned(),
+                when: "22 November 2026 at 17:05 UTC".to_owned(),
+                not_me_link: "https://nestegg.example/not-me?token=jkl".to_owned(),
             },
         ]
     }
@@ -764,6 +815,7 @@ mod tests {
                 ("backup_code_used", 1),
                 ("backup_codes_regenerated", 1),
                 ("mfa_failures", 1),
+                ("new_sign_in", 1),
             ]
         );
     }

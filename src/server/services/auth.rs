@@ -76,7 +76,7 @@ pub const PURPOSE_VERIFY: &str = "verify_email";
 pub const PURPOSE_RESET: &str = "reset_password";
 pub const PURPOSE_CHANGE_EMAIL: &str = "change_email";
 const VERIFY_TTL_SECS: i64 = 24 * 3600;
-const RESET_TTL_SECS: i64 = 3600;
+pub(super) const RESET_TTL_SECS: i64 = 3600;
 const CHANGE_EMAIL_TTL_SECS: i64 = 24 * 3600;
 const RESEND_COOLDOWN_SECS: i64 = 60;
 const RESENDS_PER_HOUR: u64 = 5;
@@ -154,7 +154,7 @@ async fn check_password(
     verdict.map_err(|rejection| invalid(field, rejection.to_string()))
 }
 
-fn link(state: &AppState, path: &str, token: &str) -> String {
+pub(super) fn link(state: &AppState, path: &str, token: &str) -> String {
     format!("{}{path}?token={token}", state.settings.public_origin())
 }
 
@@ -167,7 +167,8 @@ pub(super) fn now(state: &AppState) -> i64 {
 }
 
 /// Issues a token for `purpose`, voiding the user's earlier unused ones, and returns it (for the link).
-async fn issue_token(
+/// "This wasn't me" links are the exception: each new-sign-in email keeps its own working link.
+pub(super) async fn issue_token(
     txn: &DatabaseTransaction,
     state: &AppState,
     user_id: &str,
@@ -176,13 +177,15 @@ async fn issue_token(
     now: i64,
     ttl: i64,
 ) -> Result<String, DbErr> {
-    account_token::Entity::update_many()
-        .col_expr(account_token::Column::UsedAt, now.into())
-        .filter(account_token::Column::UserId.eq(user_id))
-        .filter(account_token::Column::Purpose.eq(purpose))
-        .filter(account_token::Column::UsedAt.is_null())
-        .exec(txn)
-        .await?;
+    if purpose != crate::server::services::sign_in_alerts::PURPOSE_NOT_ME {
+        account_token::Entity::update_many()
+            .col_expr(account_token::Column::UsedAt, now.into())
+            .filter(account_token::Column::UserId.eq(user_id))
+            .filter(account_token::Column::Purpose.eq(purpose))
+            .filter(account_token::Column::UsedAt.is_null())
+            .exec(txn)
+            .await?;
+    }
     let token = crate::server::services::crypto::generate_token();
     account_token::ActiveModel {
         user_id: Set(user_id.to_owned()),
@@ -200,7 +203,7 @@ async fn issue_token(
 }
 
 /// Marks a valid token used (exactly once, even under concurrent clicks) and returns it.
-async fn consume_token(
+pub(super) async fn consume_token(
     txn: &DatabaseTransaction,
     state: &AppState,
     purpose: &'static str,
@@ -968,7 +971,11 @@ async fn set_password(
 
 /// Voids every outstanding link of the user: after a password or address change, links sent to the old
 /// credentials' owner (or requested by someone who held them) must stop working.
-async fn void_all_tokens<C: ConnectionTrait>(db: &C, user_id: &str, now: i64) -> Result<(), DbErr> {
+pub(super) async fn void_all_tokens<C: ConnectionTrait>(
+    db: &C,
+    user_id: &str,
+    now: i64,
+) -> Result<(), DbErr> {
     account_token::Entity::update_many()
         .col_expr(account_token::Column::UsedAt, now.into())
         .filter(account_token::Column::UserId.eq(user_id))

@@ -11,4 +11,5 @@ pub mod outbox;
 pub mod password_policy;
 pub mod secret_box;
 pub mod sessions;
+pub mod sign_in_alerts;
 pub mod totp;

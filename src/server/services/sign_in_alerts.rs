@@ -1,0 +1,135 @@
+//! New-sign-in alerts: a sign-in from a browser and address pair the account has not signed in from
+//! before is emailed to the owner, with a single-use "this wasn't me" link (24 hours) that ends every
+//! session, makes the password unusable until it is reset, and sends a reset link.
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+    QuerySelect as _,
+};
+
+use crate::routes;
+use crate::server::api_support::{RequestMeta, readable_date};
+use crate::server::entities::{security_event, user};
+use crate::server::mail::Template;
+use crate::server::services::audit::Event;
+use crate::server::services::auth::{
+    AuthError, PURPOSE_RESET, RESET_TTL_SECS, commit_with_event, consume_token, issue_token, link,
+    now, void_all_tokens,
+};
+use crate::server::services::outbox;
+use crate::server::services::sessions::describe_agent;
+use crate::server::session_store::DbSessionStore;
+use crate::server::state::AppState;
+
+pub const PURPOSE_NOT_ME: &str = "not_me";
+const NOT_ME_TTL_SECS: i64 = 24 * 3600;
+/// How many earlier sign-ins are compared (the recent past is what "seen before" means).
+const HISTORY: u64 = 500;
+
+/// After a completed sign-in (already recorded as a `sign_in` event): emails the owner when this
+/// browser and address have not signed in to the account before. The very first sign-in of an
+/// account has nothing to compare with and sends nothing.
+pub async fn after_sign_in(
+    state: &AppState,
+    meta: &RequestMeta,
+    account: &user::Model,
+) -> Result<(), AuthError> {
+    let device = describe_agent(&meta.user_agent);
+    let ip = meta.ip.to_string();
+    let earlier = security_event::Entity::find()
+        .filter(security_event::Column::UserId.eq(&account.id))
+        .filter(security_event::Column::Kind.eq("sign_in"))
+        .order_by_desc(security_event::Column::Id)
+        .limit(HISTORY + 1)
+        .all(&state.db)
+        .await?;
+    // The newest is the sign-in just recorded.
+    let earlier = earlier.get(1..).unwrap_or_default();
+    if earlier.is_empty() {
+        return Ok(());
+    }
+    let seen = earlier.iter().any(|event| {
+        event.ip.as_deref() == Some(ip.as_str())
+            && describe_agent(event.user_agent.as_deref().unwrap_or_default()) == device
+    });
+    if seen {
+        return Ok(());
+    }
+    let now = now(state);
+    let txn = crate::server::db::begin_write(&state.db).await?;
+    let token = issue_token(
+        &txn,
+        state,
+        &account.id,
+        PURPOSE_NOT_ME,
+        None,
+        now,
+        NOT_ME_TTL_SECS,
+    )
+    .await?;
+    let template = Template::NewSignIn {
+        name: account.display_name.clone(),
+        device: device.clone(),
+        ip: ip.clone(),
+        when: readable_date(now),
+        not_me_link: link(state, routes::NOT_ME, &token),
+    };
+    outbox::enqueue(&txn, state, now, &account.email, &template).await?;
+    let event = Event::new("new_device_sign_in")
+        .user(&account.id)
+        .detail("device", device);
+    commit_with_event(txn, state, meta, now, event).await
+}
+
+/// "This wasn't me": ends every session of the account, replaces the password with an unusable one
+/// (so whoever knows it cannot sign in again) and emails a reset link.
+pub async fn report(state: &AppState, meta: &RequestMeta, token: &str) -> Result<(), AuthError> {
+    let now = now(state);
+    // Hashed before the transaction: argon2 takes a while and must not hold the write lock.
+    let unusable = state
+        .hasher
+        .hash(&crate::server::services::crypto::generate_token())
+        .await?;
+    let txn = crate::server::db::begin_write(&state.db).await?;
+    let row = consume_token(&txn, state, PURPOSE_NOT_ME, token, now).await?;
+    let Some(account) = user::Entity::find_by_id(row.user_id.clone())
+        .one(&txn)
+        .await?
+    else {
+        return Err(AuthError::LinkInvalid);
+    };
+    user::Entity::update(user::ActiveModel {
+        id: Set(account.id.clone()),
+        password_hash: Set(unusable),
+        password_changed_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    })
+    .exec(&txn)
+    .await?;
+    DbSessionStore::revoke_user(&txn, &account.id, None).await?;
+    void_all_tokens(&txn, &account.id, now).await?;
+    let reset = issue_token(
+        &txn,
+        state,
+        &account.id,
+        PURPOSE_RESET,
+        None,
+        now,
+        RESET_TTL_SECS,
+    )
+    .await?;
+    let template = Template::PasswordReset {
+        name: account.display_name.clone(),
+        link: link(state, routes::RESET_PASSWORD, &reset),
+    };
+    outbox::enqueue(&txn, state, now, &account.email, &template).await?;
+    commit_with_event(
+        txn,
+        state,
+        meta,
+        now,
+        Event::new("sign_in_reported").user(&account.id),
+    )
+    .await
+}
