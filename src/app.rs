@@ -22,8 +22,12 @@ use crate::pages::auth::{
     verify_email::VerifyEmailPage,
 };
 use crate::pages::settings::{
-    activity::SettingsActivityPage, profile::SettingsProfilePage, security::SettingsSecurityPage,
-    sessions::SettingsSessionsPage, two_factor::SettingsTwoFactorPage,
+    account::{AccountDeletedPage, SettingsAccountPage},
+    activity::SettingsActivityPage,
+    profile::SettingsProfilePage,
+    security::SettingsSecurityPage,
+    sessions::SettingsSessionsPage,
+    two_factor::SettingsTwoFactorPage,
 };
 use crate::pages::{
     home::HomePage, legal::PrivacyPage, legal::TermsPage, not_found::NotFoundPage,
@@ -141,6 +145,12 @@ pub fn App() -> impl IntoView {
                             view=SettingsActivityPage
                         />
                         <Route ssr=SsrMode::InOrder path=route_path!(routes::NOT_ME, "/not-me") view=NotMePage />
+                        <Route
+                            ssr=SsrMode::InOrder
+                            path=route_path!(routes::SETTINGS_ACCOUNT, "/settings/account")
+                            view=SettingsAccountPage
+                        />
+                        <Route ssr=SsrMode::InOrder path=route_path!(routes::ACCOUNT_DELETED, "/goodbye") view=AccountDeletedPage />
                         <Route
                             ssr=SsrMode::InOrder
                             path=route_path!(routes::LOGIN_TWO_FACTOR, "/login/two-factor")

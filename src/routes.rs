@@ -21,6 +21,9 @@ pub const SETTINGS_SECURITY: &str = "/settings/security";
 pub const SETTINGS_TWO_FACTOR: &str = "/settings/security/two-factor";
 pub const SETTINGS_SESSIONS: &str = "/settings/sessions";
 pub const SETTINGS_ACTIVITY: &str = "/settings/activity";
+pub const SETTINGS_ACCOUNT: &str = "/settings/account";
+/// Where a deleted account's browser lands.
+pub const ACCOUNT_DELETED: &str = "/goodbye";
 /// The second step of signing in, for accounts with two-factor authentication.
 pub const LOGIN_TWO_FACTOR: &str = "/login/two-factor";
 

@@ -95,3 +95,33 @@ pub async fn security_activity(page: u64) -> Result<crate::types::ActivityPageVi
         has_older,
     })
 }
+
+/// Deletes the caller's account: the password (and a code when two-factor authentication is on) and
+/// the account's email typed out. Every session ends; a receipt is emailed.
+#[server(prefix = "/api", endpoint = "delete_account")]
+pub async fn delete_account(
+    password: String,
+    code: Option<String>,
+    confirm_email: String,
+) -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    use crate::server::services::account::{self, Deletion};
+    let ctx = s::RequestContext::current().await?;
+    // Allowed even while two-factor setup is required: leaving must always be possible.
+    let user = ctx.require_user_allowing_mfa_setup().await?;
+    ctx.rate_limit(s::Limit::Mfa)?;
+    let input = Deletion {
+        password: &password,
+        code: code.as_deref().unwrap_or_default(),
+        confirm_email: &confirm_email,
+    };
+    account::delete_account(&ctx.state, &ctx.meta, &user, input)
+        .await
+        .map_err(s::auth_error)?;
+    ctx.session
+        .flush()
+        .await
+        .map_err(|_| AppError::Unavailable)?;
+    leptos_axum::redirect(crate::routes::ACCOUNT_DELETED);
+    Ok(())
+}

@@ -61,7 +61,9 @@ pub fn MfaSetupGate() -> impl IntoView {
                     let required = matches!(
                         session.resource().await, Ok(Some(user)) if user.mfa_setup_required
                     );
-                    if required && location.pathname.get() != routes::SETTINGS_TWO_FACTOR {
+                    // The setup itself, and deleting the account (leaving is always possible).
+                    let exempt = [routes::SETTINGS_TWO_FACTOR, routes::SETTINGS_ACCOUNT];
+                    if required && !exempt.contains(&location.pathname.get().as_str()) {
                         #[cfg(feature = "ssr")]
                         {
                             let _ = &navigate;

@@ -7,6 +7,7 @@ mod accounts;
 mod activity;
 mod cli;
 mod csrf;
+mod deletion;
 mod edge;
 mod health;
 mod logging;

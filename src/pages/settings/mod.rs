@@ -1,6 +1,7 @@
 //! Account settings: a shared frame with a tab bar, and the prompt shown to visitors who are not
 //! signed in.
 
+pub mod account;
 pub mod activity;
 pub mod profile;
 pub mod security;
@@ -30,6 +31,9 @@ pub fn SettingsLayout(title: &'static str, children: Children) -> impl IntoView 
                 </A>
                 <A href=routes::SETTINGS_ACTIVITY attr:class="settings-nav-link">
                     "Activity"
+                </A>
+                <A href=routes::SETTINGS_ACCOUNT attr:class="settings-nav-link">
+                    "Account"
                 </A>
             </nav>
             <div class="settings-content">

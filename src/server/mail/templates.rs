@@ -66,6 +66,8 @@ pub enum Template {
     BackupCodesRegenerated { name: String, settings_link: String },
     /// A sign-in was stopped after repeated wrong second-factor codes (the password was right).
     MfaFailures { name: String, reset_link: String },
+    /// The receipt for a deleted account.
+    AccountDeleted { name: String },
     /// A sign-in from a browser and address not seen before; `not_me_link` secures the account.
     NewSignIn {
         name: String,
@@ -122,6 +124,7 @@ impl Template {
             Template::BackupCodesRegenerated { .. } => "backup_codes_regenerated",
             Template::MfaFailures { .. } => "mfa_failures",
             Template::NewSignIn { .. } => "new_sign_in",
+            Template::AccountDeleted { .. } => "account_deleted",
         }
     }
 
@@ -140,6 +143,7 @@ impl Template {
                 vec![reset_link.as_str()]
             }
             Template::NewSignIn { not_me_link, .. } => vec![not_me_link.as_str()],
+            Template::AccountDeleted { .. } => Vec::new(),
             Template::MfaEnabled { settings_link, .. }
             | Template::MfaDisabled { settings_link, .. }
             | Template::BackupCodeUsed { settings_link, .. }
@@ -175,7 +179,8 @@ impl Template {
             | Template::BackupCodeUsed { name, .. }
             | Template::BackupCodesRegenerated { name, .. }
             | Template::MfaFailures { name, .. }
-            | Template::NewSignIn { name, .. } => name,
+            | Template::NewSignIn { name, .. }
+            | Template::AccountDeleted { name } => name,
         }
     }
 
@@ -473,6 +478,24 @@ impl Template {
                     },
                 ],
             },
+            Template::AccountDeleted { .. } => Content {
+                subject: "Your Nest Egg account was deleted",
+                heading: "Your account was deleted",
+                blocks: vec![
+                    Block::Para(
+                        "As you asked, your Nest Egg account and your personal data were deleted, \
+                         along with any household you were the only member of. Households you \
+                         shared stay with their other members. This is the last email we send you."
+                            .to_owned(),
+                    ),
+                    Block::Note(
+                        "If this wasn't you, someone had your password (and your two-factor code, \
+                         if it was on). The account cannot be restored, but you can create a new one \
+                         with this address at any time."
+                            .to_owned(),
+                    ),
+                ],
+            },
             Template::MfaFailures { reset_link, .. } => Content {
                 subject: "Failed sign-in attempts on your Nest Egg account",
                 heading: "Someone entered wrong codes",
@@ -736,6 +759,7 @@ mod tests {
                 name: name.clone(),
                 reset_link: "https://nestegg.example/forgot-password".to_owned(),
             },
+            Template::AccountDeleted { name: name.clone() },
             Template::NewSignIn {
                 name,
                 device: "Firefox on Linux".to_owned(),
@@ -815,6 +839,7 @@ mod tests {
                 ("backup_code_used", 1),
                 ("backup_codes_regenerated", 1),
                 ("mfa_failures", 1),
+                ("account_deleted", 0),
                 ("new_sign_in", 1),
             ]
         );

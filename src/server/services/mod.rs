@@ -1,6 +1,7 @@
 //! Use cases: each owns its rules, transaction, audit event and outgoing mail. Time and configuration
 //! come in as parameters.
 
+pub mod account;
 pub mod activity;
 pub mod audit;
 pub mod auth;

@@ -1,0 +1,112 @@
+//! Account: deleting it, with everything that is only theirs.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::api::account::DeleteAccount;
+use crate::api::mfa::two_factor_summary;
+use crate::components::auth_forms::{
+    FormError, PasswordField, SubmitButton, TextField, action_error, field_error, form_error,
+};
+use crate::components::user_menu::use_session_user;
+use crate::pages::settings::{LoadError, SettingsLayout, SignInPrompt};
+use crate::routes;
+use crate::types::UserView;
+
+const FIELDS: &[&str] = &["password", "code", "confirm_email"];
+
+#[component]
+pub fn SettingsAccountPage() -> impl IntoView {
+    let session = use_session_user();
+    let delete = ServerAction::<DeleteAccount>::new();
+    view! {
+        <Title text="Account — Nest Egg" />
+        <SettingsLayout title="Account">
+            <Transition fallback=|| view! { <p class="hint">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    match session.resource().await {
+                        Ok(Some(user)) => view! { <DeleteAccountForm user=user delete=delete /> }.into_any(),
+                        Ok(None) => view! { <SignInPrompt next=routes::SETTINGS_ACCOUNT /> }.into_any(),
+                        Err(error) => view! { <LoadError error=error /> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </SettingsLayout>
+    }
+}
+
+#[component]
+fn DeleteAccountForm(user: UserView, delete: ServerAction<DeleteAccount>) -> impl IntoView {
+    let error = action_error(delete);
+    let status = Resource::new(|| (), |_| two_factor_summary());
+    view! {
+        <section class="settings-section danger-zone">
+            <h2>"Delete your account"</h2>
+            <p>
+                "This deletes your account and your personal data for good: your profile, sessions, security activity "
+                "and consent records. A household only you belong to is deleted with everything in it; a household "
+                "you share stays with its other members. If you are the only owner of a shared household, make "
+                "someone else an owner first."
+            </p>
+            <ActionForm action=delete attr:class="delete-account-form">
+                <FormError message=form_error(error, FIELDS) />
+                <PasswordField
+                    id="delete-password"
+                    name="password"
+                    label="Your password"
+                    autocomplete="current-password"
+                    error=field_error(error, "password")
+                />
+                <Transition>
+                    {move || Suspend::new(async move {
+                        let mfa_on = matches!(status.await, Ok(view) if view.enabled_on.is_some());
+                        mfa_on.then(|| view! {
+                            <TextField
+                                id="delete-code"
+                                name="code"
+                                label="Code from your app, or a backup code"
+                                autocomplete="one-time-code"
+                                maxlength="20"
+                                required=true
+                                error=field_error(error, "code")
+                            />
+                        })
+                    })}
+                </Transition>
+                <TextField
+                    id="delete-confirm-email"
+                    name="confirm_email"
+                    label="Type your email address to confirm"
+                    input_type="email"
+                    autocomplete="off"
+                    required=true
+                    error=field_error(error, "confirm_email")
+                />
+                <p class="hint">{format!("Type: {}", user.email)}</p>
+                <SubmitButton
+                    label="Delete my account"
+                    pending=delete.pending()
+                    button_class="button button-danger"
+                />
+            </ActionForm>
+        </section>
+    }
+}
+
+/// Where the browser lands after the account was deleted.
+#[component]
+pub fn AccountDeletedPage() -> impl IntoView {
+    view! {
+        <Title text="Account deleted — Nest Egg" />
+        <section class="form-card auth-card">
+            <h1>"Your account was deleted"</h1>
+            <p>
+                "Your account and your personal data are gone, and you are signed out everywhere. "
+                "We emailed you a receipt. Thank you for having used Nest Egg."
+            </p>
+            <a class="button" href=routes::HOME>
+                "Go to the home page"
+            </a>
+        </section>
+    }
+}

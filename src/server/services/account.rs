@@ -1,0 +1,109 @@
+//! Deleting an account (GDPR article 17), household-aware.
+//!
+//! The person's own rows go with the `users` row (foreign keys cascade: memberships, consents,
+//! tokens, their security events, two-factor credentials). A household they were the only member of
+//! goes too, with everything in it. A household others still belong to stays; if they are its last
+//! owner, deletion is refused until they hand ownership on. A pseudonymous event (a keyed hash of the
+//! id, no personal data) is kept for the audit trail.
+
+use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+
+use crate::server::api_support::RequestMeta;
+use crate::server::entities::{household, household_member, outbox_email, user};
+use crate::server::mail::Template;
+use crate::server::services::audit::Event;
+use crate::server::services::auth::{self, AuthError, commit_with_event, invalid, now};
+use crate::server::services::crypto::hash_token;
+use crate::server::services::{mfa, outbox};
+use crate::server::session_store::DbSessionStore;
+use crate::server::state::AppState;
+
+pub const ROLE_OWNER: &str = "owner";
+
+/// What the person typed to confirm.
+pub struct Deletion<'a> {
+    pub password: &'a str,
+    /// Required when two-factor authentication is on.
+    pub code: &'a str,
+    /// Their email address, typed out.
+    pub confirm_email: &'a str,
+}
+
+pub async fn delete_account(
+    state: &AppState,
+    meta: &RequestMeta,
+    account: &user::Model,
+    input: Deletion<'_>,
+) -> Result<(), AuthError> {
+    if input.confirm_email.trim().to_lowercase() != account.email {
+        return Err(invalid(
+            "confirm_email",
+            "Type your account's email address exactly as shown to confirm.",
+        ));
+    }
+    if mfa::is_enabled(&state.db, &account.id).await? {
+        mfa::reauthenticate(state, meta, account, input.password, input.code).await?;
+    } else {
+        auth::check_own_password(state, meta, account, input.password, "password").await?;
+    }
+
+    let now = now(state);
+    let txn = crate::server::db::begin_write(&state.db).await?;
+    let memberships = household_member::Entity::find()
+        .filter(household_member::Column::UserId.eq(&account.id))
+        .all(&txn)
+        .await?;
+    let mut households_deleted = 0u32;
+    for membership in &memberships {
+        let others = household_member::Entity::find()
+            .filter(household_member::Column::HouseholdId.eq(&membership.household_id))
+            .filter(household_member::Column::UserId.ne(&account.id))
+            .all(&txn)
+            .await?;
+        if others.is_empty() {
+            // Theirs alone: it goes, with everything in it (cascades).
+            household::Entity::delete_by_id(membership.household_id.clone())
+                .exec(&txn)
+                .await?;
+            households_deleted += 1;
+        } else if membership.role == ROLE_OWNER && !others.iter().any(|m| m.role == ROLE_OWNER) {
+            let name = household::Entity::find_by_id(membership.household_id.clone())
+                .one(&txn)
+                .await?
+                .map_or_else(|| "your household".to_owned(), |h| h.name);
+            return Err(AuthError::Invalid {
+                field: None,
+                message: format!(
+                    "You are the only owner of “{name}”, and {} other {} still in it. Make one of \
+                     them an owner on the household page first (or remove them); then you can delete \
+                     your account.",
+                    others.len(),
+                    if others.len() == 1 {
+                        "person is"
+                    } else {
+                        "people are"
+                    },
+                ),
+            });
+        }
+        // Otherwise the household stays with its other members; this membership cascades away.
+    }
+    DbSessionStore::revoke_user(&txn, &account.id, None).await?;
+    // Mail already sent to them is personal data too (the receipt below is the last).
+    outbox_email::Entity::delete_many()
+        .filter(outbox_email::Column::ToAddress.eq(&account.email))
+        .exec(&txn)
+        .await?;
+    user::Entity::delete_by_id(account.id.clone())
+        .exec(&txn)
+        .await?;
+    let template = Template::AccountDeleted {
+        name: account.display_name.clone(),
+    };
+    outbox::enqueue(&txn, state, now, &account.email, &template).await?;
+    let pseudonym = hash_token(&state.settings.secret_key, "deleted-account", &account.id);
+    let event = Event::new("account_deleted")
+        .detail("subject", pseudonym)
+        .detail("households_deleted", households_deleted);
+    commit_with_event(txn, state, meta, now, event).await
+}

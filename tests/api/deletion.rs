@@ -1,0 +1,309 @@
+//! Deleting an account: what goes (counted in every table), what stays, and when it is refused.
+
+use nestegg::server::entities::{household_member, user};
+use sea_orm::{
+    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _,
+};
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+
+const PASSWORD: &str = "glacier Minnow 47 paperclip orbit";
+
+/// Every table holding account data, with how to count one user's rows in it.
+const PER_USER: &[(&str, &str)] = &[
+    ("users", "id = '{id}'"),
+    ("household_members", "user_id = '{id}'"),
+    ("consents", "user_id = '{id}'"),
+    ("account_tokens", "user_id = '{id}'"),
+    ("security_events", "user_id = '{id}'"),
+    ("sessions", "user_id = '{id}'"),
+    ("totp_credentials", "user_id = '{id}'"),
+    ("backup_codes", "user_id = '{id}'"),
+    (
+        "outbox_emails",
+        "to_address = '{email}' AND kind <> 'account_deleted'",
+    ),
+];
+
+async fn user_id(app: &TestApp, email: &str) -> String {
+    user::Entity::find()
+        .filter(user::Column::Email.eq(email))
+        .one(&app.app_db)
+        .await
+        .unwrap()
+        .expect("registered")
+        .id
+}
+
+async fn household_of(app: &TestApp, id: &str) -> String {
+    household_member::Entity::find()
+        .filter(household_member::Column::UserId.eq(id))
+        .one(&app.app_db)
+        .await
+        .unwrap()
+        .expect("a household")
+        .household_id
+}
+
+async fn rows_of(app: &TestApp, id: &str, email: &str) -> Vec<(&'static str, i64)> {
+    let mut counts = vec![];
+    for (table, filter) in PER_USER {
+        let filter = filter.replace("{id}", id).replace("{email}", email);
+        counts.push((*table, app.count(&format!("{table} WHERE {filter}")).await));
+    }
+    counts
+}
+
+/// Moves `id` into `household` (a person belongs to one household; the one of their own, now empty,
+/// goes), as accepting an invitation does.
+async fn join(app: &TestApp, household: &str, id: &str, role: &str) {
+    let own = household_of(app, id).await;
+    household_member::Entity::delete_many()
+        .filter(household_member::Column::UserId.eq(id))
+        .exec(&app.app_db)
+        .await
+        .unwrap();
+    nestegg::server::entities::household::Entity::delete_by_id(own)
+        .exec(&app.app_db)
+        .await
+        .unwrap();
+    household_member::ActiveModel {
+        household_id: Set(household.to_owned()),
+        user_id: Set(id.to_owned()),
+        role: Set(role.to_owned()),
+        joined_at: Set(0),
+    }
+    .insert(&app.app_db)
+    .await
+    .unwrap();
+}
+
+async fn delete(app: &TestApp, form: &[(&str, &str)]) -> reqwest::Response {
+    app.call("delete_account", form).await
+}
+
+async fn body(response: reqwest::Response) -> serde_json::Value {
+    serde_json::from_str(&response.text().await.unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_sole_member_takes_their_household_and_every_row_with_them() {
+    let app = spawn_app_with(|v| {
+        v.insert("RATE_LIMIT_MFA_PER_MINUTE".into(), "1000".into());
+    })
+    .await;
+    app.register_verified("ana@example.org", PASSWORD).await;
+    app.register_verified("bob@example.org", PASSWORD).await;
+    let ana = user_id(&app, "ana@example.org").await;
+    let bob = user_id(&app, "bob@example.org").await;
+    let ana_household = household_of(&app, &ana).await;
+    app.sign_in("ana@example.org", PASSWORD).await;
+    let bob_before = rows_of(&app, &bob, "bob@example.org").await;
+    assert!(
+        rows_of(&app, &ana, "ana@example.org")
+            .await
+            .iter()
+            .any(|(_, n)| *n > 0)
+    );
+
+    // Refused, with the reason next to the field, and nothing deleted.
+    let wrong_email = delete(
+        &app,
+        &[
+            ("password", PASSWORD),
+            ("confirm_email", "someone@example.org"),
+        ],
+    )
+    .await;
+    assert_eq!(wrong_email.status(), 400);
+    assert_eq!(body(wrong_email).await["field"], "confirm_email");
+    let wrong_password = delete(
+        &app,
+        &[
+            ("password", "not my password"),
+            ("confirm_email", "ana@example.org"),
+        ],
+    )
+    .await;
+    assert_eq!(wrong_password.status(), 400);
+    assert_eq!(body(wrong_password).await["field"], "password");
+    assert_eq!(app.count(&format!("users WHERE id = '{ana}'")).await, 1);
+
+    let done = delete(
+        &app,
+        &[("password", PASSWORD), ("confirm_email", "Ana@Example.org")],
+    )
+    .await;
+    assert_eq!(done.status(), 200);
+    assert_eq!(
+        done.headers().get("location").and_then(|v| v.to_str().ok()),
+        Some("/goodbye")
+    );
+
+    for (table, count) in rows_of(&app, &ana, "ana@example.org").await {
+        assert_eq!(count, 0, "{table} still holds Ana's rows");
+    }
+    assert_eq!(
+        app.count(&format!("households WHERE id = '{ana_household}'"))
+            .await,
+        0
+    );
+    assert_eq!(
+        rows_of(&app, &bob, "bob@example.org").await,
+        bob_before,
+        "Bob untouched"
+    );
+
+    // A pseudonymous trace stays; a receipt went out; the browser is signed out.
+    assert_eq!(
+        app.count("security_events WHERE kind = 'account_deleted' AND user_id IS NULL")
+            .await,
+        1
+    );
+    let trail = app
+        .count(&format!("security_events WHERE details LIKE '%{ana}%'"))
+        .await;
+    assert_eq!(trail, 0, "the trail does not name the deleted account");
+    let mail = app.emails_to("ana@example.org", 1).await;
+    assert!(
+        mail.iter()
+            .any(|m| m.subject == "Your Nest Egg account was deleted")
+    );
+    let me = app.call("current_user", &[]).await.text().await.unwrap();
+    assert_eq!(me, "null");
+    let again = app.sign_in("ana@example.org", PASSWORD).await;
+    assert_eq!(again.status(), 400);
+}
+
+#[tokio::test]
+async fn a_member_leaves_a_shared_household_which_stays_with_the_others() {
+    let app = spawn_app().await;
+    app.register_verified("cy@example.org", PASSWORD).await;
+    app.register_verified("dee@example.org", PASSWORD).await;
+    let cy = user_id(&app, "cy@example.org").await;
+    let dee = user_id(&app, "dee@example.org").await;
+    let shared = household_of(&app, &cy).await;
+    join(&app, &shared, &dee, "member").await;
+
+    app.sign_in("dee@example.org", PASSWORD).await;
+    let done = delete(
+        &app,
+        &[("password", PASSWORD), ("confirm_email", "dee@example.org")],
+    )
+    .await;
+    assert_eq!(done.status(), 200);
+    assert_eq!(
+        app.count(&format!("households WHERE id = '{shared}'"))
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count(&format!(
+            "household_members WHERE household_id = '{shared}'"
+        ))
+        .await,
+        1,
+        "only Cy is left"
+    );
+    assert_eq!(app.count(&format!("users WHERE id = '{dee}'")).await, 0);
+    assert_eq!(app.count("households").await, 1);
+}
+
+#[tokio::test]
+async fn the_last_owner_of_a_shared_household_is_asked_to_hand_it_on_first() {
+    let app = spawn_app().await;
+    app.register_verified("eve@example.org", PASSWORD).await;
+    app.register_verified("fin@example.org", PASSWORD).await;
+    let eve = user_id(&app, "eve@example.org").await;
+    let fin = user_id(&app, "fin@example.org").await;
+    let shared = household_of(&app, &eve).await;
+    join(&app, &shared, &fin, "member").await;
+
+    app.sign_in("eve@example.org", PASSWORD).await;
+    let refused = delete(
+        &app,
+        &[("password", PASSWORD), ("confirm_email", "eve@example.org")],
+    )
+    .await;
+    assert_eq!(refused.status(), 400);
+    let message = body(refused).await["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("only owner"), "{message}");
+    assert!(message.contains("Make one of them an owner"), "{message}");
+    assert_eq!(app.count(&format!("users WHERE id = '{eve}'")).await, 1);
+    assert_eq!(
+        app.count(&format!(
+            "household_members WHERE household_id = '{shared}'"
+        ))
+        .await,
+        2
+    );
+
+    // With a second owner, Eve may go; the household stays with Fin.
+    household_member::Entity::update_many()
+        .col_expr(household_member::Column::Role, "owner".into())
+        .filter(household_member::Column::UserId.eq(&fin))
+        .filter(household_member::Column::HouseholdId.eq(&shared))
+        .exec(&app.app_db)
+        .await
+        .unwrap();
+    let done = delete(
+        &app,
+        &[("password", PASSWORD), ("confirm_email", "eve@example.org")],
+    )
+    .await;
+    assert_eq!(done.status(), 200);
+    assert_eq!(
+        app.count(&format!("households WHERE id = '{shared}'"))
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn with_two_factor_on_deleting_also_needs_a_code() {
+    use nestegg::server::services::totp::TotpSecret;
+    let app = spawn_app_with(|v| {
+        v.insert("RATE_LIMIT_MFA_PER_MINUTE".into(), "1000".into());
+    })
+    .await;
+    app.register_verified("gia@example.org", PASSWORD).await;
+    app.sign_in("gia@example.org", PASSWORD).await;
+    assert_eq!(app.call("start_two_factor_setup", &[]).await.status(), 200);
+    let status = body(app.call("two_factor_status", &[]).await).await;
+    let key = status["setup"]["manual_key"]
+        .as_str()
+        .unwrap()
+        .replace(' ', "");
+    let secret = TotpSecret::from_base32(&key).unwrap();
+    let now = || nestegg::server::clock::Clock::now(&app.clock).unix_timestamp() as u64;
+    let code = secret.code_at(now()).unwrap();
+    assert_eq!(
+        app.call("enable_two_factor", &[("code", &code)])
+            .await
+            .status(),
+        200
+    );
+    app.clock.advance(time::Duration::seconds(30));
+
+    let refused = delete(
+        &app,
+        &[("password", PASSWORD), ("confirm_email", "gia@example.org")],
+    )
+    .await;
+    assert_eq!(refused.status(), 400);
+    assert_eq!(body(refused).await["field"], "code");
+    let code = secret.code_at(now()).unwrap();
+    let done = delete(
+        &app,
+        &[
+            ("password", PASSWORD),
+            ("code", &code),
+            ("confirm_email", "gia@example.org"),
+        ],
+    )
+    .await;
+    assert_eq!(done.status(), 200);
+    assert_eq!(app.count("totp_credentials").await, 0);
+    assert_eq!(app.count("backup_codes").await, 0);
+    assert_eq!(app.count("users").await, 0);
+}
