@@ -1,10 +1,17 @@
 import { expect, test, waitForHydration } from "./fixtures";
-import { confirmEmail, register, signInWithPassword, submit, expectSignedIn } from "./journeys";
+import { waitForEmail } from "./mail";
+import {
+  confirmEmail,
+  expectSignedIn,
+  register,
+  signInWithPassword,
+  submit,
+} from "./journeys";
 
 // The account settings a person uses to keep control: the sessions list (signing out another browser)
 // and the security activity timeline.
 
-test.describe("sessions and security activity", () => {
+test.describe("account settings", () => {
   test("a second browser is listed, signed out from the first, and the timeline says so", async ({
     page,
     browser,
@@ -54,5 +61,48 @@ test.describe("sessions and security activity", () => {
     await expect(whats.first()).toHaveText("Signed out another session");
     await expect(whats).toContainText(["Signed in", "Signed in", "Confirmed the email address", "Created the account"]);
     await expect(page.locator(".activity-list .activity-meta").first()).toContainText("127.0.0.1");
+  });
+
+  test("deleting the account signs out, sends a receipt, and the password no longer works", async ({
+    page,
+    problems,
+  }) => {
+    const started = Date.now();
+    const account = await register(page, "delete");
+    await confirmEmail(page, account, started);
+    await signInWithPassword(page, account);
+    await expectSignedIn(page, account.displayName);
+
+    await page.goto("/settings/account");
+    await waitForHydration(page);
+    const form = page.locator("form.delete-account-form");
+    await form.getByLabel("Your password", { exact: true }).fill(account.password);
+    // A typo in the confirmation is refused next to the field, and nothing is deleted.
+    problems.allowConsoleError(({ text }) => /status of 400\b/.test(text));
+    await form.getByLabel("Type your email address to confirm").fill(`x${account.email}`);
+    await expect(async () => {
+      const answer = await submit(page, form.getByRole("button", { name: "Delete my account" }), "delete_account");
+      expect(answer.status()).toBe(400);
+    }).toPass();
+    await expect(page.locator("#delete-confirm-email-error")).toContainText("Type your account's email address");
+
+    await form.getByLabel("Your password", { exact: true }).fill(account.password);
+    await form.getByLabel("Type your email address to confirm").fill(account.email);
+    await submit(page, form.getByRole("button", { name: "Delete my account" }), "delete_account");
+    await expect(page).toHaveURL(/\/goodbye$/);
+    await expect(page.locator("main h1")).toHaveText("Your account was deleted");
+    await expect(page.locator("header.site-header a.nav-sign-in")).toBeVisible();
+    await waitForEmail(account.email, { subjectIncludes: "Your Nest Egg account was deleted", after: started });
+
+    // Signing in again does not work.
+    await page.goto("/login");
+    await waitForHydration(page);
+    problems.allowConsoleError(({ text }) => /status of 400\b/.test(text));
+    const form2 = page.locator("form.login-form");
+    await form2.locator('input[name="email"]').fill(account.email);
+    await form2.locator('input[name="password"]').fill(account.password);
+    const answer = await submit(page, form2.getByRole("button", { name: "Sign in" }), "sign_in");
+    expect(answer.status()).toBe(400);
+    await expect(page.locator("form.login-form .form-error")).toContainText("don't match an account");
   });
 });
