@@ -12,6 +12,7 @@ use leptos_router::{
 
 use crate::components::layout::Layout;
 use crate::pages::auth::{
+    accept_terms::AcceptTermsPage,
     confirm_email_change::ConfirmEmailChangePage,
     forgot_password::ForgotPasswordPage,
     login::LoginPage,
@@ -24,6 +25,7 @@ use crate::pages::auth::{
 use crate::pages::settings::{
     account::{AccountDeletedPage, SettingsAccountPage},
     activity::SettingsActivityPage,
+    privacy::SettingsPrivacyPage,
     profile::SettingsProfilePage,
     security::SettingsSecurityPage,
     sessions::SettingsSessionsPage,
@@ -145,6 +147,12 @@ pub fn App() -> impl IntoView {
                             view=SettingsActivityPage
                         />
                         <Route ssr=SsrMode::InOrder path=route_path!(routes::NOT_ME, "/not-me") view=NotMePage />
+                        <Route ssr=SsrMode::InOrder path=route_path!(routes::ACCEPT_TERMS, "/accept-terms") view=AcceptTermsPage />
+                        <Route
+                            ssr=SsrMode::InOrder
+                            path=route_path!(routes::SETTINGS_PRIVACY, "/settings/privacy")
+                            view=SettingsPrivacyPage
+                        />
                         <Route
                             ssr=SsrMode::InOrder
                             path=route_path!(routes::SETTINGS_ACCOUNT, "/settings/account")

@@ -27,6 +27,9 @@ pub enum AppError {
     /// A sensitive action needs the password again (it was last entered too long ago).
     #[error("For your security, enter your password again to continue.")]
     ReauthRequired,
+    /// The terms or the privacy policy changed and this person has not accepted the new version yet.
+    #[error("Please review and accept the updated terms to continue.")]
+    ConsentRequired,
     /// The deployment requires two-factor authentication and this account has not set it up yet.
     #[error("Set up two-factor authentication to continue.")]
     MfaSetupRequired,
@@ -58,6 +61,7 @@ impl AppError {
             AppError::EmailNotVerified => "email_not_verified",
             AppError::ReauthRequired => "reauth_required",
             AppError::MfaSetupRequired => "mfa_setup_required",
+            AppError::ConsentRequired => "consent_required",
             AppError::Forbidden => "forbidden",
             AppError::NotFound => "not_found",
             AppError::RateLimited { .. } => "rate_limited",
@@ -74,6 +78,7 @@ impl AppError {
             AppError::EmailNotVerified => 403,
             AppError::ReauthRequired => 403,
             AppError::MfaSetupRequired => 403,
+            AppError::ConsentRequired => 403,
             AppError::Forbidden => 403,
             AppError::NotFound => 404,
             AppError::RateLimited { .. } => 429,

@@ -22,6 +22,9 @@ pub const SETTINGS_TWO_FACTOR: &str = "/settings/security/two-factor";
 pub const SETTINGS_SESSIONS: &str = "/settings/sessions";
 pub const SETTINGS_ACTIVITY: &str = "/settings/activity";
 pub const SETTINGS_ACCOUNT: &str = "/settings/account";
+pub const SETTINGS_PRIVACY: &str = "/settings/privacy";
+/// Asks for acceptance of updated terms or privacy policy after sign-in.
+pub const ACCEPT_TERMS: &str = "/accept-terms";
 /// Where a deleted account's browser lands.
 pub const ACCOUNT_DELETED: &str = "/goodbye";
 /// The second step of signing in, for accounts with two-factor authentication.

@@ -79,6 +79,19 @@ pub struct UserView {
     /// The deployment requires two-factor authentication and this person has not set it up: every
     /// page but the setup sends them there.
     pub mfa_setup_required: bool,
+    /// The terms or privacy policy changed since they last accepted: every page but the one asking
+    /// sends them there.
+    pub consent_required: bool,
+}
+
+/// One entry of the consent ledger.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsentView {
+    /// "Terms of service" or "Privacy policy".
+    pub document: String,
+    pub version: i32,
+    pub accepted: String,
+    pub ip: String,
 }
 
 /// The two-factor section of the security settings.

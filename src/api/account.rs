@@ -125,3 +125,54 @@ pub async fn delete_account(
     leptos_axum::redirect(crate::routes::ACCOUNT_DELETED);
     Ok(())
 }
+
+/// The caller's consent ledger: each document and version accepted, when and from where.
+#[server(prefix = "/api", endpoint = "consent_ledger")]
+pub async fn consent_ledger() -> Result<Vec<crate::types::ConsentView>, AppError> {
+    use crate::server::api_support as s;
+    use crate::server::services::consents;
+    let ctx = s::RequestContext::current().await?;
+    // Readable while acceptance is pending: it is what they would be deciding about.
+    let user = ctx.require_user_allowing_mfa_setup().await?;
+    let ledger = consents::ledger(&ctx.state, &user.id)
+        .await
+        .map_err(|err| s::internal("loading consents", &err))?;
+    Ok(ledger
+        .into_iter()
+        .map(|c| crate::types::ConsentView {
+            document: match c.document.as_str() {
+                consents::TERMS => "Terms of service".to_owned(),
+                consents::PRIVACY => "Privacy policy".to_owned(),
+                other => other.to_owned(),
+            },
+            version: c.version,
+            accepted: s::readable_date(c.accepted_at),
+            ip: c.ip,
+        })
+        .collect())
+}
+
+/// The documents that changed since the caller last accepted them ("terms", "privacy").
+#[server(prefix = "/api", endpoint = "outstanding_consents")]
+pub async fn outstanding_consents() -> Result<Vec<String>, AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    let user = ctx.require_user_allowing_mfa_setup().await?;
+    let documents = crate::server::services::consents::outstanding(&ctx.state, &user.id)
+        .await
+        .map_err(|err| s::internal("checking consents", &err))?;
+    Ok(documents.into_iter().map(str::to_owned).collect())
+}
+
+/// Accepts the versions in force of the terms and privacy policy, then goes home.
+#[server(prefix = "/api", endpoint = "accept_terms")]
+pub async fn accept_terms() -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    let user = ctx.require_user_allowing_mfa_setup().await?;
+    crate::server::services::consents::accept_current(&ctx.state, &ctx.meta, &user)
+        .await
+        .map_err(s::auth_error)?;
+    leptos_axum::redirect(crate::routes::HOME);
+    Ok(())
+}

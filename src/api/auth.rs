@@ -221,11 +221,13 @@ pub async fn current_user() -> Result<Option<UserView>, AppError> {
         return Ok(None);
     };
     let mfa_setup_required = ctx.mfa_setup_required(&user).await?;
+    let consent_required = ctx.consent_required(&user).await?;
     Ok(Some(UserView {
         display_name: user.display_name,
         email: user.email,
         email_verified: user.email_verified_at.is_some(),
         mfa_setup_required,
+        consent_required,
     }))
 }
 

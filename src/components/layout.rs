@@ -5,7 +5,7 @@ use leptos_router::components::A;
 use leptos_router::hooks::use_location;
 
 use crate::components::theme_toggle::ThemeToggle;
-use crate::components::user_menu::{AccountNav, MfaSetupGate, provide_session_user};
+use crate::components::user_menu::{AccountGate, AccountNav, provide_session_user};
 use crate::components::verification_banner::VerificationBanner;
 use crate::routes;
 
@@ -54,7 +54,7 @@ pub fn Layout(children: Children) -> impl IntoView {
                 </nav>
             </div>
         </header>
-        <MfaSetupGate />
+        <AccountGate />
         <VerificationBanner />
         <main id="main" class="site-main">
             {children()}

@@ -43,11 +43,12 @@ pub fn use_session_user() -> SessionUser {
     use_context::<SessionUser>().unwrap_or_else(provide_session_user)
 }
 
-/// Sends someone who must set up two-factor authentication (`REQUIRE_MFA`) to the setup page from
-/// every other page. The server refuses their other requests anyway (`mfa_setup_required`); this
-/// makes the way out obvious.
+/// Holds a signed-in person on one page until they have done what the deployment requires: accept
+/// updated terms (`/accept-terms`), then set up two-factor authentication (`REQUIRE_MFA`). The server
+/// refuses their other requests anyway (`consent_required`, `mfa_setup_required`); this makes the way
+/// out obvious. Deleting the account stays reachable: leaving is always possible.
 #[component]
-pub fn MfaSetupGate() -> impl IntoView {
+pub fn AccountGate() -> impl IntoView {
     let session = use_session_user();
     let location = use_location();
     // `Redirect` needs a matched route and this sits outside the routes, so redirect by hand: a 302 while
@@ -58,19 +59,32 @@ pub fn MfaSetupGate() -> impl IntoView {
             {move || {
                 let navigate = navigate.clone();
                 Suspend::new(async move {
-                    let required = matches!(
-                        session.resource().await, Ok(Some(user)) if user.mfa_setup_required
-                    );
-                    // The setup itself, and deleting the account (leaving is always possible).
-                    let exempt = [routes::SETTINGS_TWO_FACTOR, routes::SETTINGS_ACCOUNT];
-                    if required && !exempt.contains(&location.pathname.get().as_str()) {
+                    let Ok(Some(user)) = session.resource().await else {
+                        return;
+                    };
+                    let path = location.pathname.get();
+                    let target = if user.consent_required {
+                        let allowed = [
+                            routes::ACCEPT_TERMS,
+                            routes::TERMS,
+                            routes::PRIVACY,
+                            routes::SETTINGS_ACCOUNT,
+                        ];
+                        (!allowed.contains(&path.as_str())).then_some(routes::ACCEPT_TERMS)
+                    } else if user.mfa_setup_required {
+                        let allowed = [routes::SETTINGS_TWO_FACTOR, routes::SETTINGS_ACCOUNT];
+                        (!allowed.contains(&path.as_str())).then_some(routes::SETTINGS_TWO_FACTOR)
+                    } else {
+                        None
+                    };
+                    if let Some(target) = target {
                         #[cfg(feature = "ssr")]
                         {
                             let _ = &navigate;
-                            leptos_axum::redirect(routes::SETTINGS_TWO_FACTOR);
+                            leptos_axum::redirect(target);
                         }
                         #[cfg(not(feature = "ssr"))]
-                        navigate(routes::SETTINGS_TWO_FACTOR, Default::default());
+                        navigate(target, Default::default());
                     }
                 })
             }}

@@ -366,6 +366,9 @@ impl RequestContext {
     /// with `MfaSetupRequired` while `REQUIRE_MFA` applies to them and they have not set it up.
     pub async fn require_user(&self) -> Result<user::Model, AppError> {
         let user = self.require_user_allowing_mfa_setup().await?;
+        if self.consent_required(&user).await? {
+            return Err(AppError::ConsentRequired);
+        }
         if self.mfa_setup_required(&user).await? {
             return Err(AppError::MfaSetupRequired);
         }
@@ -376,6 +379,14 @@ impl RequestContext {
     /// setup itself, reading who is signed in, and signing out).
     pub async fn require_user_allowing_mfa_setup(&self) -> Result<user::Model, AppError> {
         self.user().await?.ok_or(AppError::Unauthenticated)
+    }
+
+    /// A newer version of the terms or the privacy policy waits for their acceptance.
+    pub async fn consent_required(&self, user: &user::Model) -> Result<bool, AppError> {
+        let outstanding = crate::server::services::consents::outstanding(&self.state, &user.id)
+            .await
+            .map_err(|err| internal("checking consents", &err))?;
+        Ok(!outstanding.is_empty())
     }
 
     pub async fn mfa_setup_required(&self, user: &user::Model) -> Result<bool, AppError> {

@@ -6,6 +6,7 @@ mod account_sessions;
 mod accounts;
 mod activity;
 mod cli;
+mod consents;
 mod csrf;
 mod deletion;
 mod edge;

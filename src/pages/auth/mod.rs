@@ -1,6 +1,7 @@
 //! Pages for getting into an account: register, confirm the address, sign in, reset a forgotten
 //! password, and confirm a new email address.
 
+pub mod accept_terms;
 pub mod confirm_email_change;
 pub mod forgot_password;
 pub mod login;

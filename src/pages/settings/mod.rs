@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod activity;
+pub mod privacy;
 pub mod profile;
 pub mod security;
 pub mod sessions;
@@ -31,6 +32,9 @@ pub fn SettingsLayout(title: &'static str, children: Children) -> impl IntoView 
                 </A>
                 <A href=routes::SETTINGS_ACTIVITY attr:class="settings-nav-link">
                     "Activity"
+                </A>
+                <A href=routes::SETTINGS_PRIVACY attr:class="settings-nav-link">
+                    "Privacy"
                 </A>
                 <A href=routes::SETTINGS_ACCOUNT attr:class="settings-nav-link">
                     "Account"

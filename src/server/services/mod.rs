@@ -5,6 +5,7 @@ pub mod account;
 pub mod activity;
 pub mod audit;
 pub mod auth;
+pub mod consents;
 pub mod crypto;
 pub mod key_rotation;
 pub mod mfa;

@@ -1,0 +1,61 @@
+//! Shown right after sign-in when the terms or the privacy policy changed since the person accepted
+//! them: accept the new versions, or decline (sign out), with the way to delete the account first.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+
+use crate::api::account::{AcceptTerms, outstanding_consents};
+use crate::api::auth::SignOut;
+use crate::components::auth_forms::{FormError, SubmitButton, action_error, form_error};
+use crate::routes;
+
+#[component]
+pub fn AcceptTermsPage() -> impl IntoView {
+    let accept = ServerAction::<AcceptTerms>::new();
+    let decline = ServerAction::<SignOut>::new();
+    let error = action_error(accept);
+    let outstanding = Resource::new(|| (), |_| outstanding_consents());
+
+    view! {
+        <Title text="Updated terms — Nest Egg" />
+        <section class="form-card auth-card">
+            <h1>"We updated our terms"</h1>
+            <Transition fallback=|| view! { <p class="hint">"Loading…"</p> }>
+                {move || Suspend::new(async move {
+                    let documents = outstanding.await.unwrap_or_default();
+                    if documents.is_empty() {
+                        return view! {
+                            <p>"You have accepted the current versions. Nothing to do here."</p>
+                            <a class="button" href=routes::HOME>"Continue"</a>
+                        }
+                            .into_any();
+                    }
+                    view! {
+                        <p>"Please read what changed before you continue:"</p>
+                        <ul class="changed-documents">
+                            {documents.contains(&"terms".to_owned()).then(|| view! {
+                                <li><a href=routes::TERMS target="_blank">"Terms of service"</a></li>
+                            })}
+                            {documents.contains(&"privacy".to_owned()).then(|| view! {
+                                <li><a href=routes::PRIVACY target="_blank">"Privacy policy"</a></li>
+                            })}
+                        </ul>
+                        <ActionForm action=accept attr:class="accept-terms-form">
+                            <FormError message=form_error(error, &[]) />
+                            <SubmitButton label="Accept and continue" pending=accept.pending() />
+                        </ActionForm>
+                        <ActionForm action=decline attr:class="decline-terms-form">
+                            <button type="submit" class="button button-secondary">"Decline and sign out"</button>
+                        </ActionForm>
+                        <p class="hint">
+                            "Don't want to continue? You can "
+                            <a href=routes::SETTINGS_ACCOUNT>"delete your account"</a>
+                            " before you decline."
+                        </p>
+                    }
+                        .into_any()
+                })}
+            </Transition>
+        </section>
+    }
+}

@@ -1,0 +1,105 @@
+//! The consent ledger, and accepting updated terms before anything else after they change.
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+
+const PASSWORD: &str = "glacier Minnow 47 paperclip orbit";
+
+async fn json(app: &TestApp, function: &str) -> (u16, serde_json::Value) {
+    let response = app.call(function, &[]).await;
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn the_ledger_lists_what_was_accepted_when_and_from_where() {
+    let app = spawn_app().await;
+    app.register_verified("ana@example.org", PASSWORD).await;
+    app.sign_in("ana@example.org", PASSWORD).await;
+    let (status, ledger) = json(&app, "consent_ledger").await;
+    assert_eq!(status, 200);
+    let entries = ledger.as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    let documents: Vec<&str> = entries
+        .iter()
+        .map(|e| e["document"].as_str().unwrap())
+        .collect();
+    assert!(documents.contains(&"Terms of service"), "{documents:?}");
+    assert!(documents.contains(&"Privacy policy"), "{documents:?}");
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["version"] == 1 && e["ip"] == "127.0.0.1")
+    );
+    assert_eq!(entries[0]["accepted"], "22 November 2026 at 12:00 UTC");
+    assert_eq!(
+        json(&app, "current_user").await.1["consent_required"],
+        false
+    );
+}
+
+#[tokio::test]
+async fn updated_terms_must_be_accepted_before_anything_else() {
+    let app = spawn_app_with(|v| {
+        v.insert("TERMS_VERSION".into(), "2".into());
+    })
+    .await;
+    app.register_verified("ben@example.org", PASSWORD).await;
+    // Ben accepted version 1 of the terms, before they changed.
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &app.app_db,
+        "UPDATE consents SET version = 1 WHERE document = 'terms'",
+    )
+    .await
+    .unwrap();
+    app.sign_in("ben@example.org", PASSWORD).await;
+
+    assert_eq!(json(&app, "current_user").await.1["consent_required"], true);
+    assert_eq!(
+        json(&app, "outstanding_consents").await.1,
+        serde_json::json!(["terms"])
+    );
+    let (status, error) = json(&app, "list_sessions").await;
+    assert_eq!(status, 403);
+    assert_eq!(error["code"], "consent_required");
+    // Pages send him to the question (the documents themselves stay readable).
+    for (path, redirected) in [("/settings/profile", true), ("/", true), ("/terms", false)] {
+        let response = app
+            .client
+            .get(app.url(path))
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if redirected {
+            assert_eq!(location.as_deref(), Some("/accept-terms"), "{path}");
+        } else {
+            assert_eq!(response.status(), 200, "{path}");
+        }
+    }
+
+    let response = app.call("accept_terms", &[]).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        json(&app, "current_user").await.1["consent_required"],
+        false
+    );
+    assert_eq!(json(&app, "list_sessions").await.0, 200);
+    let ledger = json(&app, "consent_ledger").await.1;
+    assert_eq!(ledger[0]["document"], "Terms of service");
+    assert_eq!(ledger[0]["version"], 2);
+    assert_eq!(ledger.as_array().unwrap().len(), 3, "the old entry is kept");
+    assert_eq!(
+        app.count("security_events WHERE kind = 'consent_accepted'")
+            .await,
+        1
+    );
+}
