@@ -6,6 +6,7 @@ mod m20261122_000001_create_sessions;
 mod m20261122_000002_create_accounts;
 mod m20261122_000003_session_owner;
 mod m20261122_000004_two_factor;
+mod m20261122_000005_known_devices;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000002_create_accounts::Migration),
             Box::new(m20261122_000003_session_owner::Migration),
             Box::new(m20261122_000004_two_factor::Migration),
+            Box::new(m20261122_000005_known_devices::Migration),
         ]
     }
 }

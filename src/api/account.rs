@@ -107,8 +107,8 @@ pub async fn delete_account(
     use crate::server::api_support as s;
     use crate::server::services::account::{self, Deletion};
     let ctx = s::RequestContext::current().await?;
-    // Allowed even while two-factor setup is required: leaving must always be possible.
-    let user = ctx.require_user_allowing_mfa_setup().await?;
+    // Allowed whatever the account still owes (terms, two-factor setup): leaving is always possible.
+    let user = ctx.require_user_ungated().await?;
     ctx.rate_limit(s::Limit::Mfa)?;
     let input = Deletion {
         password: &password,
@@ -133,7 +133,7 @@ pub async fn consent_ledger() -> Result<Vec<crate::types::ConsentView>, AppError
     use crate::server::services::consents;
     let ctx = s::RequestContext::current().await?;
     // Readable while acceptance is pending: it is what they would be deciding about.
-    let user = ctx.require_user_allowing_mfa_setup().await?;
+    let user = ctx.require_user_ungated().await?;
     let ledger = consents::ledger(&ctx.state, &user.id)
         .await
         .map_err(|err| s::internal("loading consents", &err))?;
@@ -157,7 +157,7 @@ pub async fn consent_ledger() -> Result<Vec<crate::types::ConsentView>, AppError
 pub async fn outstanding_consents() -> Result<Vec<String>, AppError> {
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
-    let user = ctx.require_user_allowing_mfa_setup().await?;
+    let user = ctx.require_user_ungated().await?;
     let documents = crate::server::services::consents::outstanding(&ctx.state, &user.id)
         .await
         .map_err(|err| s::internal("checking consents", &err))?;
@@ -169,7 +169,7 @@ pub async fn outstanding_consents() -> Result<Vec<String>, AppError> {
 pub async fn accept_terms() -> Result<(), AppError> {
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
-    let user = ctx.require_user_allowing_mfa_setup().await?;
+    let user = ctx.require_user_ungated().await?;
     crate::server::services::consents::accept_current(&ctx.state, &ctx.meta, &user)
         .await
         .map_err(s::auth_error)?;

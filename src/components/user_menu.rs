@@ -68,11 +68,23 @@ pub fn AccountGate() -> impl IntoView {
                             routes::ACCEPT_TERMS,
                             routes::TERMS,
                             routes::PRIVACY,
+                            routes::SETTINGS_PRIVACY,
                             routes::SETTINGS_ACCOUNT,
+                            routes::NOT_ME,
+                            routes::RESET_PASSWORD,
+                            routes::VERIFY_EMAIL,
+                            routes::CONFIRM_EMAIL_CHANGE,
                         ];
                         (!allowed.contains(&path.as_str())).then_some(routes::ACCEPT_TERMS)
                     } else if user.mfa_setup_required {
-                        let allowed = [routes::SETTINGS_TWO_FACTOR, routes::SETTINGS_ACCOUNT];
+                        let allowed = [
+                            routes::SETTINGS_TWO_FACTOR,
+                            routes::SETTINGS_ACCOUNT,
+                            routes::NOT_ME,
+                            routes::RESET_PASSWORD,
+                            routes::VERIFY_EMAIL,
+                            routes::CONFIRM_EMAIL_CHANGE,
+                        ];
                         (!allowed.contains(&path.as_str())).then_some(routes::SETTINGS_TWO_FACTOR)
                     } else {
                         None

@@ -378,6 +378,16 @@ impl RequestContext {
     /// The signed-in person, even if they still have to set up two-factor authentication (for the
     /// setup itself, reading who is signed in, and signing out).
     pub async fn require_user_allowing_mfa_setup(&self) -> Result<user::Model, AppError> {
+        let user = self.require_user_ungated().await?;
+        if self.consent_required(&user).await? {
+            return Err(AppError::ConsentRequired);
+        }
+        Ok(user)
+    }
+
+    /// The signed-in person with no gate at all: only for answering the gates themselves (accepting
+    /// updated terms, reading what was accepted) and for deleting the account.
+    pub async fn require_user_ungated(&self) -> Result<user::Model, AppError> {
         self.user().await?.ok_or(AppError::Unauthenticated)
     }
 

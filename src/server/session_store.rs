@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, DatabaseConnection, EntityTrait as _, QueryFilter as _,
     SqlErr,
@@ -150,20 +149,18 @@ impl SessionStore for DbSessionStore {
         }
     }
 
+    /// Updates an existing session only. New and re-keyed sessions go through `create`; a row that is
+    /// gone was ended (signed out elsewhere, revoked, swept), and a request that was already in flight
+    /// for it must not bring it back by saving at its end.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        let model = self.active_model(record)?;
-        session::Entity::insert(model)
-            .on_conflict(
-                OnConflict::column(session::Column::IdHash)
-                    .update_columns([
-                        session::Column::Data,
-                        session::Column::ExpiresAt,
-                        session::Column::UpdatedAt,
-                        session::Column::UserId,
-                    ])
-                    .to_owned(),
-            )
-            .exec_without_returning(&self.db)
+        let mut model = self.active_model(record)?;
+        // The key and the start stay as they were.
+        model.id_hash = sea_orm::ActiveValue::NotSet;
+        model.created_at = sea_orm::ActiveValue::NotSet;
+        session::Entity::update_many()
+            .set(model)
+            .filter(session::Column::IdHash.eq(hash_id(&record.id)))
+            .exec(&self.db)
             .await
             .map_err(backend)?;
         Ok(())

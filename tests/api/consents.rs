@@ -86,6 +86,13 @@ async fn updated_terms_must_be_accepted_before_anything_else() {
         }
     }
 
+    // Two-factor settings are behind the question too.
+    assert_eq!(
+        json(&app, "two_factor_status").await.1["code"],
+        "consent_required"
+    );
+    assert_eq!(json(&app, "start_two_factor_setup").await.0, 403);
+
     let response = app.call("accept_terms", &[]).await;
     assert_eq!(response.status(), 200);
     assert_eq!(

@@ -129,11 +129,13 @@ async fn a_sole_member_takes_their_household_and_every_row_with_them() {
     assert_eq!(body(wrong_password).await["field"], "password");
     assert_eq!(app.count(&format!("users WHERE id = '{ana}'")).await, 1);
 
-    let done = delete(
-        &app,
-        &[("password", PASSWORD), ("confirm_email", "Ana@Example.org")],
-    )
-    .await;
+    let done = app
+        .post_same_origin("/api/delete_account")
+        .header("user-agent", "AnasBrowser/1.0")
+        .form(&[("password", PASSWORD), ("confirm_email", "Ana@Example.org")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(done.status(), 200);
     assert_eq!(
         done.headers().get("location").and_then(|v| v.to_str().ok()),
@@ -159,6 +161,12 @@ async fn a_sole_member_takes_their_household_and_every_row_with_them() {
         app.count("security_events WHERE kind = 'account_deleted' AND user_id IS NULL")
             .await,
         1
+    );
+    assert_eq!(
+        app.count("security_events WHERE kind = 'account_deleted' AND user_agent = ''")
+            .await,
+        1,
+        "recorded without the request's browser (AnasBrowser/1.0)"
     );
     let trail = app
         .count(&format!("security_events WHERE details LIKE '%{ana}%'"))

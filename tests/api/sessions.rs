@@ -161,3 +161,19 @@ async fn production_session_cookies_are_secure_and_host_prefixed() {
         "__Host- cookies carry no Domain"
     );
 }
+
+#[tokio::test]
+async fn saving_a_session_that_was_ended_does_not_bring_it_back() {
+    // A request still in flight for a session that was signed out elsewhere saves it at its end.
+    let app = spawn_app().await;
+    let store = DbSessionStore::new(app.app_db.clone(), Arc::new(app.clock.clone()));
+    let now = nestegg::server::clock::Clock::now(&app.clock);
+    let mut rec = record(time::Duration::minutes(30), now);
+    store.create(&mut rec).await.unwrap();
+    session::Entity::delete_by_id(hash_id(&rec.id))
+        .exec(&app.app_db)
+        .await
+        .unwrap();
+    store.save(&rec).await.unwrap();
+    assert!(store.load(&rec.id).await.unwrap().is_none());
+}

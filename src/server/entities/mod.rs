@@ -5,6 +5,7 @@ pub mod backup_code;
 pub mod consent;
 pub mod household;
 pub mod household_member;
+pub mod known_device;
 pub mod login_throttle;
 pub mod outbox_email;
 pub mod security_event;

@@ -9,7 +9,7 @@
 use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
 
 use crate::server::api_support::RequestMeta;
-use crate::server::entities::{household, household_member, outbox_email, user};
+use crate::server::entities::{household, household_member, login_throttle, outbox_email, user};
 use crate::server::mail::Template;
 use crate::server::services::audit::Event;
 use crate::server::services::auth::{self, AuthError, commit_with_event, invalid, now};
@@ -101,9 +101,13 @@ pub async fn delete_account(
         name: account.display_name.clone(),
     };
     outbox::enqueue(&txn, state, now, &account.email, &template).await?;
+    login_throttle::Entity::delete_by_id(auth::throttle_key(state, &account.email))
+        .exec(&txn)
+        .await?;
     let pseudonym = hash_token(&state.settings.secret_key, "deleted-account", &account.id);
     let event = Event::new("account_deleted")
         .detail("subject", pseudonym)
         .detail("households_deleted", households_deleted);
-    commit_with_event(txn, state, meta, now, event).await
+    // Recorded without the request's address and browser: the trail keeps no personal data.
+    commit_with_event(txn, state, &RequestMeta::internal(), now, event).await
 }

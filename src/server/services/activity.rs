@@ -111,6 +111,14 @@ pub fn describe(kind: &str, details: &serde_json::Value) -> String {
             Some(n) => format!("Signed out {n} other sessions"),
             None => "Signed out the other sessions".to_owned(),
         },
+        "new_device_sign_in" => match text("device") {
+            "" => "Signed in from a new browser or place (we emailed you)".to_owned(),
+            device => format!("Signed in from a new browser or place: {device} (we emailed you)"),
+        },
+        "sign_in_reported" => {
+            "Reported a sign-in as not yours: every session was signed out".to_owned()
+        }
+        "consent_accepted" => "Accepted the updated terms".to_owned(),
         other => other.replace('_', " "),
     }
 }

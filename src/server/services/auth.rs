@@ -280,7 +280,7 @@ pub(super) async fn commit_with_event(
     Ok(())
 }
 
-pub(super) fn throttle_key(state: &AppState, email: &str) -> String {
+pub(crate) fn throttle_key(state: &AppState, email: &str) -> String {
     hash_token(&state.settings.secret_key, "login-throttle", email)
 }
 
@@ -976,10 +976,16 @@ pub(super) async fn void_all_tokens<C: ConnectionTrait>(
     user_id: &str,
     now: i64,
 ) -> Result<(), DbErr> {
+    // Except "this wasn't me" links: someone who took the account over must not be able to disarm
+    // them by changing the password.
     account_token::Entity::update_many()
         .col_expr(account_token::Column::UsedAt, now.into())
         .filter(account_token::Column::UserId.eq(user_id))
         .filter(account_token::Column::UsedAt.is_null())
+        .filter(
+            account_token::Column::Purpose
+                .ne(crate::server::services::sign_in_alerts::PURPOSE_NOT_ME),
+        )
         .exec(db)
         .await?;
     Ok(())

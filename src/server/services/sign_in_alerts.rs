@@ -3,19 +3,19 @@
 //! session, makes the password unusable until it is reset, and sends a reset link.
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _, QueryOrder as _,
-    QuerySelect as _,
+    ActiveValue::Set, ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _,
 };
 
 use crate::routes;
 use crate::server::api_support::{RequestMeta, readable_date};
-use crate::server::entities::{security_event, user};
+use crate::server::entities::{known_device, user};
 use crate::server::mail::Template;
 use crate::server::services::audit::Event;
 use crate::server::services::auth::{
     AuthError, PURPOSE_RESET, RESET_TTL_SECS, commit_with_event, consume_token, issue_token, link,
     now, void_all_tokens,
 };
+use crate::server::services::crypto::hash_token;
 use crate::server::services::outbox;
 use crate::server::services::sessions::describe_agent;
 use crate::server::session_store::DbSessionStore;
@@ -23,12 +23,10 @@ use crate::server::state::AppState;
 
 pub const PURPOSE_NOT_ME: &str = "not_me";
 const NOT_ME_TTL_SECS: i64 = 24 * 3600;
-/// How many earlier sign-ins are compared (the recent past is what "seen before" means).
-const HISTORY: u64 = 500;
 
-/// After a completed sign-in (already recorded as a `sign_in` event): emails the owner when this
-/// browser and address have not signed in to the account before. The very first sign-in of an
-/// account has nothing to compare with and sends nothing.
+/// After a completed sign-in: remembers this browser and address for the account and, when they are
+/// new and the account has signed in before, emails the owner. The unique key of `known_devices`
+/// decides "new", so sign-ins racing each other from the same new device send exactly one email.
 pub async fn after_sign_in(
     state: &AppState,
     meta: &RequestMeta,
@@ -36,27 +34,31 @@ pub async fn after_sign_in(
 ) -> Result<(), AuthError> {
     let device = describe_agent(&meta.user_agent);
     let ip = meta.ip.to_string();
-    let earlier = security_event::Entity::find()
-        .filter(security_event::Column::UserId.eq(&account.id))
-        .filter(security_event::Column::Kind.eq("sign_in"))
-        .order_by_desc(security_event::Column::Id)
-        .limit(HISTORY + 1)
-        .all(&state.db)
-        .await?;
-    // The newest is the sign-in just recorded.
-    let earlier = earlier.get(1..).unwrap_or_default();
-    if earlier.is_empty() {
-        return Ok(());
-    }
-    let seen = earlier.iter().any(|event| {
-        event.ip.as_deref() == Some(ip.as_str())
-            && describe_agent(event.user_agent.as_deref().unwrap_or_default()) == device
-    });
-    if seen {
-        return Ok(());
-    }
+    let fingerprint = hash_token(
+        &state.settings.secret_key,
+        "known-device",
+        &format!("{device}\n{ip}"),
+    );
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
+    let known_before = known_device::Entity::find()
+        .filter(known_device::Column::UserId.eq(&account.id))
+        .count(&txn)
+        .await?;
+    let inserted = known_device::Entity::insert(known_device::ActiveModel {
+        user_id: Set(account.id.clone()),
+        fingerprint: Set(fingerprint),
+        first_seen_at: Set(now),
+    })
+    .on_conflict_do_nothing()
+    .exec_without_returning(&txn)
+    .await?;
+    let new_device = matches!(inserted, sea_orm::TryInsertResult::Inserted(1));
+    if !new_device || known_before == 0 {
+        // Seen before, or the account's first device: nothing to tell.
+        txn.commit().await?;
+        return Ok(());
+    }
     let token = issue_token(
         &txn,
         state,
@@ -109,6 +111,11 @@ pub async fn report(state: &AppState, meta: &RequestMeta, token: &str) -> Result
     .await?;
     DbSessionStore::revoke_user(&txn, &account.id, None).await?;
     void_all_tokens(&txn, &account.id, now).await?;
+    // Whoever signed in must set off the alert again if they ever get back in.
+    known_device::Entity::delete_many()
+        .filter(known_device::Column::UserId.eq(&account.id))
+        .exec(&txn)
+        .await?;
     let reset = issue_token(
         &txn,
         state,
