@@ -172,7 +172,8 @@ async fn a_sole_member_takes_their_household_and_every_row_with_them() {
         .count(&format!("security_events WHERE details LIKE '%{ana}%'"))
         .await;
     assert_eq!(trail, 0, "the trail does not name the deleted account");
-    let mail = app.emails_to("ana@example.org", 1).await;
+    // The confirmation link, then the receipt.
+    let mail = app.emails_to("ana@example.org", 2).await;
     assert!(
         mail.iter()
             .any(|m| m.subject == "Your Nest Egg account was deleted")
