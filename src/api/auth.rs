@@ -167,6 +167,19 @@ pub async fn change_password(
     Ok(())
 }
 
+/// Changes the name shown in Nest Egg.
+#[server(prefix = "/api", endpoint = "change_display_name")]
+pub async fn change_display_name(display_name: String) -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    let user = ctx.require_user().await?;
+    crate::server::services::auth::change_display_name(&ctx.state, &ctx.meta, &user, &display_name)
+        .await
+        .map_err(s::auth_error)?;
+    s::redirect_back_done("change_display_name");
+    Ok(())
+}
+
 /// Starts an email change: a link goes to the new address, a notice to the current one.
 #[server(prefix = "/api", endpoint = "change_email")]
 pub async fn change_email(password: String, new_email: String) -> Result<(), AppError> {

@@ -131,3 +131,53 @@ async fn long_timelines_come_twenty_to_a_page() {
     // Page 0 or nonsense is page 1.
     assert_eq!(activity(&app, &client, "0").await["page"], 1);
 }
+
+#[tokio::test]
+async fn the_display_name_can_be_changed_with_a_clear_error_when_it_is_not_acceptable() {
+    let app = crate::helpers::spawn_app().await;
+    app.register_verified("lee@example.org", PASSWORD).await;
+    let client = signed_in_client(&app, "lee@example.org").await;
+    for (input, why) in [
+        ("   ", "Enter the name"),
+        (&"x".repeat(81) as &str, "at most 80"),
+        ("Lee\u{7}", "Use letters"),
+    ] {
+        let response = call(
+            &app,
+            &client,
+            "change_display_name",
+            &[("display_name", input)],
+        )
+        .await;
+        assert_eq!(response.status(), 400, "{input:?}");
+        let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+        assert_eq!(body["field"], "display_name");
+        assert!(body["message"].as_str().unwrap().contains(why), "{body}");
+    }
+    let response = call(
+        &app,
+        &client,
+        "change_display_name",
+        &[("display_name", "  Lee <Admin> Park ")],
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let me = call(&app, &client, "current_user", &[]).await;
+    let me: Value = serde_json::from_str(&me.text().await.unwrap()).unwrap();
+    assert_eq!(me["display_name"], "Lee <Admin> Park");
+    // Shown escaped in the page, never as markup.
+    let page = client
+        .get(app.url("/settings/profile"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Lee &lt;Admin&gt; Park"));
+    assert!(!page.contains("<Admin>"));
+    assert_eq!(
+        whats(&activity(&app, &client, "1").await)[0],
+        "Changed the display name"
+    );
+}

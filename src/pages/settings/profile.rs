@@ -3,7 +3,7 @@
 use leptos::prelude::*;
 use leptos_meta::Title;
 
-use crate::api::auth::ChangeEmail;
+use crate::api::auth::{ChangeDisplayName, ChangeEmail};
 use crate::components::auth_forms::{
     FormError, FormSuccess, PasswordField, SubmitButton, TextField, action_error, action_succeeded,
     field_error, form_error,
@@ -21,6 +21,7 @@ pub fn SettingsProfilePage() -> impl IntoView {
     let session = use_session_user();
     // Outside the `Suspend`, so the action (and its result) outlives a reload of the person.
     let change_email = ServerAction::<ChangeEmail>::new();
+    let rename = ServerAction::<ChangeDisplayName>::new();
 
     view! {
         <Title text="Profile — Nest Egg" />
@@ -29,7 +30,7 @@ pub fn SettingsProfilePage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match session.resource().await {
                         Ok(Some(user)) => {
-                            view! { <ProfileSettings user=user change_email=change_email /> }
+                            view! { <ProfileSettings user=user change_email=change_email rename=rename /> }
                                 .into_any()
                         }
                         Ok(None) => view! { <SignInPrompt next=routes::SETTINGS_PROFILE /> }.into_any(),
@@ -42,10 +43,15 @@ pub fn SettingsProfilePage() -> impl IntoView {
 }
 
 #[component]
-fn ProfileSettings(user: UserView, change_email: ServerAction<ChangeEmail>) -> impl IntoView {
+fn ProfileSettings(
+    user: UserView,
+    change_email: ServerAction<ChangeEmail>,
+    rename: ServerAction<ChangeDisplayName>,
+) -> impl IntoView {
     let error = action_error(change_email);
     let sent = action_succeeded(change_email);
     let form_ref = NodeRef::<leptos::html::Form>::new();
+    let display_name = user.display_name.clone();
 
     // After a successful request, empty the form: the password must not stay in the page.
     Effect::new(move |_| {
@@ -72,6 +78,7 @@ fn ProfileSettings(user: UserView, change_email: ServerAction<ChangeEmail>) -> i
                 </dd>
             </dl>
         </section>
+        <DisplayNameForm current=display_name rename=rename />
         <section class="settings-section">
             <h2>"Change email address"</h2>
             <p class="hint">
@@ -100,6 +107,49 @@ fn ProfileSettings(user: UserView, change_email: ServerAction<ChangeEmail>) -> i
                     error=field_error(error, "password")
                 />
                 <SubmitButton label="Change email address" pending=change_email.pending() />
+            </ActionForm>
+        </section>
+    }
+}
+
+/// Renaming: the field starts with the current name; the header shows the new one after saving.
+#[component]
+fn DisplayNameForm(current: String, rename: ServerAction<ChangeDisplayName>) -> impl IntoView {
+    let error = action_error(rename);
+    let saved = action_succeeded(rename);
+    // The header shows the name too: reload the person once the new name is saved.
+    let session = crate::components::user_menu::use_session_user();
+    Effect::new(move |previous: Option<usize>| {
+        let version = rename.version().get();
+        if previous.is_some_and(|p| p != version) && saved.get_untracked() {
+            session.refetch();
+        }
+        version
+    });
+    view! {
+        <section class="settings-section">
+            <h2>"Display name"</h2>
+            {move || saved.get().then(|| view! { <FormSuccess message="Your display name was changed." /> })}
+            <ActionForm action=rename attr:class="change-display-name-form">
+                <FormError message=form_error(error, &["display_name"]) />
+                <div class="field">
+                    <label for="profile-display-name">"Name shown in Nest Egg"</label>
+                    <input
+                        id="profile-display-name"
+                        name="display_name"
+                        type="text"
+                        autocomplete="name"
+                        maxlength="80"
+                        required=true
+                        value=current
+                        aria-invalid=move || field_error(error, "display_name").with(Option::is_some).then_some("true")
+                        aria-describedby="profile-display-name-error"
+                    />
+                    <p class="field-error" id="profile-display-name-error" role="alert">
+                        {move || field_error(error, "display_name").get()}
+                    </p>
+                </div>
+                <SubmitButton label="Save name" pending=rename.pending() />
             </ActionForm>
         </section>
     }

@@ -119,6 +119,7 @@ pub fn describe(kind: &str, details: &serde_json::Value) -> String {
             "Reported a sign-in as not yours: every session was signed out".to_owned()
         }
         "consent_accepted" => "Accepted the updated terms".to_owned(),
+        "display_name_changed" => "Changed the display name".to_owned(),
         other => other.replace('_', " "),
     }
 }
