@@ -1176,6 +1176,35 @@ pub async fn password_strength(
     })
 }
 
+/// Renames the account (shown escaped everywhere; never in email subjects).
+pub async fn change_display_name(
+    state: &AppState,
+    meta: &RequestMeta,
+    account: &user::Model,
+    input: &str,
+) -> Result<(), AuthError> {
+    let name = parse_display_name(input)?;
+    if name == account.display_name {
+        return Ok(());
+    }
+    let now = now(state);
+    let txn = crate::server::db::begin_write(&state.db).await?;
+    user::Entity::update_many()
+        .col_expr(user::Column::DisplayName, name.into())
+        .col_expr(user::Column::UpdatedAt, now.into())
+        .filter(user::Column::Id.eq(&account.id))
+        .exec(&txn)
+        .await?;
+    commit_with_event(
+        txn,
+        state,
+        meta,
+        now,
+        Event::new("display_name_changed").user(&account.id),
+    )
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1218,33 +1247,4 @@ mod tests {
     fn masked_emails_keep_only_the_first_letter() {
         assert_eq!(mask_email("jane@example.org"), "j•••@example.org");
     }
-}
-
-/// Renames the account (shown escaped everywhere; never in email subjects).
-pub async fn change_display_name(
-    state: &AppState,
-    meta: &RequestMeta,
-    account: &user::Model,
-    input: &str,
-) -> Result<(), AuthError> {
-    let name = parse_display_name(input)?;
-    if name == account.display_name {
-        return Ok(());
-    }
-    let now = now(state);
-    let txn = crate::server::db::begin_write(&state.db).await?;
-    user::Entity::update_many()
-        .col_expr(user::Column::DisplayName, name.into())
-        .col_expr(user::Column::UpdatedAt, now.into())
-        .filter(user::Column::Id.eq(&account.id))
-        .exec(&txn)
-        .await?;
-    commit_with_event(
-        txn,
-        state,
-        meta,
-        now,
-        Event::new("display_name_changed").user(&account.id),
-    )
-    .await
 }
