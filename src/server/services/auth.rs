@@ -76,7 +76,7 @@ pub const PURPOSE_VERIFY: &str = "verify_email";
 pub const PURPOSE_RESET: &str = "reset_password";
 pub const PURPOSE_CHANGE_EMAIL: &str = "change_email";
 const VERIFY_TTL_SECS: i64 = 24 * 3600;
-pub(super) const RESET_TTL_SECS: i64 = 3600;
+const RESET_TTL_SECS: i64 = 3600;
 const CHANGE_EMAIL_TTL_SECS: i64 = 24 * 3600;
 const RESEND_COOLDOWN_SECS: i64 = 60;
 const RESENDS_PER_HOUR: u64 = 5;
@@ -875,8 +875,26 @@ async fn send_password_reset(
     }
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
+    enqueue_reset_link(&txn, state, &account, now).await?;
+    commit_with_event(
+        txn,
+        state,
+        meta,
+        now,
+        Event::new("password_reset_requested").user(&account.id),
+    )
+    .await
+}
+
+/// Issues a reset link (voiding earlier ones) and puts its email in the outbox, within `txn`.
+pub(super) async fn enqueue_reset_link(
+    txn: &DatabaseTransaction,
+    state: &AppState,
+    account: &user::Model,
+    now: i64,
+) -> Result<(), AuthError> {
     let token = issue_token(
-        &txn,
+        txn,
         state,
         &account.id,
         PURPOSE_RESET,
@@ -889,15 +907,8 @@ async fn send_password_reset(
         name: account.display_name.clone(),
         link: link(state, routes::RESET_PASSWORD, &token),
     };
-    outbox::enqueue(&txn, state, now, &account.email, &template).await?;
-    commit_with_event(
-        txn,
-        state,
-        meta,
-        now,
-        Event::new("password_reset_requested").user(&account.id),
-    )
-    .await
+    outbox::enqueue(txn, state, now, &account.email, &template).await?;
+    Ok(())
 }
 
 pub async fn reset_password(

@@ -421,16 +421,7 @@ pub async fn complete_sign_in(
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
     if let Factor::BackupCode { remaining } = factor {
-        let template = Template::BackupCodeUsed {
-            name: account.display_name.clone(),
-            remaining,
-            settings_link: settings_link(state),
-        };
-        outbox::enqueue(&txn, state, now, &account.email, &template).await?;
-        let event = Event::new("mfa_backup_code_used")
-            .user(&account.id)
-            .detail("remaining", remaining);
-        audit::record(&txn, meta, now, event).await?;
+        backup_code_used(&txn, state, meta, &account, remaining, now).await?;
     }
     let event = Event::new("sign_in")
         .user(&account.id)
@@ -459,17 +450,32 @@ pub async fn reauthenticate(
     if let Factor::BackupCode { remaining } = factor {
         let now = now(state);
         let txn = crate::server::db::begin_write(&state.db).await?;
-        let template = Template::BackupCodeUsed {
-            name: account.display_name.clone(),
-            remaining,
-            settings_link: settings_link(state),
-        };
-        outbox::enqueue(&txn, state, now, &account.email, &template).await?;
-        let event = Event::new("mfa_backup_code_used")
-            .user(&account.id)
-            .detail("remaining", remaining);
-        commit_with_event(txn, state, meta, now, event).await?;
+        backup_code_used(&txn, state, meta, account, remaining, now).await?;
+        txn.commit().await?;
+        state.mail_wakeup.notify_one();
     }
+    Ok(())
+}
+
+/// A backup code was spent: the owner is told how many are left, and the trail records it.
+async fn backup_code_used(
+    txn: &sea_orm::DatabaseTransaction,
+    state: &AppState,
+    meta: &RequestMeta,
+    account: &user::Model,
+    remaining: u32,
+    now: i64,
+) -> Result<(), AuthError> {
+    let template = Template::BackupCodeUsed {
+        name: account.display_name.clone(),
+        remaining,
+        settings_link: settings_link(state),
+    };
+    outbox::enqueue(txn, state, now, &account.email, &template).await?;
+    let event = Event::new("mfa_backup_code_used")
+        .user(&account.id)
+        .detail("remaining", remaining);
+    audit::record(txn, meta, now, event).await?;
     Ok(())
 }
 

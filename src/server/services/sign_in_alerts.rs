@@ -12,8 +12,8 @@ use crate::server::entities::{known_device, user};
 use crate::server::mail::Template;
 use crate::server::services::audit::Event;
 use crate::server::services::auth::{
-    AuthError, PURPOSE_RESET, RESET_TTL_SECS, commit_with_event, consume_token, issue_token, link,
-    now, void_all_tokens,
+    AuthError, commit_with_event, consume_token, enqueue_reset_link, issue_token, link, now,
+    void_all_tokens,
 };
 use crate::server::services::crypto::hash_token;
 use crate::server::services::outbox;
@@ -116,21 +116,7 @@ pub async fn report(state: &AppState, meta: &RequestMeta, token: &str) -> Result
         .filter(known_device::Column::UserId.eq(&account.id))
         .exec(&txn)
         .await?;
-    let reset = issue_token(
-        &txn,
-        state,
-        &account.id,
-        PURPOSE_RESET,
-        None,
-        now,
-        RESET_TTL_SECS,
-    )
-    .await?;
-    let template = Template::PasswordReset {
-        name: account.display_name.clone(),
-        link: link(state, routes::RESET_PASSWORD, &reset),
-    };
-    outbox::enqueue(&txn, state, now, &account.email, &template).await?;
+    enqueue_reset_link(&txn, state, &account, now).await?;
     commit_with_event(
         txn,
         state,
