@@ -8,8 +8,7 @@ use crate::api::mfa::two_factor_summary;
 use crate::components::auth_forms::{
     FormError, PasswordField, SubmitButton, TextField, action_error, field_error, form_error,
 };
-use crate::components::user_menu::use_session_user;
-use crate::pages::settings::{LoadError, SettingsLayout, SignInPrompt};
+use crate::pages::settings::{SettingsLayout, SignedIn};
 use crate::routes;
 use crate::types::UserView;
 
@@ -17,20 +16,11 @@ const FIELDS: &[&str] = &["password", "code", "confirm_email"];
 
 #[component]
 pub fn SettingsAccountPage() -> impl IntoView {
-    let session = use_session_user();
     let delete = ServerAction::<DeleteAccount>::new();
     view! {
         <Title text="Account — Nest Egg" />
         <SettingsLayout title="Account">
-            <Transition fallback=|| view! { <p class="hint">"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match session.resource().await {
-                        Ok(Some(user)) => view! { <DeleteAccountForm user=user delete=delete /> }.into_any(),
-                        Ok(None) => view! { <SignInPrompt next=routes::SETTINGS_ACCOUNT /> }.into_any(),
-                        Err(error) => view! { <LoadError error=error /> }.into_any(),
-                    }
-                })}
-            </Transition>
+            <SignedIn next=routes::SETTINGS_ACCOUNT render=move |user| { view! { <DeleteAccountForm user=user delete=delete /> }.into_any() } />
         </SettingsLayout>
     }
 }

@@ -5,25 +5,15 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::account::security_activity;
-use crate::components::user_menu::use_session_user;
-use crate::pages::settings::{LoadError, SettingsLayout, SignInPrompt};
+use crate::pages::settings::{LoadError, SettingsLayout, SignedIn};
 use crate::routes;
 
 #[component]
 pub fn SettingsActivityPage() -> impl IntoView {
-    let session = use_session_user();
     view! {
         <Title text="Security activity — Nest Egg" />
         <SettingsLayout title="Security activity">
-            <Transition fallback=|| view! { <p class="hint">"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match session.resource().await {
-                        Ok(Some(_)) => view! { <ActivityList /> }.into_any(),
-                        Ok(None) => view! { <SignInPrompt next=routes::SETTINGS_ACTIVITY /> }.into_any(),
-                        Err(error) => view! { <LoadError error=error /> }.into_any(),
-                    }
-                })}
-            </Transition>
+            <SignedIn next=routes::SETTINGS_ACTIVITY render=move |_| { view! { <ActivityList /> }.into_any() } />
         </SettingsLayout>
     }
 }

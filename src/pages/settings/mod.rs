@@ -12,8 +12,10 @@ pub mod two_factor;
 use leptos::prelude::*;
 use leptos_router::components::A;
 
+use crate::components::user_menu::use_session_user;
 use crate::error::AppError;
 use crate::routes;
+use crate::types::UserView;
 
 /// The frame around every settings page: the heading and the tabs between the pages.
 #[component]
@@ -45,6 +47,30 @@ pub fn SettingsLayout(title: &'static str, children: Children) -> impl IntoView 
                 {children()}
             </div>
         </div>
+    }
+}
+
+/// The body of a settings page: `render` with the signed-in person, the sign-in prompt (coming back
+/// to `next`) for visitors, or the error when the person could not be loaded.
+#[component]
+pub fn SignedIn<F>(next: &'static str, render: F) -> impl IntoView
+where
+    F: Fn(UserView) -> AnyView + Clone + Send + Sync + 'static,
+{
+    let session = use_session_user();
+    view! {
+        <Transition fallback=|| view! { <p class="hint">"Loading…"</p> }>
+            {move || {
+                let render = render.clone();
+                Suspend::new(async move {
+                    match session.resource().await {
+                        Ok(Some(user)) => render(user),
+                        Ok(None) => view! { <SignInPrompt next=next /> }.into_any(),
+                        Err(error) => view! { <LoadError error=error /> }.into_any(),
+                    }
+                })
+            }}
+        </Transition>
     }
 }
 

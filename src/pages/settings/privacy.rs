@@ -4,25 +4,15 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api::account::consent_ledger;
-use crate::components::user_menu::use_session_user;
-use crate::pages::settings::{LoadError, SettingsLayout, SignInPrompt};
+use crate::pages::settings::{LoadError, SettingsLayout, SignedIn};
 use crate::routes;
 
 #[component]
 pub fn SettingsPrivacyPage() -> impl IntoView {
-    let session = use_session_user();
     view! {
         <Title text="Privacy — Nest Egg" />
         <SettingsLayout title="Privacy">
-            <Transition fallback=|| view! { <p class="hint">"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match session.resource().await {
-                        Ok(Some(_)) => view! { <ConsentLedger /> }.into_any(),
-                        Ok(None) => view! { <SignInPrompt next=routes::SETTINGS_PRIVACY /> }.into_any(),
-                        Err(error) => view! { <LoadError error=error /> }.into_any(),
-                    }
-                })}
-            </Transition>
+            <SignedIn next=routes::SETTINGS_PRIVACY render=move |_| { view! { <ConsentLedger /> }.into_any() } />
         </SettingsLayout>
     }
 }

@@ -8,8 +8,7 @@ use crate::components::auth_forms::{
     FormError, FormSuccess, PasswordField, SubmitButton, TextField, action_error, action_succeeded,
     field_error, form_error,
 };
-use crate::components::user_menu::use_session_user;
-use crate::pages::settings::{LoadError, SettingsLayout, SignInPrompt};
+use crate::pages::settings::{SettingsLayout, SignedIn};
 use crate::routes;
 use crate::types::UserView;
 
@@ -18,7 +17,6 @@ const FIELDS: &[&str] = &["new_email", "password"];
 
 #[component]
 pub fn SettingsProfilePage() -> impl IntoView {
-    let session = use_session_user();
     // Outside the `Suspend`, so the action (and its result) outlives a reload of the person.
     let change_email = ServerAction::<ChangeEmail>::new();
     let rename = ServerAction::<ChangeDisplayName>::new();
@@ -26,18 +24,8 @@ pub fn SettingsProfilePage() -> impl IntoView {
     view! {
         <Title text="Profile — Nest Egg" />
         <SettingsLayout title="Profile">
-            <Transition fallback=|| view! { <p class="hint">"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match session.resource().await {
-                        Ok(Some(user)) => {
-                            view! { <ProfileSettings user=user change_email=change_email rename=rename /> }
-                                .into_any()
-                        }
-                        Ok(None) => view! { <SignInPrompt next=routes::SETTINGS_PROFILE /> }.into_any(),
-                        Err(error) => view! { <LoadError error=error /> }.into_any(),
-                    }
-                })}
-            </Transition>
+            <SignedIn next=routes::SETTINGS_PROFILE render=move |user| { view! { <ProfileSettings user=user change_email=change_email rename=rename /> }
+                                .into_any() } />
         </SettingsLayout>
     }
 }

@@ -9,8 +9,7 @@ use crate::components::auth_forms::{
     FormError, FormSuccess, PasswordField, SubmitButton, action_error, action_succeeded,
     field_error, form_error,
 };
-use crate::components::user_menu::use_session_user;
-use crate::pages::settings::{LoadError, SettingsLayout, SignInPrompt};
+use crate::pages::settings::{LoadError, SettingsLayout, SignedIn};
 use crate::routes;
 use crate::types::UserView;
 
@@ -19,28 +18,17 @@ const FIELDS: &[&str] = &["current_password", "new_password"];
 
 #[component]
 pub fn SettingsSecurityPage() -> impl IntoView {
-    let session = use_session_user();
     // Outside the `Suspend`, so the action (and its result) outlives a reload of the person.
     let change_password = ServerAction::<ChangePassword>::new();
 
     view! {
         <Title text="Security settings — Nest Egg" />
         <SettingsLayout title="Security">
-            <Transition fallback=|| view! { <p class="hint">"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match session.resource().await {
-                        Ok(Some(user)) => {
-                            view! {
+            <SignedIn next=routes::SETTINGS_SECURITY render=move |user| { view! {
                                 <TwoFactorSummary />
                                 <PasswordSettings user=user change_password=change_password />
                             }
-                                .into_any()
-                        }
-                        Ok(None) => view! { <SignInPrompt next=routes::SETTINGS_SECURITY /> }.into_any(),
-                        Err(error) => view! { <LoadError error=error /> }.into_any(),
-                    }
-                })}
-            </Transition>
+                                .into_any() } />
         </SettingsLayout>
     }
 }

@@ -5,29 +5,19 @@ use leptos_meta::Title;
 
 use crate::api::account::{RevokeOtherSessions, RevokeSession, list_sessions};
 use crate::components::auth_forms::{FormError, FormSuccess, action_error, action_succeeded};
-use crate::components::user_menu::use_session_user;
-use crate::pages::settings::{LoadError, SettingsLayout, SignInPrompt};
+use crate::pages::settings::{LoadError, SettingsLayout, SignedIn};
 use crate::routes;
 use crate::types::SessionView;
 
 #[component]
 pub fn SettingsSessionsPage() -> impl IntoView {
-    let session = use_session_user();
     let revoke = ServerAction::<RevokeSession>::new();
     let revoke_others = ServerAction::<RevokeOtherSessions>::new();
 
     view! {
         <Title text="Sessions — Nest Egg" />
         <SettingsLayout title="Sessions">
-            <Transition fallback=|| view! { <p class="hint">"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match session.resource().await {
-                        Ok(Some(_)) => view! { <SessionList revoke=revoke revoke_others=revoke_others /> }.into_any(),
-                        Ok(None) => view! { <SignInPrompt next=routes::SETTINGS_SESSIONS /> }.into_any(),
-                        Err(error) => view! { <LoadError error=error /> }.into_any(),
-                    }
-                })}
-            </Transition>
+            <SignedIn next=routes::SETTINGS_SESSIONS render=move |_| { view! { <SessionList revoke=revoke revoke_others=revoke_others /> }.into_any() } />
         </SettingsLayout>
     }
 }

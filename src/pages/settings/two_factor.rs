@@ -16,8 +16,7 @@ use crate::components::auth_forms::{
     FormError, FormSuccess, PasswordField, SubmitButton, TextField, action_error, action_succeeded,
     field_error, form_error,
 };
-use crate::components::user_menu::use_session_user;
-use crate::pages::settings::{LoadError, SettingsLayout, SignInPrompt};
+use crate::pages::settings::{LoadError, SettingsLayout, SignedIn};
 use crate::routes;
 use crate::types::{TotpSetupView, TwoFactorView, UserView};
 
@@ -36,7 +35,6 @@ struct Actions {
 
 #[component]
 pub fn SettingsTwoFactorPage() -> impl IntoView {
-    let session = use_session_user();
     let actions = Actions {
         reauth: ServerAction::new(),
         start: ServerAction::new(),
@@ -48,15 +46,7 @@ pub fn SettingsTwoFactorPage() -> impl IntoView {
     view! {
         <Title text="Two-factor authentication — Nest Egg" />
         <SettingsLayout title="Two-factor authentication">
-            <Transition fallback=|| view! { <p class="hint">"Loading…"</p> }>
-                {move || Suspend::new(async move {
-                    match session.resource().await {
-                        Ok(Some(user)) => view! { <TwoFactorSettings user=user actions=actions /> }.into_any(),
-                        Ok(None) => view! { <SignInPrompt next=routes::SETTINGS_TWO_FACTOR /> }.into_any(),
-                        Err(error) => view! { <LoadError error=error /> }.into_any(),
-                    }
-                })}
-            </Transition>
+            <SignedIn next=routes::SETTINGS_TWO_FACTOR render=move |user| { view! { <TwoFactorSettings user=user actions=actions /> }.into_any() } />
         </SettingsLayout>
     }
 }
