@@ -32,8 +32,8 @@ use crate::pages::settings::{
     two_factor::SettingsTwoFactorPage,
 };
 use crate::pages::{
-    home::HomePage, legal::PrivacyPage, legal::TermsPage, not_found::NotFoundPage,
-    security::SecurityPage,
+    home::HomePage, household::HouseholdPage, household_join::HouseholdJoinPage,
+    legal::PrivacyPage, legal::TermsPage, not_found::NotFoundPage, security::SecurityPage,
 };
 use crate::routes;
 
@@ -159,6 +159,12 @@ pub fn App() -> impl IntoView {
                             view=SettingsAccountPage
                         />
                         <Route ssr=SsrMode::InOrder path=route_path!(routes::ACCOUNT_DELETED, "/goodbye") view=AccountDeletedPage />
+                        <Route ssr=SsrMode::InOrder path=route_path!(routes::HOUSEHOLD, "/household") view=HouseholdPage />
+                        <Route
+                            ssr=SsrMode::InOrder
+                            path=route_path!(routes::HOUSEHOLD_JOIN, "/household/join")
+                            view=HouseholdJoinPage
+                        />
                         <Route
                             ssr=SsrMode::InOrder
                             path=route_path!(routes::LOGIN_TWO_FACTOR, "/login/two-factor")

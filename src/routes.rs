@@ -27,6 +27,13 @@ pub const SETTINGS_PRIVACY: &str = "/settings/privacy";
 pub const ACCEPT_TERMS: &str = "/accept-terms";
 /// Where a deleted account's browser lands.
 pub const ACCOUNT_DELETED: &str = "/goodbye";
+/// The person's household: members, invitations, ownership.
+pub const HOUSEHOLD: &str = "/household";
+/// Where a household invitation's link leads.
+pub const HOUSEHOLD_JOIN: &str = "/household/join";
+/// Downloads the person's data as a ZIP (a form posts here; not a server function, since the answer is
+/// a file streamed as it is written).
+pub const DATA_EXPORT: &str = "/settings/privacy/export";
 /// The second step of signing in, for accounts with two-factor authentication.
 pub const LOGIN_TWO_FACTOR: &str = "/login/two-factor";
 

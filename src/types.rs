@@ -174,3 +174,55 @@ pub struct ActivityEntryView {
     pub what: String,
     pub from: String,
 }
+
+/// Whether the data export can be downloaded now, or needs the password (and a code) again first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportStatusView {
+    pub reauth_needed: bool,
+    /// Re-authenticating takes a two-factor code too.
+    pub with_code: bool,
+}
+
+/// The caller's household, as the household page shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HouseholdView {
+    pub name: String,
+    pub is_owner: bool,
+    pub members: Vec<MemberView>,
+    /// Waiting invitations; only owners see them.
+    pub invitations: Vec<InvitationView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberView {
+    /// Opaque handle for "remove" and "make owner".
+    pub id: String,
+    pub display_name: String,
+    pub email: String,
+    /// "owner" or "member".
+    pub role: String,
+    pub joined: String,
+    pub is_you: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvitationView {
+    pub id: String,
+    pub email: String,
+    pub sent: String,
+    pub expires: String,
+}
+
+/// What an invitation link's page shows before it is accepted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JoinInvitationView {
+    pub household: String,
+    pub inviter: Option<String>,
+    /// The address it was sent to (only whoever signs in with it can accept).
+    pub email: String,
+    pub expires: String,
+    /// For a signed-in visitor: what joining does to the household they are in now.
+    pub leaving: Option<String>,
+    /// For a signed-in visitor: why they cannot accept (another address, last owner…), if so.
+    pub blocked: Option<String>,
+}

@@ -7,6 +7,7 @@ mod m20261122_000002_create_accounts;
 mod m20261122_000003_session_owner;
 mod m20261122_000004_two_factor;
 mod m20261122_000005_known_devices;
+mod m20261122_000006_household_invitations;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000003_session_owner::Migration),
             Box::new(m20261122_000004_two_factor::Migration),
             Box::new(m20261122_000005_known_devices::Migration),
+            Box::new(m20261122_000006_household_invitations::Migration),
         ]
     }
 }

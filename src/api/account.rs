@@ -176,3 +176,18 @@ pub async fn accept_terms() -> Result<(), AppError> {
     leptos_axum::redirect(crate::routes::HOME);
     Ok(())
 }
+
+/// Whether the data export can be downloaded now (sudo mode), or needs the password again first.
+#[server(prefix = "/api", endpoint = "export_status")]
+pub async fn export_status() -> Result<crate::types::ExportStatusView, AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    let user = ctx.require_user_ungated().await?;
+    let with_code = crate::server::services::mfa::is_enabled(&ctx.state.db, &user.id)
+        .await
+        .map_err(|err| s::internal("checking two-factor status", &err))?;
+    Ok(crate::types::ExportStatusView {
+        reauth_needed: !ctx.recently_authenticated().await?,
+        with_code,
+    })
+}

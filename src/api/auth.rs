@@ -252,7 +252,8 @@ pub async fn confirm_password(password: String, code: Option<String>) -> Result<
     use crate::server::api_support as s;
     use crate::server::services::{auth, mfa};
     let ctx = s::RequestContext::current().await?;
-    let user = ctx.require_user_allowing_mfa_setup().await?;
+    // Ungated: someone asked to accept updated terms may still re-authenticate to export their data.
+    let user = ctx.require_user_ungated().await?;
     let has_mfa = mfa::is_enabled(&ctx.state.db, &user.id)
         .await
         .map_err(|err| s::internal("checking two-factor status", &err))?;

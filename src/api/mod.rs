@@ -2,5 +2,8 @@
 
 pub mod account;
 pub mod auth;
+#[cfg(feature = "ssr")]
+pub mod export;
+pub mod households;
 pub mod mfa;
 pub mod preferences;

@@ -152,6 +152,9 @@ pub fn UserMenu(user: UserView) -> impl IntoView {
                 // A text node: display names are user input.
                 <span class="user-name">{user.display_name}</span>
             </span>
+            <A href=routes::HOUSEHOLD attr:class="nav-link">
+                "Household"
+            </A>
             <A href=routes::SETTINGS_PROFILE attr:class="nav-link">
                 "Profile"
             </A>

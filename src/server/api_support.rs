@@ -18,8 +18,8 @@ use crate::server::client_ip::client_ip;
 use crate::server::entities::user;
 use crate::server::services::auth::AuthError;
 use crate::server::session_store::{
-    AUTH_AT_KEY, CLIENT_IP_KEY, CLIENT_UA_KEY, MFA_PENDING_KEY, PendingMfa, STARTED_AT_KEY,
-    USER_KEY, hash_id,
+    AUTH_AT_KEY, CLIENT_IP_KEY, CLIENT_UA_KEY, INVITATION_KEY, MFA_PENDING_KEY, PendingMfa,
+    STARTED_AT_KEY, USER_KEY, hash_id,
 };
 use crate::server::state::AppState;
 
@@ -161,6 +161,11 @@ impl RequestContext {
     pub async fn current() -> Result<Self, AppError> {
         let state = use_context::<AppState>().ok_or(AppError::Internal)?;
         let parts = use_context::<http::request::Parts>().ok_or(AppError::Internal)?;
+        Self::from_parts(state, &parts)
+    }
+
+    /// For plain axum handlers (outside the server-function runtime).
+    pub fn from_parts(state: AppState, parts: &http::request::Parts) -> Result<Self, AppError> {
         let meta = parts
             .extensions
             .get::<RequestMeta>()
@@ -268,6 +273,34 @@ impl RequestContext {
     pub async fn clear_pending_mfa(&self) -> Result<(), AppError> {
         self.session
             .remove_value(MFA_PENDING_KEY)
+            .await
+            .map(|_| ())
+            .map_err(session_error)
+    }
+
+    /// The household invitation token: the one given, or else the one kept while signing in.
+    pub async fn invitation_token(&self, given: String) -> Result<String, AppError> {
+        if !given.trim().is_empty() {
+            return Ok(given);
+        }
+        Ok(self
+            .session
+            .get::<String>(INVITATION_KEY)
+            .await
+            .map_err(session_error)?
+            .unwrap_or_default())
+    }
+
+    pub async fn keep_invitation_token(&self, token: &str) -> Result<(), AppError> {
+        self.session
+            .insert(INVITATION_KEY, token)
+            .await
+            .map_err(session_error)
+    }
+
+    pub async fn forget_invitation_token(&self) -> Result<(), AppError> {
+        self.session
+            .remove_value(INVITATION_KEY)
             .await
             .map(|_| ())
             .map_err(session_error)
@@ -524,6 +557,7 @@ pub fn auth_error(err: AuthError) -> AppError {
             message: "This sign-in has expired. Please sign in again with your password."
                 .to_owned(),
         },
+        AuthError::NotFound => AppError::NotFound,
         AuthError::Seal(err) => internal("opening a sealed secret", &err),
         AuthError::Database(err) => internal("a database operation", &err),
         AuthError::Crypto(err) => internal("password hashing", &err),

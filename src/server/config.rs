@@ -100,6 +100,10 @@ pub struct RateLimitSettings {
     pub api_per_minute: u32,
     /// Second-factor attempts per client IP.
     pub mfa_per_minute: u32,
+    /// Data exports per account.
+    pub exports_per_hour: u32,
+    /// Household invitations sent per account.
+    pub invitations_per_hour: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -546,6 +550,8 @@ impl Settings {
             limit(&mut p, "RATE_LIMIT_RESET_PER_ACCOUNT_PER_HOUR", "3");
         let api_per_minute = limit(&mut p, "RATE_LIMIT_API_PER_MINUTE", "100");
         let mfa_per_minute = limit(&mut p, "RATE_LIMIT_MFA_PER_MINUTE", "3");
+        let exports_per_hour = limit(&mut p, "RATE_LIMIT_EXPORTS_PER_HOUR", "3");
+        let invitations_per_hour = limit(&mut p, "RATE_LIMIT_INVITATIONS_PER_HOUR", "10");
         let rate_limits = (|| {
             Some(RateLimitSettings {
                 sign_in_per_minute: sign_in_per_minute?,
@@ -554,6 +560,8 @@ impl Settings {
                 reset_per_account_per_hour: reset_per_account_per_hour?,
                 api_per_minute: api_per_minute?,
                 mfa_per_minute: mfa_per_minute?,
+                exports_per_hour: exports_per_hour?,
+                invitations_per_hour: invitations_per_hour?,
             })
         })();
         let smtp_url = match p.secret_or("SMTP_URL", "") {

@@ -24,6 +24,10 @@ pub enum Limit {
     Strength,
     /// Second-factor codes at sign-in, per IP.
     Mfa,
+    /// Data exports, per account.
+    ExportPerAccount,
+    /// Household invitations sent, per account.
+    InvitePerAccount,
     /// Every other server function.
     Api,
 }
@@ -40,6 +44,8 @@ impl Limit {
             Limit::EmailChangePerAccount => "email_change_per_account",
             Limit::Strength => "password_strength",
             Limit::Mfa => "mfa",
+            Limit::ExportPerAccount => "export_per_account",
+            Limit::InvitePerAccount => "invite_per_account",
             Limit::Api => "api",
         }
     }
@@ -55,6 +61,8 @@ pub struct RateLimiters {
     email_change_account: DefaultKeyedRateLimiter<String>,
     strength: DefaultKeyedRateLimiter<String>,
     mfa: DefaultKeyedRateLimiter<String>,
+    export_account: DefaultKeyedRateLimiter<String>,
+    invite_account: DefaultKeyedRateLimiter<String>,
     api: DefaultKeyedRateLimiter<String>,
     clock: DefaultClock,
 }
@@ -86,6 +94,8 @@ impl RateLimiters {
             // Typing in a password field calls it once per pause: generous, but bounded.
             strength: RateLimiter::keyed(Quota::per_minute(nonzero(60))),
             mfa: RateLimiter::keyed(Quota::per_minute(nonzero(cfg.mfa_per_minute))),
+            export_account: RateLimiter::keyed(Quota::per_hour(nonzero(cfg.exports_per_hour))),
+            invite_account: RateLimiter::keyed(Quota::per_hour(nonzero(cfg.invitations_per_hour))),
             api: RateLimiter::keyed(Quota::per_minute(nonzero(cfg.api_per_minute))),
             clock: DefaultClock::default(),
         }
@@ -103,6 +113,8 @@ impl RateLimiters {
             Limit::EmailChangePerAccount => &self.email_change_account,
             Limit::Strength => &self.strength,
             Limit::Mfa => &self.mfa,
+            Limit::ExportPerAccount => &self.export_account,
+            Limit::InvitePerAccount => &self.invite_account,
             Limit::Api => &self.api,
         };
         limiter.check_key(&key.to_owned()).map_err(|not_until| {
@@ -124,6 +136,8 @@ impl RateLimiters {
             &self.email_change_account,
             &self.strength,
             &self.mfa,
+            &self.export_account,
+            &self.invite_account,
             &self.api,
         ] {
             limiter.retain_recent();
@@ -146,6 +160,8 @@ mod tests {
             reset_per_account_per_hour: 3,
             api_per_minute: 100,
             mfa_per_minute: 3,
+            exports_per_hour: 3,
+            invitations_per_hour: 10,
         });
         for _ in 0..5 {
             assert!(limits.check(Limit::SignIn, "203.0.113.7").is_ok());

@@ -195,6 +195,11 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
 
     let sessions = session_layer(&state)?;
     let leptos = Router::new()
+        // Inside the session layer, which it needs; a plain handler, since it answers with a file.
+        .route(
+            routes::DATA_EXPORT,
+            axum::routing::post(crate::api::export::download),
+        )
         .leptos_routes_with_context(&state, route_list, context.clone(), app_shell)
         .fallback(leptos_axum::file_and_error_handler_with_context::<
             AppState,

@@ -48,9 +48,11 @@ pub fn AcceptTermsPage() -> impl IntoView {
                             <button type="submit" class="button button-secondary">"Decline and sign out"</button>
                         </ActionForm>
                         <p class="hint">
-                            "Don't want to continue? You can "
+                            "Don't want to continue? Before you decline, you can "
+                            <a href=format!("{}#export", routes::SETTINGS_PRIVACY)>"download your data"</a>
+                            " or "
                             <a href=routes::SETTINGS_ACCOUNT>"delete your account"</a>
-                            " before you decline."
+                            "."
                         </p>
                     }
                         .into_any()

@@ -12,6 +12,10 @@ pub mod two_factor;
 use leptos::prelude::*;
 use leptos_router::components::A;
 
+use crate::api::auth::ConfirmPassword;
+use crate::components::auth_forms::{
+    FormError, PasswordField, SubmitButton, TextField, action_error, field_error, form_error,
+};
 use crate::components::user_menu::use_session_user;
 use crate::error::AppError;
 use crate::routes;
@@ -94,6 +98,49 @@ pub fn LoadError(error: AppError) -> impl IntoView {
     view! {
         <div class="form-error" role="alert">
             <p>{error.to_string()}</p>
+        </div>
+    }
+}
+
+/// Asks for the password again before a sensitive change (sudo mode), and a code when two-factor
+/// authentication is on: re-authenticating takes what signing in takes.
+#[component]
+pub fn ReauthForm(
+    action: ServerAction<ConfirmPassword>,
+    purpose: &'static str,
+    #[prop(optional)] with_code: bool,
+) -> impl IntoView {
+    let error = action_error(action);
+    let ask = if with_code {
+        format!("For your security, enter your password and a code from your app to {purpose}.")
+    } else {
+        format!("For your security, enter your password to {purpose}.")
+    };
+    view! {
+        <div class="reauth">
+            <p>{ask}</p>
+            <ActionForm action=action attr:class="reauth-form">
+                <FormError message=form_error(error, &["password", "code"]) />
+                <PasswordField
+                    id="reauth-password"
+                    name="password"
+                    label="Your password"
+                    autocomplete="current-password"
+                    error=field_error(error, "password")
+                />
+                {with_code.then(|| view! {
+                    <TextField
+                        id="reauth-code"
+                        name="code"
+                        label="Code from your app, or a backup code"
+                        autocomplete="one-time-code"
+                        maxlength="20"
+                        required=true
+                        error=field_error(error, "code")
+                    />
+                })}
+                <SubmitButton label="Continue" pending=action.pending() />
+            </ActionForm>
         </div>
     }
 }

@@ -16,7 +16,7 @@ use crate::components::auth_forms::{
     FormError, FormSuccess, PasswordField, SubmitButton, TextField, action_error, action_succeeded,
     field_error, form_error,
 };
-use crate::pages::settings::{LoadError, SettingsLayout, SignedIn};
+use crate::pages::settings::{LoadError, ReauthForm, SettingsLayout, SignedIn};
 use crate::routes;
 use crate::types::{TotpSetupView, TwoFactorView, UserView};
 
@@ -141,49 +141,6 @@ fn StatusView(view: TwoFactorView, actions: Actions) -> impl IntoView {
             </section>
         }
             .into_any(),
-    }
-}
-
-/// Asks for the password again before a sensitive change (sudo mode), and a code when two-factor
-/// authentication is on: re-authenticating takes what signing in takes.
-#[component]
-fn ReauthForm(
-    action: ServerAction<ConfirmPassword>,
-    purpose: &'static str,
-    #[prop(optional)] with_code: bool,
-) -> impl IntoView {
-    let error = action_error(action);
-    let ask = if with_code {
-        format!("For your security, enter your password and a code from your app to {purpose}.")
-    } else {
-        format!("For your security, enter your password to {purpose}.")
-    };
-    view! {
-        <div class="reauth">
-            <p>{ask}</p>
-            <ActionForm action=action attr:class="reauth-form">
-                <FormError message=form_error(error, &["password", "code"]) />
-                <PasswordField
-                    id="reauth-password"
-                    name="password"
-                    label="Your password"
-                    autocomplete="current-password"
-                    error=field_error(error, "password")
-                />
-                {with_code.then(|| view! {
-                    <TextField
-                        id="reauth-code"
-                        name="code"
-                        label="Code from your app, or a backup code"
-                        autocomplete="one-time-code"
-                        maxlength="20"
-                        required=true
-                        error=field_error(error, "code")
-                    />
-                })}
-                <SubmitButton label="Continue" pending=action.pending() />
-            </ActionForm>
-        </div>
     }
 }
 

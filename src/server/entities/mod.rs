@@ -4,6 +4,7 @@ pub mod account_token;
 pub mod backup_code;
 pub mod consent;
 pub mod household;
+pub mod household_invitation;
 pub mod household_member;
 pub mod known_device;
 pub mod login_throttle;

@@ -76,6 +76,15 @@ pub enum Template {
         when: String,
         not_me_link: String,
     },
+    /// An invitation to join `household`; `name` is empty when the invitee has no account yet.
+    HouseholdInvitation {
+        name: String,
+        inviter: String,
+        household: String,
+        link: String,
+    },
+    /// An owner removed them from `household`; they now have one of their own.
+    HouseholdRemoved { name: String, household: String },
 }
 
 /// A rendered email, ready to be stored in the outbox or handed to a transport.
@@ -125,6 +134,8 @@ impl Template {
             Template::MfaFailures { .. } => "mfa_failures",
             Template::NewSignIn { .. } => "new_sign_in",
             Template::AccountDeleted { .. } => "account_deleted",
+            Template::HouseholdInvitation { .. } => "household_invitation",
+            Template::HouseholdRemoved { .. } => "household_removed",
         }
     }
 
@@ -143,7 +154,8 @@ impl Template {
                 vec![reset_link.as_str()]
             }
             Template::NewSignIn { not_me_link, .. } => vec![not_me_link.as_str()],
-            Template::AccountDeleted { .. } => Vec::new(),
+            Template::AccountDeleted { .. } | Template::HouseholdRemoved { .. } => Vec::new(),
+            Template::HouseholdInvitation { link, .. } => vec![link.as_str()],
             Template::MfaEnabled { settings_link, .. }
             | Template::MfaDisabled { settings_link, .. }
             | Template::BackupCodeUsed { settings_link, .. }
@@ -180,6 +192,8 @@ impl Template {
             | Template::BackupCodesRegenerated { name, .. }
             | Template::MfaFailures { name, .. }
             | Template::NewSignIn { name, .. }
+            | Template::HouseholdInvitation { name, .. }
+            | Template::HouseholdRemoved { name, .. }
             | Template::AccountDeleted { name } => name,
         }
     }
@@ -496,6 +510,53 @@ impl Template {
                     ),
                 ],
             },
+            Template::HouseholdInvitation {
+                inviter,
+                household,
+                link,
+                ..
+            } => Content {
+                subject: "You're invited to a household on Nest Egg",
+                heading: "Join a household on Nest Egg",
+                blocks: vec![
+                    Block::Para(format!(
+                        "{} invited you to join “{}” on Nest Egg, where members of a household plan \
+                         and track their finances together.",
+                        one_line(inviter, MAX_NAME_CHARS),
+                        one_line(household, MAX_NAME_CHARS),
+                    )),
+                    Block::Action {
+                        label: "See the invitation",
+                        link: link.as_str(),
+                    },
+                    Block::Para(
+                        "The link works once, for 7 days. No account yet? Create one with this \
+                         email address, confirm it, then open this link again."
+                            .to_owned(),
+                    ),
+                    Block::Note(
+                        "If this wasn't you they meant to invite, or you don't know them, you can \
+                         ignore this email: nothing happens unless the invitation is accepted."
+                            .to_owned(),
+                    ),
+                ],
+            },
+            Template::HouseholdRemoved { household, .. } => Content {
+                subject: "You were removed from a household on Nest Egg",
+                heading: "You left a household",
+                blocks: vec![
+                    Block::Para(format!(
+                        "An owner of “{}” removed you from it. Your account is unchanged, and you \
+                         now have a household of your own.",
+                        one_line(household, MAX_NAME_CHARS),
+                    )),
+                    Block::Note(
+                        "If this wasn't you leaving by choice and you think it was a mistake, ask an \
+                         owner of the household to invite you again."
+                            .to_owned(),
+                    ),
+                ],
+            },
             Template::MfaFailures { reset_link, .. } => Content {
                 subject: "Failed sign-in attempts on your Nest Egg account",
                 heading: "Someone entered wrong codes",
@@ -760,6 +821,16 @@ mod tests {
                 reset_link: "https://nestegg.example/forgot-password".to_owned(),
             },
             Template::AccountDeleted { name: name.clone() },
+            Template::HouseholdInvitation {
+                name: name.clone(),
+                inviter: "Bea".to_owned(),
+                household: "Bea's household".to_owned(),
+                link: "https://nestegg.example/household/join?token=mno".to_owned(),
+            },
+            Template::HouseholdRemoved {
+                name: name.clone(),
+                household: "Bea's household".to_owned(),
+            },
             Template::NewSignIn {
                 name,
                 device: "Firefox on Linux".to_owned(),
@@ -840,6 +911,8 @@ mod tests {
                 ("backup_codes_regenerated", 1),
                 ("mfa_failures", 1),
                 ("account_deleted", 0),
+                ("household_invitation", 1),
+                ("household_removed", 0),
                 ("new_sign_in", 1),
             ]
         );

@@ -14,11 +14,10 @@ use crate::server::mail::Template;
 use crate::server::services::audit::Event;
 use crate::server::services::auth::{self, AuthError, commit_with_event, invalid, now};
 use crate::server::services::crypto::hash_token;
+use crate::server::services::households::ROLE_OWNER;
 use crate::server::services::{mfa, outbox};
 use crate::server::session_store::DbSessionStore;
 use crate::server::state::AppState;
-
-pub const ROLE_OWNER: &str = "owner";
 
 /// What the person typed to confirm.
 pub struct Deletion<'a> {

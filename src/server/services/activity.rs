@@ -120,6 +120,43 @@ pub fn describe(kind: &str, details: &serde_json::Value) -> String {
         }
         "consent_accepted" => "Accepted the updated terms".to_owned(),
         "display_name_changed" => "Changed the display name".to_owned(),
+        "data_exported" => "Downloaded a copy of your data".to_owned(),
+        "household_invitation_sent" => match text("invitee") {
+            "" => "Invited someone to the household".to_owned(),
+            email => format!("Invited {email} to the household"),
+        },
+        "household_invitation_revoked" => match text("invitee") {
+            "" => "Withdrew an invitation to the household".to_owned(),
+            email => format!("Withdrew the invitation for {email}"),
+        },
+        "household_joined" => match text("household") {
+            "" => "Joined a household".to_owned(),
+            name => format!("Joined “{name}”"),
+        },
+        "household_left" => match text("household") {
+            "" => "Left a household".to_owned(),
+            name => format!("Left “{name}”"),
+        },
+        "household_removed" => match text("household") {
+            "" => "Was removed from a household".to_owned(),
+            name => format!("Was removed from “{name}” by an owner"),
+        },
+        "household_member_removed" => match text("member") {
+            "" => "Removed a member from the household".to_owned(),
+            name => format!("Removed {name} from the household"),
+        },
+        "household_ownership_transferred" => match text("to") {
+            "" => "Handed on ownership of the household".to_owned(),
+            name => format!("Made {name} the owner of the household"),
+        },
+        "household_ownership_received" => match text("from") {
+            "" => "Became an owner of the household".to_owned(),
+            name => format!("Became the owner of the household (from {name})"),
+        },
+        "household_renamed" => match text("name") {
+            "" => "Renamed the household".to_owned(),
+            name => format!("Renamed the household to “{name}”"),
+        },
         other => other.replace('_', " "),
     }
 }
@@ -143,6 +180,14 @@ mod tests {
         assert_eq!(
             describe("sessions_revoked", &json!({"count": 2})),
             "Signed out 2 other sessions"
+        );
+        assert_eq!(
+            describe("household_joined", &json!({"household": "The Smiths"})),
+            "Joined “The Smiths”"
+        );
+        assert_eq!(
+            describe("data_exported", &json!({})),
+            "Downloaded a copy of your data"
         );
         assert_eq!(describe("something_new", &json!({})), "something new");
     }

@@ -14,9 +14,7 @@ use sea_orm::{
 
 use crate::routes;
 use crate::server::api_support::{Limit, RequestMeta};
-use crate::server::entities::{
-    account_token, consent, household, household_member, login_throttle, user,
-};
+use crate::server::entities::{account_token, consent, login_throttle, user};
 use crate::server::mail::Template;
 use crate::server::services::audit::{self, Event};
 use crate::server::services::crypto::{CryptoError, Verified, hash_token};
@@ -57,6 +55,9 @@ pub enum AuthError {
     /// The password step of a sign-in is gone: expired, cancelled, or never happened.
     #[error("no sign-in waiting for a second factor")]
     MfaPendingMissing,
+    /// Not there, or not the caller's: the same answer either way.
+    #[error("not found")]
+    NotFound,
     #[error("sealed value: {0}")]
     Seal(#[from] crate::server::services::secret_box::SealError),
     #[error("database: {0}")]
@@ -362,22 +363,7 @@ pub async fn register(
         }
         return Err(err.into());
     }
-    let household_id = uuid::Uuid::new_v4().to_string();
-    household::ActiveModel {
-        id: Set(household_id.clone()),
-        name: Set(format!("{name}'s household")),
-        created_at: Set(now),
-    }
-    .insert(&txn)
-    .await?;
-    household_member::ActiveModel {
-        household_id: Set(household_id),
-        user_id: Set(user_id.clone()),
-        role: Set("owner".to_owned()),
-        joined_at: Set(now),
-    }
-    .insert(&txn)
-    .await?;
+    crate::server::services::households::create_own(&txn, &user_id, &name, now).await?;
     for (document, version) in [
         ("terms", state.settings.accounts.terms_version),
         ("privacy", state.settings.accounts.privacy_version),

@@ -7,6 +7,8 @@ pub mod audit;
 pub mod auth;
 pub mod consents;
 pub mod crypto;
+pub mod export;
+pub mod households;
 pub mod key_rotation;
 pub mod mfa;
 pub mod outbox;

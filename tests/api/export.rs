@@ -1,0 +1,939 @@
+//! The data export (POST /settings/privacy/export): what the ZIP holds, what it never holds, whose data
+//! it holds, and when it is refused (signed out, sudo mode lapsed, rate limit, cross-site).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read as _;
+use std::sync::Arc;
+
+use nestegg::routes::DATA_EXPORT;
+use nestegg::server::clock::Clock as _;
+use nestegg::server::entities::{
+    account_token, backup_code, security_event, session, totp_credential, user,
+};
+use nestegg::server::services::totp::TotpSecret;
+use reqwest::cookie::{CookieStore as _, Jar};
+use sea_orm::{ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+use serde_json::Value;
+
+use crate::helpers::{TestApp, spawn_app, spawn_app_with};
+
+const PASSWORD: &str = "glacier Minnow 47 paperclip orbit";
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+const SESSION_COOKIE: &str = "nestegg_session";
+/// The fake clock starts on 2026-11-22, and no test moves it past midnight.
+const FILE_NAME: &str = "nestegg-export-2026-11-22.zip";
+const JSON_FILES: [&str; 6] = [
+    "profile.json",
+    "household.json",
+    "consents.json",
+    "sessions.json",
+    "security_events.json",
+    "emails.json",
+];
+
+// ---------------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------------
+
+/// A browser with its own cookie jar, kept so the test can read the session cookie it holds.
+struct Browser {
+    client: reqwest::Client,
+    jar: Arc<Jar>,
+    address: String,
+}
+
+impl Browser {
+    fn new(app: &TestApp, user_agent: &str) -> Browser {
+        let jar = Arc::new(Jar::default());
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .cookie_provider(jar.clone())
+            .user_agent(user_agent)
+            .build()
+            .expect("client");
+        Browser {
+            client,
+            jar,
+            address: app.address.clone(),
+        }
+    }
+
+    async fn call(&self, function: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(format!("{}/api/{function}", self.address))
+            .header("origin", &self.address)
+            .header("sec-fetch-site", "same-origin")
+            .form(form)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    async fn sign_in(&self, email: &str, password: &str) -> reqwest::Response {
+        self.call("sign_in", &[("email", email), ("password", password)])
+            .await
+    }
+
+    /// The export form's post as the privacy page sends it (same origin, empty form).
+    fn export_request(&self) -> reqwest::RequestBuilder {
+        self.client
+            .post(format!("{}{DATA_EXPORT}", self.address))
+            .header("origin", &self.address)
+            .header("sec-fetch-site", "same-origin")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("")
+    }
+
+    /// A client that is not a browser page (no `Accept: text/html`): refusals come back as JSON.
+    async fn export(&self) -> reqwest::Response {
+        self.export_request().send().await.expect("request sent")
+    }
+
+    /// A browser navigating with the form (no JavaScript): refusals redirect to a page.
+    async fn export_from_page(&self) -> reqwest::Response {
+        self.export_request()
+            .header("accept", "text/html,application/xhtml+xml,*/*;q=0.8")
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    async fn export_status(&self) -> Value {
+        ok_json(self.call("export_status", &[]).await).await
+    }
+
+    /// The session cookie's value as the browser holds (and sends) it.
+    fn session_cookie(&self) -> String {
+        let url: reqwest::Url = self.address.parse().expect("the app's address");
+        let header = self.jar.cookies(&url).expect("cookies for the app");
+        let header = header.to_str().expect("ASCII cookies").to_owned();
+        header
+            .split(';')
+            .map(str::trim)
+            .find_map(|c| c.strip_prefix(&format!("{SESSION_COOKIE}=")))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("no session cookie in {header}"))
+    }
+}
+
+/// A downloaded archive: its entry names in order, and each entry's text.
+struct Export {
+    names: Vec<String>,
+    files: BTreeMap<String, String>,
+}
+
+impl Export {
+    fn read(bytes: &[u8]) -> Export {
+        let mut archive =
+            zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).expect("a ZIP archive");
+        let names: Vec<String> = archive
+            .file_names()
+            .map(|name| name.expect("a readable entry name").into_owned())
+            .collect();
+        let mut files = BTreeMap::new();
+        for name in &names {
+            let mut entry = archive.by_name(name).expect("a listed entry");
+            let mut text = String::new();
+            entry.read_to_string(&mut text).expect("a UTF-8 entry");
+            files.insert(name.clone(), text);
+        }
+        Export { names, files }
+    }
+
+    fn text(&self, name: &str) -> &str {
+        self.files
+            .get(name)
+            .unwrap_or_else(|| panic!("no {name} in {:?}", self.names))
+    }
+
+    fn json(&self, name: &str) -> Value {
+        serde_json::from_str(self.text(name))
+            .unwrap_or_else(|err| panic!("{name} is not JSON ({err}): {}", self.text(name)))
+    }
+
+    /// Every file's uncompressed contents, one after the other.
+    fn everything(&self) -> String {
+        self.files
+            .values()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn events(&self) -> Vec<Value> {
+        self.json("security_events.json")
+            .as_array()
+            .cloned()
+            .expect("security_events.json is an array")
+    }
+}
+
+fn header(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Asserts a successful download and reads its archive.
+async fn archive_of(response: reqwest::Response) -> Export {
+    let status = response.status();
+    let content_type = header(&response, "content-type");
+    let bytes = response.bytes().await.expect("the whole body");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(content_type.as_deref(), Some("application/zip"));
+    Export::read(&bytes)
+}
+
+async fn ok_json(response: reqwest::Response) -> Value {
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|_| panic!("not JSON: {body}"))
+}
+
+async fn assert_ok(response: reqwest::Response) {
+    let status = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Asserts a JSON refusal with `status` and error `code`; returns the body.
+async fn expect_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    let actual = response.status();
+    let body = response.text().await.unwrap();
+    assert_eq!(actual.as_u16(), status, "{body}");
+    let error: Value =
+        serde_json::from_str(&body).unwrap_or_else(|_| panic!("not a JSON error: {body}"));
+    assert_eq!(error["code"], code, "{body}");
+    error
+}
+
+/// A refused export: the JSON error a server function would give, and no file.
+async fn expect_refused_export(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(
+        header(&response, "content-type").as_deref(),
+        Some("application/json")
+    );
+    assert!(header(&response, "content-disposition").is_none());
+    expect_error(response, status, code).await
+}
+
+/// Registers `email` under `name` and confirms the address through the emailed link.
+async fn register_named(app: &TestApp, email: &str, name: &str) {
+    let response = app.register(email, name, PASSWORD).await;
+    assert!(
+        response.status().is_success() || response.status().is_redirection(),
+        "{:?}",
+        response.status()
+    );
+    let mail = app.emails_to(email, 1).await;
+    let token = mail[0].token(app, "/verify-email");
+    assert_ok(app.call("verify_email", &[("token", &token)]).await).await;
+}
+
+/// A new browser signed in to `email` (password only).
+async fn signed_in(app: &TestApp, email: &str, user_agent: &str) -> Browser {
+    let browser = Browser::new(app, user_agent);
+    assert_ok(browser.sign_in(email, PASSWORD).await).await;
+    browser
+}
+
+async fn user_row(app: &TestApp, email: &str) -> user::Model {
+    user::Entity::find()
+        .filter(user::Column::Email.eq(email))
+        .one(&app.app_db)
+        .await
+        .unwrap()
+        .expect("registered")
+}
+
+async fn exports_recorded(app: &TestApp, user_id: &str) -> i64 {
+    app.count(&format!(
+        "security_events WHERE kind = 'data_exported' AND user_id = '{user_id}'"
+    ))
+    .await
+}
+
+/// What turning on two-factor authentication left the test with.
+struct TwoFactor {
+    secret: TotpSecret,
+    /// As the setup shows it, without the spaces.
+    base32: String,
+    backup_codes: Vec<String>,
+}
+
+fn code_now(app: &TestApp, secret: &TotpSecret) -> String {
+    secret
+        .code_at(app.clock.now().unix_timestamp() as u64)
+        .expect("a code")
+}
+
+/// Turns on two-factor authentication for the signed-in `browser` (which must be in sudo mode), as
+/// tests/api/mfa.rs does; moves the clock one TOTP step on so the next code is not a replay.
+async fn enable_two_factor(app: &TestApp, browser: &Browser) -> TwoFactor {
+    assert_ok(browser.call("start_two_factor_setup", &[]).await).await;
+    let status = ok_json(browser.call("two_factor_status", &[]).await).await;
+    let base32 = status["setup"]["manual_key"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no setup in {status}"))
+        .replace(' ', "");
+    let secret = TotpSecret::from_base32(&base32).expect("a base32 secret");
+    let code = code_now(app, &secret);
+    let body = ok_json(
+        browser
+            .call("enable_two_factor", &[("code", code.as_str())])
+            .await,
+    )
+    .await;
+    let backup_codes: Vec<String> = body["codes"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no codes in {body}"))
+        .iter()
+        .map(|c| c.as_str().expect("a code is a string").to_owned())
+        .collect();
+    assert_eq!(backup_codes.len(), 10);
+    app.clock.advance(time::Duration::seconds(30));
+    TwoFactor {
+        secret,
+        base32,
+        backup_codes,
+    }
+}
+
+fn kinds(events: &[Value]) -> Vec<&str> {
+    events
+        .iter()
+        .map(|e| e["kind"].as_str().expect("every event has a kind"))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------------
+// What the archive holds
+// ---------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_archive_holds_every_kind_of_the_persons_data_with_the_right_headers() {
+    let app = spawn_app().await;
+    let email = "ada@example.org";
+    register_named(&app, email, "Ada Quill").await;
+    let ada = user_row(&app, email).await;
+    let browser = Browser::new(&app, FIREFOX);
+
+    // Activity, a minute apart so "oldest first" is visible in the times too.
+    let failed = browser.sign_in(email, "not the password at all").await;
+    assert_eq!(failed.status(), 400);
+    app.clock.advance(time::Duration::minutes(1));
+    assert_ok(browser.sign_in(email, PASSWORD).await).await;
+    app.clock.advance(time::Duration::minutes(1));
+    assert_ok(
+        browser
+            .call("change_display_name", &[("display_name", "Ada Lovelace")])
+            .await,
+    )
+    .await;
+    app.clock.advance(time::Duration::minutes(1));
+
+    let response = browser.export().await;
+    assert_eq!(
+        header(&response, "content-disposition").as_deref(),
+        Some(format!("attachment; filename=\"{FILE_NAME}\"").as_str())
+    );
+    assert_eq!(
+        header(&response, "cache-control").as_deref(),
+        Some("no-store")
+    );
+    let export = archive_of(response).await;
+
+    let mut names = export.names.clone();
+    names.sort();
+    let mut expected: Vec<String> = JSON_FILES.iter().map(|f| (*f).to_owned()).collect();
+    expected.push("README.txt".to_owned());
+    expected.sort();
+    assert_eq!(names, expected, "exactly these files");
+
+    let readme = export.text("README.txt");
+    for file in JSON_FILES {
+        assert!(
+            readme.contains(file),
+            "README.txt describes {file}: {readme}"
+        );
+    }
+    assert!(readme.contains(email), "{readme}");
+
+    let profile = export.json("profile.json");
+    assert_eq!(profile["id"], ada.id.as_str());
+    assert_eq!(profile["email"], email);
+    assert_eq!(
+        profile["display_name"], "Ada Lovelace",
+        "the name as it is now"
+    );
+    assert!(profile["email_confirmed_at"].is_string(), "{profile}");
+    assert_eq!(profile["two_factor"]["enabled"], false);
+    assert_eq!(profile["two_factor"]["backup_codes_remaining"], 0);
+    assert!(profile.get("password_hash").is_none(), "{profile}");
+
+    let consents = export.json("consents.json");
+    let documents: BTreeSet<&str> = consents
+        .as_array()
+        .expect("consents.json is an array")
+        .iter()
+        .map(|c| {
+            assert!(c["version"].as_i64().is_some_and(|v| v >= 1), "{c}");
+            assert!(c["accepted_at"].is_string(), "{c}");
+            c["document"].as_str().expect("a document")
+        })
+        .collect();
+    assert!(documents.contains("terms"), "{consents}");
+    assert!(documents.contains("privacy"), "{consents}");
+
+    // The sessions, described without anything that could identify (or replay) one.
+    let sessions = export.json("sessions.json");
+    let sessions = sessions.as_array().expect("sessions.json is an array");
+    assert!(!sessions.is_empty());
+    let allowed: BTreeSet<&str> = ["browser", "ip", "signed_in_at", "last_active_at"].into();
+    for entry in sessions {
+        let keys: BTreeSet<&str> = entry
+            .as_object()
+            .expect("a session is an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, allowed, "no id, key or token field: {entry}");
+    }
+    assert!(
+        sessions
+            .iter()
+            .any(|s| s["browser"] == "Firefox on Linux" && s["ip"] == "127.0.0.1"),
+        "the current session: {sessions:?}"
+    );
+    let cookie = browser.session_cookie();
+    assert!(!export.text("sessions.json").contains(&cookie));
+
+    // The audit trail, oldest first, ending with this very export.
+    let events = export.events();
+    let kinds = kinds(&events);
+    let position = |kind: &str| {
+        kinds
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or_else(|| panic!("no {kind} event in {kinds:?}"))
+    };
+    assert!(
+        position("sign_in_failed") < position("sign_in"),
+        "{kinds:?}"
+    );
+    assert!(
+        position("sign_in") < position("display_name_changed"),
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.last(), Some(&"data_exported"), "{kinds:?}");
+    let sign_in = &events[position("sign_in")];
+    assert_eq!(sign_in["details"]["method"], "password", "{sign_in}");
+    assert_eq!(sign_in["ip"], "127.0.0.1");
+    assert_eq!(sign_in["user_agent"], FIREFOX);
+    let times: Vec<&str> = events
+        .iter()
+        .map(|e| e["at"].as_str().expect("a time"))
+        .collect();
+    assert!(
+        times.windows(2).all(|pair| pair[0] <= pair[1]),
+        "oldest first: {times:?}"
+    );
+    for event in &events {
+        assert!(
+            event["description"].as_str().is_some_and(|d| !d.is_empty()),
+            "{event}"
+        );
+    }
+
+    let household = export.json("household.json");
+    assert_eq!(household["your_role"], "owner", "{household}");
+    let members = household["members"].as_array().expect("members");
+    assert_eq!(members.len(), 1, "{household}");
+    assert_eq!(members[0]["email"], email);
+    assert_eq!(members[0]["role"], "owner");
+    assert_eq!(members[0]["display_name"], "Ada Lovelace");
+    assert_eq!(household["invitations_you_sent"], serde_json::json!([]));
+
+    // Emails: what was sent and when, never the text (it held the one-time link).
+    let emails = export.json("emails.json");
+    let emails = emails.as_array().expect("emails.json is an array");
+    let verification = emails
+        .iter()
+        .find(|e| e["kind"] == "verify_email")
+        .unwrap_or_else(|| panic!("no verification email in {emails:?}"));
+    assert_eq!(verification["subject"], "Confirm your email for Nest Egg");
+    assert!(verification["queued_at"].is_string());
+    let email_fields: BTreeSet<&str> = ["kind", "subject", "status", "queued_at", "sent_at"].into();
+    for entry in emails {
+        let keys: BTreeSet<&str> = entry
+            .as_object()
+            .expect("an email is an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, email_fields, "no body: {entry}");
+    }
+    let emails_text = export.text("emails.json");
+    assert!(!emails_text.contains("token="), "{emails_text}");
+    assert!(!emails_text.contains("/verify-email"), "{emails_text}");
+    assert!(!emails_text.contains(&app.address), "{emails_text}");
+}
+
+#[tokio::test]
+async fn no_secret_of_the_account_is_anywhere_in_the_archive() {
+    let app = spawn_app().await;
+    let email = "bea@example.org";
+    app.register_verified(email, PASSWORD).await;
+    let verification = app.emails_to(email, 1).await[0].clone();
+    let verify_link = verification.link(&app, "/verify-email");
+    let verify_token = verification.token(&app, "/verify-email");
+    let browser = signed_in(&app, email, FIREFOX).await;
+    let two_factor = enable_two_factor(&app, &browser).await;
+    let status = browser.export_status().await;
+    assert_eq!(status["with_code"], true, "{status}");
+    assert_eq!(status["reauth_needed"], false, "{status}");
+
+    let export = archive_of(browser.export().await).await;
+    let profile = export.json("profile.json");
+    assert_eq!(profile["two_factor"]["enabled"], true, "{profile}");
+    assert!(profile["two_factor"]["enabled_at"].is_string(), "{profile}");
+    assert_eq!(profile["two_factor"]["backup_codes_remaining"], 10);
+
+    // What the server and the client know that must never leave in an export.
+    let bea = user_row(&app, email).await;
+    let mut needles = vec![
+        ("the password", PASSWORD.to_owned()),
+        ("the password hash", bea.password_hash.clone()),
+        ("the verification link", verify_link),
+        ("the verification token", verify_token),
+        ("the TOTP secret", two_factor.base32.clone()),
+        ("the TOTP secret", two_factor.base32.to_lowercase()),
+    ];
+    // The hash's last part alone (argon2 PHC: `$argon2id$v=19$m=…$salt$hash`).
+    if let Some(digest) = bea
+        .password_hash
+        .rsplit('$')
+        .next()
+        .filter(|d| d.len() >= 16)
+    {
+        needles.push(("the password hash", digest.to_owned()));
+    }
+    let spaced = two_factor
+        .base32
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    needles.push(("the TOTP secret", spaced));
+    for code in &two_factor.backup_codes {
+        needles.push(("a backup code", code.clone()));
+        needles.push(("a backup code", code.replace('-', "")));
+    }
+    // The cookie as sent, and the session id inside it (the signed cookie is a 44-character
+    // base64 signature followed by the id).
+    let cookie = browser.session_cookie();
+    if let Some(id) = cookie.get(44..).filter(|id| id.len() >= 16) {
+        needles.push(("the session id", id.to_owned()));
+    }
+    needles.push(("the session cookie", cookie));
+    let sessions = session::Entity::find()
+        .filter(session::Column::UserId.eq(bea.id.as_str()))
+        .all(&app.app_db)
+        .await
+        .unwrap();
+    assert!(!sessions.is_empty());
+    for row in sessions {
+        needles.push(("a session id hash", row.id_hash));
+    }
+    let tokens = account_token::Entity::find()
+        .filter(account_token::Column::UserId.eq(bea.id.as_str()))
+        .all(&app.app_db)
+        .await
+        .unwrap();
+    assert!(!tokens.is_empty(), "the verification token's row");
+    for row in tokens {
+        needles.push(("an account token hash", row.token_hash));
+    }
+    let credential = totp_credential::Entity::find_by_id(bea.id.clone())
+        .one(&app.app_db)
+        .await
+        .unwrap()
+        .expect("a TOTP credential");
+    needles.push(("the sealed TOTP secret", credential.secret));
+    let codes = backup_code::Entity::find()
+        .filter(backup_code::Column::UserId.eq(bea.id.as_str()))
+        .all(&app.app_db)
+        .await
+        .unwrap();
+    assert_eq!(codes.len(), 10);
+    for row in codes {
+        needles.push(("a backup code hash", row.code_hash));
+    }
+
+    let everything = export.everything();
+    assert!(
+        everything.contains(email),
+        "the check reads the real contents"
+    );
+    for (what, needle) in &needles {
+        assert!(!needle.is_empty(), "{what}");
+        assert!(
+            !everything.contains(needle.as_str()),
+            "the archive holds {what}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_archive_holds_nothing_of_anyone_else() {
+    let app = spawn_app().await;
+    let ada = "ada@example.org";
+    let zeb = "zebulon.quartermaine@example.net";
+    let zeb_agent = "ZebulonBrowser/7.7 (Quartermaine Edition)";
+    register_named(&app, ada, "Ada Quill").await;
+    register_named(&app, zeb, "Zebulon Quartermaine").await;
+    let ada_id = user_row(&app, ada).await.id;
+    let zeb_id = user_row(&app, zeb).await.id;
+
+    // Zebulon's own activity: a failed and a successful sign-in, a new name, a reset email.
+    let zeb_browser = Browser::new(&app, zeb_agent);
+    assert_eq!(
+        zeb_browser
+            .sign_in(zeb, "wrong password here")
+            .await
+            .status(),
+        400
+    );
+    assert_ok(zeb_browser.sign_in(zeb, PASSWORD).await).await;
+    assert_ok(
+        zeb_browser
+            .call(
+                "change_display_name",
+                &[("display_name", "Zebulon Xanthippe")],
+            )
+            .await,
+    )
+    .await;
+    assert_ok(
+        zeb_browser
+            .call("request_password_reset", &[("email", zeb)])
+            .await,
+    )
+    .await;
+
+    let ada_browser = signed_in(&app, ada, FIREFOX).await;
+    let export = archive_of(ada_browser.export().await).await;
+    let everything = export.everything();
+    assert!(
+        everything.contains(ada),
+        "the check reads the real contents"
+    );
+    for needle in [
+        zeb,
+        "zebulon",
+        "Quartermaine",
+        "Xanthippe",
+        zeb_agent,
+        zeb_id.as_str(),
+    ] {
+        assert!(
+            !everything.to_lowercase().contains(&needle.to_lowercase()),
+            "Ada's archive mentions {needle}"
+        );
+    }
+
+    // Exactly Ada's rows, no more: every event and email of hers, her household alone.
+    let events = export.events();
+    let ada_events = app
+        .count(&format!("security_events WHERE user_id = '{ada_id}'"))
+        .await;
+    assert_eq!(events.len() as i64, ada_events);
+    let emails = export.json("emails.json");
+    let ada_emails = app
+        .count(&format!("outbox_emails WHERE to_address = '{ada}'"))
+        .await;
+    assert_eq!(emails.as_array().map(Vec::len), Some(ada_emails as usize));
+    let household = export.json("household.json");
+    assert_eq!(household["members"].as_array().map(Vec::len), Some(1));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// When it is refused
+// ---------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_export_needs_a_recently_entered_password() {
+    let app = spawn_app().await;
+    let email = "cy@example.org";
+    app.register_verified(email, PASSWORD).await;
+    let browser = signed_in(&app, email, FIREFOX).await;
+
+    // Signing in counts as entering the password.
+    let status = browser.export_status().await;
+    assert_eq!(status["reauth_needed"], false, "{status}");
+    assert_eq!(status["with_code"], false, "{status}");
+    archive_of(browser.export().await).await;
+
+    // Past SUDO_WINDOW_MINUTES (10), still well within the session's idle timeout.
+    app.clock.advance(time::Duration::minutes(11));
+    expect_refused_export(browser.export().await, 403, "reauth_required").await;
+    let from_page = browser.export_from_page().await;
+    assert_eq!(from_page.status(), 303);
+    assert_eq!(
+        header(&from_page, "location").as_deref(),
+        Some("/settings/privacy?export=reauth")
+    );
+    assert_eq!(browser.export_status().await["reauth_needed"], true);
+
+    // A wrong password changes nothing; the right one opens the window again.
+    let wrong = browser
+        .call(
+            "confirm_password",
+            &[("password", "not the password at all")],
+        )
+        .await;
+    let error = expect_error(wrong, 400, "invalid_input").await;
+    assert_eq!(error["field"], "password", "{error}");
+    assert_eq!(browser.export_status().await["reauth_needed"], true);
+    expect_refused_export(browser.export().await, 403, "reauth_required").await;
+
+    assert_ok(
+        browser
+            .call("confirm_password", &[("password", PASSWORD)])
+            .await,
+    )
+    .await;
+    assert_eq!(browser.export_status().await["reauth_needed"], false);
+    archive_of(browser.export().await).await;
+}
+
+#[tokio::test]
+async fn with_two_factor_on_getting_the_export_back_takes_a_code_too() {
+    let app = spawn_app_with(|v| {
+        v.insert("RATE_LIMIT_MFA_PER_MINUTE".into(), "1000".into());
+    })
+    .await;
+    let email = "dee@example.org";
+    app.register_verified(email, PASSWORD).await;
+    let browser = signed_in(&app, email, FIREFOX).await;
+    let two_factor = enable_two_factor(&app, &browser).await;
+
+    app.clock.advance(time::Duration::minutes(11));
+    expect_refused_export(browser.export().await, 403, "reauth_required").await;
+    let status = browser.export_status().await;
+    assert_eq!(status["reauth_needed"], true, "{status}");
+    assert_eq!(status["with_code"], true, "{status}");
+
+    let without_code = browser
+        .call("confirm_password", &[("password", PASSWORD)])
+        .await;
+    let error = expect_error(without_code, 400, "invalid_input").await;
+    assert_eq!(error["field"], "code", "{error}");
+    expect_refused_export(browser.export().await, 403, "reauth_required").await;
+
+    let code = code_now(&app, &two_factor.secret);
+    assert_ok(
+        browser
+            .call(
+                "confirm_password",
+                &[("password", PASSWORD), ("code", code.as_str())],
+            )
+            .await,
+    )
+    .await;
+    assert_eq!(browser.export_status().await["reauth_needed"], false);
+    archive_of(browser.export().await).await;
+}
+
+#[tokio::test]
+async fn signed_out_the_export_is_refused_and_a_page_is_sent_to_sign_in() {
+    let app = spawn_app().await;
+    let stranger = Browser::new(&app, FIREFOX);
+    expect_refused_export(stranger.export().await, 401, "unauthenticated").await;
+    let from_page = stranger.export_from_page().await;
+    assert_eq!(from_page.status(), 303);
+    assert_eq!(
+        header(&from_page, "location").as_deref(),
+        Some("/login?next=/settings/privacy")
+    );
+
+    // After signing out, the same.
+    let email = "eve@example.org";
+    app.register_verified(email, PASSWORD).await;
+    let browser = signed_in(&app, email, FIREFOX).await;
+    assert_ok(browser.call("sign_out", &[]).await).await;
+    expect_refused_export(browser.export().await, 401, "unauthenticated").await;
+    let eve = user_row(&app, email).await;
+    assert_eq!(exports_recorded(&app, &eve.id).await, 0);
+}
+
+#[tokio::test]
+async fn a_fourth_export_within_the_hour_is_rate_limited_for_that_account_only() {
+    // Default settings: RATE_LIMIT_EXPORTS_PER_HOUR is 3.
+    let app = spawn_app().await;
+    let fay = "fay@example.org";
+    let gus = "gus@example.org";
+    app.register_verified(fay, PASSWORD).await;
+    app.register_verified(gus, PASSWORD).await;
+    let browser = signed_in(&app, fay, FIREFOX).await;
+    for _ in 0..3 {
+        archive_of(browser.export().await).await;
+    }
+
+    let refused = browser.export().await;
+    let retry_after: u64 = header(&refused, "retry-after")
+        .expect("a Retry-After header")
+        .parse()
+        .expect("Retry-After in seconds");
+    assert!((1..=3600).contains(&retry_after), "{retry_after}");
+    let error = expect_refused_export(refused, 429, "rate_limited").await;
+    assert_eq!(error["retry_after_secs"], retry_after, "{error}");
+
+    let from_page = browser.export_from_page().await;
+    assert_eq!(from_page.status(), 303);
+    let location = header(&from_page, "location").expect("a redirect");
+    let wait = location
+        .strip_prefix("/settings/privacy?export=rate_limited&retry_after=")
+        .unwrap_or_else(|| panic!("{location}"));
+    assert!(wait.parse::<u64>().is_ok_and(|w| w >= 1), "{location}");
+
+    // The limit is per account: someone else on the same address is unaffected.
+    let other = signed_in(&app, gus, FIREFOX).await;
+    archive_of(other.export().await).await;
+    let fay_id = user_row(&app, fay).await.id;
+    assert_eq!(
+        exports_recorded(&app, &fay_id).await,
+        3,
+        "refusals are not exports"
+    );
+}
+
+#[tokio::test]
+async fn every_successful_export_is_recorded_once_in_the_security_activity() {
+    let app = spawn_app().await;
+    let hal = "hal@example.org";
+    let ivy = "ivy@example.org";
+    app.register_verified(hal, PASSWORD).await;
+    app.register_verified(ivy, PASSWORD).await;
+    let hal_id = user_row(&app, hal).await.id;
+    let ivy_id = user_row(&app, ivy).await.id;
+    let browser = signed_in(&app, hal, FIREFOX).await;
+    assert_eq!(exports_recorded(&app, &hal_id).await, 0);
+
+    for expected in 1..=2 {
+        let export = archive_of(browser.export().await).await;
+        assert_eq!(exports_recorded(&app, &hal_id).await, expected);
+        let exported = kinds(&export.events())
+            .iter()
+            .filter(|k| **k == "data_exported")
+            .count();
+        assert_eq!(exported as i64, expected, "the archive lists it too");
+    }
+
+    // A refused export is not one.
+    app.clock.advance(time::Duration::minutes(11));
+    expect_refused_export(browser.export().await, 403, "reauth_required").await;
+    assert_eq!(exports_recorded(&app, &hal_id).await, 2);
+    assert_eq!(exports_recorded(&app, &ivy_id).await, 0);
+    assert_eq!(
+        app.count("security_events WHERE kind = 'data_exported'")
+            .await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn a_cross_site_post_gets_no_archive() {
+    let app = spawn_app().await;
+    let email = "jo@example.org";
+    app.register_verified(email, PASSWORD).await;
+    let jo_id = user_row(&app, email).await.id;
+    let browser = signed_in(&app, email, FIREFOX).await;
+
+    for (name, value) in [
+        ("origin", "https://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+    ] {
+        let response = browser
+            .client
+            .post(app.url(DATA_EXPORT))
+            .header(name, value)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 403, "{name}: {value}");
+        assert_ne!(
+            header(&response, "content-type").as_deref(),
+            Some("application/zip")
+        );
+        assert!(header(&response, "content-disposition").is_none());
+        let body = response.bytes().await.unwrap();
+        assert!(!body.starts_with(b"PK"), "{name}: {value} got a ZIP");
+        assert!(
+            String::from_utf8_lossy(&body).contains("came from another website"),
+            "{name}: {value}"
+        );
+    }
+    assert_eq!(exports_recorded(&app, &jo_id).await, 0);
+
+    // The same session, from our own page, gets it.
+    archive_of(browser.export().await).await;
+    assert_eq!(exports_recorded(&app, &jo_id).await, 1);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// A long history
+// ---------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_long_security_history_is_exported_whole_across_many_pages() {
+    const HISTORY: i64 = 5_000;
+    let app = spawn_app().await;
+    let email = "kai@example.org";
+    app.register_verified(email, PASSWORD).await;
+    let kai_id = user_row(&app, email).await.id;
+    let browser = signed_in(&app, email, FIREFOX).await;
+
+    // Ten 500-row pages' worth, numbered so gaps or repeats at page boundaries show.
+    let now = app.clock.now().unix_timestamp();
+    for start in (0..HISTORY).step_by(250) {
+        let rows = (start..start + 250).map(|seq| security_event::ActiveModel {
+            user_id: Set(Some(kai_id.clone())),
+            kind: Set("sign_in_failed".to_owned()),
+            ip: Set(Some("203.0.113.9".to_owned())),
+            user_agent: Set(Some("HistoryBot/1.0".to_owned())),
+            details: Set(serde_json::json!({ "seq": seq }).to_string()),
+            created_at: Set(now),
+            ..Default::default()
+        });
+        security_event::Entity::insert_many(rows)
+            .exec_without_returning(&app.app_db)
+            .await
+            .unwrap();
+    }
+
+    let export = archive_of(browser.export().await).await;
+    let events = export.events();
+    assert!(events.len() as i64 >= HISTORY, "{}", events.len());
+    let recorded = app
+        .count(&format!("security_events WHERE user_id = '{kai_id}'"))
+        .await;
+    assert_eq!(events.len() as i64, recorded, "every row, once");
+    let seqs: Vec<i64> = events
+        .iter()
+        .filter_map(|e| e["details"]["seq"].as_i64())
+        .collect();
+    assert_eq!(
+        seqs,
+        (0..HISTORY).collect::<Vec<_>>(),
+        "in order, none lost"
+    );
+    assert_eq!(kinds(&events).last(), Some(&"data_exported"));
+}

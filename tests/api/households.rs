@@ -1,0 +1,740 @@
+//! Households: invitations by email (single use, seven days, replaced by a new one, withdrawable),
+//! what only owners may do, removing, handing on and leaving, and that ids from another household are
+//! never found there.
+
+use std::time::Duration;
+
+use nestegg::server::config::Vars;
+use nestegg::server::entities::{household, household_member};
+use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+use serde_json::Value;
+
+use crate::helpers::{Email, TestApp, spawn_app_with};
+
+const PASSWORD: &str = "glacier Minnow 47 paperclip orbit";
+const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+/// Where an invitation's link points.
+const JOIN: &str = "/household/join";
+/// Distinctive parts of the two household emails' subjects.
+const INVITED: &str = "invited to a household";
+const REMOVED: &str = "removed from a household";
+/// How long an invitation link works.
+const INVITATION_TTL_SECS: i64 = 7 * 24 * 3600;
+/// What a used, expired or withdrawn link answers.
+const LINK_INVALID: &str = "expired or was already used";
+
+async fn spawn() -> TestApp {
+    spawn_with(|_| {}).await
+}
+
+async fn spawn_with(customize: impl FnOnce(&mut Vars)) -> TestApp {
+    spawn_app_with(move |v| {
+        // Several people register and sign in from one address within seconds.
+        v.insert("RATE_LIMIT_REGISTER_PER_HOUR".into(), "100".into());
+        v.insert("RATE_LIMIT_SIGN_IN_PER_MINUTE".into(), "1000".into());
+        v.insert("RATE_LIMIT_API_PER_MINUTE".into(), "1000".into());
+        customize(v);
+    })
+    .await
+}
+
+/// A browser with its own cookie jar (one per person).
+struct Browser {
+    client: reqwest::Client,
+    address: String,
+}
+
+impl Browser {
+    fn new(app: &TestApp) -> Browser {
+        Browser {
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .cookie_store(true)
+                .user_agent(FIREFOX)
+                .build()
+                .unwrap(),
+            address: app.address.clone(),
+        }
+    }
+
+    async fn signed_in(app: &TestApp, email: &str) -> Browser {
+        let browser = Browser::new(app);
+        let response = browser
+            .call("sign_in", &[("email", email), ("password", PASSWORD)])
+            .await;
+        assert_eq!(response.status(), 200, "sign in as {email}");
+        browser
+    }
+
+    async fn call(&self, function: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(format!("{}/api/{function}", self.address))
+            .header("origin", &self.address)
+            .header("sec-fetch-site", "same-origin")
+            .form(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Calls `function`, expecting success; its JSON answer (`null` for none).
+    async fn ok(&self, function: &str, form: &[(&str, &str)]) -> Value {
+        let response = self.call(function, form).await;
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(status, 200, "{function}: {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// Calls `function`, expecting it to be refused with `status`; the JSON error.
+    async fn refused(&self, function: &str, form: &[(&str, &str)], status: u16) -> Value {
+        let response = self.call(function, form).await;
+        let got = response.status();
+        let text = response.text().await.unwrap();
+        assert_eq!(got, status, "{function}: {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    async fn overview(&self) -> Value {
+        self.ok("household_overview", &[]).await
+    }
+}
+
+/// Registers `email` as `name` (so the household is "{name}'s household") and confirms the address.
+async fn account(app: &TestApp, email: &str, name: &str) {
+    let response = app.register(email, name, PASSWORD).await;
+    assert!(
+        response.status().is_success() || response.status().is_redirection(),
+        "register {email}: {}",
+        response.status()
+    );
+    let token = app.emails_to(email, 1).await[0].token(app, "/verify-email");
+    let response = app.call("verify_email", &[("token", token.as_str())]).await;
+    assert_eq!(response.status(), 200, "verify {email}");
+}
+
+/// Emails to `to` whose subject contains `subject`, waiting for the outbox to deliver at least one.
+async fn wait_for_mail(app: &TestApp, to: &str, subject: &str) -> Vec<Email> {
+    for _ in 0..100 {
+        let found: Vec<Email> = app
+            .emails_to(to, 0)
+            .await
+            .into_iter()
+            .filter(|m| m.subject.contains(subject))
+            .collect();
+        if !found.is_empty() {
+            return found;
+        }
+        // The outbox delivers in the background.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no email about “{subject}” to {to}");
+}
+
+/// The tokens of every invitation link delivered to `to` so far.
+async fn invitation_tokens(app: &TestApp, to: &str) -> Vec<String> {
+    app.emails_to(to, 0)
+        .await
+        .into_iter()
+        .filter(|m| m.subject.contains(INVITED))
+        .map(|m| m.token(app, JOIN))
+        .collect()
+}
+
+/// `owner` invites `email`; the token of the new link that arrives for it.
+async fn invite(app: &TestApp, owner: &Browser, email: &str) -> String {
+    let earlier = invitation_tokens(app, email).await;
+    let sent = owner.ok("invite_member", &[("email", email)]).await;
+    assert_eq!(sent, email);
+    for _ in 0..100 {
+        if let Some(token) = invitation_tokens(app, email)
+            .await
+            .into_iter()
+            .find(|t| !earlier.contains(t))
+        {
+            return token;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no invitation arrived for {email}");
+}
+
+/// `owner` invites `email`, who signs in and accepts; their browser.
+async fn join(app: &TestApp, owner: &Browser, email: &str) -> Browser {
+    let token = invite(app, owner, email).await;
+    let invitee = Browser::signed_in(app, email).await;
+    invitee
+        .ok("accept_invitation", &[("token", token.as_str())])
+        .await;
+    invitee
+}
+
+/// "email role" for every member, sorted (people who joined at the same instant have no set order).
+fn roles(view: &Value) -> Vec<String> {
+    let mut out: Vec<String> = view["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {}",
+                m["email"].as_str().unwrap_or_default(),
+                m["role"].as_str().unwrap_or_default()
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn member(view: &Value, email: &str) -> Value {
+    view["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .find(|m| m["email"] == email)
+        .unwrap_or_else(|| panic!("{email} is not in {view}"))
+        .clone()
+}
+
+fn member_id(view: &Value, email: &str) -> String {
+    member(view, email)["id"]
+        .as_str()
+        .expect("member id")
+        .to_owned()
+}
+
+/// The addresses of the waiting invitations, sorted.
+fn pending(view: &Value) -> Vec<String> {
+    let mut out: Vec<String> = view["invitations"]
+        .as_array()
+        .expect("invitations")
+        .iter()
+        .map(|i| i["email"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+fn invitation_id(view: &Value, email: &str) -> String {
+    view["invitations"]
+        .as_array()
+        .expect("invitations")
+        .iter()
+        .find(|i| i["email"] == email)
+        .and_then(|i| i["id"].as_str())
+        .unwrap_or_else(|| panic!("no invitation to {email} in {view}"))
+        .to_owned()
+}
+
+fn message(error: &Value) -> &str {
+    error["message"].as_str().unwrap_or_default()
+}
+
+async fn household_of(app: &TestApp, user_id: &str) -> String {
+    household_member::Entity::find()
+        .filter(household_member::Column::UserId.eq(user_id))
+        .one(&app.app_db)
+        .await
+        .unwrap()
+        .expect("a household")
+        .household_id
+}
+
+async fn household_name(app: &TestApp, id: &str) -> String {
+    household::Entity::find_by_id(id.to_owned())
+        .one(&app.app_db)
+        .await
+        .unwrap()
+        .expect("the household")
+        .name
+}
+
+async fn events(app: &TestApp, kind: &str) -> i64 {
+    app.count(&format!("security_events WHERE kind = '{kind}'"))
+        .await
+}
+
+#[tokio::test]
+async fn an_invited_person_joins_and_their_own_empty_household_goes() {
+    let app = spawn().await;
+    account(&app, "ana@example.org", "Ana").await;
+    account(&app, "ben@example.org", "Ben").await;
+    assert_eq!(app.count("households").await, 2);
+    let ana = Browser::signed_in(&app, "ana@example.org").await;
+    let ana_id = member_id(&ana.overview().await, "ana@example.org");
+
+    // The address is normalized, and the answer says where the invitation went.
+    let sent = ana
+        .ok("invite_member", &[("email", "  Ben@Example.org ")])
+        .await;
+    assert_eq!(sent, "ben@example.org");
+    let mail = wait_for_mail(&app, "ben@example.org", INVITED).await;
+    assert_eq!(mail.len(), 1);
+    assert!(mail[0].text.contains("Ana invited you"), "{}", mail[0].text);
+    assert!(mail[0].text.contains("Ana's household"), "{}", mail[0].text);
+    let token = mail[0].token(&app, JOIN);
+    assert_eq!(pending(&ana.overview().await), ["ben@example.org"]);
+
+    // Whoever opens the link sees what it offers.
+    let details = Browser::new(&app)
+        .ok("invitation_details", &[("token", token.as_str())])
+        .await;
+    assert_eq!(details["household"], "Ana's household");
+    assert_eq!(details["inviter"], "Ana");
+    assert_eq!(details["email"], "ben@example.org");
+    assert_eq!(details["expires"], "29 November 2026 at 12:00 UTC");
+    assert!(details["leaving"].is_null(), "{details}");
+
+    // Signed in, Ben is also told that his own household, where he is alone, will be deleted.
+    let ben = Browser::signed_in(&app, "ben@example.org").await;
+    let ben_id = member_id(&ben.overview().await, "ben@example.org");
+    let ben_household = household_of(&app, &ben_id).await;
+    let details = ben
+        .ok("invitation_details", &[("token", token.as_str())])
+        .await;
+    let leaving = details["leaving"].as_str().unwrap_or_default();
+    assert!(leaving.contains("Ben's household"), "{details}");
+    assert!(leaving.contains("deleted"), "{details}");
+    assert!(details["blocked"].is_null(), "{details}");
+
+    ben.ok("accept_invitation", &[("token", token.as_str())])
+        .await;
+    let view = ben.overview().await;
+    assert_eq!(view["name"], "Ana's household");
+    assert_eq!(view["is_owner"], false);
+    assert_eq!(
+        roles(&view),
+        ["ana@example.org owner", "ben@example.org member"]
+    );
+    assert_eq!(member(&view, "ben@example.org")["is_you"], true);
+    assert_eq!(member(&view, "ana@example.org")["is_you"], false);
+    assert!(pending(&view).is_empty(), "members see no invitations");
+    let view = ana.overview().await;
+    assert_eq!(
+        roles(&view),
+        ["ana@example.org owner", "ben@example.org member"]
+    );
+    assert!(pending(&view).is_empty(), "accepted, so no longer waiting");
+
+    assert_eq!(
+        app.count(&format!("households WHERE id = '{ben_household}'"))
+            .await,
+        0
+    );
+    assert_eq!(app.count("households").await, 1);
+    assert_eq!(
+        household_of(&app, &ben_id).await,
+        household_of(&app, &ana_id).await
+    );
+    assert_eq!(
+        app.count(&format!(
+            "security_events WHERE kind = 'household_invitation_sent' AND user_id = '{ana_id}'"
+        ))
+        .await,
+        1
+    );
+    assert_eq!(
+        app.count(&format!(
+            "security_events WHERE kind = 'household_joined' AND user_id = '{ben_id}'"
+        ))
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn an_invitation_works_once_and_only_for_the_address_it_was_sent_to() {
+    let app = spawn().await;
+    account(&app, "ana@example.org", "Ana").await;
+    account(&app, "ben@example.org", "Ben").await;
+    account(&app, "cy@example.org", "Cy").await;
+    let ana = Browser::signed_in(&app, "ana@example.org").await;
+    let token = invite(&app, &ana, "ben@example.org").await;
+
+    // Cy has the link but another address: told whom it is for, and nothing changes, even unused.
+    let cy = Browser::signed_in(&app, "cy@example.org").await;
+    let details = cy
+        .ok("invitation_details", &[("token", token.as_str())])
+        .await;
+    let blocked = details["blocked"].as_str().unwrap_or_default();
+    assert!(blocked.contains("ben@example.org"), "{details}");
+    let refused = cy
+        .refused("accept_invitation", &[("token", token.as_str())], 400)
+        .await;
+    assert!(message(&refused).contains("ben@example.org"), "{refused}");
+    assert_eq!(roles(&cy.overview().await), ["cy@example.org owner"]);
+
+    let ben = Browser::signed_in(&app, "ben@example.org").await;
+    ben.ok("accept_invitation", &[("token", token.as_str())])
+        .await;
+
+    // Used up: not again, not its page, not by anyone else.
+    let again = ben
+        .refused("accept_invitation", &[("token", token.as_str())], 400)
+        .await;
+    assert!(message(&again).contains(LINK_INVALID), "{again}");
+    let page = ben
+        .refused("invitation_details", &[("token", token.as_str())], 400)
+        .await;
+    assert!(message(&page).contains(LINK_INVALID), "{page}");
+    cy.refused("accept_invitation", &[("token", token.as_str())], 400)
+        .await;
+
+    assert_eq!(
+        roles(&ana.overview().await),
+        ["ana@example.org owner", "ben@example.org member"]
+    );
+    assert_eq!(roles(&cy.overview().await), ["cy@example.org owner"]);
+    assert_eq!(events(&app, "household_joined").await, 1);
+}
+
+#[tokio::test]
+async fn an_invitation_link_expires_after_seven_days() {
+    let app = spawn().await;
+    account(&app, "ana@example.org", "Ana").await;
+    account(&app, "ben@example.org", "Ben").await;
+    let ana = Browser::signed_in(&app, "ana@example.org").await;
+    let late = invite(&app, &ana, "ben@example.org").await;
+
+    app.clock
+        .advance(time::Duration::seconds(INVITATION_TTL_SECS + 1));
+    // Sessions idled out meanwhile: everyone signs in afresh.
+    let ben = Browser::signed_in(&app, "ben@example.org").await;
+    let page = ben
+        .refused("invitation_details", &[("token", late.as_str())], 400)
+        .await;
+    assert!(message(&page).contains(LINK_INVALID), "{page}");
+    ben.refused("accept_invitation", &[("token", late.as_str())], 400)
+        .await;
+    assert_eq!(roles(&ben.overview().await), ["ben@example.org owner"]);
+    let ana = Browser::signed_in(&app, "ana@example.org").await;
+    assert!(
+        pending(&ana.overview().await).is_empty(),
+        "an expired invitation is no longer listed"
+    );
+
+    // A new invitation, accepted one second before it would expire.
+    let timely = invite(&app, &ana, "ben@example.org").await;
+    app.clock
+        .advance(time::Duration::seconds(INVITATION_TTL_SECS - 1));
+    let ben = Browser::signed_in(&app, "ben@example.org").await;
+    ben.ok("accept_invitation", &[("token", timely.as_str())])
+        .await;
+    let view = ben.overview().await;
+    assert_eq!(view["name"], "Ana's household");
+    assert_eq!(
+        roles(&view),
+        ["ana@example.org owner", "ben@example.org member"]
+    );
+}
+
+#[tokio::test]
+async fn a_new_invitation_replaces_the_earlier_link_and_a_withdrawn_one_stops_working() {
+    let app = spawn().await;
+    account(&app, "ana@example.org", "Ana").await;
+    account(&app, "ben@example.org", "Ben").await;
+    account(&app, "cy@example.org", "Cy").await;
+    let ana = Browser::signed_in(&app, "ana@example.org").await;
+
+    let first = invite(&app, &ana, "ben@example.org").await;
+    let second = invite(&app, &ana, "ben@example.org").await;
+    assert_ne!(first, second);
+    assert_eq!(
+        pending(&ana.overview().await),
+        ["ben@example.org"],
+        "one waiting invitation per address"
+    );
+    let for_cy = invite(&app, &ana, "cy@example.org").await;
+    assert_eq!(
+        pending(&ana.overview().await),
+        ["ben@example.org", "cy@example.org"]
+    );
+
+    // The replaced link neither opens nor works.
+    let ben = Browser::signed_in(&app, "ben@example.org").await;
+    let page = ben
+        .refused("invitation_details", &[("token", first.as_str())], 400)
+        .await;
+    assert!(message(&page).contains(LINK_INVALID), "{page}");
+    ben.refused("accept_invitation", &[("token", first.as_str())], 400)
+        .await;
+
+    // Withdrawn: off the list, and the link is dead.
+    let cy_invitation = invitation_id(&ana.overview().await, "cy@example.org");
+    ana.ok("revoke_invitation", &[("id", cy_invitation.as_str())])
+        .await;
+    assert_eq!(pending(&ana.overview().await), ["ben@example.org"]);
+    // Only a waiting invitation can be withdrawn.
+    ana.refused("revoke_invitation", &[("id", cy_invitation.as_str())], 404)
+        .await;
+    let cy = Browser::signed_in(&app, "cy@example.org").await;
+    cy.refused("invitation_details", &[("token", for_cy.as_str())], 400)
+        .await;
+    cy.refused("accept_invitation", &[("token", for_cy.as_str())], 400)
+        .await;
+    assert_eq!(roles(&cy.overview().await), ["cy@example.org owner"]);
+
+    // The newer link for Ben still works.
+    ben.ok("accept_invitation", &[("token", second.as_str())])
+        .await;
+    assert_eq!(
+        roles(&ana.overview().await),
+        ["ana@example.org owner", "ben@example.org member"]
+    );
+    assert_eq!(events(&app, "household_invitation_sent").await, 3);
+    assert_eq!(events(&app, "household_invitation_revoked").await, 1);
+}
+
+#[tokio::test]
+async fn only_owners_manage_the_household_and_a_member_can_leave_it() {
+    let app = spawn().await;
+    account(&app, "ana@example.org", "Ana").await;
+    account(&app, "ben@example.org", "Ben").await;
+    let ana = Browser::signed_in(&app, "ana@example.org").await;
+    let ben = join(&app, &ana, "ben@example.org").await;
+    let ana_id = member_id(&ana.overview().await, "ana@example.org");
+
+    for (function, form) in [
+        ("invite_member", vec![("email", "cy@example.org")]),
+        ("remove_member", vec![("id", ana_id.as_str())]),
+        ("transfer_ownership", vec![("id", ana_id.as_str())]),
+        ("rename_household", vec![("name", "Ben's now")]),
+    ] {
+        let refused = ben.refused(function, &form, 400).await;
+        assert!(
+            message(&refused).starts_with("Only an owner"),
+            "{function}: {refused}"
+        );
+    }
+    let view = ana.overview().await;
+    assert_eq!(view["name"], "Ana's household");
+    assert_eq!(
+        roles(&view),
+        ["ana@example.org owner", "ben@example.org member"]
+    );
+    assert!(pending(&view).is_empty());
+    assert_eq!(
+        app.count("household_invitations").await,
+        1,
+        "only the one Ben accepted"
+    );
+
+    // Leaving gives Ben a household of his own, which he owns.
+    ben.ok("leave_household", &[]).await;
+    let view = ben.overview().await;
+    assert_eq!(view["name"], "Ben's household");
+    assert_eq!(view["is_owner"], true);
+    assert_eq!(roles(&view), ["ben@example.org owner"]);
+    assert_eq!(roles(&ana.overview().await), ["ana@example.org owner"]);
+    assert_eq!(app.count("households").await, 2);
+    assert_eq!(events(&app, "household_left").await, 1);
+}
+
+#[tokio::test]
+async fn owners_remove_members_and_hand_on_ownership_and_the_last_owner_cannot_leave() {
+    let app = spawn().await;
+    account(&app, "ana@example.org", "Ana").await;
+    account(&app, "ben@example.org", "Ben").await;
+    account(&app, "cy@example.org", "Cy").await;
+    let ana = Browser::signed_in(&app, "ana@example.org").await;
+    let ben = join(&app, &ana, "ben@example.org").await;
+    let cy = join(&app, &ana, "cy@example.org").await;
+    let view = ana.overview().await;
+    assert_eq!(
+        roles(&view),
+        [
+            "ana@example.org owner",
+            "ben@example.org member",
+            "cy@example.org member"
+        ]
+    );
+    let ben_id = member_id(&view, "ben@example.org");
+    let cy_id = member_id(&view, "cy@example.org");
+
+    // Removed, Ben owns a household of his own again and is told by email.
+    ana.ok("remove_member", &[("id", ben_id.as_str())]).await;
+    let view = ben.overview().await;
+    assert_eq!(view["name"], "Ben's household");
+    assert_eq!(view["is_owner"], true);
+    assert_eq!(roles(&view), ["ben@example.org owner"]);
+    let mail = wait_for_mail(&app, "ben@example.org", REMOVED).await;
+    assert_eq!(mail.len(), 1);
+    assert!(mail[0].text.contains("Ana's household"), "{}", mail[0].text);
+    assert_eq!(
+        roles(&ana.overview().await),
+        ["ana@example.org owner", "cy@example.org member"]
+    );
+    assert_eq!(events(&app, "household_removed").await, 1);
+
+    // Alone in his household, Ben has nothing to leave.
+    let refused = ben.refused("leave_household", &[], 400).await;
+    assert!(message(&refused).contains("only member"), "{refused}");
+
+    // Ana is the only owner while Cy remains: she must hand it on first.
+    let refused = ana.refused("leave_household", &[], 400).await;
+    assert!(message(&refused).contains("only owner"), "{refused}");
+    assert_eq!(
+        roles(&cy.overview().await),
+        ["ana@example.org owner", "cy@example.org member"]
+    );
+
+    ana.ok("transfer_ownership", &[("id", cy_id.as_str())])
+        .await;
+    let view = ana.overview().await;
+    assert_eq!(view["is_owner"], false);
+    assert_eq!(
+        roles(&view),
+        ["ana@example.org member", "cy@example.org owner"]
+    );
+    assert_eq!(cy.overview().await["is_owner"], true);
+    assert_eq!(events(&app, "household_ownership_transferred").await, 1);
+
+    // Now she may go; the household stays with Cy.
+    ana.ok("leave_household", &[]).await;
+    assert_eq!(roles(&cy.overview().await), ["cy@example.org owner"]);
+    assert_eq!(roles(&ana.overview().await), ["ana@example.org owner"]);
+}
+
+#[tokio::test]
+async fn ids_from_another_household_are_not_found_and_change_nothing_there() {
+    let app = spawn().await;
+    for (email, name) in [
+        ("ada@example.org", "Ada"),
+        ("alf@example.org", "Alf"),
+        ("bea@example.org", "Bea"),
+        ("bud@example.org", "Bud"),
+    ] {
+        account(&app, email, name).await;
+    }
+    let ada = Browser::signed_in(&app, "ada@example.org").await;
+    let _alf = join(&app, &ada, "alf@example.org").await;
+    let bea = Browser::signed_in(&app, "bea@example.org").await;
+    let _bud = join(&app, &bea, "bud@example.org").await;
+    invite(&app, &bea, "carl@example.org").await;
+    let ada_id = member_id(&ada.overview().await, "ada@example.org");
+    let a_household = household_of(&app, &ada_id).await;
+
+    // What Ada might tamper with, read from Bea's own page.
+    let before = bea.overview().await;
+    let bea_id = member_id(&before, "bea@example.org");
+    let bud_id = member_id(&before, "bud@example.org");
+    let carl_invitation = invitation_id(&before, "carl@example.org");
+    let b_household = household_of(&app, &bea_id).await;
+    assert_ne!(a_household, b_household);
+
+    for (function, id) in [
+        ("remove_member", &bud_id),
+        ("transfer_ownership", &bea_id),
+        ("transfer_ownership", &bud_id),
+        ("revoke_invitation", &carl_invitation),
+    ] {
+        let refused = ada.refused(function, &[("id", id.as_str())], 404).await;
+        assert_eq!(refused["code"], "not_found", "{function}");
+    }
+    assert_eq!(bea.overview().await, before, "Bea's household is unchanged");
+
+    // A household id sent along is not read: Ada renames her own.
+    ada.ok(
+        "rename_household",
+        &[
+            ("name", "Ada & Alf"),
+            ("household_id", b_household.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(household_name(&app, &a_household).await, "Ada & Alf");
+    assert_eq!(household_name(&app, &b_household).await, "Bea's household");
+    assert_eq!(bea.overview().await, before, "Bea's household is unchanged");
+
+    // Ada's page shows her household and nothing of Bea's.
+    let view = ada.overview().await;
+    assert_eq!(view["name"], "Ada & Alf");
+    assert_eq!(
+        roles(&view),
+        ["ada@example.org owner", "alf@example.org member"]
+    );
+    let text = view.to_string();
+    for email in ["bea@example.org", "bud@example.org", "carl@example.org"] {
+        assert!(!text.contains(email), "{email} in {text}");
+    }
+}
+
+#[tokio::test]
+async fn invitations_are_rate_limited_per_account() {
+    let app = spawn_with(|v| {
+        v.insert("RATE_LIMIT_INVITATIONS_PER_HOUR".into(), "2".into());
+    })
+    .await;
+    account(&app, "ana@example.org", "Ana").await;
+    let ana = Browser::signed_in(&app, "ana@example.org").await;
+
+    ana.ok("invite_member", &[("email", "kim@example.org")])
+        .await;
+    ana.ok("invite_member", &[("email", "lou@example.org")])
+        .await;
+    let refused = ana
+        .refused("invite_member", &[("email", "max@example.org")], 429)
+        .await;
+    assert_eq!(refused["code"], "rate_limited");
+    assert_eq!(app.count("household_invitations").await, 2);
+    assert_eq!(
+        pending(&ana.overview().await),
+        ["kim@example.org", "lou@example.org"]
+    );
+}
+
+#[tokio::test]
+async fn invalid_addresses_and_names_are_refused_next_to_their_field() {
+    let app = spawn().await;
+    account(&app, "ana@example.org", "Ana").await;
+    account(&app, "ben@example.org", "Ben").await;
+    let ana = Browser::signed_in(&app, "ana@example.org").await;
+
+    let refused = ana
+        .refused("invite_member", &[("email", "not-an-email")], 400)
+        .await;
+    assert_eq!(refused["field"], "email", "{refused}");
+    // Her own address, however it is written.
+    let refused = ana
+        .refused("invite_member", &[("email", "Ana@Example.org")], 400)
+        .await;
+    assert_eq!(refused["field"], "email", "{refused}");
+    assert!(message(&refused).contains("your own address"), "{refused}");
+    // Someone already in the household.
+    let _ben = join(&app, &ana, "ben@example.org").await;
+    let refused = ana
+        .refused("invite_member", &[("email", "ben@example.org")], 400)
+        .await;
+    assert_eq!(refused["field"], "email", "{refused}");
+    assert!(message(&refused).contains("already a member"), "{refused}");
+
+    let too_long = "x".repeat(81);
+    for name in ["", "   ", too_long.as_str()] {
+        let refused = ana
+            .refused("rename_household", &[("name", name)], 400)
+            .await;
+        assert_eq!(refused["field"], "name", "{name:?}: {refused}");
+    }
+    assert_eq!(ana.overview().await["name"], "Ana's household");
+    assert_eq!(
+        app.count("household_invitations").await,
+        1,
+        "only Ben's, accepted"
+    );
+}
+
+#[tokio::test]
+async fn signed_out_visitors_have_no_household() {
+    let app = spawn().await;
+    let visitor = Browser::new(&app);
+    let refused = visitor.refused("household_overview", &[], 401).await;
+    assert_eq!(refused["code"], "unauthenticated");
+    visitor
+        .refused("invite_member", &[("email", "ana@example.org")], 401)
+        .await;
+    visitor
+        .refused("accept_invitation", &[("token", "anything")], 401)
+        .await;
+    visitor.refused("leave_household", &[], 401).await;
+}
