@@ -8,6 +8,7 @@ mod m20261122_000003_session_owner;
 mod m20261122_000004_two_factor;
 mod m20261122_000005_known_devices;
 mod m20261122_000006_household_invitations;
+mod m20261122_000007_operators;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000004_two_factor::Migration),
             Box::new(m20261122_000005_known_devices::Migration),
             Box::new(m20261122_000006_household_invitations::Migration),
+            Box::new(m20261122_000007_operators::Migration),
         ]
     }
 }

@@ -38,11 +38,12 @@ async fn status(with_setup: bool) -> Result<TwoFactorView, AppError> {
         }
         _ => None,
     };
+    let required = ctx.mfa_required(&user).await?;
     Ok(TwoFactorView {
         enabled_on: status.enabled_at.map(s::readable_date),
         backup_codes_remaining: status.backup_codes_remaining,
         reauth_needed,
-        required: ctx.state.settings.requires_mfa(&user.email),
+        required,
         setup,
     })
 }

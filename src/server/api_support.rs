@@ -432,8 +432,15 @@ impl RequestContext {
         Ok(!outstanding.is_empty())
     }
 
+    /// `REQUIRE_MFA` applies to this person.
+    pub async fn mfa_required(&self, user: &user::Model) -> Result<bool, AppError> {
+        crate::server::services::operators::requires_mfa(&self.state.db, &self.state.settings, user)
+            .await
+            .map_err(|err| internal("checking the two-factor policy", &err))
+    }
+
     pub async fn mfa_setup_required(&self, user: &user::Model) -> Result<bool, AppError> {
-        if !self.state.settings.requires_mfa(&user.email) {
+        if !self.mfa_required(user).await? {
             return Ok(false);
         }
         let enabled = crate::server::services::mfa::is_enabled(&self.state.db, &user.id)

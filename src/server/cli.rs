@@ -1,4 +1,5 @@
-//! The `nestegg` command: `serve` (default), `migrate`, `check-config`, `rotate-keys`.
+//! The `nestegg` command: `serve` (default), `migrate`, `check-config`, `rotate-keys`, `admin`,
+//! `backup`, `restore`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -28,6 +29,25 @@ enum Command {
     /// Re-encrypt every stored secret under the current ENCRYPTION_KEY (keys being retired stay in
     /// ENCRYPTION_KEYS_PREVIOUS until this reports nothing left). Safe to interrupt and run again.
     RotateKeys,
+    /// Operators of this deployment (besides the addresses in ADMIN_EMAILS).
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+    },
+    /// Write a consistent copy of the SQLite database to PATH while the app keeps running.
+    Backup { path: std::path::PathBuf },
+    /// Restore a backup made by `backup` into an empty data directory (where DATABASE_URL points).
+    Restore { path: std::path::PathBuf },
+}
+
+#[derive(Subcommand)]
+enum AdminAction {
+    /// Make the account with this email an operator.
+    Grant { email: String },
+    /// Take operator rights granted with `admin grant` back.
+    Revoke { email: String },
+    /// List every operator and where the rights come from.
+    List,
 }
 
 /// Copies `.env` (working directory only) into the process environment, for the parts that read the
@@ -76,6 +96,9 @@ pub async fn run() -> ExitCode {
         Command::CheckConfig => check_config(),
         Command::Migrate => migrate(settings).await,
         Command::RotateKeys => rotate_keys(settings).await,
+        Command::Admin { action } => admin(settings, action).await,
+        Command::Backup { path } => backup(settings, &path).await,
+        Command::Restore { path } => restore(settings, &path).await,
         Command::Serve => serve(settings).await,
     }
 }
@@ -159,6 +182,144 @@ async fn rotate_keys(settings: Settings) -> ExitCode {
         }
         Err(err) => {
             eprintln!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Connects and brings the schema up to date, for the commands that work on the data.
+async fn connect_migrated(settings: &Settings) -> Result<sea_orm::DatabaseConnection, String> {
+    let conn = db::connect(&settings.database)
+        .await
+        .map_err(|e| e.to_string())?;
+    db::migrate(&conn).await.map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
+async fn admin(settings: Settings, action: AdminAction) -> ExitCode {
+    use crate::server::services::operators::{self, Change};
+    telemetry::init(settings.log_format, &settings.log_filter, std::io::stderr);
+    let conn = match connect_migrated(&settings).await {
+        Ok(conn) => conn,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let (email, outcome) = match action {
+        AdminAction::List => {
+            return match operators::list(&conn, &settings).await {
+                Ok(all) if all.is_empty() => {
+                    println!("no operators (set ADMIN_EMAILS or run `nestegg admin grant EMAIL`)");
+                    ExitCode::SUCCESS
+                }
+                Ok(all) => {
+                    for (email, source) in all {
+                        println!("{email}\t{source}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("{err}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        AdminAction::Grant { email } => {
+            let outcome = operators::grant(&conn, &settings, &email, now).await;
+            (
+                email,
+                outcome.map(|c| (c, "granted operator rights", "already an operator")),
+            )
+        }
+        AdminAction::Revoke { email } => {
+            let outcome = operators::revoke(&conn, &settings, &email, now).await;
+            (
+                email,
+                outcome.map(|c| {
+                    (
+                        c,
+                        "revoked operator rights",
+                        "was not granted operator rights",
+                    )
+                }),
+            )
+        }
+    };
+    let _ = conn.close().await;
+    match outcome {
+        Ok((Change::Done, done, _)) => {
+            println!("{email}: {done}");
+            ExitCode::SUCCESS
+        }
+        Ok((Change::Unchanged, _, unchanged)) => {
+            println!("{email}: {unchanged}");
+            ExitCode::SUCCESS
+        }
+        Ok((Change::NoAccount, _, _)) => {
+            eprintln!("{email}: no account has this address");
+            ExitCode::FAILURE
+        }
+        Ok((Change::StillInAdminEmails, _, _)) => {
+            eprintln!(
+                "{email}: still an operator through ADMIN_EMAILS; remove it there and restart"
+            );
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn backup(settings: Settings, path: &std::path::Path) -> ExitCode {
+    telemetry::init(settings.log_format, &settings.log_filter, std::io::stderr);
+    let conn = match db::connect(&settings.database).await {
+        Ok(conn) => conn,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = crate::server::backup::backup(&conn, path).await;
+    let _ = conn.close().await;
+    match result {
+        Ok(bytes) => {
+            println!("backup written to {} ({bytes} bytes)", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("backup failed: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn restore(settings: Settings, path: &std::path::Path) -> ExitCode {
+    telemetry::init(settings.log_format, &settings.log_filter, std::io::stderr);
+    match crate::server::backup::restore(&settings.database, path).await {
+        Ok(()) => {
+            // A backup from an older release gets the newer schema now, not at the next start.
+            match connect_migrated(&settings).await {
+                Ok(conn) => {
+                    let _ = conn.close().await;
+                    println!(
+                        "restored {} into {}",
+                        path.display(),
+                        settings.database.url.redacted()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("restored, but migrating it failed: {err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Err(err) => {
+            eprintln!("restore failed: {err}");
             ExitCode::FAILURE
         }
     }

@@ -640,18 +640,10 @@ impl Settings {
         self.public_url.origin().ascii_serialization()
     }
 
-    /// Whether `email` (normalized) belongs to an operator of this deployment.
+    /// Whether `ADMIN_EMAILS` names `email` (normalized). Operators granted from the command line are
+    /// in the database: ask `services::operators::is_operator`.
     pub fn is_admin(&self, email: &str) -> bool {
         self.admin_emails.iter().any(|a| a == email)
-    }
-
-    /// Whether the account must have two-factor authentication before it can do anything else.
-    pub fn requires_mfa(&self, email: &str) -> bool {
-        match self.accounts.require_mfa {
-            MfaPolicy::Off => false,
-            MfaPolicy::Admins => self.is_admin(email),
-            MfaPolicy::All => true,
-        }
     }
 
     /// The session cookie's name: `__Host-` makes browsers insist on Secure, Path=/ and no Domain.
@@ -1114,8 +1106,8 @@ mod tests {
             prod.admin_emails,
             vec!["ops@example.org", "root@example.org"]
         );
-        assert!(prod.requires_mfa("ops@example.org"));
-        assert!(!prod.requires_mfa("someone@example.org"));
+        assert!(prod.is_admin("ops@example.org"));
+        assert!(!prod.is_admin("someone@example.org"));
 
         assert_eq!(
             problems_of(&production(&[

@@ -2,6 +2,7 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod api_support;
+pub mod backup;
 pub mod cli;
 pub mod client_ip;
 pub mod clock;

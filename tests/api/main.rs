@@ -15,6 +15,7 @@ mod health;
 mod households;
 mod logging;
 mod mfa;
+mod operations;
 mod pages;
 mod security_headers;
 mod sessions;

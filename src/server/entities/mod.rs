@@ -8,6 +8,7 @@ pub mod household_invitation;
 pub mod household_member;
 pub mod known_device;
 pub mod login_throttle;
+pub mod operator;
 pub mod outbox_email;
 pub mod security_event;
 pub mod session;

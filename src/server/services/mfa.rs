@@ -511,7 +511,8 @@ pub async fn disable(
     password: &str,
     code: &str,
 ) -> Result<(), AuthError> {
-    if state.settings.requires_mfa(&account.email) {
+    if crate::server::services::operators::requires_mfa(&state.db, &state.settings, account).await?
+    {
         return Err(AuthError::Invalid {
             field: None,
             message: "Two-factor authentication is required for your account, so it cannot be \

@@ -11,6 +11,7 @@ pub mod export;
 pub mod households;
 pub mod key_rotation;
 pub mod mfa;
+pub mod operators;
 pub mod outbox;
 pub mod password_policy;
 pub mod secret_box;

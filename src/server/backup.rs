@@ -1,0 +1,124 @@
+//! Online backups of the embedded SQLite database (`VACUUM INTO`: a consistent copy while the app
+//! keeps serving) and restoring one into an empty data directory. PostgreSQL deployments use
+//! `pg_dump`/`pg_restore` instead (docs/OPERATIONS.md).
+
+use std::path::{Path, PathBuf};
+
+use sea_orm::{ConnectionTrait as _, Database, DatabaseConnection, DbBackend, DbErr, Statement};
+
+use crate::server::config::DatabaseSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackupError {
+    #[error("the database is not SQLite: back up PostgreSQL with pg_dump (see docs/OPERATIONS.md)")]
+    NotSqlite,
+    #[error("{0} already exists: choose a new file, or move the existing one away first")]
+    Exists(PathBuf),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database: {0}")]
+    Database(#[from] DbErr),
+    #[error("{path} failed its integrity check: {detail}")]
+    Corrupt { path: PathBuf, detail: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
+    move |source| BackupError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// A sibling path to write to before renaming into place, so a half-written file never has the
+/// final name.
+fn partial(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".partial-{}", std::process::id()));
+    path.with_file_name(name)
+}
+
+/// Writes a consistent copy of the live database to `target` (which must not exist yet), checks it,
+/// and returns its size in bytes.
+pub async fn backup(db: &DatabaseConnection, target: &Path) -> Result<u64, BackupError> {
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return Err(BackupError::NotSqlite);
+    }
+    if target.exists() {
+        return Err(BackupError::Exists(target.to_owned()));
+    }
+    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    let temporary = partial(target);
+    let _ = std::fs::remove_file(&temporary);
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Sqlite,
+        "VACUUM INTO ?",
+        [temporary.display().to_string().into()],
+    ))
+    .await?;
+    if let Err(err) = check_integrity(&temporary).await {
+        let _ = std::fs::remove_file(&temporary);
+        return Err(err);
+    }
+    std::fs::rename(&temporary, target).map_err(io(target))?;
+    Ok(std::fs::metadata(target).map_err(io(target))?.len())
+}
+
+/// Copies the backup at `source` to where `DATABASE_URL` points, which must not hold a database yet.
+pub async fn restore(settings: &DatabaseSettings, source: &Path) -> Result<(), BackupError> {
+    let target = settings.url.sqlite_path().ok_or(BackupError::NotSqlite)?;
+    for existing in [target.clone(), sidecar(&target, "-wal")] {
+        if existing.exists() {
+            return Err(BackupError::Exists(existing));
+        }
+    }
+    if !source.is_file() {
+        return Err(BackupError::Io {
+            path: source.to_owned(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such backup file"),
+        });
+    }
+    check_integrity(source).await?;
+    if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+    }
+    let temporary = partial(&target);
+    std::fs::copy(source, &temporary).map_err(io(&temporary))?;
+    std::fs::rename(&temporary, &target).map_err(io(&target))?;
+    Ok(())
+}
+
+fn sidecar(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(suffix);
+    path.with_file_name(name)
+}
+
+/// Opens `path` read-only and runs SQLite's integrity check on it.
+async fn check_integrity(path: &Path) -> Result<(), BackupError> {
+    let url = format!("sqlite://{}?mode=ro", path.display());
+    let db = Database::connect(url).await?;
+    let row = db
+        .query_one_raw(Statement::from_string(
+            DbBackend::Sqlite,
+            "PRAGMA integrity_check",
+        ))
+        .await?;
+    let _ = db.close().await;
+    let verdict: String = match row {
+        Some(row) => row.try_get_by_index(0)?,
+        None => String::new(),
+    };
+    if verdict == "ok" {
+        Ok(())
+    } else {
+        Err(BackupError::Corrupt {
+            path: path.to_owned(),
+            detail: verdict,
+        })
+    }
+}
