@@ -59,7 +59,7 @@ test.describe("households", () => {
     );
 
     // Signing in comes back to the invitation (without the token in the sign-in URL).
-    await inviteePage.getByRole("link", { name: "Sign in", exact: true }).last().click();
+    await inviteePage.getByRole("button", { name: "Sign in to accept" }).click();
     await expect(inviteePage).toHaveURL(/\/login\?next=\/household\/join$/);
     await waitForHydration(inviteePage);
     await submitPassword(inviteePage, invitee);
@@ -88,7 +88,10 @@ test.describe("households", () => {
 
     // The link was single-use.
     await inviteePage.goto(link);
-    await expect(inviteePage.locator(".household-join .notice")).toContainText("already used");
+    await expect(inviteePage.locator(".household-join .notice")).toContainText(
+      "This invitation has expired, was already used, or was withdrawn.",
+    );
+    await expect(inviteePage.getByRole("button", { name: "Join the household" })).toHaveCount(0);
     await other.close();
   });
 });

@@ -78,30 +78,10 @@ impl MigrationTrait for Migration {
                     .col(HouseholdInvitations::HouseholdId)
                     .to_owned(),
             )
-            .await?;
-        // A person belongs to exactly one household: joining another and leaving race each other,
-        // and this key settles it on every database.
-        manager
-            .create_index(
-                Index::create()
-                    .name("uq_household_members_user")
-                    .table(HouseholdMembers::Table)
-                    .col(HouseholdMembers::UserId)
-                    .unique()
-                    .to_owned(),
-            )
             .await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_index(
-                Index::drop()
-                    .name("uq_household_members_user")
-                    .table(HouseholdMembers::Table)
-                    .to_owned(),
-            )
-            .await?;
         manager
             .drop_table(Table::drop().table(HouseholdInvitations::Table).to_owned())
             .await
@@ -118,12 +98,6 @@ enum Users {
 enum Households {
     Table,
     Id,
-}
-
-#[derive(DeriveIden)]
-enum HouseholdMembers {
-    Table,
-    UserId,
 }
 
 #[derive(DeriveIden)]

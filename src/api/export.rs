@@ -77,6 +77,7 @@ async fn prepare(state: AppState, parts: &http::request::Parts) -> Result<Respon
     // Like deleting the account, always possible: even while updated terms wait for an answer.
     let user = ctx.require_user_ungated().await?;
     ctx.require_recent_auth().await?;
+    let slot = export::reserve(&ctx.state).map_err(|_| AppError::Unavailable)?;
     ctx.state
         .limiters
         .check(Limit::ExportPerAccount, &user.id)
@@ -91,7 +92,7 @@ async fn prepare(state: AppState, parts: &http::request::Parts) -> Result<Respon
     .await
     .map_err(|err| s::internal("recording a data export", &err))?;
 
-    let mut chunks = export::start(ctx.state.clone(), user);
+    let mut chunks = export::start(ctx.state.clone(), user, slot);
     let body = Body::from_stream(futures_util::stream::poll_fn(move |cx| {
         chunks.poll_recv(cx)
     }));

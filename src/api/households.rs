@@ -127,23 +127,32 @@ pub async fn rename_household(name: String) -> Result<(), AppError> {
     Ok(())
 }
 
+/// The invitation named by the link's `token`, or else the one kept in the session by
+/// `remember_invitation`.
+#[cfg(feature = "ssr")]
+fn invitation_key<'a>(
+    token: &'a str,
+    kept: &'a Option<String>,
+) -> crate::server::services::households::InvitationKey<'a> {
+    use crate::server::services::households::InvitationKey;
+    match kept {
+        Some(id) if token.trim().is_empty() => InvitationKey::Id(id),
+        _ => InvitationKey::Token(token),
+    }
+}
+
 /// What an invitation link offers, and for a signed-in visitor what accepting it would do.
 #[server(prefix = "/api", endpoint = "invitation_details")]
 pub async fn invitation_details(token: String) -> Result<JoinInvitationView, AppError> {
     use crate::server::api_support as s;
     use crate::server::services::households::{self, Departure};
     let ctx = s::RequestContext::current().await?;
-    let token = ctx.invitation_token(token).await?;
-    let details = households::invitation_details(&ctx.state, &token)
+    let kept = ctx.kept_invitation().await?;
+    let details = households::invitation_details(&ctx.state, invitation_key(&token, &kept))
         .await
         .map_err(s::auth_error)?;
     let (mut leaving, mut blocked) = (None, None);
-    let user = ctx.user().await?;
-    if user.is_none() {
-        // Signing in (or up) comes back to `/household/join` without the token in any URL.
-        ctx.keep_invitation_token(&token).await?;
-    }
-    if let Some(user) = user {
+    if let Some(user) = ctx.user().await? {
         if user.email != details.email {
             blocked = Some(format!(
                 "This invitation was sent to {}, but you are signed in as {}. Sign out and sign in \
@@ -188,17 +197,42 @@ pub async fn invitation_details(token: String) -> Result<JoinInvitationView, App
     })
 }
 
-/// Accepts the invitation behind `token`: the caller joins its household as a member.
+/// From the invitation page, signed out: keeps the invitation (its id, not the token) in the session
+/// and goes to sign in, which comes back to `/household/join`.
+#[server(prefix = "/api", endpoint = "remember_invitation")]
+pub async fn remember_invitation(token: String) -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    use crate::server::services::households::{self, InvitationKey};
+    let ctx = s::RequestContext::current().await?;
+    let details = households::invitation_details(&ctx.state, InvitationKey::Token(&token))
+        .await
+        .map_err(s::auth_error)?;
+    ctx.keep_invitation(&details.id).await?;
+    leptos_axum::redirect(&format!(
+        "{}?next={}",
+        crate::routes::LOGIN,
+        crate::routes::HOUSEHOLD_JOIN
+    ));
+    Ok(())
+}
+
+/// Accepts the invitation behind `token` (or the one kept while signing in): the caller joins its
+/// household as a member.
 #[server(prefix = "/api", endpoint = "accept_invitation")]
 pub async fn accept_invitation(token: String) -> Result<(), AppError> {
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
     let user = ctx.require_user().await?;
-    let token = ctx.invitation_token(token).await?;
-    crate::server::services::households::accept(&ctx.state, &ctx.meta, &user, &token)
-        .await
-        .map_err(s::auth_error)?;
-    ctx.forget_invitation_token().await?;
+    let kept = ctx.kept_invitation().await?;
+    crate::server::services::households::accept(
+        &ctx.state,
+        &ctx.meta,
+        &user,
+        invitation_key(&token, &kept),
+    )
+    .await
+    .map_err(s::auth_error)?;
+    ctx.forget_invitation().await?;
     leptos_axum::redirect(crate::routes::HOUSEHOLD);
     Ok(())
 }

@@ -2,23 +2,25 @@
 //! (signed in with the invited address) a button to join. Opening the link changes nothing (mail
 //! scanners follow links); joining is a POST.
 //!
-//! A visitor who is not signed in is offered to sign in or create an account; the server keeps the
-//! token in their session meanwhile, so signing in can come back to this page without the token in
-//! any other URL.
+//! A visitor who is not signed in is offered to sign in (a POST that keeps the invitation's id in
+//! their session, so signing in comes back to this page without the token in any other URL) or to
+//! create an account first.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use crate::api::households::{AcceptInvitation, invitation_details};
+use crate::api::households::{AcceptInvitation, RememberInvitation, invitation_details};
 use crate::components::auth_forms::{FormError, SubmitButton, action_error, form_error};
 use crate::components::user_menu::use_session_user;
+use crate::error::AppError;
 use crate::routes;
 use crate::types::JoinInvitationView;
 
 #[component]
 pub fn HouseholdJoinPage() -> impl IntoView {
     let accept = ServerAction::<AcceptInvitation>::new();
+    let remember = ServerAction::<RememberInvitation>::new();
     let query = use_query_map();
     let token = Memo::new(move |_| query.with(|q| q.get("token")).unwrap_or_default());
     let details = Resource::new(move || token.get(), invitation_details);
@@ -30,7 +32,13 @@ pub fn HouseholdJoinPage() -> impl IntoView {
             <Transition fallback=|| view! { <p class="hint">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     match details.await {
-                        Ok(view) => view! { <Invitation view=view token=token accept=accept /> }.into_any(),
+                        Ok(view) => view! { <Invitation view=view token=token accept=accept remember=remember /> }.into_any(),
+                        Err(error @ (AppError::RateLimited { .. } | AppError::Unavailable | AppError::Internal)) => {
+                            view! {
+                                <div class="form-error" role="alert"><p>{error.to_string()}</p></div>
+                            }
+                                .into_any()
+                        }
                         Err(_) => view! {
                             <div class="notice notice-warning" role="status">
                                 <p>
@@ -53,15 +61,16 @@ fn Invitation(
     view: JoinInvitationView,
     token: Memo<String>,
     accept: ServerAction<AcceptInvitation>,
+    remember: ServerAction<RememberInvitation>,
 ) -> impl IntoView {
     let session = use_session_user();
     let error = action_error(accept);
+    let remember_error = action_error(remember);
     let who = view
         .inviter
         .clone()
         .unwrap_or_else(|| "A member".to_owned());
     let household = view.household.clone();
-    let login = format!("{}?next={}", routes::LOGIN, routes::HOUSEHOLD_JOIN);
     view! {
         <p class="invitation-summary">
             {format!("{who} invited you to join “{household}” on Nest Egg.")}
@@ -70,15 +79,16 @@ fn Invitation(
         <Transition>
             {move || {
                 let view = view.clone();
-                let login = login.clone();
                 Suspend::new(async move {
                     let signed_in = matches!(session.resource().await, Ok(Some(_)));
                     if !signed_in {
                         return view! {
                             <p>{format!("Sign in with {} to accept.", view.email)}</p>
-                            <p class="form-actions">
-                                <a class="button" href=login>"Sign in"</a>
-                            </p>
+                            <ActionForm action=remember attr:class="remember-invitation-form">
+                                <FormError message=form_error(remember_error, &[]) />
+                                <input type="hidden" name="token" value=move || token.get() />
+                                <SubmitButton label="Sign in to accept" pending=remember.pending() />
+                            </ActionForm>
                             <p class="hint">
                                 "No account yet? "
                                 <a href=routes::REGISTER>"Create one"</a>

@@ -278,27 +278,22 @@ impl RequestContext {
             .map_err(session_error)
     }
 
-    /// The household invitation token: the one given, or else the one kept while signing in.
-    pub async fn invitation_token(&self, given: String) -> Result<String, AppError> {
-        if !given.trim().is_empty() {
-            return Ok(given);
-        }
-        Ok(self
-            .session
-            .get::<String>(INVITATION_KEY)
-            .await
-            .map_err(session_error)?
-            .unwrap_or_default())
-    }
-
-    pub async fn keep_invitation_token(&self, token: &str) -> Result<(), AppError> {
+    /// The household invitation (its id) kept while the visitor signs in.
+    pub async fn kept_invitation(&self) -> Result<Option<String>, AppError> {
         self.session
-            .insert(INVITATION_KEY, token)
+            .get::<String>(INVITATION_KEY)
             .await
             .map_err(session_error)
     }
 
-    pub async fn forget_invitation_token(&self) -> Result<(), AppError> {
+    pub async fn keep_invitation(&self, invitation_id: &str) -> Result<(), AppError> {
+        self.session
+            .insert(INVITATION_KEY, invitation_id)
+            .await
+            .map_err(session_error)
+    }
+
+    pub async fn forget_invitation(&self) -> Result<(), AppError> {
         self.session
             .remove_value(INVITATION_KEY)
             .await

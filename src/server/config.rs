@@ -66,6 +66,8 @@ pub struct Settings {
     pub log_filter: String,
     /// Proxies whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Other sites (exact origins) whose pages may call the JSON endpoints with the visitor's cookies.
+    pub cors_origins: Vec<String>,
     /// Operators of this deployment (normalized addresses), from `ADMIN_EMAILS`.
     pub admin_emails: Vec<String>,
     pub accounts: AccountSettings,
@@ -477,6 +479,7 @@ impl Settings {
                 })
                 .collect::<Result<Vec<_>, _>>()
         });
+        let cors_origins = p.parse("CORS_ORIGINS", "", parse_cors_origins);
         // Each variable is parsed on its own so that every problem is reported, then combined.
         let registration_open = p.parse("REGISTRATION_OPEN", "true", parse_bool);
         let require_email_verification = p.parse("REQUIRE_EMAIL_VERIFICATION", "false", parse_bool);
@@ -623,6 +626,7 @@ impl Settings {
                 log_format: log_format?,
                 log_filter: log_filter?,
                 trusted_proxies: trusted_proxies?,
+                cors_origins: cors_origins?,
                 admin_emails: admin_emails?,
                 accounts: accounts?,
                 rate_limits: rate_limits?,
@@ -903,10 +907,54 @@ fn parse_hosts(v: &str, production: bool) -> Result<Vec<String>, String> {
     Ok(hosts)
 }
 
+/// `https://app.example.org,http://localhost:5173`: exact origins (scheme, host, optional port), no
+/// wildcard (with credentials allowed, a wildcard would let any site read signed-in answers).
+fn parse_cors_origins(value: &str) -> Result<Vec<String>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(|origin| {
+            if origin.contains('*') {
+                return Err(format!(
+                    "`{origin}`: list exact origins such as https://app.example.org; wildcards are \
+                     refused"
+                ));
+            }
+            let url = Url::parse(origin).map_err(|_| format!("`{origin}` is not an origin"))?;
+            let exact = url.origin().ascii_serialization();
+            if !matches!(url.scheme(), "http" | "https") || exact != origin.trim_end_matches('/') {
+                return Err(format!(
+                    "`{origin}` must be just scheme://host[:port], like https://app.example.org"
+                ));
+            }
+            Ok(exact)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cors_origins_are_exact() {
+        assert_eq!(
+            parse_cors_origins(" https://app.example.org, http://localhost:5173 ").unwrap(),
+            vec!["https://app.example.org", "http://localhost:5173"]
+        );
+        assert_eq!(parse_cors_origins("").unwrap(), Vec::<String>::new());
+        for bad in [
+            "*",
+            "https://*.example.org",
+            "app.example.org",
+            "https://app.example.org/path",
+            "ftp://app.example.org",
+        ] {
+            assert!(parse_cors_origins(bad).is_err(), "{bad}");
+        }
+    }
 
     const KEY_A: &str = "q83vEjq6GyxXKjvZ1sYkB2b8Vw9mN4pR7tU0cD5eF6g=";
     const KEY_B: &str = "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWo=";

@@ -31,8 +31,8 @@ pub const CLIENT_UA_KEY: &str = "ua";
 /// Session data key of a sign-in waiting for its second factor ([`PendingMfa`]). A session holding it
 /// has no user: it is signed out for everything but the two-factor step.
 pub const MFA_PENDING_KEY: &str = "mfa_pending";
-/// A household invitation opened before signing in: kept here (not in a `next=` URL) so the link's
-/// token appears in no other address while the visitor signs in or signs up.
+/// The id of a household invitation opened before signing in: kept here, so the link's token appears
+/// in no other address (nor in the session data) while the visitor signs in.
 pub const INVITATION_KEY: &str = "invitation";
 
 /// The password step of a sign-in succeeded for `user_id` at `started_at`; the code step is next.

@@ -31,7 +31,9 @@ use crate::server::clock::SharedClock;
 use crate::server::config::Settings;
 use crate::server::db::{self, DbSetupError};
 use crate::server::mail::{Mailer, worker};
-use crate::server::middleware::{api_errors, body_limit, csrf, host, request_id, security_headers};
+use crate::server::middleware::{
+    api_errors, body_limit, csrf, forwarded, host, request_id, security_headers,
+};
 use crate::server::rate_limit::RateLimiters;
 use crate::server::services::crypto::PasswordHasher;
 use crate::server::services::secret_box::SecretBox;
@@ -90,6 +92,9 @@ impl Application {
             hasher,
             limiters,
             mail_wakeup: Arc::new(Notify::new()),
+            exports: Arc::new(tokio::sync::Semaphore::new(
+                crate::server::services::export::MAX_CONCURRENT,
+            )),
             secret_box: Arc::new(SecretBox::new(
                 &settings_encryption_key,
                 &settings_previous_keys,
@@ -240,8 +245,16 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
             settings.request_timeout,
         ))
         .layer(from_fn_with_state(state.clone(), csrf::refuse_cross_site))
+        // Outside the CSRF check: a preflight is answered here, and only listed origins get the
+        // Access-Control-Allow-* headers.
+        .layer(cors_layer(&settings))
         .layer(from_fn_with_state(state.clone(), host::check_host))
-        .layer(CompressionLayer::new())
+        // Outside the host check: a trusted proxy's X-Forwarded-Host is the host to judge.
+        .layer(from_fn_with_state(
+            state.clone(),
+            forwarded::apply_forwarded_headers,
+        ))
+        .layer(compression_layer())
         // Inside the headers layer, so even the answer to a panic carries every security header.
         .layer(CatchPanicLayer::custom(internal_error))
         .layer(from_fn_with_state(
@@ -259,6 +272,29 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(from_fn(request_id::drop_invalid_request_id));
     Ok(router)
+}
+
+/// gzip/brotli for what is worth it; not the data export, a ZIP is compressed already.
+fn compression_layer() -> CompressionLayer<impl tower_http::compression::Predicate> {
+    use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate as _};
+    CompressionLayer::new()
+        .compress_when(DefaultPredicate::new().and(NotForContentType::const_new("application/zip")))
+}
+
+/// CORS for the sites in `CORS_ORIGINS` (none by default): exact origins, with credentials.
+fn cors_layer(settings: &crate::server::config::Settings) -> tower_http::cors::CorsLayer {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins: Vec<http::HeaderValue> = settings
+        .cors_origins
+        .iter()
+        .filter_map(|o| http::HeaderValue::from_str(o).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([http::Method::GET, http::Method::POST])
+        .allow_headers([http::header::CONTENT_TYPE, http::header::ACCEPT])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// The session layer with the cookie attributes `Settings` asks for (also used by the cookie tests).

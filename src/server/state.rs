@@ -23,6 +23,8 @@ pub struct AppState {
     pub limiters: Arc<RateLimiters>,
     /// Wakes the outbox worker as soon as an email is committed.
     pub mail_wakeup: Arc<Notify>,
+    /// Data exports being written at once (each holds a blocking thread): see `services::export`.
+    pub exports: Arc<tokio::sync::Semaphore>,
     /// Seals sensitive fields at rest under `ENCRYPTION_KEY`.
     pub secret_box: Arc<SecretBox>,
 }

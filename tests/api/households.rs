@@ -738,3 +738,95 @@ async fn signed_out_visitors_have_no_household() {
         .await;
     visitor.refused("leave_household", &[], 401).await;
 }
+
+#[tokio::test]
+async fn signing_in_from_the_invitation_page_comes_back_to_it_without_the_token_anywhere() {
+    let app = spawn().await;
+    account(&app, "ann@example.org", "Ann").await;
+    account(&app, "ben@example.org", "Ben").await;
+    let ann = Browser::signed_in(&app, "ann@example.org").await;
+    let token = invite(&app, &ann, "ben@example.org").await;
+
+    // Ben opens the link signed out and chooses to sign in: the invitation is kept in his session.
+    let ben = Browser::new(&app);
+    let response = ben
+        .call("remember_invitation", &[("token", token.as_str())])
+        .await;
+    assert_eq!(response.status(), 200, "{:?}", response.text().await);
+    let stored: Vec<String> = nestegg::server::entities::session::Entity::find()
+        .all(&app.app_db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.data)
+        .collect();
+    assert!(
+        stored.iter().all(|data| !data.contains(&token)),
+        "the raw token is in a session"
+    );
+
+    let response = ben
+        .call(
+            "sign_in",
+            &[("email", "ben@example.org"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    // Back on /household/join (no token in the URL): the page still knows the invitation.
+    let details = ben.ok("invitation_details", &[("token", "")]).await;
+    assert_eq!(details["household"], "Ann's household");
+    ben.ok("accept_invitation", &[("token", "")]).await;
+    assert_eq!(ben.overview().await["name"], "Ann's household");
+    // Used up: neither the link nor the kept invitation works again.
+    ben.refused("accept_invitation", &[("token", "")], 400)
+        .await;
+    ben.refused("accept_invitation", &[("token", token.as_str())], 400)
+        .await;
+    // A bad link is refused before anything is kept.
+    Browser::new(&app)
+        .refused("remember_invitation", &[("token", "not-a-token")], 400)
+        .await;
+}
+
+#[tokio::test]
+async fn an_unconfirmed_account_cannot_send_invitations() {
+    let app = spawn().await;
+    let response = app.register("cat@example.org", "Cat", PASSWORD).await;
+    assert!(response.status().is_success() || response.status().is_redirection());
+    let cat = Browser::signed_in(&app, "cat@example.org").await;
+    cat.refused("invite_member", &[("email", "dan@example.org")], 403)
+        .await;
+    assert_eq!(
+        app.count("household_invitations").await,
+        0,
+        "nothing was stored"
+    );
+}
+
+#[tokio::test]
+async fn a_removed_member_is_not_shown_the_owners_address_or_browser() {
+    let app = spawn().await;
+    account(&app, "ann@example.org", "Ann").await;
+    account(&app, "ben@example.org", "Ben").await;
+    let ann = Browser::signed_in(&app, "ann@example.org").await;
+    let _ben = join(&app, &ann, "ben@example.org").await;
+    let view = ann.overview().await;
+    ann.ok(
+        "remove_member",
+        &[("id", member_id(&view, "ben@example.org").as_str())],
+    )
+    .await;
+    let ben_id = member_id(&view, "ben@example.org");
+    let rows = nestegg::server::entities::security_event::Entity::find()
+        .filter(nestegg::server::entities::security_event::Column::UserId.eq(ben_id))
+        .filter(nestegg::server::entities::security_event::Column::Kind.eq("household_removed"))
+        .all(&app.app_db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        rows[0].user_agent.as_deref(),
+        Some(""),
+        "the owner's browser leaked"
+    );
+}

@@ -17,6 +17,7 @@ mod logging;
 mod mfa;
 mod operations;
 mod pages;
+mod proxy;
 mod security_headers;
 mod sessions;
 mod smtp_sink;

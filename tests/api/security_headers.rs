@@ -100,9 +100,16 @@ async fn production_sends_hsts_and_secure_host_prefixed_cookies() {
         // production database for a single host.
         let db = format!("sqlite://{}/prod.db?mode=rwc", vars["DATA_DIR"]);
         vars.insert("DATABASE_URL".into(), db);
+        // HTTPS is the proxy's job; without it, production redirects to https://.
+        vars.insert("TRUSTED_PROXIES".into(), "127.0.0.1".into());
     })
     .await;
-    let response = app.get("/").send().await.unwrap();
+    let response = app
+        .get("/")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(
         response.headers()["strict-transport-security"],
@@ -115,6 +122,7 @@ async fn production_sends_hsts_and_secure_host_prefixed_cookies() {
     let response = app
         .client
         .post(app.url("/api/theme"))
+        .header("x-forwarded-proto", "https")
         .header("origin", format!("https://127.0.0.1:{}", app.port))
         .header("content-type", "application/x-www-form-urlencoded")
         .body("theme=dark")

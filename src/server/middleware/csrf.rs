@@ -26,8 +26,17 @@ pub fn judge(
     headers: &HeaderMap,
     public_url: &url::Url,
     host: Option<&str>,
+    cors_origins: &[String],
 ) -> Verdict {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Verdict::Allow;
+    }
+    // Sites listed in `CORS_ORIGINS` are trusted to call us from their pages.
+    if let Some(origin) = headers
+        .get(http::header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+        && cors_origins.iter().any(|allowed| allowed == origin)
+    {
         return Verdict::Allow;
     }
     if let Some(site) = headers.get("sec-fetch-site") {
@@ -74,6 +83,7 @@ pub async fn refuse_cross_site(
         request.headers(),
         &state.settings.public_url,
         host.as_deref(),
+        &state.settings.cors_origins,
     ) {
         Verdict::Allow => next.run(request).await,
         Verdict::Refuse(signal) => {
@@ -97,7 +107,7 @@ mod tests {
 
     fn judge(method: &Method, headers: &HeaderMap, public: &str) -> Verdict {
         let host = headers.get("host").and_then(|v| v.to_str().ok());
-        super::judge(method, headers, &public.parse().unwrap(), host)
+        super::judge(method, headers, &public.parse().unwrap(), host, &[])
     }
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {

@@ -3,6 +3,7 @@
 pub mod api_errors;
 pub mod body_limit;
 pub mod csrf;
+pub mod forwarded;
 pub mod host;
 pub mod request_id;
 pub mod security_headers;

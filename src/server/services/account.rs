@@ -48,6 +48,11 @@ pub async fn delete_account(
 
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
+    // Nobody joins (or changes) the household while it is decided whether it goes too.
+    match crate::server::services::households::locked_membership(&txn, &account.id, None).await {
+        Ok(_) | Err(AuthError::NotFound) => {}
+        Err(err) => return Err(err),
+    }
     let memberships = household_member::Entity::find()
         .filter(household_member::Column::UserId.eq(&account.id))
         .all(&txn)

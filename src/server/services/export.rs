@@ -31,6 +31,11 @@ const PAGE: u64 = 500;
 const CHUNK: usize = 64 * 1024;
 /// Chunks in flight between the writer and the response.
 const CHANNEL_DEPTH: usize = 4;
+/// Exports written at once. Each holds a thread of the blocking pool (which password hashing also
+/// uses) for as long as its download lasts; more are turned away until a slot frees.
+pub const MAX_CONCURRENT: usize = 4;
+/// A download that takes no data for this long is abandoned, freeing its slot.
+const STALL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// A file of the archive, and what README.txt says about it.
 pub struct Section {
@@ -94,16 +99,29 @@ pub fn file_name(now: i64) -> String {
     format!("nestegg-export-{date}.zip")
 }
 
+/// All export slots are taken.
+#[derive(Debug, thiserror::Error)]
+#[error("too many exports at once")]
+pub struct Busy;
+
+/// A slot for one export, taken before anything is recorded.
+pub fn reserve(state: &AppState) -> Result<tokio::sync::OwnedSemaphorePermit, Busy> {
+    state.exports.clone().try_acquire_owned().map_err(|_| Busy)
+}
+
 /// Starts writing `account`'s archive; the receiver yields it in chunks. A failure part-way ends the
 /// stream with an error, so the download is visibly broken rather than silently short.
 pub fn start(
     state: AppState,
     account: user::Model,
+    slot: tokio::sync::OwnedSemaphorePermit,
 ) -> mpsc::Receiver<Result<Bytes, std::io::Error>> {
     let (sender, receiver) = mpsc::channel(CHANNEL_DEPTH);
     let runtime = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
+        let _slot = slot;
         let sink = ChannelWriter {
+            runtime: runtime.clone(),
             sender: sender.clone(),
             buffer: Vec::with_capacity(CHUNK),
         };
@@ -118,6 +136,7 @@ pub fn start(
 
 /// Gathers bytes into chunks and sends them on; fails once the response is gone.
 struct ChannelWriter {
+    runtime: tokio::runtime::Handle,
     sender: mpsc::Sender<Result<Bytes, std::io::Error>>,
     buffer: Vec<u8>,
 }
@@ -131,9 +150,20 @@ impl ChannelWriter {
             &mut self.buffer,
             Vec::with_capacity(CHUNK),
         ));
-        self.sender
-            .blocking_send(Ok(chunk))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "download ended"))
+        let sent = self
+            .runtime
+            .block_on(tokio::time::timeout(STALL, self.sender.send(Ok(chunk))));
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "download ended",
+            )),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "download stalled",
+            )),
+        }
     }
 }
 

@@ -1,15 +1,20 @@
 //! Households: who belongs to which, invitations by email, removing members, handing on ownership
 //! and leaving.
 //!
-//! A person belongs to exactly one household (a unique key on `household_members.user_id` holds it
-//! under races). Every function here starts from the caller's own membership, and ids that come from
-//! a browser (members, invitations) are looked up only inside that household: an id from another
-//! household is "not found", exactly like an id that does not exist.
+//! A person belongs to exactly one household (a unique key on `household_members.user_id`). Every
+//! function here starts from the caller's own membership, and ids that come from a browser (members,
+//! invitations) are looked up only inside that household: an id from another household is "not
+//! found", exactly like an id that does not exist.
+//!
+//! Changes lock the households they touch first (`FOR UPDATE` on PostgreSQL; SQLite's write
+//! transactions already run one at a time), then decide: two owners acting at once, or someone
+//! joining a household its last member is leaving, cannot leave a household without an owner or a
+//! person without a household.
 
 use sea_orm::{
     ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, ConnectionTrait,
-    DatabaseTransaction, DbErr, EntityTrait as _, PaginatorTrait as _, QueryFilter as _,
-    QueryOrder as _, SqlErr,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait as _, PaginatorTrait as _, QueryFilter as _,
+    QueryOrder as _, QuerySelect as _, SqlErr,
 };
 
 use crate::routes;
@@ -79,6 +84,8 @@ pub struct InvitationDetails {
     pub inviter_name: Option<String>,
     pub email: String,
     pub expires_at: i64,
+    /// To keep in the session instead of the token while the visitor signs in.
+    pub id: String,
 }
 
 /// A new household with `user_id` as its owner (at registration, and for someone who leaves or is
@@ -213,11 +220,53 @@ async fn owner_membership(
     txn: &DatabaseTransaction,
     user: &user::Model,
 ) -> Result<Membership, AuthError> {
-    let membership = membership(txn, &user.id).await?;
+    let membership = locked_membership(txn, &user.id, None).await?;
     if membership.is_owner() {
         Ok(membership)
     } else {
         Err(owners_only())
+    }
+}
+
+/// Locks the given households (in id order, so two transactions never wait on each other in a
+/// circle). Returns the ids that still exist.
+async fn lock_households(txn: &DatabaseTransaction, ids: &[&str]) -> Result<Vec<String>, DbErr> {
+    let mut ids: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
+    ids.sort();
+    ids.dedup();
+    let query = household::Entity::find()
+        .filter(household::Column::Id.is_in(ids))
+        .order_by_asc(household::Column::Id);
+    let query = if txn.get_database_backend() == DbBackend::Postgres {
+        query.lock_exclusive()
+    } else {
+        query
+    };
+    Ok(query.all(txn).await?.into_iter().map(|h| h.id).collect())
+}
+
+/// `user_id`'s membership with their household (and `other`, if given) locked, read again under the
+/// lock so that it cannot have changed in between.
+pub async fn locked_membership(
+    txn: &DatabaseTransaction,
+    user_id: &str,
+    other: Option<&str>,
+) -> Result<Membership, AuthError> {
+    let before = membership(txn, user_id).await?;
+    let mut ids = vec![before.household.id.as_str()];
+    ids.extend(other);
+    lock_households(txn, &ids).await?;
+    let after = membership(txn, user_id).await?;
+    if after.household.id != before.household.id || after.role != before.role {
+        return Err(changed_meanwhile());
+    }
+    Ok(after)
+}
+
+fn changed_meanwhile() -> AuthError {
+    AuthError::Invalid {
+        field: None,
+        message: "Your household changed a moment ago. Reload the page and try again.".to_owned(),
     }
 }
 
@@ -243,6 +292,10 @@ pub async fn invite(
     inviter: &user::Model,
     email_input: &str,
 ) -> Result<String, AuthError> {
+    // Our emails carry the inviter's name to any address: only from a confirmed one.
+    if inviter.email_verified_at.is_none() {
+        return Err(AuthError::EmailNotVerified);
+    }
     let email = normalize_email(email_input, "email")?;
     if email == inviter.email {
         return Err(invalid("email", "That is your own address."));
@@ -340,20 +393,34 @@ pub async fn revoke_invitation(
     commit_with_event(txn, state, meta, now, event).await
 }
 
-/// The invitation behind a link, while it can be accepted.
+/// How an invitation is named: by its link's token, or (once the link was opened and the visitor
+/// went to sign in) by its id, which the session keeps instead of the token.
+#[derive(Clone, Copy, Debug)]
+pub enum InvitationKey<'a> {
+    Token(&'a str),
+    Id(&'a str),
+}
+
+/// The invitation named by `key`, while it can be accepted.
 async fn find_invitation<C: ConnectionTrait>(
     db: &C,
     state: &AppState,
-    token: &str,
+    key: InvitationKey<'_>,
     now: i64,
 ) -> Result<household_invitation::Model, AuthError> {
-    let token = token.trim();
-    if token.is_empty() || token.len() > 128 {
-        return Err(AuthError::LinkInvalid);
-    }
-    let hash = hash_token(&state.settings.secret_key, PURPOSE_INVITATION, token);
+    let filter = match key {
+        InvitationKey::Token(token) => {
+            let token = token.trim();
+            if token.is_empty() || token.len() > 128 {
+                return Err(AuthError::LinkInvalid);
+            }
+            let hash = hash_token(&state.settings.secret_key, PURPOSE_INVITATION, token);
+            household_invitation::Column::TokenHash.eq(hash)
+        }
+        InvitationKey::Id(id) => household_invitation::Column::Id.eq(id),
+    };
     household_invitation::Entity::find()
-        .filter(household_invitation::Column::TokenHash.eq(hash))
+        .filter(filter)
         .filter(household_invitation::Column::AcceptedAt.is_null())
         .filter(household_invitation::Column::RevokedAt.is_null())
         .filter(household_invitation::Column::ExpiresAt.gt(now))
@@ -365,9 +432,9 @@ async fn find_invitation<C: ConnectionTrait>(
 /// Who invites whom to what, for the page the link opens (nothing is changed).
 pub async fn invitation_details(
     state: &AppState,
-    token: &str,
+    key: InvitationKey<'_>,
 ) -> Result<InvitationDetails, AuthError> {
-    let invitation = find_invitation(&state.db, state, token, now(state)).await?;
+    let invitation = find_invitation(&state.db, state, key, now(state)).await?;
     let household = household::Entity::find_by_id(invitation.household_id.clone())
         .one(&state.db)
         .await?
@@ -380,6 +447,7 @@ pub async fn invitation_details(
         None => None,
     };
     Ok(InvitationDetails {
+        id: invitation.id,
         household_name: household.name,
         inviter_name,
         email: invitation.email,
@@ -403,6 +471,15 @@ pub async fn departure<C: ConnectionTrait>(
     user_id: &str,
 ) -> Result<(Membership, Departure), AuthError> {
     let membership = membership(db, user_id).await?;
+    classify(db, membership, user_id).await
+}
+
+/// What leaving `membership` would mean for `user_id`.
+async fn classify<C: ConnectionTrait>(
+    db: &C,
+    membership: Membership,
+    user_id: &str,
+) -> Result<(Membership, Departure), AuthError> {
     let others: Vec<Member> = members(db, &membership.household.id)
         .await?
         .into_iter()
@@ -435,11 +512,11 @@ pub async fn accept(
     state: &AppState,
     meta: &RequestMeta,
     user: &user::Model,
-    token: &str,
+    key: InvitationKey<'_>,
 ) -> Result<household::Model, AuthError> {
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
-    let invitation = find_invitation(&txn, state, token, now).await?;
+    let invitation = find_invitation(&txn, state, key, now).await?;
     if user.email_verified_at.is_none() {
         return Err(AuthError::EmailNotVerified);
     }
@@ -453,7 +530,16 @@ pub async fn accept(
             ),
         });
     }
-    let (current, departure) = departure(&txn, &user.id).await?;
+    let current = locked_membership(&txn, &user.id, Some(&invitation.household_id)).await?;
+    // Its last member may have taken it away while we waited for the lock.
+    if household::Entity::find_by_id(invitation.household_id.clone())
+        .one(&txn)
+        .await?
+        .is_none()
+    {
+        return Err(AuthError::LinkInvalid);
+    }
+    let (current, departure) = classify(&txn, current, &user.id).await?;
     if current.household.id == invitation.household_id {
         return Err(AuthError::Invalid {
             field: None,
@@ -546,7 +632,8 @@ pub async fn remove_member(
         .user(&person.id)
         .detail("household_id", membership.household.id.clone())
         .detail("household", membership.household.name.clone());
-    audit::record(&txn, meta, now, removed).await?;
+    // In their trail without the owner's address and browser: those are not theirs to see.
+    audit::record(&txn, &RequestMeta::internal(), now, removed).await?;
     let event = Event::new("household_member_removed")
         .user(&owner.id)
         .detail("household_id", membership.household.id)
@@ -572,12 +659,15 @@ pub async fn transfer_ownership(
     let membership = owner_membership(&txn, owner).await?;
     let member = fellow_member(&txn, &membership, member_id).await?;
     for (user_id, role) in [(&member.user_id, ROLE_OWNER), (&owner.id, ROLE_MEMBER)] {
-        household_member::Entity::update_many()
+        let updated = household_member::Entity::update_many()
             .col_expr(household_member::Column::Role, role.into())
             .filter(household_member::Column::HouseholdId.eq(&membership.household.id))
             .filter(household_member::Column::UserId.eq(user_id))
             .exec(&txn)
             .await?;
+        if updated.rows_affected != 1 {
+            return Err(changed_meanwhile());
+        }
     }
     let person = user::Entity::find_by_id(member.user_id.clone())
         .one(&txn)
@@ -587,7 +677,7 @@ pub async fn transfer_ownership(
         .user(&person.id)
         .detail("household_id", membership.household.id.clone())
         .detail("from", owner.display_name.clone());
-    audit::record(&txn, meta, now, received).await?;
+    audit::record(&txn, &RequestMeta::internal(), now, received).await?;
     let event = Event::new("household_ownership_transferred")
         .user(&owner.id)
         .detail("household_id", membership.household.id)
@@ -604,7 +694,8 @@ pub async fn leave(
 ) -> Result<(), AuthError> {
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
-    let (membership, departure) = departure(&txn, &user.id).await?;
+    let locked = locked_membership(&txn, &user.id, None).await?;
+    let (membership, departure) = classify(&txn, locked, &user.id).await?;
     match departure {
         Departure::DeletesHousehold(_) => {
             return Err(AuthError::Invalid {
