@@ -68,6 +68,10 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Other sites (exact origins) whose pages may call the JSON endpoints with the visitor's cookies.
     pub cors_origins: Vec<String>,
+    /// Where Prometheus scrapes `/metrics` (a separate listener), or `None` when turned off.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    pub metrics_user: String,
+    pub metrics_password: Password,
     /// Operators of this deployment (normalized addresses), from `ADMIN_EMAILS`.
     pub admin_emails: Vec<String>,
     pub accounts: AccountSettings,
@@ -180,6 +184,25 @@ impl DatabaseUrl {
 impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted())
+    }
+}
+
+/// The `/metrics` password outside production, so a fresh clone can scrape its own metrics.
+pub const DEV_METRICS_PASSWORD: &str = "nestegg-dev-metrics";
+
+/// A password from the configuration. Not `Serialize`, and `Debug` prints `<hidden>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Password(String);
+
+impl Password {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<hidden>")
     }
 }
 
@@ -480,6 +503,36 @@ impl Settings {
                 .collect::<Result<Vec<_>, _>>()
         });
         let cors_origins = p.parse("CORS_ORIGINS", "", parse_cors_origins);
+        let metrics_addr = p.parse("METRICS_ADDR", "127.0.0.1:9100", |v| match v {
+            "off" => Ok(None),
+            _ => v
+                .parse::<std::net::SocketAddr>()
+                .map(Some)
+                .map_err(|_| "must be an address like 127.0.0.1:9100, or `off`".to_owned()),
+        });
+        let metrics_user = p.parse("METRICS_USER", "metrics", |v| {
+            if v.is_empty() || v.contains(':') {
+                Err("must be a user name without `:`".to_owned())
+            } else {
+                Ok(v.to_owned())
+            }
+        });
+        let metrics_password = p
+            .secret_or("METRICS_PASSWORD", DEV_METRICS_PASSWORD)
+            .and_then(|v| {
+                let weak = v.is_empty() || v == DEV_METRICS_PASSWORD || v.chars().count() < 16;
+                if production && weak {
+                    p.problem(
+                    "METRICS_PASSWORD",
+                    "production needs a password of at least 16 characters for /metrics, not the \
+                     development default"
+                        .to_owned(),
+                );
+                    None
+                } else {
+                    Some(Password(v))
+                }
+            });
         // Each variable is parsed on its own so that every problem is reported, then combined.
         let registration_open = p.parse("REGISTRATION_OPEN", "true", parse_bool);
         let require_email_verification = p.parse("REQUIRE_EMAIL_VERIFICATION", "false", parse_bool);
@@ -627,6 +680,9 @@ impl Settings {
                 log_filter: log_filter?,
                 trusted_proxies: trusted_proxies?,
                 cors_origins: cors_origins?,
+                metrics_addr: metrics_addr?,
+                metrics_user: metrics_user?,
+                metrics_password: metrics_password?,
                 admin_emails: admin_emails?,
                 accounts: accounts?,
                 rate_limits: rate_limits?,
@@ -976,6 +1032,7 @@ mod tests {
                 "DATABASE_URL",
                 "postgres://app:Str0ng-Passw0rd-9@db:5432/nestegg",
             ),
+            ("METRICS_PASSWORD", "scrape-me-9f2c1e7a4b"),
         ]);
         v.extend(vars(extra));
         v
@@ -1026,6 +1083,27 @@ mod tests {
         assert_eq!(s.allowed_hosts, vec!["nestegg.example.org"]);
         assert_eq!(s.log_format, LogFormat::Json);
         assert_eq!(s.public_origin(), "https://nestegg.example.org");
+    }
+
+    #[test]
+    fn metrics_are_protected_by_a_real_password_in_production() {
+        for weak in ["", DEV_METRICS_PASSWORD, "short-password"] {
+            assert_eq!(
+                problems_of(&production(&[("METRICS_PASSWORD", weak)])),
+                vec!["METRICS_PASSWORD"],
+                "{weak:?}"
+            );
+        }
+        let dev = Settings::from_vars(&vars(&[])).unwrap();
+        assert_eq!(dev.metrics_password.expose(), DEV_METRICS_PASSWORD);
+        assert_eq!(dev.metrics_addr, Some("127.0.0.1:9100".parse().unwrap()));
+        let off = Settings::from_vars(&vars(&[("METRICS_ADDR", "off")])).unwrap();
+        assert_eq!(off.metrics_addr, None);
+        assert_eq!(
+            problems_of(&vars(&[("METRICS_ADDR", "everywhere")])),
+            vec!["METRICS_ADDR"]
+        );
+        assert_eq!(format!("{:?}", dev.metrics_password), "<hidden>");
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod db;
 pub mod entities;
 pub mod health;
 pub mod mail;
+pub mod metrics;
 pub mod middleware;
 pub mod rate_limit;
 pub mod services;

@@ -120,6 +120,8 @@ impl RateLimiters {
         limiter.check_key(&key.to_owned()).map_err(|not_until| {
             let wait = not_until.wait_time_from(self.clock.now());
             tracing::warn!(limiter = limit.name(), "rate limit reached");
+            metrics::counter!("rate_limit_rejections_total", "limiter" => limit.name())
+                .increment(1);
             wait.as_secs() + 1
         })
     }

@@ -52,10 +52,17 @@ pub enum StartupError {
     Crypto(#[from] crate::server::services::crypto::CryptoError),
     #[error("mail transport: {0}")]
     Mail(#[from] crate::server::mail::MailError),
+    #[error("cannot listen for metrics on {addr}: {source}")]
+    MetricsListen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 pub struct Application {
     listener: TcpListener,
+    /// The admin listener for `/metrics`, unless `METRICS_ADDR=off`.
+    metrics_listener: Option<TcpListener>,
     router: Router,
     state: AppState,
     mailer: Mailer,
@@ -101,8 +108,17 @@ impl Application {
             )),
         };
         let router = router(state.clone())?;
+        let metrics_listener = match state.settings.metrics_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartupError::MetricsListen { addr, source })?,
+            ),
+            None => None,
+        };
         Ok(Application {
             listener,
+            metrics_listener,
             router,
             state,
             mailer,
@@ -111,6 +127,13 @@ impl Application {
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     pub fn state(&self) -> &AppState {
@@ -125,10 +148,13 @@ impl Application {
     {
         let Application {
             listener,
+            metrics_listener,
             router,
             state,
             mailer,
         } = self;
+        let metrics_server = metrics_listener
+            .map(|l| crate::server::metrics::spawn_admin_listener(l, state.clone()));
         let sweeper = spawn_session_sweeper(
             DbSessionStore::new(state.db.clone(), state.clock.clone()),
             state.limiters.clone(),
@@ -170,6 +196,9 @@ impl Application {
         };
         sweeper.abort();
         mail_worker.abort();
+        if let Some(metrics_server) = metrics_server {
+            metrics_server.abort();
+        }
         if let Err(err) = state.db.close_by_ref().await {
             tracing::warn!(error = %err, "closing the database pool failed");
         }
@@ -191,6 +220,11 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
     let settings = state.settings.clone();
     let leptos_options = state.leptos_options.clone();
     let route_list = generate_route_list(App);
+    // Installs the recorder on first use; every request from here on is counted.
+    let _ = crate::server::metrics::handle();
+    let route_labels = Arc::new(crate::server::metrics::RouteLabels::new(
+        route_list.iter().map(|r| r.path().to_owned()),
+    ));
 
     let context = {
         let state = state.clone();
@@ -260,6 +294,10 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
         .layer(from_fn_with_state(
             state,
             security_headers::set_security_headers,
+        ))
+        .layer(from_fn_with_state(
+            route_labels,
+            crate::server::metrics::track_requests,
         ))
         .layer(
             TraceLayer::new_for_http()

@@ -67,6 +67,7 @@ fn check_config_lists_every_problem_and_exits_1() {
         "ENCRYPTION_KEY",
         "COOKIE_SECURE",
         "MAX_BODY_BYTES",
+        "METRICS_PASSWORD",
     ] {
         assert!(
             stderr.contains(&format!("  - {variable}: ")),

@@ -30,6 +30,8 @@ pub struct TestApp {
     /// The running app's state (database pool, hasher, limiters …) for tests that call services.
     pub state: nestegg::server::state::AppState,
     pub data_dir: TempDir,
+    /// `http://127.0.0.1:PORT` of the `/metrics` listener, unless `METRICS_ADDR=off`.
+    pub metrics_address: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     pub server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _postgres: Option<PostgresDatabase>,
@@ -99,6 +101,8 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Vars)) -> TestApp {
         ("SECRET_KEY", KEY_A.to_owned()),
         ("ENCRYPTION_KEY", KEY_B.to_owned()),
         ("DB_MAX_CONNECTIONS", "5".to_owned()),
+        // A port of its own: tests run in parallel.
+        ("METRICS_ADDR", "127.0.0.1:0".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -119,6 +123,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Vars)) -> TestApp {
         .await
         .expect("app builds");
     let app_db = app.state().db.clone();
+    let metrics_address = app.metrics_addr().map(|a| format!("http://{a}"));
     let settings = app.state().settings.clone();
     let state = app.state().clone();
     let (tx, rx) = oneshot::channel::<()>();
@@ -141,6 +146,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Vars)) -> TestApp {
         settings,
         state,
         data_dir,
+        metrics_address,
         shutdown: Some(tx),
         server: Some(server),
         _postgres: postgres,

@@ -14,6 +14,7 @@ mod export;
 mod health;
 mod households;
 mod logging;
+mod metrics;
 mod mfa;
 mod operations;
 mod pages;

@@ -12,6 +12,7 @@ async fn production(trusted: &str) -> TestApp {
     let trusted = trusted.to_owned();
     spawn_app_with(move |vars| {
         vars.insert("ENVIRONMENT".into(), "production".into());
+        vars.insert("METRICS_PASSWORD".into(), "scrape-me-9f2c1e7a4b".into());
         vars.insert("PUBLIC_URL".into(), PUBLIC.into());
         vars.insert("ALLOWED_HOSTS".into(), HOST.into());
         vars.insert("TRUSTED_PROXIES".into(), trusted);

@@ -93,6 +93,7 @@ async fn production_sends_hsts_and_secure_host_prefixed_cookies() {
     let app = spawn_app_with(|vars| {
         let port = vars["PUBLIC_URL"].rsplit(':').next().unwrap().to_owned();
         vars.insert("ENVIRONMENT".into(), "production".into());
+        vars.insert("METRICS_PASSWORD".into(), "scrape-me-9f2c1e7a4b".into());
         vars.insert("PUBLIC_URL".into(), format!("https://127.0.0.1:{port}"));
         vars.insert("SECRET_KEY".into(), KEY_A.into());
         vars.insert("ENCRYPTION_KEY".into(), KEY_B.into());

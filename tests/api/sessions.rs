@@ -148,6 +148,7 @@ async fn production_session_cookies_are_secure_and_host_prefixed() {
     let app = crate::helpers::spawn_app_with(|vars| {
         let port = vars["PUBLIC_URL"].rsplit(':').next().unwrap().to_owned();
         vars.insert("ENVIRONMENT".into(), "production".into());
+        vars.insert("METRICS_PASSWORD".into(), "scrape-me-9f2c1e7a4b".into());
         vars.insert("PUBLIC_URL".into(), format!("https://127.0.0.1:{port}"));
         let db = format!("sqlite://{}/prod.db?mode=rwc", vars["DATA_DIR"]);
         vars.insert("DATABASE_URL".into(), db);

@@ -104,6 +104,7 @@ pub async fn run_once(
                 update.body_text = Set(String::new());
                 update.body_html = Set(String::new());
                 summary.sent += 1;
+                metrics::counter!("emails_sent_total").increment(1);
                 tracing::info!(kind, attempts, "email sent");
             }
             Err(err) if err.is_transient() && (attempts as u32) < settings.mail.max_attempts => {
@@ -111,12 +112,14 @@ pub async fn run_once(
                 update.next_attempt_at = Set(finished + delay);
                 update.last_error = Set(Some(err.to_string().chars().take(300).collect()));
                 summary.retried += 1;
+                metrics::counter!("emails_retried_total").increment(1);
                 tracing::warn!(kind, attempts, retry_in_secs = delay, error = %err, "email delivery failed; will retry");
             }
             Err(err) => {
                 update.status = Set(STATUS_FAILED.to_owned());
                 update.last_error = Set(Some(err.to_string().chars().take(300).collect()));
                 summary.failed += 1;
+                metrics::counter!("emails_failed_total").increment(1);
                 tracing::error!(kind, attempts, error = %err, "email delivery failed for good");
             }
         }
@@ -194,7 +197,14 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         loop {
-            match run_once(&secret_box, &db, &settings, &clock, &mailer).await {
+            let outcome = run_once(&secret_box, &db, &settings, &clock, &mailer).await;
+            metrics::counter!(
+                "job_runs_total",
+                "job" => "outbox",
+                "outcome" => if outcome.is_ok() { "ok" } else { "error" },
+            )
+            .increment(1);
+            match outcome {
                 // A full batch probably left more behind: go again at once.
                 Ok(summary)
                     if summary.sent + summary.retried + summary.failed >= BATCH as usize =>

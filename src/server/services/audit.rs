@@ -40,6 +40,7 @@ pub async fn record<C: ConnectionTrait>(
     now: i64,
     event: Event<'_>,
 ) -> Result<(), DbErr> {
+    crate::server::metrics::security_event(event.kind, &event.details);
     tracing::info!(
         target: "nestegg::audit",
         kind = event.kind,

@@ -15,6 +15,7 @@ pub async fn enqueue<C: ConnectionTrait>(
     template: &Template,
 ) -> Result<(), DbErr> {
     let settings = &state.settings;
+    metrics::counter!("emails_queued_total", "kind" => template.kind()).increment(1);
     let rendered = template.render();
     let message_id = uuid::Uuid::new_v4().to_string();
     // Bodies carry one-time links: sealed at rest until the worker sends them (and then cleared).
