@@ -9,6 +9,7 @@ mod m20261122_000004_two_factor;
 mod m20261122_000005_known_devices;
 mod m20261122_000006_household_invitations;
 mod m20261122_000007_operators;
+mod m20261122_000008_jobs;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000005_known_devices::Migration),
             Box::new(m20261122_000006_household_invitations::Migration),
             Box::new(m20261122_000007_operators::Migration),
+            Box::new(m20261122_000008_jobs::Migration),
         ]
     }
 }

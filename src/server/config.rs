@@ -68,6 +68,11 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Other sites (exact origins) whose pages may call the JSON endpoints with the visitor's cookies.
     pub cors_origins: Vec<String>,
+    /// Security events older than this are deleted by the nightly purge.
+    pub audit_retention_days: u32,
+    /// Where the nightly SQLite backups go, and how many are kept (0: no nightly backup).
+    pub backup_dir: PathBuf,
+    pub backups_keep: u32,
     /// Where Prometheus scrapes `/metrics` (a separate listener), or `None` when turned off.
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub metrics_user: String,
@@ -503,6 +508,15 @@ impl Settings {
                 .collect::<Result<Vec<_>, _>>()
         });
         let cors_origins = p.parse("CORS_ORIGINS", "", parse_cors_origins);
+        let audit_retention_days = p.parse("AUDIT_RETENTION_DAYS", "400", |v| {
+            parse_range(v, 30, 36_500)
+        });
+        let backups_keep = p.parse("BACKUPS_KEEP", "7", |v| parse_range(v, 0, 1000));
+        let backup_dir = p.parse(
+            "BACKUP_DIR",
+            &data_dir.join("backups").display().to_string(),
+            |v| Ok::<_, String>(PathBuf::from(v)),
+        );
         let metrics_addr = p.parse("METRICS_ADDR", "127.0.0.1:9100", |v| match v {
             "off" => Ok(None),
             _ => v
@@ -680,6 +694,9 @@ impl Settings {
                 log_filter: log_filter?,
                 trusted_proxies: trusted_proxies?,
                 cors_origins: cors_origins?,
+                audit_retention_days: audit_retention_days?,
+                backup_dir: backup_dir?,
+                backups_keep: backups_keep?,
                 metrics_addr: metrics_addr?,
                 metrics_user: metrics_user?,
                 metrics_password: metrics_password?,

@@ -10,6 +10,7 @@ pub mod config;
 pub mod db;
 pub mod entities;
 pub mod health;
+pub mod jobs;
 pub mod mail;
 pub mod metrics;
 pub mod middleware;

@@ -155,10 +155,8 @@ impl Application {
         } = self;
         let metrics_server = metrics_listener
             .map(|l| crate::server::metrics::spawn_admin_listener(l, state.clone()));
-        let sweeper = spawn_session_sweeper(
-            DbSessionStore::new(state.db.clone(), state.clock.clone()),
-            state.limiters.clone(),
-        );
+        // Purges, backups: see `jobs`. Due jobs are looked for twice a minute.
+        let jobs = crate::server::jobs::spawn(state.clone(), Duration::from_secs(30));
         let mail_worker = worker::spawn(
             state.secret_box.clone(),
             state.db.clone(),
@@ -194,7 +192,7 @@ impl Application {
                 Ok(())
             }
         };
-        sweeper.abort();
+        jobs.abort();
         mail_worker.abort();
         if let Some(metrics_server) = metrics_server {
             metrics_server.abort();
@@ -375,27 +373,6 @@ fn internal_error(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
         "Something went wrong on our side. Please try again in a moment.",
     )
         .into_response()
-}
-
-/// Deletes expired session rows and forgets recovered rate-limit keys every ten minutes (the job
-/// runner will own this later).
-fn spawn_session_sweeper(
-    store: DbSessionStore,
-    limiters: Arc<RateLimiters>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let period = Duration::from_secs(600);
-        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        loop {
-            tick.tick().await;
-            limiters.shrink();
-            match store.delete_expired().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(removed = n, "expired sessions removed"),
-                Err(err) => tracing::warn!(error = %err, "expired-session sweep failed"),
-            }
-        }
-    })
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -13,6 +13,7 @@ mod edge;
 mod export;
 mod health;
 mod households;
+mod jobs;
 mod logging;
 mod metrics;
 mod mfa;

@@ -6,6 +6,7 @@ pub mod consent;
 pub mod household;
 pub mod household_invitation;
 pub mod household_member;
+pub mod job;
 pub mod known_device;
 pub mod login_throttle;
 pub mod operator;
