@@ -128,6 +128,8 @@ export default defineConfig({
       RATE_LIMIT_API_PER_MINUTE: "100000",
       // The code step of signing in (two-factor authentication): 3 a minute per IP by default.
       RATE_LIMIT_MFA_PER_MINUTE: "1000",
+      // The operator of this deployment (admin.spec.ts signs up with it).
+      ADMIN_EMAILS: "operator@e2e.nestegg.test",
       // A free port for /metrics, so a development server on the default port does not clash.
       METRICS_ADDR: "127.0.0.1:0",
     },

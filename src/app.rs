@@ -32,8 +32,9 @@ use crate::pages::settings::{
     two_factor::SettingsTwoFactorPage,
 };
 use crate::pages::{
-    home::HomePage, household::HouseholdPage, household_join::HouseholdJoinPage,
-    legal::PrivacyPage, legal::TermsPage, not_found::NotFoundPage, security::SecurityPage,
+    admin::SecurityStatusPage, home::HomePage, household::HouseholdPage,
+    household_join::HouseholdJoinPage, legal::PrivacyPage, legal::TermsPage,
+    not_found::NotFoundPage, security::SecurityPage,
 };
 use crate::routes;
 
@@ -160,6 +161,11 @@ pub fn App() -> impl IntoView {
                         />
                         <Route ssr=SsrMode::InOrder path=route_path!(routes::ACCOUNT_DELETED, "/goodbye") view=AccountDeletedPage />
                         <Route ssr=SsrMode::InOrder path=route_path!(routes::HOUSEHOLD, "/household") view=HouseholdPage />
+                        <Route
+                            ssr=SsrMode::InOrder
+                            path=route_path!(routes::ADMIN_SECURITY_STATUS, "/admin/security-status")
+                            view=SecurityStatusPage
+                        />
                         <Route
                             ssr=SsrMode::InOrder
                             path=route_path!(routes::HOUSEHOLD_JOIN, "/household/join")

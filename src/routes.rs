@@ -34,6 +34,8 @@ pub const HOUSEHOLD_JOIN: &str = "/household/join";
 /// Downloads the person's data as a ZIP (a form posts here; not a server function, since the answer is
 /// a file streamed as it is written).
 pub const DATA_EXPORT: &str = "/settings/privacy/export";
+/// Operators only (404 for everyone else): every security check, jobs, failed emails, events.
+pub const ADMIN_SECURITY_STATUS: &str = "/admin/security-status";
 /// The second step of signing in, for accounts with two-factor authentication.
 pub const LOGIN_TWO_FACTOR: &str = "/login/two-factor";
 

@@ -226,3 +226,59 @@ pub struct JoinInvitationView {
     /// For a signed-in visitor: why they cannot accept (another address, last owner…), if so.
     pub blocked: Option<String>,
 }
+
+/// The operators' security status page.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityStatusView {
+    pub checks: Vec<StatusCheckView>,
+    pub jobs: Vec<JobStatusView>,
+    /// Every kind of security event recorded, for the filter.
+    pub event_kinds: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusCheckView {
+    pub name: String,
+    pub ok: bool,
+    pub detail: String,
+    pub fix: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobStatusView {
+    pub name: String,
+    /// "ok", "error", "timeout", or "never run".
+    pub outcome: String,
+    pub last_run: Option<String>,
+    pub summary: Option<String>,
+    pub next_run: String,
+    pub failures: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminEventsView {
+    pub entries: Vec<AdminEventView>,
+    pub page: u64,
+    pub has_more: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminEventView {
+    pub when: String,
+    pub kind: String,
+    pub what: String,
+    /// The account's email, or "—" (no account, or deleted).
+    pub who: String,
+    pub ip: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedEmailView {
+    pub id: i64,
+    pub to: String,
+    pub kind: String,
+    pub subject: String,
+    pub attempts: i32,
+    pub error: String,
+    pub queued: String,
+}

@@ -37,8 +37,8 @@ export interface Account {
 }
 
 /** Signs up through the form (which does not sign in); ends on "Check your inbox". */
-export async function register(page: Page, name: string): Promise<Account> {
-  const account = { email: uniqueEmail(name), displayName: `E2E ${name}`, password: PASSWORD };
+export async function register(page: Page, name: string, email?: string): Promise<Account> {
+  const account = { email: email ?? uniqueEmail(name), displayName: `E2E ${name}`, password: PASSWORD };
   await page.goto("/register");
   await waitForHydration(page);
   const form = page.locator("form.register-form");

@@ -413,6 +413,48 @@ impl RequestContext {
         Ok(user)
     }
 
+    /// An operator of this deployment (`ADMIN_EMAILS` or `nestegg admin grant`), past every gate
+    /// (with `REQUIRE_MFA=admins`, that includes two-factor authentication). Anyone else, signed in
+    /// or not, gets `NotFound`: operator pages do not reveal that they exist.
+    pub async fn require_operator(&self) -> Result<user::Model, AppError> {
+        let user = match self.require_user().await {
+            Ok(user) => user,
+            Err(AppError::Unavailable) => return Err(AppError::Unavailable),
+            Err(_) => return Err(AppError::NotFound),
+        };
+        let operator = crate::server::services::operators::is_operator(
+            &self.state.db,
+            &self.state.settings,
+            &user,
+        )
+        .await
+        .map_err(|err| internal("checking operator rights", &err))?;
+        if operator {
+            Ok(user)
+        } else {
+            Err(AppError::NotFound)
+        }
+    }
+
+    /// This request carries `X-Forwarded-For` from a peer that is not a trusted proxy.
+    pub fn forwarded_by_untrusted_peer(&self) -> bool {
+        let Some(parts) = use_context::<http::request::Parts>() else {
+            return false;
+        };
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        let trusted = peer.is_some_and(|ip| {
+            self.state
+                .settings
+                .trusted_proxies
+                .iter()
+                .any(|net| net.contains(&ip))
+        });
+        parts.headers.contains_key("x-forwarded-for") && !trusted
+    }
+
     /// The signed-in person with no gate at all: only for answering the gates themselves (accepting
     /// updated terms, reading what was accepted) and for deleting the account.
     pub async fn require_user_ungated(&self) -> Result<user::Model, AppError> {

@@ -68,6 +68,8 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Other sites (exact origins) whose pages may call the JSON endpoints with the visitor's cookies.
     pub cors_origins: Vec<String>,
+    /// Keys generated on this machine because none was configured (development only).
+    pub generated_keys: Vec<String>,
     /// Security events older than this are deleted by the nightly purge.
     pub audit_retention_days: u32,
     /// Where the nightly SQLite backups go, and how many are kept (0: no nightly backup).
@@ -393,6 +395,7 @@ impl Settings {
             vars,
             problems: vec![],
             key_mode,
+            generated_keys: vec![],
         };
 
         let environment = p.parse("ENVIRONMENT", "development", |v| match v {
@@ -666,8 +669,10 @@ impl Settings {
 
         // Every value was parsed (and every problem collected) above; assemble only if all succeeded.
         let problems = p.problems;
+        let generated_keys = p.generated_keys;
         let settings = (|| {
             Some(Settings {
+                generated_keys,
                 environment: environment?,
                 public_url: public_url?,
                 data_dir,
@@ -737,6 +742,8 @@ struct Parser<'a> {
     vars: &'a Vars,
     problems: Vec<Problem>,
     key_mode: KeyMode,
+    /// Keys made up on this machine because none was configured (development only).
+    generated_keys: Vec<String>,
 }
 
 impl Parser<'_> {
@@ -816,9 +823,15 @@ impl Parser<'_> {
                 );
                 None
             }
-            None if self.key_mode == KeyMode::ReadOnly => Some(SecretKey::generate()),
+            None if self.key_mode == KeyMode::ReadOnly => {
+                self.generated_keys.push(name.to_owned());
+                Some(SecretKey::generate())
+            }
             None => match load_or_create_dev_key(data_dir, name) {
-                Ok(key) => Some(key),
+                Ok(key) => {
+                    self.generated_keys.push(name.to_owned());
+                    Some(key)
+                }
                 Err(message) => {
                     self.problem(name, message);
                     None

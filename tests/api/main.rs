@@ -5,6 +5,7 @@ mod helpers;
 mod account_sessions;
 mod accounts;
 mod activity;
+mod admin;
 mod cli;
 mod consents;
 mod csrf;

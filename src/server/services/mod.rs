@@ -15,6 +15,7 @@ pub mod operators;
 pub mod outbox;
 pub mod password_policy;
 pub mod secret_box;
+pub mod security_status;
 pub mod sessions;
 pub mod sign_in_alerts;
 pub mod totp;
