@@ -55,6 +55,7 @@ pub fn Layout(children: Children) -> impl IntoView {
             </div>
         </header>
         <AccountGate />
+        <OutageNotice />
         <VerificationBanner />
         <main id="main" class="site-main">
             {children()}
@@ -72,6 +73,39 @@ pub fn Layout(children: Children) -> impl IntoView {
                 </p>
             </div>
         </footer>
+    }
+}
+
+/// When the signed-in person cannot be loaded because a dependency (the database, the session store)
+/// is down: the page answers 503 and says so plainly, rather than showing them as signed out.
+#[component]
+fn OutageNotice() -> impl IntoView {
+    let session = crate::components::user_menu::use_session_user();
+    view! {
+        <Transition>
+            {move || Suspend::new(async move {
+                let down = matches!(
+                    session.resource().await,
+                    Err(crate::error::AppError::Unavailable | crate::error::AppError::Internal)
+                );
+                #[cfg(feature = "ssr")]
+                if down && let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+                    response.set_status(http::StatusCode::SERVICE_UNAVAILABLE);
+                    response.insert_header(
+                        http::header::RETRY_AFTER,
+                        http::HeaderValue::from_static("30"),
+                    );
+                }
+                down.then(|| view! {
+                    <div class="notice notice-warning outage-notice container" role="alert">
+                        <p>
+                            "Nest Egg is temporarily unavailable. Nothing you saved is lost; "
+                            "please try again in a minute."
+                        </p>
+                    </div>
+                })
+            })}
+        </Transition>
     }
 }
 

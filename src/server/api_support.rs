@@ -546,7 +546,21 @@ fn session_error(err: tower_sessions::session::Error) -> AppError {
     AppError::Unavailable
 }
 
-pub fn internal(what: &str, err: &dyn std::fmt::Display) -> AppError {
+/// An error nobody can fix by changing their input. A database that cannot be reached (pool timed
+/// out or closed, connection lost) is `Unavailable` (503: try again), anything else `Internal`.
+pub fn internal<E: std::fmt::Display + 'static>(what: &str, err: &E) -> AppError {
+    let unreachable = (err as &dyn std::any::Any)
+        .downcast_ref::<sea_orm::DbErr>()
+        .is_some_and(|db| {
+            matches!(
+                db,
+                sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_)
+            )
+        });
+    if unreachable {
+        tracing::warn!(error = %err, "{what} failed: the database is unreachable");
+        return AppError::Unavailable;
+    }
     tracing::error!(error = %err, "{what} failed");
     AppError::Internal
 }

@@ -19,6 +19,7 @@ mod logging;
 mod metrics;
 mod mfa;
 mod operations;
+mod outage;
 mod pages;
 mod proxy;
 mod security_headers;
