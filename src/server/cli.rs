@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
 
 use crate::server::clock::SystemClock;
 use crate::server::config::{KeyMode, Settings};
@@ -34,10 +35,23 @@ enum Command {
         #[command(subcommand)]
         action: AdminAction,
     },
+    /// Act on one account (for the runbooks: a suspected compromise).
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Write a consistent copy of the SQLite database to PATH while the app keeps running.
     Backup { path: std::path::PathBuf },
     /// Restore a backup made by `backup` into an empty data directory (where DATABASE_URL points).
     Restore { path: std::path::PathBuf },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Sign the account out everywhere (its sessions end at their next request).
+    RevokeSessions { email: String },
+    /// Sign out everywhere, make the password unusable and email a reset link.
+    ForceReset { email: String },
 }
 
 #[derive(Subcommand)]
@@ -97,6 +111,7 @@ pub async fn run() -> ExitCode {
         Command::Migrate => migrate(settings).await,
         Command::RotateKeys => rotate_keys(settings).await,
         Command::Admin { action } => admin(settings, action).await,
+        Command::User { action } => user(settings, action).await,
         Command::Backup { path } => backup(settings, &path).await,
         Command::Restore { path } => restore(settings, &path).await,
         Command::Serve => serve(settings).await,
@@ -265,6 +280,82 @@ async fn admin(settings: Settings, action: AdminAction) -> ExitCode {
             eprintln!(
                 "{email}: still an operator through ADMIN_EMAILS; remove it there and restart"
             );
+            ExitCode::FAILURE
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn user(settings: Settings, action: UserAction) -> ExitCode {
+    use crate::server::api_support::RequestMeta;
+    use crate::server::services::{sessions, sign_in_alerts};
+    telemetry::init(settings.log_format, &settings.log_filter, std::io::stderr);
+    // The reset email goes through the outbox, which the running app delivers.
+    let leptos_options = match site::load(&site::config_path()) {
+        Ok(options) => options,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let conn = match connect_migrated(&settings).await {
+        Ok(conn) => conn,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let state = match crate::server::startup::new_state(
+        settings,
+        conn,
+        Arc::new(SystemClock),
+        leptos_options,
+    ) {
+        Ok(state) => state,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome: Result<Option<String>, String> = match &action {
+        UserAction::RevokeSessions { email } => {
+            let account = crate::server::entities::user::Entity::find()
+                .filter(
+                    crate::server::entities::user::Column::Email.eq(email.trim().to_lowercase()),
+                )
+                .one(&state.db)
+                .await;
+            match account {
+                Ok(Some(account)) => {
+                    sessions::revoke_others(&state, &RequestMeta::internal(), &account, None)
+                        .await
+                        .map(|n| Some(format!("{email}: {n} sessions ended")))
+                        .map_err(|e| e.to_string())
+                }
+                Ok(None) => Ok(None),
+                Err(err) => Err(err.to_string()),
+            }
+        }
+        UserAction::ForceReset { email } => sign_in_alerts::force_reset(&state, email)
+            .await
+            .map(|found| {
+                found.then(|| {
+                    format!("{email}: signed out everywhere, password disabled, reset link queued")
+                })
+            })
+            .map_err(|e| e.to_string()),
+    };
+    let _ = state.db.close_by_ref().await;
+    match outcome {
+        Ok(Some(message)) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Ok(None) => {
+            eprintln!("no account has this address");
             ExitCode::FAILURE
         }
         Err(err) => {

@@ -80,33 +80,11 @@ impl Application {
         if settings.database.run_migrations {
             db::migrate(&db).await?;
         }
-        let hasher = PasswordHasher::new(
-            settings.accounts.hash_cost,
-            settings.accounts.hash_concurrency,
-        )?;
-        let limiters = Arc::new(RateLimiters::new(&settings.rate_limits));
-        let settings_encryption_key = settings.encryption_key.clone();
-        let settings_previous_keys = settings.encryption_keys_previous.clone();
         let mailer = match &settings.mail.smtp_url {
             Some(url) => Mailer::smtp(url.expose(), Duration::from_secs(30))?,
             None => Mailer::files(settings.mail.outbox_dir.clone()),
         };
-        let state = AppState {
-            settings: Arc::new(settings),
-            db,
-            clock,
-            leptos_options,
-            hasher,
-            limiters,
-            mail_wakeup: Arc::new(Notify::new()),
-            exports: Arc::new(tokio::sync::Semaphore::new(
-                crate::server::services::export::MAX_CONCURRENT,
-            )),
-            secret_box: Arc::new(SecretBox::new(
-                &settings_encryption_key,
-                &settings_previous_keys,
-            )),
-        };
+        let state = new_state(settings, db, clock, leptos_options)?;
         let router = router(state.clone())?;
         let metrics_listener = match state.settings.metrics_addr {
             Some(addr) => Some(
@@ -202,6 +180,38 @@ impl Application {
         }
         result
     }
+}
+
+/// The shared state, for the server and for command-line tasks that act like it (sending mail,
+/// hashing passwords).
+pub fn new_state(
+    settings: Settings,
+    db: sea_orm::DatabaseConnection,
+    clock: SharedClock,
+    leptos_options: LeptosOptions,
+) -> Result<AppState, StartupError> {
+    let hasher = PasswordHasher::new(
+        settings.accounts.hash_cost,
+        settings.accounts.hash_concurrency,
+    )?;
+    let limiters = Arc::new(RateLimiters::new(&settings.rate_limits));
+    let secret_box = Arc::new(SecretBox::new(
+        &settings.encryption_key,
+        &settings.encryption_keys_previous,
+    ));
+    Ok(AppState {
+        settings: Arc::new(settings),
+        db,
+        clock,
+        leptos_options,
+        hasher,
+        limiters,
+        mail_wakeup: Arc::new(Notify::new()),
+        exports: Arc::new(tokio::sync::Semaphore::new(
+            crate::server::services::export::MAX_CONCURRENT,
+        )),
+        secret_box,
+    })
 }
 
 /// Context every render and server function gets: the app state and this response's CSP nonce.

@@ -203,3 +203,42 @@ async fn a_damaged_backup_is_refused_and_nothing_is_restored() {
     assert!(!target.exists());
     assert!(!Path::new(&format!("{}-wal", target.display())).exists());
 }
+
+#[tokio::test]
+async fn a_suspected_compromise_is_contained_from_the_command_line() {
+    let app = spawn_app().await;
+    let url = url_of(&app);
+    app.register_verified("ann@example.org", PASSWORD).await;
+    assert_eq!(app.sign_in("ann@example.org", PASSWORD).await.status(), 200);
+    assert_eq!(app.call("list_sessions", &[]).await.status(), 200);
+
+    // Signed out everywhere: this browser's next request finds no session.
+    let revoked = nestegg(&app, &url, &["user", "revoke-sessions", "ann@example.org"]).await;
+    assert!(revoked.status.success(), "{}", stderr(&revoked));
+    assert_eq!(stdout(&revoked).trim(), "ann@example.org: 1 sessions ended");
+    assert_eq!(app.call("list_sessions", &[]).await.status(), 401);
+
+    // Force a reset: the password stops working and a reset link is queued.
+    assert_eq!(app.sign_in("ann@example.org", PASSWORD).await.status(), 200);
+    let reset = nestegg(&app, &url, &["user", "force-reset", "ann@example.org"]).await;
+    assert!(reset.status.success(), "{}", stderr(&reset));
+    assert!(stdout(&reset).contains("password disabled, reset link queued"));
+    assert_eq!(app.call("list_sessions", &[]).await.status(), 401);
+    assert_eq!(app.sign_in("ann@example.org", PASSWORD).await.status(), 400);
+    assert_eq!(
+        app.count("outbox_emails WHERE kind = 'password_reset' AND to_address = 'ann@example.org'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("security_events WHERE kind = 'password_reset_forced'")
+            .await,
+        1
+    );
+
+    for command in ["revoke-sessions", "force-reset"] {
+        let unknown = nestegg(&app, &url, &["user", command, "nobody@example.org"]).await;
+        assert_eq!(unknown.status.code(), Some(1), "{command}");
+        assert!(stderr(&unknown).contains("no account has this address"));
+    }
+}

@@ -100,23 +100,7 @@ pub async fn report(state: &AppState, meta: &RequestMeta, token: &str) -> Result
     else {
         return Err(AuthError::LinkInvalid);
     };
-    user::Entity::update(user::ActiveModel {
-        id: Set(account.id.clone()),
-        password_hash: Set(unusable),
-        password_changed_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    })
-    .exec(&txn)
-    .await?;
-    DbSessionStore::revoke_user(&txn, &account.id, None).await?;
-    void_all_tokens(&txn, &account.id, now).await?;
-    // Whoever signed in must set off the alert again if they ever get back in.
-    known_device::Entity::delete_many()
-        .filter(known_device::Column::UserId.eq(&account.id))
-        .exec(&txn)
-        .await?;
-    enqueue_reset_link(&txn, state, &account, now).await?;
+    secure_account(&txn, state, &account, now, unusable).await?;
     commit_with_event(
         txn,
         state,
@@ -125,4 +109,57 @@ pub async fn report(state: &AppState, meta: &RequestMeta, token: &str) -> Result
         Event::new("sign_in_reported").user(&account.id),
     )
     .await
+}
+
+/// For an operator (`nestegg user force-reset EMAIL`), when an account is believed compromised: the
+/// same as "this wasn't me". `Ok(false)` when no account has this address.
+pub async fn force_reset(state: &AppState, email: &str) -> Result<bool, AuthError> {
+    let now = now(state);
+    let unusable = state
+        .hasher
+        .hash(&crate::server::services::crypto::generate_token())
+        .await?;
+    let txn = crate::server::db::begin_write(&state.db).await?;
+    let Some(account) = user::Entity::find()
+        .filter(user::Column::Email.eq(email.trim().to_lowercase()))
+        .one(&txn)
+        .await?
+    else {
+        return Ok(false);
+    };
+    secure_account(&txn, state, &account, now, unusable).await?;
+    let event = Event::new("password_reset_forced")
+        .user(&account.id)
+        .detail("by", "an operator");
+    commit_with_event(txn, state, &RequestMeta::internal(), now, event).await?;
+    Ok(true)
+}
+
+/// Every session ends, the password stops working, outstanding links die, the devices are forgotten,
+/// and a reset link is emailed.
+async fn secure_account(
+    txn: &sea_orm::DatabaseTransaction,
+    state: &AppState,
+    account: &user::Model,
+    now: i64,
+    unusable: String,
+) -> Result<(), AuthError> {
+    user::Entity::update(user::ActiveModel {
+        id: Set(account.id.clone()),
+        password_hash: Set(unusable),
+        password_changed_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    })
+    .exec(txn)
+    .await?;
+    DbSessionStore::revoke_user(txn, &account.id, None).await?;
+    void_all_tokens(txn, &account.id, now).await?;
+    // Whoever signed in must set off the alert again if they ever get back in.
+    known_device::Entity::delete_many()
+        .filter(known_device::Column::UserId.eq(&account.id))
+        .exec(txn)
+        .await?;
+    enqueue_reset_link(txn, state, account, now).await?;
+    Ok(())
 }
