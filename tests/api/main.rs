@@ -10,6 +10,7 @@ mod cli;
 mod consents;
 mod csrf;
 mod deletion;
+mod docs;
 mod edge;
 mod export;
 mod health;

@@ -203,7 +203,7 @@ pub async fn checks(state: &AppState, facts: RequestFacts) -> Result<Vec<Check>,
         "Migrations",
         pending_migrations == 0,
         format!("{pending_migrations} pending."),
-        "Run `nestegg migrate` (or restart with DB_RUN_MIGRATIONS=true).",
+        "Run `nestegg migrate` (or restart with RUN_MIGRATIONS=true).",
     ));
     let last_backup = crate::server::jobs::last_backup_at(state).await?;
     let sqlite = state.db.get_database_backend() == sea_orm::DbBackend::Sqlite;
