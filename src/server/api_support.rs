@@ -419,7 +419,7 @@ impl RequestContext {
     pub async fn require_operator(&self) -> Result<user::Model, AppError> {
         let user = match self.require_user().await {
             Ok(user) => user,
-            Err(AppError::Unavailable) => return Err(AppError::Unavailable),
+            Err(err @ (AppError::Unavailable | AppError::Internal)) => return Err(err),
             Err(_) => return Err(AppError::NotFound),
         };
         let operator = crate::server::services::operators::is_operator(

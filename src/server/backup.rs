@@ -54,13 +54,21 @@ pub async fn backup(db: &DatabaseConnection, target: &Path) -> Result<u64, Backu
     }
     let temporary = partial(target);
     let _ = std::fs::remove_file(&temporary);
-    db.execute_raw(Statement::from_sql_and_values(
-        DbBackend::Sqlite,
-        "VACUUM INTO ?",
-        [temporary.display().to_string().into()],
-    ))
-    .await?;
-    if let Err(err) = check_integrity(&temporary).await {
+    let written = async {
+        db.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "VACUUM INTO ?",
+            [temporary.display().to_string().into()],
+        ))
+        .await?;
+        check_integrity(&temporary).await?;
+        // Password hashes and personal data: readable by the service's user only.
+        restrict(&temporary)?;
+        Ok::<(), BackupError>(())
+    }
+    .await;
+    if let Err(err) = written {
+        // A half-written copy (disk full, say) must not stay behind.
         let _ = std::fs::remove_file(&temporary);
         return Err(err);
     }
@@ -71,7 +79,11 @@ pub async fn backup(db: &DatabaseConnection, target: &Path) -> Result<u64, Backu
 /// Copies the backup at `source` to where `DATABASE_URL` points, which must not hold a database yet.
 pub async fn restore(settings: &DatabaseSettings, source: &Path) -> Result<(), BackupError> {
     let target = settings.url.sqlite_path().ok_or(BackupError::NotSqlite)?;
-    for existing in [target.clone(), sidecar(&target, "-wal")] {
+    for existing in [
+        target.clone(),
+        sidecar(&target, "-wal"),
+        sidecar(&target, "-journal"),
+    ] {
         if existing.exists() {
             return Err(BackupError::Exists(existing));
         }
@@ -89,6 +101,17 @@ pub async fn restore(settings: &DatabaseSettings, source: &Path) -> Result<(), B
     let temporary = partial(&target);
     std::fs::copy(source, &temporary).map_err(io(&temporary))?;
     std::fs::rename(&temporary, &target).map_err(io(&target))?;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn restrict(path: &Path) -> Result<(), BackupError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io(path))
+}
+
+#[cfg(not(unix))]
+fn restrict(_path: &Path) -> Result<(), BackupError> {
     Ok(())
 }
 

@@ -276,6 +276,10 @@ async fn admin(settings: Settings, action: AdminAction) -> ExitCode {
             eprintln!("{email}: no account has this address");
             ExitCode::FAILURE
         }
+        Ok((Change::Unconfirmed, _, _)) => {
+            eprintln!("{email}: the account has not confirmed its address yet");
+            ExitCode::FAILURE
+        }
         Ok((Change::StillInAdminEmails, _, _)) => {
             eprintln!(
                 "{email}: still an operator through ADMIN_EMAILS; remove it there and restart"
@@ -290,7 +294,6 @@ async fn admin(settings: Settings, action: AdminAction) -> ExitCode {
 }
 
 async fn user(settings: Settings, action: UserAction) -> ExitCode {
-    use crate::server::api_support::RequestMeta;
     use crate::server::services::{sessions, sign_in_alerts};
     telemetry::init(settings.log_format, &settings.log_filter, std::io::stderr);
     // The reset email goes through the outbox, which the running app delivers.
@@ -329,12 +332,10 @@ async fn user(settings: Settings, action: UserAction) -> ExitCode {
                 .one(&state.db)
                 .await;
             match account {
-                Ok(Some(account)) => {
-                    sessions::revoke_others(&state, &RequestMeta::internal(), &account, None)
-                        .await
-                        .map(|n| Some(format!("{email}: {n} sessions ended")))
-                        .map_err(|e| e.to_string())
-                }
+                Ok(Some(account)) => sessions::revoke_all_by_operator(&state, &account)
+                    .await
+                    .map(|n| Some(format!("{email}: {n} sessions ended")))
+                    .map_err(|e| e.to_string()),
                 Ok(None) => Ok(None),
                 Err(err) => Err(err.to_string()),
             }
@@ -367,6 +368,16 @@ async fn user(settings: Settings, action: UserAction) -> ExitCode {
 
 async fn backup(settings: Settings, path: &std::path::Path) -> ExitCode {
     telemetry::init(settings.log_format, &settings.log_filter, std::io::stderr);
+    // Connecting would create an empty database where none is: that is a mistake, not a backup.
+    if let Some(database) = settings.database.url.sqlite_path()
+        && !database.exists()
+    {
+        eprintln!(
+            "backup failed: there is no database at {} (check DATABASE_URL and DATA_DIR)",
+            database.display()
+        );
+        return ExitCode::FAILURE;
+    }
     let conn = match db::connect(&settings.database).await {
         Ok(conn) => conn,
         Err(err) => {

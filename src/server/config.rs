@@ -510,7 +510,18 @@ impl Settings {
                 })
                 .collect::<Result<Vec<_>, _>>()
         });
-        let cors_origins = p.parse("CORS_ORIGINS", "", parse_cors_origins);
+        let cors_origins = p.parse("CORS_ORIGINS", "", |v| {
+            let origins = parse_cors_origins(v)?;
+            match origins
+                .iter()
+                .find(|o| production && o.starts_with("http://"))
+            {
+                Some(plain) => Err(format!(
+                    "`{plain}`: production accepts only https:// origins"
+                )),
+                None => Ok(origins),
+            }
+        });
         let audit_retention_days = p.parse("AUDIT_RETENTION_DAYS", "400", |v| {
             parse_range(v, 30, 36_500)
         });
@@ -520,12 +531,12 @@ impl Settings {
             &data_dir.join("backups").display().to_string(),
             |v| Ok::<_, String>(PathBuf::from(v)),
         );
-        let metrics_addr = p.parse("METRICS_ADDR", "127.0.0.1:9100", |v| match v {
+        let metrics_addr = p.parse("METRICS_ADDR", "127.0.0.1:9464", |v| match v {
             "off" => Ok(None),
             _ => v
                 .parse::<std::net::SocketAddr>()
                 .map(Some)
-                .map_err(|_| "must be an address like 127.0.0.1:9100, or `off`".to_owned()),
+                .map_err(|_| "must be an address like 127.0.0.1:9464, or `off`".to_owned()),
         });
         let metrics_user = p.parse("METRICS_USER", "metrics", |v| {
             if v.is_empty() || v.contains(':') {
@@ -1025,6 +1036,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn production_accepts_only_https_cors_origins() {
+        assert_eq!(
+            problems_of(&production(&[("CORS_ORIGINS", "http://app.example.org")])),
+            vec!["CORS_ORIGINS"]
+        );
+        assert!(
+            Settings::from_vars(&production(&[("CORS_ORIGINS", "https://app.example.org")]))
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn cors_origins_are_exact() {
         assert_eq!(
             parse_cors_origins(" https://app.example.org, http://localhost:5173 ").unwrap(),
@@ -1126,7 +1149,7 @@ mod tests {
         }
         let dev = Settings::from_vars(&vars(&[])).unwrap();
         assert_eq!(dev.metrics_password.expose(), DEV_METRICS_PASSWORD);
-        assert_eq!(dev.metrics_addr, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(dev.metrics_addr, Some("127.0.0.1:9464".parse().unwrap()));
         let off = Settings::from_vars(&vars(&[("METRICS_ADDR", "off")])).unwrap();
         assert_eq!(off.metrics_addr, None);
         assert_eq!(

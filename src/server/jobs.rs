@@ -47,6 +47,8 @@ const DAY: i64 = 24 * HOUR;
 /// Used links and withdrawn or accepted invitations stay this long (they explain "link already
 /// used" to someone clicking late), then go.
 const SPENT_TOKEN_GRACE_SECS: i64 = DAY;
+/// Lock-out counters untouched this long are dropped.
+const LOCKOUT_COUNTER_IDLE_SECS: i64 = 30 * DAY;
 /// Delivered or failed emails (subject and status only; bodies are cleared on sending) stay this long.
 const EMAIL_HISTORY_SECS: i64 = 30 * DAY;
 
@@ -358,9 +360,10 @@ async fn purge_tokens(state: &AppState, now: i64) -> Result<String, JobError> {
         .exec(&state.db)
         .await?
         .rows_affected;
-    let lockout_window = state.settings.accounts.lockout_duration.as_secs() as i64;
+    // Failures count until a success, however slowly they come; only counters untouched for a
+    // month go (a slow guesser must not get a fresh count every hour).
     let counters = login_throttle::Entity::delete_many()
-        .filter(login_throttle::Column::UpdatedAt.lte(now - lockout_window))
+        .filter(login_throttle::Column::UpdatedAt.lte(now - LOCKOUT_COUNTER_IDLE_SECS))
         .filter(
             login_throttle::Column::LockedUntil
                 .is_null()

@@ -88,7 +88,18 @@ pub async fn track_requests(
 ) -> Response {
     let started = Instant::now();
     let route = labels.label(request.uri().path());
-    let method = request.method().as_str().to_owned();
+    // A fixed set: any other token is a valid HTTP method, and each would be a new series.
+    let method = match *request.method() {
+        http::Method::GET => "GET",
+        http::Method::HEAD => "HEAD",
+        http::Method::POST => "POST",
+        http::Method::OPTIONS => "OPTIONS",
+        http::Method::PUT => "PUT",
+        http::Method::DELETE => "DELETE",
+        http::Method::PATCH => "PATCH",
+        _ => "other",
+    }
+    .to_owned();
     let response = next.run(request).await;
     let labels = [
         ("route", route),
@@ -135,6 +146,20 @@ pub fn admin_router(state: AppState) -> Router {
     Router::new()
         .route("/metrics", get(scrape))
         .with_state(state)
+}
+
+/// Histograms keep their samples until upkeep folds them in; scrapes do it too, but without a
+/// scraper memory would grow with traffic. Runs until aborted.
+pub fn spawn_upkeep() -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            if let Some(handle) = handle() {
+                handle.run_upkeep();
+            }
+        }
+    })
 }
 
 /// Serves the admin router on `listener` until aborted.

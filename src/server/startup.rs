@@ -131,8 +131,12 @@ impl Application {
             state,
             mailer,
         } = self;
-        let metrics_server = metrics_listener
-            .map(|l| crate::server::metrics::spawn_admin_listener(l, state.clone()));
+        let metrics_server = metrics_listener.map(|l| {
+            (
+                crate::server::metrics::spawn_admin_listener(l, state.clone()),
+                crate::server::metrics::spawn_upkeep(),
+            )
+        });
         // Purges, backups: see `jobs`. Due jobs are looked for twice a minute.
         let jobs = crate::server::jobs::spawn(state.clone(), Duration::from_secs(30));
         let mail_worker = worker::spawn(
@@ -172,8 +176,9 @@ impl Application {
         };
         jobs.abort();
         mail_worker.abort();
-        if let Some(metrics_server) = metrics_server {
-            metrics_server.abort();
+        if let Some((listener, upkeep)) = metrics_server {
+            listener.abort();
+            upkeep.abort();
         }
         if let Err(err) = state.db.close_by_ref().await {
             tracing::warn!(error = %err, "closing the database pool failed");
@@ -228,8 +233,11 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
     let settings = state.settings.clone();
     let leptos_options = state.leptos_options.clone();
     let route_list = generate_route_list(App);
-    // Installs the recorder on first use; every request from here on is counted.
-    let _ = crate::server::metrics::handle();
+    // Installs the recorder on first use; every request from here on is counted. With metrics off
+    // there is no recorder and recording costs nothing.
+    if settings.metrics_addr.is_some() {
+        let _ = crate::server::metrics::handle();
+    }
     let route_labels = Arc::new(crate::server::metrics::RouteLabels::new(
         route_list.iter().map(|r| r.path().to_owned()),
     ));

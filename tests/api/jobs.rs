@@ -137,6 +137,15 @@ async fn each_purge_removes_only_what_is_past_its_time() {
         email_hash: Set("lapsed".into()),
         failures: Set(3),
         locked_until: Set(None),
+        updated_at: Set(t - 31 * DAY),
+    }
+    .insert(&app.app_db)
+    .await
+    .unwrap();
+    login_throttle::ActiveModel {
+        email_hash: Set("slow-guesser".into()),
+        failures: Set(4),
+        locked_until: Set(None),
         updated_at: Set(t - 2 * DAY),
     }
     .insert(&app.app_db)
@@ -209,6 +218,8 @@ async fn each_purge_removes_only_what_is_past_its_time() {
     assert!(exists(&app, "account_tokens", "token_hash = 'still-valid'").await);
     assert!(!exists(&app, "login_throttles", "email_hash = 'lapsed'").await);
     assert!(exists(&app, "login_throttles", "email_hash = 'locked-now'").await);
+    // Four failures two days ago still count: the fifth, whenever it comes, locks.
+    assert!(exists(&app, "login_throttles", "email_hash = 'slow-guesser'").await);
     assert!(!exists(&app, "sessions", "id_hash = 'expired'").await);
     assert!(exists(&app, "sessions", "id_hash = 'live'").await);
     assert!(!exists(&app, "sessions", "id_hash = 'stale-pending'").await);

@@ -47,7 +47,9 @@ pub async fn apply_forwarded_headers(
     let peer = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| {
+            c.0.ip().to_canonical()
+        });
     let trusted = state
         .settings
         .trusted_proxies
@@ -61,6 +63,14 @@ pub async fn apply_forwarded_headers(
         }
         first_value(&request, &X_FORWARDED_PROTO).is_some_and(|p| p.eq_ignore_ascii_case("https"))
     } else {
+        if request.headers().contains_key(&X_FORWARDED_PROTO)
+            || request.headers().contains_key("x-forwarded-for")
+        {
+            // Most likely a proxy missing from TRUSTED_PROXIES: in production every request would
+            // be redirected to HTTPS again and again. Say so where operators look.
+            metrics::counter!("untrusted_forwarded_requests_total").increment(1);
+            tracing::warn!(%peer, "forwarded headers from a peer not in TRUSTED_PROXIES were ignored");
+        }
         request.headers_mut().remove(X_FORWARDED_PROTO);
         request.headers_mut().remove(X_FORWARDED_HOST);
         // We never terminate TLS ourselves: without a trusted proxy saying otherwise, it is HTTP.

@@ -121,6 +121,10 @@ pub fn describe(kind: &str, details: &serde_json::Value) -> String {
         "consent_accepted" => "Accepted the updated terms".to_owned(),
         "display_name_changed" => "Changed the display name".to_owned(),
         "data_exported" => "Downloaded a copy of your data".to_owned(),
+        "sessions_revoked_by_operator" => "An administrator signed out every session".to_owned(),
+        "password_reset_forced" => {
+            "An administrator required a new password and signed out every session".to_owned()
+        }
         "household_invitation_sent" => match text("invitee") {
             "" => "Invited someone to the household".to_owned(),
             email => format!("Invited {email} to the household"),

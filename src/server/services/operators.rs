@@ -18,6 +18,11 @@ pub async fn is_operator<C: ConnectionTrait>(
     settings: &Settings,
     account: &user::Model,
 ) -> Result<bool, DbErr> {
+    // Only a confirmed address counts: otherwise whoever registers an address named in ADMIN_EMAILS
+    // before its owner does would become an operator.
+    if account.email_verified_at.is_none() {
+        return Ok(false);
+    }
     if settings.is_admin(&account.email) {
         return Ok(true);
     }
@@ -47,6 +52,8 @@ pub enum Change {
     Unchanged,
     /// No account has this address.
     NoAccount,
+    /// The account has not confirmed its address yet.
+    Unconfirmed,
     /// Revoked here, but `ADMIN_EMAILS` still names the address.
     StillInAdminEmails,
 }
@@ -71,6 +78,9 @@ pub async fn grant<C: ConnectionTrait>(
     let Some(account) = account_by_email(db, email).await? else {
         return Ok(Change::NoAccount);
     };
+    if account.email_verified_at.is_none() {
+        return Ok(Change::Unconfirmed);
+    }
     if operator::Entity::find_by_id(account.id.clone())
         .one(db)
         .await?

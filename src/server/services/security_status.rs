@@ -108,7 +108,7 @@ pub async fn checks(state: &AppState, facts: RequestFacts) -> Result<Vec<Check>,
     let plain_cors: Vec<&String> = s
         .cors_origins
         .iter()
-        .filter(|o| o.starts_with("http://") && production)
+        .filter(|o| o.starts_with("http://") && s.public_url.scheme() == "https")
         .collect();
     out.push(check(
         "CORS origins",

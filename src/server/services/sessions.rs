@@ -129,6 +129,17 @@ pub async fn revoke_others(
     Ok(ended)
 }
 
+/// Ends every session of `account`, for an operator (`nestegg user revoke-sessions`).
+pub async fn revoke_all_by_operator(state: &AppState, account: &user::Model) -> Result<u64, DbErr> {
+    let ended = DbSessionStore::revoke_user(&state.db, &account.id, None).await?;
+    let now = state.clock.now().unix_timestamp();
+    let event = Event::new("sessions_revoked_by_operator")
+        .user(&account.id)
+        .detail("count", ended);
+    audit::record(&state.db, &RequestMeta::internal(), now, event).await?;
+    Ok(ended)
+}
+
 #[cfg(test)]
 mod tests {
     use super::describe_agent;
