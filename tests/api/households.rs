@@ -108,9 +108,16 @@ async fn account(app: &TestApp, email: &str, name: &str) {
         "register {email}: {}",
         response.status()
     );
-    let token = app.emails_to(email, 1).await[0].token(app, "/verify-email");
+    let mail = app.emails_to(email, 1).await;
+    let token = mail[0].token(app, "/verify-email");
     let response = app.call("verify_email", &[("token", token.as_str())]).await;
-    assert_eq!(response.status(), 200, "verify {email}");
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    assert_eq!(
+        status, 200,
+        "verify {email}: {body}; token {token:?}; text {}",
+        mail[0].text
+    );
 }
 
 /// Emails to `to` whose subject contains `subject`, waiting for the outbox to deliver at least one.

@@ -60,6 +60,8 @@ pub struct PasswordHasher {
     params: Params,
     permits: Arc<Semaphore>,
     dummy_hash: Arc<str>,
+    /// Hashes computed (or verified) so far: a flood of oversized passwords must not move it.
+    computed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -88,7 +90,19 @@ impl PasswordHasher {
             params,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
             dummy_hash: dummy_hash.into(),
+            computed: Arc::default(),
         })
+    }
+
+    /// How many argon2 computations this hasher has started.
+    pub fn computed(&self) -> u64 {
+        self.computed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count(&self) {
+        self.computed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics::counter!("password_hashes_total").increment(1);
     }
 
     fn argon(params: &Params) -> Argon2<'static> {
@@ -104,6 +118,7 @@ impl PasswordHasher {
             .acquire_owned()
             .await
             .map_err(|_| CryptoError::Closed)?;
+        self.count();
         let params = self.params.clone();
         let password = password.to_owned();
         tokio::task::spawn_blocking(move || {
@@ -131,6 +146,7 @@ impl PasswordHasher {
             .acquire_owned()
             .await
             .map_err(|_| CryptoError::Closed)?;
+        self.count();
         let known = stored.is_some();
         let stored = stored.map_or_else(|| self.dummy_hash.to_string(), str::to_owned);
         let password = password.to_owned();
