@@ -17,6 +17,7 @@ mod health;
 mod households;
 mod jobs;
 mod logging;
+mod malformed;
 mod metrics;
 mod mfa;
 mod operations;

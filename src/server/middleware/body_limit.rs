@@ -11,6 +11,16 @@ use http::StatusCode;
 
 use crate::server::state::AppState;
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn nul_characters_are_found_raw_or_encoded() {
+        assert!(super::has_nul(b"email=a%00b"));
+        assert!(super::has_nul(b"email=a\0b"));
+        assert!(!super::has_nul(b"email=a%2500b&x=%41"));
+    }
+}
+
 /// The buffered body of an `application/x-www-form-urlencoded` request.
 #[derive(Clone, Debug)]
 pub struct RawForm(pub axum::body::Bytes);
@@ -33,6 +43,32 @@ fn too_large(limit: usize) -> Response {
         .into_response()
 }
 
+/// A NUL character, raw or percent-encoded. No field has a use for one, and PostgreSQL refuses it
+/// in text (the query would fail as a server error), so it is turned away here, for every server
+/// function at once.
+fn has_nul(body: &[u8]) -> bool {
+    body.contains(&0) || percent_encoding::percent_decode(body).any(|b| b == 0)
+}
+
+fn nul_refused() -> Response {
+    let error = crate::error::AppError::InvalidInput {
+        field: None,
+        message: "What you sent contains a character that is not allowed (NUL). Remove it and try \
+                  again."
+            .to_owned(),
+    };
+    let mut response = (
+        StatusCode::BAD_REQUEST,
+        serde_json::to_string(&error).unwrap_or_default(),
+    )
+        .into_response();
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
 pub async fn limit_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let limit = state.settings.max_body_bytes;
     let declared = request
@@ -45,6 +81,9 @@ pub async fn limit_body(State(state): State<AppState>, request: Request, next: N
     }
     let (mut parts, body) = request.into_parts();
     match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) if parts.uri.path().starts_with(crate::routes::API_PREFIX) && has_nul(&bytes) => {
+            nul_refused()
+        }
         Ok(bytes) => {
             // Kept for `api_errors`, which hands non-secret fields back to a refused plain form.
             if is_form(&parts.headers) {
