@@ -39,7 +39,7 @@ test.describe("security status", () => {
     await expect(https.locator(".status-fix")).toContainText("ENVIRONMENT=production");
     await expect(page.locator(".status-summary")).toContainText("checks need attention");
 
-    for (const job of ["backup", "purge_history", "purge_sessions", "purge_tokens"]) {
+    for (const job of ["backup", "outbox", "purge_history", "purge_sessions", "purge_tokens"]) {
       await expect(page.locator(`.job-table tr[data-job="${job}"]`)).toBeVisible();
     }
 

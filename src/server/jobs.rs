@@ -33,13 +33,18 @@ pub enum Job {
     PurgeHistory,
     /// A copy of the SQLite database in `BACKUP_DIR`, keeping `BACKUPS_KEEP` (SQLite only).
     Backup,
+    /// The email outbox. Its worker runs on every instance (each email is leased on its own) and is
+    /// woken the moment an email is queued, so this runner never starts it; it records its runs in
+    /// the same table, for the status page.
+    Outbox,
 }
 
-pub const ALL: [Job; 4] = [
+pub const ALL: [Job; 5] = [
     Job::PurgeSessions,
     Job::PurgeTokens,
     Job::PurgeHistory,
     Job::Backup,
+    Job::Outbox,
 ];
 
 const HOUR: i64 = 3600;
@@ -59,6 +64,7 @@ impl Job {
             Job::PurgeTokens => "purge_tokens",
             Job::PurgeHistory => "purge_history",
             Job::Backup => "backup",
+            Job::Outbox => "outbox",
         }
     }
 
@@ -72,6 +78,7 @@ impl Job {
             Job::PurgeSessions => 10 * 60,
             Job::PurgeTokens => HOUR,
             Job::PurgeHistory | Job::Backup => DAY,
+            Job::Outbox => 5,
         }
     }
 
@@ -94,6 +101,8 @@ impl Job {
                 state.db.get_database_backend() == DbBackend::Sqlite
                     && state.settings.backups_keep > 0
             }
+            // Run by its own worker (`mail::worker`).
+            Job::Outbox => false,
             _ => true,
         }
     }
@@ -286,7 +295,55 @@ async fn run_job(state: &AppState, job: Job) -> Result<String, JobError> {
         Job::PurgeTokens => purge_tokens(state, now).await,
         Job::PurgeHistory => purge_history(state, now).await,
         Job::Backup => backup(state, now).await,
+        Job::Outbox => Ok("run by the outbox worker".to_owned()),
     }
+}
+
+/// Records a run of a job that has its own worker (the outbox): outcome, summary, and when.
+pub async fn record_run<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    job: Job,
+    started_at: i64,
+    finished_at: i64,
+    outcome: Result<String, String>,
+) -> Result<(), DbErr> {
+    let ok = outcome.is_ok();
+    let summary: String = match outcome {
+        Ok(s) | Err(s) => s.chars().take(500).collect(),
+    };
+    let failures = if ok {
+        0
+    } else {
+        job::Entity::find_by_id(job.name().to_owned())
+            .one(db)
+            .await?
+            .map_or(1, |row| row.consecutive_failures.saturating_add(1))
+    };
+    let mut update = job::Entity::update_many()
+        .col_expr(job::Column::LastStartedAt, started_at.into())
+        .col_expr(job::Column::LastFinishedAt, finished_at.into())
+        .col_expr(
+            job::Column::LastOutcome,
+            if ok { "ok" } else { "error" }.into(),
+        )
+        .col_expr(job::Column::LastSummary, summary.into())
+        .col_expr(
+            job::Column::LastDurationMs,
+            ((finished_at - started_at) * 1000).into(),
+        )
+        .col_expr(job::Column::ConsecutiveFailures, failures.into())
+        .col_expr(
+            job::Column::NextRunAt,
+            (finished_at + job.interval_secs()).into(),
+        );
+    if ok {
+        update = update.col_expr(job::Column::LastSuccessAt, finished_at.into());
+    }
+    update
+        .filter(job::Column::Name.eq(job.name()))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 async fn purge_sessions(state: &AppState, now: i64) -> Result<String, JobError> {

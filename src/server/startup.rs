@@ -137,6 +137,10 @@ impl Application {
                 crate::server::metrics::spawn_upkeep(),
             )
         });
+        // Every job has its row before anything records a run in it.
+        if let Err(err) = crate::server::jobs::register(&state).await {
+            tracing::warn!(error = %err, "could not register the background jobs");
+        }
         // Purges, backups: see `jobs`. Due jobs are looked for twice a minute.
         let jobs = crate::server::jobs::spawn(state.clone(), Duration::from_secs(30));
         let mail_worker = worker::spawn(
@@ -264,6 +268,11 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
         // server-function runtime answers every error with 500 until this maps it (a wrong MFA code
         // must still count in the session).
         .layer(from_fn(api_errors::map_server_fn_errors))
+        // Inside the session layer: it needs to know who is asking.
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::server::middleware::operator_pages::hide_from_non_operators,
+        ))
         .layer(sessions);
 
     // The compiled bundle is served by ServeDir, which answers conditional requests with 304, so a

@@ -372,3 +372,31 @@ async fn with_two_instances_on_one_database_each_run_happens_once() {
     let per_round = if backend_is_postgres() { 3 } else { 4 };
     assert_eq!(total.len(), 3 * per_round, "{total:?}");
 }
+
+#[tokio::test]
+async fn the_outbox_worker_records_its_runs_with_the_other_jobs() {
+    let app = spawn_app().await;
+    app.register_verified("ann@example.org", PASSWORD).await;
+    // The verification email went out; the worker wrote down what it did.
+    let mut row = job_row(&app, Job::Outbox).await;
+    for _ in 0..100 {
+        if row
+            .last_summary
+            .as_deref()
+            .is_some_and(|s| s.starts_with("1 sent"))
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        row = job_row(&app, Job::Outbox).await;
+    }
+    assert_eq!(row.last_outcome.as_deref(), Some("ok"));
+    assert_eq!(
+        row.last_summary.as_deref(),
+        Some("1 sent, 0 to retry, 0 failed")
+    );
+    assert!(row.last_success_at.is_some());
+    // The runner itself never starts it.
+    let tick = jobs::run_due(&app.state, "test").await.unwrap();
+    assert!(!names(&tick).contains(&"outbox"), "{tick:?}");
+}

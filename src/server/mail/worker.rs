@@ -196,8 +196,38 @@ pub fn spawn(
     poll: Duration,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut last_recorded: Option<std::time::Instant> = None;
         loop {
+            let started_at = clock.now().unix_timestamp();
             let outcome = run_once(&secret_box, &db, &settings, &clock, &mailer).await;
+            // For the status page: every run that did something or failed, and otherwise a heartbeat
+            // a minute (a write every few seconds would be load for nothing).
+            let busy = outcome
+                .as_ref()
+                .map_or(true, |s| s.sent + s.retried + s.failed > 0);
+            if busy || last_recorded.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                let summary = outcome
+                    .as_ref()
+                    .map(|s| {
+                        format!(
+                            "{} sent, {} to retry, {} failed",
+                            s.sent, s.retried, s.failed
+                        )
+                    })
+                    .map_err(|e| e.to_string());
+                let finished_at = clock.now().unix_timestamp();
+                let recorded = crate::server::jobs::record_run(
+                    &db,
+                    crate::server::jobs::Job::Outbox,
+                    started_at,
+                    finished_at,
+                    summary,
+                )
+                .await;
+                if recorded.is_ok() {
+                    last_recorded = Some(std::time::Instant::now());
+                }
+            }
             metrics::counter!(
                 "job_runs_total",
                 "job" => "outbox",

@@ -5,5 +5,6 @@ pub mod body_limit;
 pub mod csrf;
 pub mod forwarded;
 pub mod host;
+pub mod operator_pages;
 pub mod request_id;
 pub mod security_headers;
