@@ -255,9 +255,11 @@ async fn each_check_turns_red_when_its_setting_is_weakened() {
 async fn failed_emails_and_missing_backups_turn_red_and_recover() {
     let app = operator_app().await;
     let now = nestegg::server::clock::Clock::now(&app.clock).unix_timestamp();
-    // A real email (sealed body and all) that failed for good.
+    // A real email (sealed body and all) that failed for good, in one transaction so the outbox
+    // worker never sees it pending.
+    let txn = sea_orm::TransactionTrait::begin(&app.app_db).await.unwrap();
     nestegg::server::services::outbox::enqueue(
-        &app.app_db,
+        &txn,
         &app.state,
         now,
         "ann@example.org",
@@ -275,9 +277,10 @@ async fn failed_emails_and_missing_backups_turn_red_and_recover() {
             Some("550 mailbox unavailable".to_owned()).into(),
         )
         .filter(outbox_email::Column::Kind.eq("password_changed"))
-        .exec(&app.app_db)
+        .exec(&txn)
         .await
         .unwrap();
+    txn.commit().await.unwrap();
     let checks = security_status::checks(&app.state, RequestFacts::default())
         .await
         .unwrap();
