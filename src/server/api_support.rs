@@ -551,18 +551,41 @@ fn session_error(err: tower_sessions::session::Error) -> AppError {
 pub fn internal<E: std::fmt::Display + 'static>(what: &str, err: &E) -> AppError {
     let unreachable = (err as &dyn std::any::Any)
         .downcast_ref::<sea_orm::DbErr>()
-        .is_some_and(|db| {
-            matches!(
-                db,
-                sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_)
-            )
-        });
+        .is_some_and(database_unreachable);
     if unreachable {
         tracing::warn!(error = %err, "{what} failed: the database is unreachable");
         return AppError::Unavailable;
     }
     tracing::error!(error = %err, "{what} failed");
     AppError::Internal
+}
+
+/// The database cannot be reached: no connection to be had, or the one in use was lost (by the
+/// network, or the server shutting down) in the middle of a query.
+fn database_unreachable(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{DbErr, RuntimeErr};
+    let lost = |runtime: &RuntimeErr| match runtime {
+        RuntimeErr::SqlxError(sqlx) => match sqlx.as_ref() {
+            Sqlx::Io(_)
+            | Sqlx::Tls(_)
+            | Sqlx::Protocol(_)
+            | Sqlx::PoolTimedOut
+            | Sqlx::PoolClosed
+            | Sqlx::WorkerCrashed => true,
+            // SQLSTATE class 08 (connection exception) and 57P01-03 (the server is going away).
+            Sqlx::Database(db) => db
+                .code()
+                .is_some_and(|c| c.starts_with("08") || c.starts_with("57P0")),
+            _ => false,
+        },
+        _ => false,
+    };
+    match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
+        DbErr::Exec(runtime) | DbErr::Query(runtime) => lost(runtime),
+        _ => false,
+    }
 }
 
 /// The one place service errors become what a person sees.

@@ -100,7 +100,19 @@ pub async fn restore(settings: &DatabaseSettings, source: &Path) -> Result<(), B
     }
     let temporary = partial(&target);
     std::fs::copy(source, &temporary).map_err(io(&temporary))?;
-    std::fs::rename(&temporary, &target).map_err(io(&target))?;
+    let placed = std::fs::File::open(&temporary)
+        .and_then(|f| f.sync_all())
+        // A hard link fails if the target appeared meanwhile, where a rename would replace it.
+        .and_then(|()| std::fs::hard_link(&temporary, &target));
+    let _ = std::fs::remove_file(&temporary);
+    placed.map_err(|err| match err.kind() {
+        std::io::ErrorKind::AlreadyExists => BackupError::Exists(target.clone()),
+        _ => BackupError::Io {
+            path: target.clone(),
+            source: err,
+        },
+    })?;
+    restrict(&target)?;
     Ok(())
 }
 

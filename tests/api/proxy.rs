@@ -239,3 +239,26 @@ async fn without_cors_origins_no_site_gets_cors_headers() {
     assert_eq!(call.status(), 403);
     assert!(!call.headers().contains_key("access-control-allow-origin"));
 }
+
+#[tokio::test]
+async fn the_value_the_proxy_appended_wins_over_what_the_client_sent() {
+    let app = production("127.0.0.1").await;
+    // The client claims https; our proxy appended what it saw: http.
+    let response = app
+        .get("/")
+        .header("host", HOST)
+        .header("x-forwarded-proto", "https, http")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 308);
+    let response = app
+        .get("/")
+        .header("host", "127.0.0.1")
+        .header("x-forwarded-host", "evil.example, nestegg.example.org")
+        .header("x-forwarded-proto", "https")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}

@@ -28,15 +28,19 @@ pub struct ClientScheme {
     pub https: bool,
 }
 
-/// The first value of a possibly comma-separated header (the client-most hop).
-fn first_value(request: &Request, name: &HeaderName) -> Option<String> {
+/// The last value of a possibly repeated, comma-separated header: the one our own proxy added
+/// (earlier values may come from the client).
+fn proxy_value(request: &Request, name: &HeaderName) -> Option<String> {
     request
         .headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty())
+        .get_all(name)
+        .iter()
+        .rev()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.rsplit(','))
+        .map(str::trim)
+        .find(|v| !v.is_empty())
+        .map(str::to_owned)
 }
 
 pub async fn apply_forwarded_headers(
@@ -56,12 +60,12 @@ pub async fn apply_forwarded_headers(
         .iter()
         .any(|net| net.contains(&peer));
     let https = if trusted {
-        if let Some(host) = first_value(&request, &X_FORWARDED_HOST)
+        if let Some(host) = proxy_value(&request, &X_FORWARDED_HOST)
             && let Ok(value) = HeaderValue::from_str(&host)
         {
             request.headers_mut().insert(header::HOST, value);
         }
-        first_value(&request, &X_FORWARDED_PROTO).is_some_and(|p| p.eq_ignore_ascii_case("https"))
+        proxy_value(&request, &X_FORWARDED_PROTO).is_some_and(|p| p.eq_ignore_ascii_case("https"))
     } else {
         if request.headers().contains_key(&X_FORWARDED_PROTO)
             || request.headers().contains_key("x-forwarded-for")
