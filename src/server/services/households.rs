@@ -270,18 +270,24 @@ fn changed_meanwhile() -> AuthError {
     }
 }
 
-/// Another member of the caller's household (never someone elsewhere: that is `NotFound`).
+/// Another member of the caller's household, and who they are (never someone elsewhere: that is
+/// `NotFound`).
 async fn fellow_member(
     txn: &DatabaseTransaction,
     membership: &Membership,
     user_id: &str,
-) -> Result<household_member::Model, AuthError> {
-    household_member::Entity::find()
+) -> Result<(household_member::Model, user::Model), AuthError> {
+    let member = household_member::Entity::find()
         .filter(household_member::Column::HouseholdId.eq(&membership.household.id))
         .filter(household_member::Column::UserId.eq(user_id))
         .one(txn)
         .await?
-        .ok_or(AuthError::NotFound)
+        .ok_or(AuthError::NotFound)?;
+    let person = user::Entity::find_by_id(member.user_id.clone())
+        .one(txn)
+        .await?
+        .ok_or(AuthError::NotFound)?;
+    Ok((member, person))
 }
 
 /// Sends an invitation to `email_input`. Re-inviting an address replaces its earlier link. The
@@ -614,11 +620,7 @@ pub async fn remove_member(
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
     let membership = owner_membership(&txn, owner).await?;
-    let member = fellow_member(&txn, &membership, member_id).await?;
-    let person = user::Entity::find_by_id(member.user_id.clone())
-        .one(&txn)
-        .await?
-        .ok_or(AuthError::NotFound)?;
+    let (member, person) = fellow_member(&txn, &membership, member_id).await?;
     household_member::Entity::delete_by_id((member.household_id.clone(), member.user_id.clone()))
         .exec(&txn)
         .await?;
@@ -657,7 +659,7 @@ pub async fn transfer_ownership(
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
     let membership = owner_membership(&txn, owner).await?;
-    let member = fellow_member(&txn, &membership, member_id).await?;
+    let (member, person) = fellow_member(&txn, &membership, member_id).await?;
     for (user_id, role) in [(&member.user_id, ROLE_OWNER), (&owner.id, ROLE_MEMBER)] {
         let updated = household_member::Entity::update_many()
             .col_expr(household_member::Column::Role, role.into())
@@ -669,10 +671,6 @@ pub async fn transfer_ownership(
             return Err(changed_meanwhile());
         }
     }
-    let person = user::Entity::find_by_id(member.user_id.clone())
-        .one(&txn)
-        .await?
-        .ok_or(AuthError::NotFound)?;
     let received = Event::new("household_ownership_received")
         .user(&person.id)
         .detail("household_id", membership.household.id.clone())
