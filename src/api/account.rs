@@ -109,7 +109,7 @@ pub async fn delete_account(
     let ctx = s::RequestContext::current().await?;
     // Allowed whatever the account still owes (terms, two-factor setup): leaving is always possible.
     let user = ctx.require_user_ungated().await?;
-    ctx.rate_limit(s::Limit::Mfa)?;
+    ctx.rate_limit(s::Limit::Mfa).await?;
     let input = Deletion {
         password: &password,
         code: code.as_deref().unwrap_or_default(),

@@ -20,7 +20,7 @@ pub async fn register(
 ) -> Result<(), AppError> {
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
-    ctx.rate_limit(s::Limit::Register)?;
+    ctx.rate_limit(s::Limit::Register).await?;
     let input = crate::server::services::auth::Registration {
         email,
         display_name,
@@ -46,7 +46,7 @@ pub async fn sign_in(
 ) -> Result<(), AppError> {
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
-    ctx.rate_limit(s::Limit::SignIn)?;
+    ctx.rate_limit(s::Limit::SignIn).await?;
     use crate::server::services::auth::{self, SignIn};
     let next = crate::routes::safe_next(next.as_deref());
     match auth::sign_in(&ctx.state, &ctx.meta, &email, &password)
@@ -108,7 +108,7 @@ pub async fn resend_verification() -> Result<(), AppError> {
 pub async fn request_verification_email(email: String) -> Result<(), AppError> {
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
-    ctx.rate_limit(s::Limit::VerificationRequest)?;
+    ctx.rate_limit(s::Limit::VerificationRequest).await?;
     crate::server::services::auth::request_verification_email(&ctx.state, &ctx.meta, &email)
         .await
         .map_err(s::auth_error)?;
@@ -121,7 +121,7 @@ pub async fn request_verification_email(email: String) -> Result<(), AppError> {
 pub async fn request_password_reset(email: String) -> Result<(), AppError> {
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
-    ctx.rate_limit(s::Limit::ResetRequest)?;
+    ctx.rate_limit(s::Limit::ResetRequest).await?;
     crate::server::services::auth::request_password_reset(&ctx.state, &ctx.meta, &email)
         .await
         .map_err(s::auth_error)?;
@@ -258,7 +258,7 @@ pub async fn confirm_password(password: String, code: Option<String>) -> Result<
         .await
         .map_err(|err| s::internal("checking two-factor status", &err))?;
     if has_mfa {
-        ctx.rate_limit(s::Limit::Mfa)?;
+        ctx.rate_limit(s::Limit::Mfa).await?;
         let code = code.unwrap_or_default();
         mfa::reauthenticate(&ctx.state, &ctx.meta, &user, &password, &code).await
     } else {
@@ -278,6 +278,6 @@ pub async fn password_strength(
 ) -> Result<PasswordStrengthView, AppError> {
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
-    ctx.rate_limit(s::Limit::Strength)?;
+    ctx.rate_limit(s::Limit::Strength).await?;
     Ok(crate::server::services::auth::password_strength(&ctx.state, &password, &email).await)
 }

@@ -78,10 +78,8 @@ async fn prepare(state: AppState, parts: &http::request::Parts) -> Result<Respon
     let user = ctx.require_user_ungated().await?;
     ctx.require_recent_auth().await?;
     let slot = export::reserve(&ctx.state).map_err(|_| AppError::Unavailable)?;
-    ctx.state
-        .limiters
-        .check(Limit::ExportPerAccount, &user.id)
-        .map_err(|retry_after_secs| AppError::RateLimited { retry_after_secs })?;
+    ctx.rate_limit_key(Limit::ExportPerAccount, &user.id)
+        .await?;
     let now = ctx.state.clock.now().unix_timestamp();
     audit::record(
         &ctx.state.db,

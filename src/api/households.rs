@@ -51,10 +51,8 @@ pub async fn invite_member(email: String) -> Result<String, AppError> {
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
     let user = ctx.require_user().await?;
-    ctx.state
-        .limiters
-        .check(s::Limit::InvitePerAccount, &user.id)
-        .map_err(|retry_after_secs| AppError::RateLimited { retry_after_secs })?;
+    ctx.rate_limit_key(s::Limit::InvitePerAccount, &user.id)
+        .await?;
     let sent_to = crate::server::services::households::invite(&ctx.state, &ctx.meta, &user, &email)
         .await
         .map_err(s::auth_error)?;

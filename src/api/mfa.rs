@@ -113,7 +113,7 @@ pub async fn disable_two_factor(password: String, code: String) -> Result<(), Ap
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
     let user = ctx.require_user().await?;
-    ctx.rate_limit(s::Limit::Mfa)?;
+    ctx.rate_limit(s::Limit::Mfa).await?;
     crate::server::services::mfa::disable(&ctx.state, &ctx.meta, &user, &password, &code)
         .await
         .map_err(s::auth_error)?;
@@ -148,7 +148,7 @@ pub async fn verify_sign_in_code(code: String) -> Result<(), AppError> {
     use crate::server::services::auth::AuthError;
     use crate::server::services::mfa;
     let ctx = s::RequestContext::current().await?;
-    ctx.rate_limit(s::Limit::Mfa)?;
+    ctx.rate_limit(s::Limit::Mfa).await?;
     let Some(mut pending) = ctx.pending_mfa().await? else {
         return Err(s::auth_error(AuthError::MfaPendingMissing));
     };

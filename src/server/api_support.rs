@@ -23,7 +23,7 @@ use crate::server::session_store::{
 };
 use crate::server::state::AppState;
 
-pub use crate::server::rate_limit::Limit;
+pub use crate::server::rate_limit::{Limit, LimitError};
 
 /// Where a request came from, for rate limits and the audit trail.
 #[derive(Clone, Debug)]
@@ -104,9 +104,20 @@ pub async fn limit_api_calls(
         .extensions()
         .get::<RequestMeta>()
         .map_or_else(|| "unknown".to_owned(), |m| m.limit_key());
-    match state.limiters.check(Limit::Api, &ip) {
+    match state.limiters.check(Limit::Api, &ip).await {
         Ok(()) => next.run(request).await,
-        Err(wait) => rate_limited_response(&request, wait),
+        Err(LimitError::Exceeded { retry_after_secs }) => {
+            rate_limited_response(&request, retry_after_secs)
+        }
+        Err(err @ LimitError::Unavailable(_)) => {
+            tracing::warn!(error = %err, "cannot count the request");
+            let error = AppError::Unavailable;
+            (
+                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                axum::Json(error),
+            )
+                .into_response()
+        }
     }
 }
 
@@ -183,11 +194,17 @@ impl RequestContext {
         })
     }
 
-    pub fn rate_limit(&self, limit: Limit) -> Result<(), AppError> {
+    pub async fn rate_limit(&self, limit: Limit) -> Result<(), AppError> {
+        self.rate_limit_key(limit, &self.meta.limit_key()).await
+    }
+
+    /// Counts this request against `limit` under `key` (an account id, for per-account limits).
+    pub async fn rate_limit_key(&self, limit: Limit, key: &str) -> Result<(), AppError> {
         self.state
             .limiters
-            .check(limit, &self.meta.limit_key())
-            .map_err(|retry_after_secs| AppError::RateLimited { retry_after_secs })
+            .check(limit, key)
+            .await
+            .map_err(limit_error)
     }
 
     /// Signs `user_id` in on this session, under a new session id (no fixation). `password_at` is when
@@ -541,6 +558,16 @@ pub fn is_plain_form_post() -> bool {
     })
 }
 
+pub fn limit_error(err: LimitError) -> AppError {
+    match err {
+        LimitError::Exceeded { retry_after_secs } => AppError::RateLimited { retry_after_secs },
+        LimitError::Unavailable(_) => {
+            tracing::warn!(error = %err, "cannot count the request");
+            AppError::Unavailable
+        }
+    }
+}
+
 fn session_error(err: tower_sessions::session::Error) -> AppError {
     tracing::error!(error = %err, "session store failed");
     AppError::Unavailable
@@ -641,6 +668,10 @@ pub fn auth_error(err: AuthError) -> AppError {
         AuthError::NotFound => AppError::NotFound,
         AuthError::Seal(err) => internal("opening a sealed secret", &err),
         AuthError::Database(err) => internal("a database operation", &err),
+        AuthError::CountersUnavailable(err) => {
+            tracing::warn!(error = %err, "the shared counters are unreachable");
+            AppError::Unavailable
+        }
         AuthError::Crypto(err) => internal("password hashing", &err),
     }
 }

@@ -40,6 +40,13 @@ enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Measure the CPU time of one password hash at the configured ARGON2_* cost, and what it means
+    /// for sign-ins per second on this machine.
+    MeasureHash {
+        /// How many hashes to average over.
+        #[arg(long, default_value_t = 50)]
+        count: u32,
+    },
     /// Write a consistent copy of the SQLite database to PATH while the app keeps running.
     Backup { path: std::path::PathBuf },
     /// Restore a backup made by `backup` into an empty data directory (where DATABASE_URL points).
@@ -112,9 +119,34 @@ pub async fn run() -> ExitCode {
         Command::RotateKeys => rotate_keys(settings).await,
         Command::Admin { action } => admin(settings, action).await,
         Command::User { action } => user(settings, action).await,
+        Command::MeasureHash { count } => measure_hash(&settings, count),
         Command::Backup { path } => backup(settings, &path).await,
         Command::Restore { path } => restore(settings, &path).await,
         Command::Serve => serve(settings).await,
+    }
+}
+
+fn measure_hash(settings: &Settings, count: u32) -> ExitCode {
+    use crate::server::services::crypto::PasswordHasher;
+    let cost = settings.accounts.hash_cost;
+    match PasswordHasher::measure(cost, count) {
+        Ok(per_hash) => {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let ms = per_hash.as_secs_f64() * 1000.0;
+            println!(
+                "argon2id m={} KiB t={} p={}: {ms:.1} ms CPU per hash ({count} hashes); \
+                 bound: {:.0} sign-ins/s on {cores} cores",
+                cost.memory_kib,
+                cost.iterations,
+                cost.parallelism,
+                cores as f64 / per_hash.as_secs_f64().max(f64::EPSILON),
+            );
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -311,9 +343,18 @@ async fn user(settings: Settings, action: UserAction) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Sessions may live in Redis: revoking them must reach it.
+    let redis = match crate::server::startup::connect_redis(&settings).await {
+        Ok(redis) => redis,
+        Err(err) => {
+            eprintln!("{err}");
+            return ExitCode::FAILURE;
+        }
+    };
     let state = match crate::server::startup::new_state(
         settings,
         conn,
+        redis,
         Arc::new(SystemClock),
         leptos_options,
     ) {

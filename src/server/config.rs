@@ -49,6 +49,9 @@ pub struct Settings {
     pub public_url: Url,
     pub data_dir: PathBuf,
     pub database: DatabaseSettings,
+    /// The scaled-out mode: sessions, rate limits and lock-out counters in Redis (`REDIS_URL`), shared
+    /// by every instance. `None`: in the database and in process (the embedded default).
+    pub redis: Option<RedisSettings>,
     pub secret_key: SecretKey,
     pub encryption_key: SecretKey,
     /// Earlier encryption keys: they still open what they sealed, until a rotation re-seals it.
@@ -72,6 +75,8 @@ pub struct Settings {
     pub generated_keys: Vec<String>,
     /// Security events older than this are deleted by the nightly purge.
     pub audit_retention_days: u32,
+    /// How often each instance looks for due background jobs.
+    pub jobs_tick: Duration,
     /// Where the nightly SQLite backups go, and how many are kept (0: no nightly backup).
     pub backup_dir: PathBuf,
     pub backups_keep: u32,
@@ -139,6 +144,14 @@ pub struct DatabaseSettings {
     pub idle_timeout: Duration,
     pub sqlite_busy_timeout: Duration,
     pub run_migrations: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct RedisSettings {
+    pub url: DatabaseUrl,
+    /// Put before every key Nest Egg writes (but the session records, which the tower-sessions store
+    /// names itself), so one Redis can serve several deployments — and each test its own space.
+    pub key_prefix: String,
 }
 
 /// A database URL; its password never reaches a log.
@@ -522,6 +535,9 @@ impl Settings {
                 None => Ok(origins),
             }
         });
+        let jobs_tick = p.parse("JOBS_TICK_SECS", "30", |v| {
+            parse_range(v, 1u64, 3600).map(Duration::from_secs)
+        });
         let audit_retention_days = p.parse("AUDIT_RETENTION_DAYS", "400", |v| {
             parse_range(v, 30, 36_500)
         });
@@ -648,6 +664,25 @@ impl Settings {
                 invitations_per_hour: invitations_per_hour?,
             })
         })();
+        let redis_url = match p.secret_or("REDIS_URL", "") {
+            Some(url) if url.is_empty() => Some(None),
+            Some(url) => p
+                .check("REDIS_URL", validate_redis_url(&url))
+                .map(|()| Some(DatabaseUrl(url))),
+            None => None,
+        };
+        let redis_key_prefix = p.parse("REDIS_KEY_PREFIX", "nestegg", |v| {
+            let ok = (1..=64).contains(&v.len())
+                && v.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+            ok.then(|| v.to_owned())
+                .ok_or_else(|| "must be 1 to 64 letters, digits, `_`, `-`, `.` or `:`".to_owned())
+        });
+        let redis = match (redis_url, redis_key_prefix) {
+            (Some(Some(url)), Some(key_prefix)) => Some(Some(RedisSettings { url, key_prefix })),
+            (Some(None), Some(_)) => Some(None),
+            _ => None,
+        };
         let smtp_url = match p.secret_or("SMTP_URL", "") {
             Some(url) if url.is_empty() => Some(None),
             Some(url) if url.starts_with("smtp://") || url.starts_with("smtps://") => {
@@ -696,6 +731,7 @@ impl Settings {
                     sqlite_busy_timeout: sqlite_busy_timeout?,
                     run_migrations: run_migrations?,
                 },
+                redis: redis?,
                 secret_key: secret_key?,
                 encryption_key: encryption_key?,
                 encryption_keys_previous: encryption_keys_previous?,
@@ -711,6 +747,7 @@ impl Settings {
                 trusted_proxies: trusted_proxies?,
                 cors_origins: cors_origins?,
                 audit_retention_days: audit_retention_days?,
+                jobs_tick: jobs_tick?,
                 backup_dir: backup_dir?,
                 backups_keep: backups_keep?,
                 metrics_addr: metrics_addr?,
@@ -858,6 +895,7 @@ fn shown<'v>(name: &str, value: &'v str) -> &'v str {
         || name.contains("PASSWORD")
         || name.starts_with("DATABASE_URL")
         || name.starts_with("SMTP_URL")
+        || name.starts_with("REDIS_URL")
     {
         "<hidden>"
     } else {
@@ -948,6 +986,15 @@ fn parse_public_url(v: &str, production: bool) -> Result<Url, String> {
         return Err("must use https in production".to_owned());
     }
     Ok(url)
+}
+
+fn validate_redis_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Err("must start with redis:// or rediss://".to_owned());
+    }
+    fred::types::config::Config::from_url(url)
+        .map(|_| ())
+        .map_err(|_| "is not a valid Redis URL, e.g. `redis://127.0.0.1:6379/0`".to_owned())
 }
 
 fn validate_database_url(url: &str, production: bool) -> Result<(), String> {

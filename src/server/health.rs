@@ -21,6 +21,13 @@ struct Health {
 #[derive(Serialize)]
 struct Checks {
     database: &'static str,
+    /// Present in the scaled-out mode only (sessions, rate limits and lock-outs live there).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis: Option<&'static str>,
+}
+
+fn word(ok: bool) -> &'static str {
+    if ok { "ok" } else { "unavailable" }
 }
 
 pub async fn live() -> Response {
@@ -32,7 +39,25 @@ pub async fn live() -> Response {
 }
 
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let database = match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
+    let (database, redis) = tokio::join!(database_ready(&state), state.sessions.ping());
+    let ready = database && redis.unwrap_or(true);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = Health {
+        status: word(ready),
+        checks: Some(Checks {
+            database: word(database),
+            redis: redis.map(word),
+        }),
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn database_ready(state: &AppState) -> bool {
+    match tokio::time::timeout(Duration::from_secs(2), state.db.ping()).await {
         Ok(Ok(())) => true,
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "readiness: database ping failed");
@@ -42,17 +67,5 @@ pub async fn ready(State(state): State<AppState>) -> Response {
             tracing::warn!("readiness: database ping timed out");
             false
         }
-    };
-    let status = if database {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let body = Health {
-        status: if database { "ok" } else { "unavailable" },
-        checks: Some(Checks {
-            database: if database { "ok" } else { "unavailable" },
-        }),
-    };
-    (status, Json(body)).into_response()
+    }
 }

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant};
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, ConnectionTrait as _, DbBackend, DbErr, EntityTrait as _,
-    QueryFilter as _, QueryOrder as _, QuerySelect as _, Statement,
+    QueryFilter as _, QueryOrder as _, Statement,
 };
 
 use crate::server::entities::{
-    account_token, household_invitation, job, login_throttle, outbox_email, security_event, session,
+    account_token, household_invitation, job, outbox_email, security_event,
 };
 use crate::server::services::outbox::{STATUS_FAILED, STATUS_SENT};
 use crate::server::state::AppState;
@@ -52,8 +52,6 @@ const DAY: i64 = 24 * HOUR;
 /// Used links and withdrawn or accepted invitations stay this long (they explain "link already
 /// used" to someone clicking late), then go.
 const SPENT_TOKEN_GRACE_SECS: i64 = DAY;
-/// Lock-out counters untouched this long are dropped.
-const LOCKOUT_COUNTER_IDLE_SECS: i64 = 30 * DAY;
 /// Delivered or failed emails (subject and status only; bodies are cleared on sending) stay this long.
 const EMAIL_HISTORY_SECS: i64 = 30 * DAY;
 
@@ -348,51 +346,12 @@ pub async fn record_run<C: sea_orm::ConnectionTrait>(
 
 async fn purge_sessions(state: &AppState, now: i64) -> Result<String, JobError> {
     state.limiters.shrink();
-    let expired = session::Entity::delete_many()
-        .filter(session::Column::ExpiresAt.lte(now))
-        .exec(&state.db)
-        .await?
-        .rows_affected;
     // A password accepted but no second factor within its time: the half-signed-in session goes.
     let cutoff = now - crate::server::services::mfa::PENDING_TTL_SECS;
-    let candidates: Vec<(String, String)> = session::Entity::find()
-        .select_only()
-        .columns([session::Column::IdHash, session::Column::Data])
-        .filter(session::Column::UserId.is_not_null())
-        .filter(session::Column::UpdatedAt.lt(cutoff))
-        .into_tuple()
-        .all(&state.db)
-        .await?;
-    let stale: Vec<String> = candidates
-        .into_iter()
-        .filter(|(_, data)| is_stale_pending_sign_in(data, cutoff))
-        .map(|(id, _)| id)
-        .collect();
-    let pending = if stale.is_empty() {
-        0
-    } else {
-        session::Entity::delete_many()
-            .filter(session::Column::IdHash.is_in(stale))
-            .exec(&state.db)
-            .await?
-            .rows_affected
-    };
+    let (expired, pending) = state.sessions.purge(cutoff).await?;
     Ok(format!(
         "{expired} expired sessions, {pending} unfinished two-factor sign-ins removed"
     ))
-}
-
-/// A session holding only a sign-in that waits for its second factor, started before `cutoff`.
-fn is_stale_pending_sign_in(data: &str, cutoff: i64) -> bool {
-    use crate::server::session_store::{MFA_PENDING_KEY, USER_KEY};
-    let Ok(value) = serde_json::from_str::<serde_json::Value>(data) else {
-        return false;
-    };
-    let started = value
-        .get(MFA_PENDING_KEY)
-        .and_then(|p| p.get("started_at"))
-        .and_then(serde_json::Value::as_i64);
-    value.get(USER_KEY).is_none() && started.is_some_and(|s| s < cutoff)
 }
 
 async fn purge_tokens(state: &AppState, now: i64) -> Result<String, JobError> {
@@ -419,16 +378,7 @@ async fn purge_tokens(state: &AppState, now: i64) -> Result<String, JobError> {
         .rows_affected;
     // Failures count until a success, however slowly they come; only counters untouched for a
     // month go (a slow guesser must not get a fresh count every hour).
-    let counters = login_throttle::Entity::delete_many()
-        .filter(login_throttle::Column::UpdatedAt.lte(now - LOCKOUT_COUNTER_IDLE_SECS))
-        .filter(
-            login_throttle::Column::LockedUntil
-                .is_null()
-                .or(login_throttle::Column::LockedUntil.lte(now)),
-        )
-        .exec(&state.db)
-        .await?
-        .rows_affected;
+    let counters = state.lockouts.purge(&state.db, now).await?;
     Ok(format!(
         "{tokens} links, {invitations} invitations, {counters} lock-out counters removed"
     ))
@@ -560,16 +510,6 @@ mod tests {
         for job in ALL {
             assert_eq!(Job::from_name(job.name()), Some(job));
         }
-    }
-
-    #[test]
-    fn only_half_finished_sign_ins_are_stale() {
-        let pending = r#"{"mfa_pending":{"user_id":"u","started_at":100,"failures":0,"next":"/"}}"#;
-        assert!(is_stale_pending_sign_in(pending, 500));
-        assert!(!is_stale_pending_sign_in(pending, 50));
-        let signed_in = r#"{"uid":"u","mfa_pending":{"started_at":100}}"#;
-        assert!(!is_stale_pending_sign_in(signed_in, 500));
-        assert!(!is_stale_pending_sign_in("not json", 500));
     }
 
     #[test]

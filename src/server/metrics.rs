@@ -18,12 +18,9 @@ use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use sea_orm::{
-    ColumnTrait as _, DbBackend, EntityTrait as _, PaginatorTrait as _, QueryFilter as _,
-};
+use sea_orm::DbBackend;
 
 use crate::routes;
-use crate::server::entities::session;
 use crate::server::state::AppState;
 
 /// Latency buckets, in seconds: from a cached page to a request that hit the 30 s timeout.
@@ -242,13 +239,7 @@ async fn update_gauges(state: &AppState) {
             metrics::counter!("metrics_scrape_errors_total").increment(1);
         }
     }
-    let now = state.clock.now().unix_timestamp();
-    match session::Entity::find()
-        .filter(session::Column::UserId.is_not_null())
-        .filter(session::Column::ExpiresAt.gt(now))
-        .count(&state.db)
-        .await
-    {
+    match state.sessions.count_signed_in().await {
         Ok(active) => metrics::gauge!("sessions_active").set(active as f64),
         Err(err) => {
             tracing::warn!(error = %err, "metrics: counting sessions failed");

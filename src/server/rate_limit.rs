@@ -1,14 +1,18 @@
-//! Per-client request limits (GCRA via `governor`), in process memory. The embedded deployment is one
-//! process, so in-memory counters are exact; the scaled-out deployment moves them to Redis.
+//! Per-client request limits (GCRA): via `governor` in process memory for the embedded deployment (one
+//! process, so exact), or in Redis for the scaled-out one (`REDIS_URL`), where every instance shares
+//! the counters.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::time::Duration;
 
 use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use crate::server::config::RateLimitSettings;
+use crate::server::redis::Redis;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Limit {
     SignIn,
     Register,
@@ -51,20 +55,123 @@ impl Limit {
     }
 }
 
+/// How many requests a key may make at once (`burst`), and how fast that allowance comes back (one
+/// request per `period`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Allowance {
+    burst: u32,
+    period: Duration,
+}
+
+impl Allowance {
+    fn per_minute(n: u32) -> Self {
+        let burst = n.max(1);
+        Allowance {
+            burst,
+            period: Duration::from_secs(60) / burst,
+        }
+    }
+
+    fn per_hour(n: u32) -> Self {
+        let burst = n.max(1);
+        Allowance {
+            burst,
+            period: Duration::from_secs(3600) / burst,
+        }
+    }
+
+    fn quota(self) -> Quota {
+        Quota::with_period(self.period)
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(nonzero(self.burst))
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LimitError {
+    #[error("rate limit reached; retry in {retry_after_secs} s")]
+    Exceeded { retry_after_secs: u64 },
+    /// The shared counters (Redis) could not be asked. Never a free pass: the request fails (503).
+    #[error("rate limit store unreachable: {0}")]
+    Unavailable(String),
+}
+
+/// Every limit's allowance, from the settings.
+#[derive(Clone, Debug)]
+struct Allowances(RateLimitSettings);
+
+impl Allowances {
+    fn of(&self, limit: Limit) -> Allowance {
+        let cfg = &self.0;
+        match limit {
+            Limit::SignIn => Allowance::per_minute(cfg.sign_in_per_minute),
+            Limit::Register => Allowance::per_hour(cfg.register_per_hour),
+            Limit::ResetRequest | Limit::VerificationRequest => {
+                Allowance::per_hour(cfg.reset_per_hour)
+            }
+            Limit::ResetPerAccount | Limit::EmailChangePerAccount => {
+                Allowance::per_hour(cfg.reset_per_account_per_hour)
+            }
+            Limit::VerificationPerAccount => Allowance::per_minute(1),
+            // Typing in a password field calls it once per pause: generous, but bounded.
+            Limit::Strength => Allowance::per_minute(60),
+            Limit::Mfa => Allowance::per_minute(cfg.mfa_per_minute),
+            Limit::ExportPerAccount => Allowance::per_hour(cfg.exports_per_hour),
+            Limit::InvitePerAccount => Allowance::per_hour(cfg.invitations_per_hour),
+            Limit::Api => Allowance::per_minute(cfg.api_per_minute),
+        }
+    }
+}
+
+const ALL: [Limit; 12] = [
+    Limit::SignIn,
+    Limit::Register,
+    Limit::ResetRequest,
+    Limit::ResetPerAccount,
+    Limit::VerificationRequest,
+    Limit::VerificationPerAccount,
+    Limit::EmailChangePerAccount,
+    Limit::Strength,
+    Limit::Mfa,
+    Limit::ExportPerAccount,
+    Limit::InvitePerAccount,
+    Limit::Api,
+];
+
+/// GCRA, the algorithm `governor` uses in process, as one atomic script: the key holds the
+/// "theoretical arrival time" (ms) of the next request. Time is Redis's own clock, so every instance
+/// counts against the same one. Returns 0 when allowed, else the milliseconds to wait.
+/// (No maintained Rust crate offers a Redis-backed limiter for fred; redis-cell is a server module we
+/// cannot assume.)
+const GCRA_LUA: &str = r#"
+local period = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+if tat - now > tolerance then
+  return tat - now - tolerance
+end
+local next_tat = tat + period
+redis.call('SET', KEYS[1], next_tat, 'PX', next_tat - now)
+return 0
+"#;
+
+enum Backend {
+    Local {
+        limiters: HashMap<Limit, DefaultKeyedRateLimiter<String>>,
+        clock: DefaultClock,
+    },
+    Redis {
+        redis: Redis,
+        script: fred::types::scripts::Script,
+    },
+}
+
 pub struct RateLimiters {
-    sign_in: DefaultKeyedRateLimiter<String>,
-    register: DefaultKeyedRateLimiter<String>,
-    reset: DefaultKeyedRateLimiter<String>,
-    reset_account: DefaultKeyedRateLimiter<String>,
-    verification: DefaultKeyedRateLimiter<String>,
-    verification_account: DefaultKeyedRateLimiter<String>,
-    email_change_account: DefaultKeyedRateLimiter<String>,
-    strength: DefaultKeyedRateLimiter<String>,
-    mfa: DefaultKeyedRateLimiter<String>,
-    export_account: DefaultKeyedRateLimiter<String>,
-    invite_account: DefaultKeyedRateLimiter<String>,
-    api: DefaultKeyedRateLimiter<String>,
-    clock: DefaultClock,
+    allowances: Allowances,
+    backend: Backend,
 }
 
 impl std::fmt::Debug for RateLimiters {
@@ -78,72 +185,75 @@ fn nonzero(n: u32) -> NonZeroU32 {
 }
 
 impl RateLimiters {
+    /// In process memory: exact for the one process of the embedded deployment.
     pub fn new(cfg: &RateLimitSettings) -> Self {
+        let allowances = Allowances(*cfg);
+        let limiters = ALL
+            .iter()
+            .map(|&limit| (limit, RateLimiter::keyed(allowances.of(limit).quota())))
+            .collect();
         RateLimiters {
-            sign_in: RateLimiter::keyed(Quota::per_minute(nonzero(cfg.sign_in_per_minute))),
-            register: RateLimiter::keyed(Quota::per_hour(nonzero(cfg.register_per_hour))),
-            reset: RateLimiter::keyed(Quota::per_hour(nonzero(cfg.reset_per_hour))),
-            reset_account: RateLimiter::keyed(Quota::per_hour(nonzero(
-                cfg.reset_per_account_per_hour,
-            ))),
-            verification: RateLimiter::keyed(Quota::per_hour(nonzero(cfg.reset_per_hour))),
-            verification_account: RateLimiter::keyed(Quota::per_minute(NonZeroU32::MIN)),
-            email_change_account: RateLimiter::keyed(Quota::per_hour(nonzero(
-                cfg.reset_per_account_per_hour,
-            ))),
-            // Typing in a password field calls it once per pause: generous, but bounded.
-            strength: RateLimiter::keyed(Quota::per_minute(nonzero(60))),
-            mfa: RateLimiter::keyed(Quota::per_minute(nonzero(cfg.mfa_per_minute))),
-            export_account: RateLimiter::keyed(Quota::per_hour(nonzero(cfg.exports_per_hour))),
-            invite_account: RateLimiter::keyed(Quota::per_hour(nonzero(cfg.invitations_per_hour))),
-            api: RateLimiter::keyed(Quota::per_minute(nonzero(cfg.api_per_minute))),
-            clock: DefaultClock::default(),
+            allowances,
+            backend: Backend::Local {
+                limiters,
+                clock: DefaultClock::default(),
+            },
         }
     }
 
-    /// `Err(seconds)` to wait when `key` has used up `limit`.
-    pub fn check(&self, limit: Limit, key: &str) -> Result<(), u64> {
-        let limiter = match limit {
-            Limit::SignIn => &self.sign_in,
-            Limit::Register => &self.register,
-            Limit::ResetRequest => &self.reset,
-            Limit::ResetPerAccount => &self.reset_account,
-            Limit::VerificationRequest => &self.verification,
-            Limit::VerificationPerAccount => &self.verification_account,
-            Limit::EmailChangePerAccount => &self.email_change_account,
-            Limit::Strength => &self.strength,
-            Limit::Mfa => &self.mfa,
-            Limit::ExportPerAccount => &self.export_account,
-            Limit::InvitePerAccount => &self.invite_account,
-            Limit::Api => &self.api,
+    /// In Redis: every instance counts against the same counters.
+    pub fn redis(cfg: &RateLimitSettings, redis: Redis) -> Self {
+        RateLimiters {
+            allowances: Allowances(*cfg),
+            backend: Backend::Redis {
+                redis,
+                script: fred::types::scripts::Script::from_lua(GCRA_LUA),
+            },
+        }
+    }
+
+    /// Counts a request of `key` against `limit`.
+    pub async fn check(&self, limit: Limit, key: &str) -> Result<(), LimitError> {
+        let wait = match &self.backend {
+            Backend::Local { limiters, clock } => {
+                let Some(limiter) = limiters.get(&limit) else {
+                    return Ok(());
+                };
+                match limiter.check_key(&key.to_owned()) {
+                    Ok(()) => return Ok(()),
+                    Err(not_until) => not_until.wait_time_from(clock.now()),
+                }
+            }
+            Backend::Redis { redis, script } => {
+                let allowance = self.allowances.of(limit);
+                let period = allowance.period.as_millis() as i64;
+                let tolerance = period * i64::from(allowance.burst.saturating_sub(1));
+                let redis_key = redis.key(&format!("rl:{}:{key}", limit.name()));
+                let wait_ms: i64 = script
+                    .evalsha_with_reload(redis.pool.next(), redis_key, vec![period, tolerance])
+                    .await
+                    .map_err(|e| LimitError::Unavailable(e.to_string()))?;
+                if wait_ms <= 0 {
+                    return Ok(());
+                }
+                Duration::from_millis(wait_ms as u64)
+            }
         };
-        limiter.check_key(&key.to_owned()).map_err(|not_until| {
-            let wait = not_until.wait_time_from(self.clock.now());
-            tracing::warn!(limiter = limit.name(), "rate limit reached");
-            metrics::counter!("rate_limit_rejections_total", "limiter" => limit.name())
-                .increment(1);
-            wait.as_secs() + 1
+        tracing::warn!(limiter = limit.name(), "rate limit reached");
+        metrics::counter!("rate_limit_rejections_total", "limiter" => limit.name()).increment(1);
+        Err(LimitError::Exceeded {
+            retry_after_secs: wait.as_secs() + 1,
         })
     }
 
-    /// Forgets keys that have fully recovered, so memory stays bounded.
+    /// Forgets keys that have fully recovered, so memory stays bounded (Redis keys expire by
+    /// themselves).
     pub fn shrink(&self) {
-        for limiter in [
-            &self.sign_in,
-            &self.register,
-            &self.reset,
-            &self.reset_account,
-            &self.verification,
-            &self.verification_account,
-            &self.email_change_account,
-            &self.strength,
-            &self.mfa,
-            &self.export_account,
-            &self.invite_account,
-            &self.api,
-        ] {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
+        if let Backend::Local { limiters, .. } = &self.backend {
+            for limiter in limiters.values() {
+                limiter.retain_recent();
+                limiter.shrink_to_fit();
+            }
         }
     }
 }
@@ -153,8 +263,8 @@ impl RateLimiters {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_quota_is_enforced_per_key_with_a_wait_time() {
+    #[tokio::test]
+    async fn the_quota_is_enforced_per_key_with_a_wait_time() {
         let limits = RateLimiters::new(&RateLimitSettings {
             sign_in_per_minute: 5,
             register_per_hour: 3,
@@ -166,17 +276,26 @@ mod tests {
             invitations_per_hour: 10,
         });
         for _ in 0..5 {
-            assert!(limits.check(Limit::SignIn, "203.0.113.7").is_ok());
+            assert!(limits.check(Limit::SignIn, "203.0.113.7").await.is_ok());
         }
-        let wait = limits.check(Limit::SignIn, "203.0.113.7").unwrap_err();
-        assert!((1..=61).contains(&wait), "{wait}");
+        let Err(LimitError::Exceeded { retry_after_secs }) =
+            limits.check(Limit::SignIn, "203.0.113.7").await
+        else {
+            panic!("the sixth sign-in in a minute is refused");
+        };
+        assert!((1..=61).contains(&retry_after_secs), "{retry_after_secs}");
         assert!(
-            limits.check(Limit::SignIn, "198.51.100.1").is_ok(),
+            limits.check(Limit::SignIn, "198.51.100.1").await.is_ok(),
             "other clients are unaffected"
         );
         for _ in 0..3 {
-            assert!(limits.check(Limit::Register, "203.0.113.7").is_ok());
+            assert!(limits.check(Limit::Register, "203.0.113.7").await.is_ok());
         }
-        assert!(limits.check(Limit::Register, "203.0.113.7").unwrap_err() > 60);
+        let Err(LimitError::Exceeded { retry_after_secs }) =
+            limits.check(Limit::Register, "203.0.113.7").await
+        else {
+            panic!("the fourth registration in an hour is refused");
+        };
+        assert!(retry_after_secs > 60);
     }
 }

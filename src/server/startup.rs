@@ -30,14 +30,16 @@ use crate::server::api_support;
 use crate::server::clock::SharedClock;
 use crate::server::config::Settings;
 use crate::server::db::{self, DbSetupError};
+use crate::server::lockouts::Lockouts;
 use crate::server::mail::{Mailer, worker};
 use crate::server::middleware::{
     api_errors, body_limit, csrf, forwarded, host, request_id, security_headers,
 };
 use crate::server::rate_limit::RateLimiters;
+use crate::server::redis::Redis;
 use crate::server::services::crypto::PasswordHasher;
 use crate::server::services::secret_box::SecretBox;
-use crate::server::session_store::DbSessionStore;
+use crate::server::session_store::{AppSessionStore, DbSessionStore, RedisSessionStore};
 use crate::server::state::AppState;
 use crate::server::{health, telemetry};
 use tokio::sync::Notify;
@@ -46,6 +48,8 @@ use tokio::sync::Notify;
 pub enum StartupError {
     #[error(transparent)]
     Database(#[from] DbSetupError),
+    #[error(transparent)]
+    Redis(#[from] crate::server::redis::RedisError),
     #[error("cannot derive the session cookie key")]
     SessionKey,
     #[error(transparent)]
@@ -84,7 +88,8 @@ impl Application {
             Some(url) => Mailer::smtp(url.expose(), Duration::from_secs(30))?,
             None => Mailer::files(settings.mail.outbox_dir.clone()),
         };
-        let state = new_state(settings, db, clock, leptos_options)?;
+        let redis = connect_redis(&settings).await?;
+        let state = new_state(settings, db, redis, clock, leptos_options)?;
         let router = router(state.clone())?;
         let metrics_listener = match state.settings.metrics_addr {
             Some(addr) => Some(
@@ -141,8 +146,8 @@ impl Application {
         if let Err(err) = crate::server::jobs::register(&state).await {
             tracing::warn!(error = %err, "could not register the background jobs");
         }
-        // Purges, backups: see `jobs`. Due jobs are looked for twice a minute.
-        let jobs = crate::server::jobs::spawn(state.clone(), Duration::from_secs(30));
+        // Purges, backups: see `jobs`. Due jobs are looked for every JOBS_TICK_SECS (30).
+        let jobs = crate::server::jobs::spawn(state.clone(), state.settings.jobs_tick);
         let mail_worker = worker::spawn(
             state.secret_box.clone(),
             state.db.clone(),
@@ -191,11 +196,20 @@ impl Application {
     }
 }
 
+/// The Redis connection when `REDIS_URL` is set (the scaled-out mode).
+pub async fn connect_redis(settings: &Settings) -> Result<Option<Redis>, StartupError> {
+    match &settings.redis {
+        Some(redis) => Ok(Some(Redis::connect(redis).await?)),
+        None => Ok(None),
+    }
+}
+
 /// The shared state, for the server and for command-line tasks that act like it (sending mail,
 /// hashing passwords).
 pub fn new_state(
     settings: Settings,
     db: sea_orm::DatabaseConnection,
+    redis: Option<Redis>,
     clock: SharedClock,
     leptos_options: LeptosOptions,
 ) -> Result<AppState, StartupError> {
@@ -203,7 +217,23 @@ pub fn new_state(
         settings.accounts.hash_cost,
         settings.accounts.hash_concurrency,
     )?;
-    let limiters = Arc::new(RateLimiters::new(&settings.rate_limits));
+    let idle = time::Duration::try_from(settings.session_idle_timeout)
+        .map_err(|_| StartupError::SessionKey)?;
+    let (limiters, lockouts, sessions) = match &redis {
+        Some(redis) => (
+            RateLimiters::redis(&settings.rate_limits, redis.clone()),
+            Lockouts::redis(redis.clone()),
+            AppSessionStore::Redis(RedisSessionStore::new(redis.clone(), clock.clone(), idle)),
+        ),
+        None => (
+            RateLimiters::new(&settings.rate_limits),
+            Lockouts::Database,
+            AppSessionStore::Database(
+                DbSessionStore::new(db.clone(), clock.clone()).with_idle_timeout(idle),
+            ),
+        ),
+    };
+    let limiters = Arc::new(limiters);
     let secret_box = Arc::new(SecretBox::new(
         &settings.encryption_key,
         &settings.encryption_keys_previous,
@@ -215,6 +245,9 @@ pub fn new_state(
         leptos_options,
         hasher,
         limiters,
+        lockouts,
+        sessions,
+        redis,
         mail_wakeup: Arc::new(Notify::new()),
         exports: Arc::new(tokio::sync::Semaphore::new(
             crate::server::services::export::MAX_CONCURRENT,
@@ -273,7 +306,11 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
             state.clone(),
             crate::server::middleware::operator_pages::hide_from_non_operators,
         ))
-        .layer(sessions);
+        .layer(sessions)
+        // Outside the session layer: its bare 500 for a store that failed becomes a 503.
+        .layer(from_fn(
+            crate::server::session_store::unavailable_when_the_store_fails,
+        ));
 
     // The compiled bundle is served by ServeDir, which answers conditional requests with 304, so a
     // page load revalidates the WASM instead of downloading it again.
@@ -363,24 +400,22 @@ fn cors_layer(settings: &crate::server::config::Settings) -> tower_http::cors::C
 /// The session layer with the cookie attributes `Settings` asks for (also used by the cookie tests).
 pub fn session_layer(
     state: &AppState,
-) -> Result<SessionManagerLayer<DbSessionStore, tower_sessions::service::SignedCookie>, StartupError>
+) -> Result<SessionManagerLayer<AppSessionStore, tower_sessions::service::SignedCookie>, StartupError>
 {
     let settings = &state.settings;
     let idle = time::Duration::try_from(settings.session_idle_timeout)
         .map_err(|_| StartupError::SessionKey)?;
-    Ok(SessionManagerLayer::new(
-        DbSessionStore::new(state.db.clone(), state.clock.clone()).with_idle_timeout(idle),
-    )
-    .with_name(settings.session_cookie_name())
-    .with_secure(settings.cookie_secure)
-    .with_http_only(true)
-    .with_same_site(SameSite::Lax)
-    .with_path("/")
-    .with_expiry(Expiry::OnInactivity(idle))
-    // Save on every request so the idle timeout slides (tower-sessions otherwise only saves
-    // changed sessions, and active users would be signed out mid-use).
-    .with_always_save(true)
-    .with_signed(session_cookie_key(settings)?))
+    Ok(SessionManagerLayer::new(state.sessions.clone())
+        .with_name(settings.session_cookie_name())
+        .with_secure(settings.cookie_secure)
+        .with_http_only(true)
+        .with_same_site(SameSite::Lax)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(idle))
+        // Save on every request so the idle timeout slides (tower-sessions otherwise only saves
+        // changed sessions, and active users would be signed out mid-use).
+        .with_always_save(true)
+        .with_signed(session_cookie_key(settings)?))
 }
 
 /// The cookie-signing key, derived from `SECRET_KEY` for this one purpose (HKDF-SHA256), so rotating

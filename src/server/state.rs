@@ -9,8 +9,10 @@ use tokio::sync::Notify;
 use crate::server::clock::SharedClock;
 use crate::server::config::Settings;
 use crate::server::rate_limit::RateLimiters;
+use crate::server::redis::Redis;
 use crate::server::services::crypto::PasswordHasher;
 use crate::server::services::secret_box::SecretBox;
+use crate::server::session_store::AppSessionStore;
 
 /// Shared by every request: handlers, server functions (through Leptos context) and middleware.
 #[derive(Clone, Debug)]
@@ -21,6 +23,12 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub hasher: PasswordHasher,
     pub limiters: Arc<RateLimiters>,
+    /// Lock-out counters (the database, or Redis when scaled out).
+    pub lockouts: crate::server::lockouts::Lockouts,
+    /// Where sessions live (the database, or Redis when scaled out).
+    pub sessions: AppSessionStore,
+    /// The Redis connection of the scaled-out mode (`REDIS_URL`), if configured.
+    pub redis: Option<Redis>,
     /// Wakes the outbox worker as soon as an email is committed.
     pub mail_wakeup: Arc<Notify>,
     /// Data exports being written at once (each holds a blocking thread): see `services::export`.

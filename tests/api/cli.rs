@@ -42,6 +42,32 @@ fn check_config_accepts_a_good_configuration() {
 }
 
 #[test]
+fn measure_hash_reports_the_cpu_time_per_hash_and_the_sign_in_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let out = nestegg(dir.path(), &[("DATA_DIR", data)])
+        .args(["measure-hash", "--count", "3"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    // "argon2id m=19456 KiB t=2 p=1: 21.4 ms CPU per hash (3 hashes); bound: 93 sign-ins/s on 2 cores"
+    assert!(text.starts_with("argon2id m=19456 KiB t=2 p=1: "), "{text}");
+    let ms: f64 = text
+        .split(": ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no time in {text}"));
+    assert!(ms > 0.0, "{text}");
+    assert!(text.contains("sign-ins/s on"), "{text}");
+}
+
+#[test]
 fn check_config_lists_every_problem_and_exits_1() {
     let dir = tempfile::tempdir().unwrap();
     let out = nestegg(

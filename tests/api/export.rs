@@ -484,7 +484,7 @@ async fn the_archive_holds_every_kind_of_the_persons_data_with_the_right_headers
 
 #[tokio::test]
 async fn no_secret_of_the_account_is_anywhere_in_the_archive() {
-    let app = spawn_app().await;
+    let app = crate::helpers::spawn_app_with(crate::helpers::without_redis).await;
     let email = "bea@example.org";
     app.register_verified(email, PASSWORD).await;
     let verification = app.emails_to(email, 1).await[0].clone();

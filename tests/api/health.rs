@@ -11,15 +11,22 @@ async fn live_answers_ok_with_a_tiny_json_body() {
     assert_eq!(response.text().await.unwrap(), r#"{"status":"ok"}"#);
 }
 
+/// The readiness body: Redis is listed in the scaled-out mode only.
+fn ready_body(app: &crate::helpers::TestApp, status: &str, database: &str) -> String {
+    match app.state.redis {
+        Some(_) => {
+            format!(r#"{{"status":"{status}","checks":{{"database":"{database}","redis":"ok"}}}}"#)
+        }
+        None => format!(r#"{{"status":"{status}","checks":{{"database":"{database}"}}}}"#),
+    }
+}
+
 #[tokio::test]
 async fn ready_reports_the_database() {
     let app = spawn_app().await;
     let response = app.get("/health/ready").send().await.unwrap();
     assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.text().await.unwrap(),
-        r#"{"status":"ok","checks":{"database":"ok"}}"#
-    );
+    assert_eq!(response.text().await.unwrap(), ready_body(&app, "ok", "ok"));
 }
 
 #[tokio::test]
@@ -31,7 +38,7 @@ async fn ready_answers_503_without_detail_when_the_database_is_gone() {
     assert_eq!(response.status(), 503);
     assert_eq!(
         response.text().await.unwrap(),
-        r#"{"status":"unavailable","checks":{"database":"unavailable"}}"#
+        ready_body(&app, "unavailable", "unavailable")
     );
     assert!(started.elapsed() < std::time::Duration::from_secs(3));
     // Liveness is about the process, not its dependencies.

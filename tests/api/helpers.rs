@@ -66,6 +66,46 @@ pub fn backend_is_postgres() -> bool {
     std::env::var("TEST_DATABASE").is_ok_and(|v| v == "postgres")
 }
 
+/// The Redis the PostgreSQL run uses (the scaled-out mode: PostgreSQL + Redis).
+pub fn test_redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
+}
+
+/// Lock-out counters `(all, locked)`, wherever this app keeps them (the database or Redis).
+pub async fn lockout_counters(app: &TestApp) -> (u64, u64) {
+    use fred::prelude::HashesInterface as _;
+    use futures::TryStreamExt as _;
+    match &app.state.redis {
+        None => (
+            app.count("login_throttles").await as u64,
+            app.count("login_throttles WHERE locked_until IS NOT NULL")
+                .await as u64,
+        ),
+        Some(redis) => {
+            let keys: Vec<fred::types::Key> = redis
+                .pool
+                .next()
+                .scan_buffered(redis.key("lockout:*"), Some(100), None)
+                .try_collect()
+                .await
+                .expect("scan");
+            let mut locked = 0;
+            for key in &keys {
+                let exists: bool = redis.pool.hexists(key.clone(), "u").await.expect("hexists");
+                locked += u64::from(exists);
+            }
+            (keys.len() as u64, locked)
+        }
+    }
+}
+
+/// For tests about the database session store and lock-out table: the embedded arrangement even on
+/// PostgreSQL (sessions and counters in the database, no Redis).
+pub fn without_redis(vars: &mut Vars) {
+    vars.remove("REDIS_URL");
+    vars.remove("REDIS_KEY_PREFIX");
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -107,6 +147,15 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Vars)) -> TestApp {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    if postgres.is_some() {
+        // Scaled out: sessions, rate limits and lock-outs in Redis, under a prefix of this app's own
+        // (tests run in parallel against one Redis).
+        vars.insert("REDIS_URL".to_owned(), test_redis_url());
+        vars.insert(
+            "REDIS_KEY_PREFIX".to_owned(),
+            format!("test-{}", uuid::Uuid::new_v4().simple()),
+        );
+    }
     customize(&mut vars);
     let settings = Settings::from_vars(&vars).expect("test settings are valid");
 
@@ -155,7 +204,7 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Vars)) -> TestApp {
 
 /// A small stand-in for the cargo-leptos output (the tests do not need the real WASM bundle, only files
 /// of the right types to serve).
-fn make_site_root(data_dir: &Path) -> String {
+pub fn make_site_root(data_dir: &Path) -> String {
     let root = data_dir.join("site");
     let pkg = root.join("pkg");
     std::fs::create_dir_all(&pkg).expect("site dir");

@@ -122,6 +122,7 @@ async fn exists(app: &TestApp, table: &str, filter: &str) -> bool {
 #[tokio::test]
 async fn each_purge_removes_only_what_is_past_its_time() {
     let app = spawn_app_with(|vars| {
+        crate::helpers::without_redis(vars);
         vars.insert("AUDIT_RETENTION_DAYS".into(), "400".into());
     })
     .await;

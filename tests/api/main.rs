@@ -24,6 +24,8 @@ mod operations;
 mod outage;
 mod pages;
 mod proxy;
+mod scale_out;
 mod security_headers;
 mod sessions;
 mod smtp_sink;
+mod tcp_proxy;

@@ -27,6 +27,11 @@ async fn nestegg(app: &TestApp, database_url: &str, args: &[&str]) -> Output {
         .env("ENCRYPTION_KEY", KEY_B)
         .env("ADMIN_EMAILS", app.settings.admin_emails.join(","))
         .args(args);
+    // Scaled out, sessions live in Redis: the commands must be given it too.
+    if let Some(redis) = &app.settings.redis {
+        cmd.env("REDIS_URL", redis.url.expose())
+            .env("REDIS_KEY_PREFIX", &redis.key_prefix);
+    }
     tokio::task::spawn_blocking(move || {
         let output = cmd.output().unwrap();
         drop(dir);

@@ -9,7 +9,7 @@ use sea_orm::EntityTrait as _;
 use tower_sessions::SessionStore as _;
 use tower_sessions::session::{Id, Record};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app_with, without_redis};
 
 fn record(expires_in: time::Duration, now: time::OffsetDateTime) -> Record {
     let mut data = HashMap::new();
@@ -23,7 +23,7 @@ fn record(expires_in: time::Duration, now: time::OffsetDateTime) -> Record {
 
 #[tokio::test]
 async fn sessions_are_stored_loaded_updated_and_deleted() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(without_redis).await;
     let store = DbSessionStore::new(app.app_db.clone(), Arc::new(app.clock.clone()));
     let now = nestegg::server::clock::Clock::now(&app.clock);
 
@@ -59,7 +59,7 @@ async fn sessions_are_stored_loaded_updated_and_deleted() {
 
 #[tokio::test]
 async fn expired_sessions_are_not_loaded_and_are_swept() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(without_redis).await;
     let store = DbSessionStore::new(app.app_db.clone(), Arc::new(app.clock.clone()));
     let now = nestegg::server::clock::Clock::now(&app.clock);
     let mut short = record(time::Duration::minutes(5), now);
@@ -83,7 +83,7 @@ async fn expired_sessions_are_not_loaded_and_are_swept() {
 
 #[tokio::test]
 async fn an_unknown_session_id_loads_nothing() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(without_redis).await;
     let store = DbSessionStore::new(app.app_db.clone(), Arc::new(app.clock.clone()));
     assert!(store.load(&Id::default()).await.unwrap().is_none());
 }
@@ -118,7 +118,7 @@ async fn session_cookie(app: &crate::helpers::TestApp) -> String {
 
 #[tokio::test]
 async fn session_cookies_are_http_only_lax_and_signed() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(without_redis).await;
     let cookie = session_cookie(&app).await;
     assert!(cookie.starts_with("nestegg_session="), "{cookie}");
     assert!(
@@ -166,7 +166,7 @@ async fn production_session_cookies_are_secure_and_host_prefixed() {
 #[tokio::test]
 async fn saving_a_session_that_was_ended_does_not_bring_it_back() {
     // A request still in flight for a session that was signed out elsewhere saves it at its end.
-    let app = spawn_app().await;
+    let app = spawn_app_with(without_redis).await;
     let store = DbSessionStore::new(app.app_db.clone(), Arc::new(app.clock.clone()));
     let now = nestegg::server::clock::Clock::now(&app.clock);
     let mut rec = record(time::Duration::minutes(30), now);

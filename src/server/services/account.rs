@@ -9,14 +9,13 @@
 use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
 
 use crate::server::api_support::RequestMeta;
-use crate::server::entities::{household, household_member, login_throttle, outbox_email, user};
+use crate::server::entities::{household, household_member, outbox_email, user};
 use crate::server::mail::Template;
 use crate::server::services::audit::Event;
 use crate::server::services::auth::{self, AuthError, commit_with_event, invalid, now};
 use crate::server::services::crypto::hash_token;
 use crate::server::services::households::ROLE_OWNER;
 use crate::server::services::{mfa, outbox};
-use crate::server::session_store::DbSessionStore;
 use crate::server::state::AppState;
 
 /// What the person typed to confirm.
@@ -92,7 +91,7 @@ pub async fn delete_account(
         }
         // Otherwise the household stays with its other members; this membership cascades away.
     }
-    DbSessionStore::revoke_user(&txn, &account.id, None).await?;
+    state.sessions.revoke_user(&txn, &account.id, None).await?;
     // Mail already sent to them is personal data too (the receipt below is the last).
     outbox_email::Entity::delete_many()
         .filter(outbox_email::Column::ToAddress.eq(&account.email))
@@ -105,8 +104,9 @@ pub async fn delete_account(
         name: account.display_name.clone(),
     };
     outbox::enqueue(&txn, state, now, &account.email, &template).await?;
-    login_throttle::Entity::delete_by_id(auth::throttle_key(state, &account.email))
-        .exec(&txn)
+    state
+        .lockouts
+        .forget(&txn, &auth::throttle_key(state, &account.email))
         .await?;
     let pseudonym = hash_token(&state.settings.secret_key, "deleted-account", &account.id);
     let event = Event::new("account_deleted")

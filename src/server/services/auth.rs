@@ -9,18 +9,17 @@
 use sea_orm::{
     ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, ConnectionTrait,
     DatabaseTransaction, DbErr, EntityTrait as _, IntoActiveModel as _, PaginatorTrait as _,
-    QueryFilter as _, QueryOrder as _, SqlErr, Statement,
+    QueryFilter as _, QueryOrder as _, SqlErr,
 };
 
 use crate::routes;
-use crate::server::api_support::{Limit, RequestMeta};
-use crate::server::entities::{account_token, consent, login_throttle, user};
+use crate::server::api_support::{Limit, LimitError, RequestMeta};
+use crate::server::entities::{account_token, consent, user};
 use crate::server::mail::Template;
 use crate::server::services::audit::{self, Event};
 use crate::server::services::crypto::{CryptoError, Verified, hash_token};
 use crate::server::services::outbox;
 use crate::server::services::password_policy::{self, PasswordPolicy};
-use crate::server::session_store::DbSessionStore;
 use crate::server::state::AppState;
 use crate::types::PasswordStrengthView;
 
@@ -62,6 +61,9 @@ pub enum AuthError {
     Seal(#[from] crate::server::services::secret_box::SealError),
     #[error("database: {0}")]
     Database(#[from] DbErr),
+    /// The shared counters (rate limits and lock-outs in Redis) could not be reached.
+    #[error("counters: {0}")]
+    CountersUnavailable(String),
     #[error("crypto: {0}")]
     Crypto(#[from] CryptoError),
 }
@@ -456,11 +458,7 @@ pub async fn resend_verification(
     }
     // The checks above read before writing; this in-memory limiter makes the cooldown hold even for
     // requests racing each other.
-    if state
-        .limiters
-        .check(Limit::VerificationPerAccount, &who.id)
-        .is_err()
-    {
+    if refused(state, Limit::VerificationPerAccount, &who.id).await? {
         return Err(AuthError::TooSoon {
             retry_after_secs: RESEND_COOLDOWN_SECS as u64,
         });
@@ -507,78 +505,36 @@ pub async fn request_verification_email(
     Ok(())
 }
 
-/// Counts one attempt for a throttle key atomically (parallel guesses cannot overwrite each other's
-/// counts) and returns the failures so far, this one included, and any lock. A lock that has expired
-/// starts a fresh count.
-pub(super) async fn count_attempt<C: ConnectionTrait>(
-    db: &C,
+/// Counts one attempt for a throttle key and returns the failures so far, this one included, and any
+/// lock (see `lockouts`).
+pub(super) async fn count_attempt(
+    state: &AppState,
     key: &str,
     now: i64,
 ) -> Result<(i32, Option<i64>), DbErr> {
-    let backend = db.get_database_backend();
-    let sql = "INSERT INTO login_throttles (email_hash, failures, locked_until, updated_at) \
-               VALUES ($1, 1, NULL, $2) \
-               ON CONFLICT (email_hash) DO UPDATE SET \
-               failures = CASE WHEN login_throttles.locked_until IS NOT NULL \
-                 AND login_throttles.locked_until <= $2 THEN 1 ELSE login_throttles.failures + 1 END, \
-               locked_until = CASE WHEN login_throttles.locked_until IS NOT NULL \
-                 AND login_throttles.locked_until <= $2 THEN NULL ELSE login_throttles.locked_until END, \
-               updated_at = $2 \
-               RETURNING failures, locked_until";
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            backend,
-            sql,
-            [key.into(), now.into()],
-        ))
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("login_throttles".to_owned()))?;
-    Ok((
-        row.try_get("", "failures")?,
-        row.try_get("", "locked_until")?,
-    ))
+    state.lockouts.count(&state.db, key, now).await
 }
 
 /// After a correct password: the run of failures ends, unless a concurrent failure locked the address
 /// meanwhile (then the lock wins). Returns whether the attempt may proceed.
-pub(super) async fn clear_attempts<C: ConnectionTrait>(
-    db: &C,
-    key: &str,
-    now: i64,
-) -> Result<bool, DbErr> {
-    login_throttle::Entity::delete_many()
-        .filter(login_throttle::Column::EmailHash.eq(key))
-        .filter(
-            sea_orm::Condition::any()
-                .add(login_throttle::Column::LockedUntil.is_null())
-                .add(login_throttle::Column::LockedUntil.lte(now)),
-        )
-        .exec(db)
-        .await?;
-    let still_locked = login_throttle::Entity::find_by_id(key.to_owned())
-        .one(db)
-        .await?
-        .is_some_and(|t| t.locked_until.is_some_and(|until| until > now));
-    Ok(!still_locked)
+pub(super) async fn clear_attempts(state: &AppState, key: &str, now: i64) -> Result<bool, DbErr> {
+    state.lockouts.clear(&state.db, key, now).await
 }
 
 /// A correct password that a second factor must still follow: this attempt is not a failure, but the
 /// run of failures so far (wrong codes included) stands until the second factor succeeds. Otherwise
 /// someone with the password could guess codes forever, re-entering it every few tries.
-pub(super) async fn uncount_attempt<C: ConnectionTrait>(db: &C, key: &str) -> Result<(), DbErr> {
-    login_throttle::Entity::update_many()
-        .col_expr(
-            login_throttle::Column::Failures,
-            sea_orm::sea_query::ExprTrait::sub(
-                sea_orm::sea_query::Expr::col(login_throttle::Column::Failures),
-                1,
-            ),
-        )
-        .filter(login_throttle::Column::EmailHash.eq(key))
-        .filter(login_throttle::Column::Failures.gt(0))
-        .exec(db)
-        .await?;
-    Ok(())
+pub(super) async fn uncount_attempt(state: &AppState, key: &str) -> Result<(), DbErr> {
+    state.lockouts.uncount(&state.db, key).await
+}
+
+/// Whether `limit` refuses `key` now. Counters that cannot be reached are an error, never a pass.
+pub(super) async fn refused(state: &AppState, limit: Limit, key: &str) -> Result<bool, AuthError> {
+    match state.limiters.check(limit, key).await {
+        Ok(()) => Ok(false),
+        Err(LimitError::Exceeded { .. }) => Ok(true),
+        Err(LimitError::Unavailable(err)) => Err(AuthError::CountersUnavailable(err)),
+    }
 }
 
 /// What failed, with the name of its audit event: the password, or the second factor after a correct
@@ -613,13 +569,7 @@ pub(super) async fn record_failure(
     let mut locked_now = false;
     if failures >= threshold {
         let until = now + state.settings.accounts.lockout_duration.as_secs() as i64;
-        let updated = login_throttle::Entity::update_many()
-            .col_expr(login_throttle::Column::LockedUntil, until.into())
-            .filter(login_throttle::Column::EmailHash.eq(key))
-            .filter(login_throttle::Column::LockedUntil.is_null())
-            .exec(&txn)
-            .await?;
-        locked_now = updated.rows_affected == 1;
+        locked_now = state.lockouts.lock(&txn, key, until).await?;
     }
     let mut failed = Event::new(failure.event()).detail("consecutive_failures", failures);
     if let Some(account) = account {
@@ -673,7 +623,7 @@ pub async fn sign_in(
         .await?;
 
     // Count the attempt before checking it, so guesses racing each other all count.
-    let (failures, locked_until) = count_attempt(&state.db, &key, now).await?;
+    let (failures, locked_until) = count_attempt(state, &key, now).await?;
     if locked_until.is_some_and(|until| until > now) {
         let mut event = Event::new("sign_in_refused_locked");
         if let Some(account) = &found {
@@ -700,8 +650,8 @@ pub async fn sign_in(
                 crate::server::services::mfa::is_enabled(&state.db, &account.id).await?;
             if second_factor {
                 // The failures so far stand until the code is right as well.
-                uncount_attempt(&state.db, &key).await?;
-            } else if !clear_attempts(&state.db, &key, now).await? {
+                uncount_attempt(state, &key).await?;
+            } else if !clear_attempts(state, &key, now).await? {
                 return Err(AuthError::LockedOut);
             }
             if rehash {
@@ -795,7 +745,7 @@ async fn check_password_of(
 ) -> Result<(), AuthError> {
     let key = throttle_key(state, &account.email);
     let now = now(state);
-    let (failures, locked_until) = count_attempt(&state.db, &key, now).await?;
+    let (failures, locked_until) = count_attempt(state, &key, now).await?;
     if locked_until.is_some_and(|until| until > now) {
         return Err(AuthError::LockedOut);
     }
@@ -815,8 +765,8 @@ async fn check_password_of(
         return Err(invalid(field, "That is not your current password."));
     }
     if code_follows {
-        uncount_attempt(&state.db, &key).await?;
-    } else if !clear_attempts(&state.db, &key, now).await? {
+        uncount_attempt(state, &key).await?;
+    } else if !clear_attempts(state, &key, now).await? {
         return Err(AuthError::LockedOut);
     }
     Ok(())
@@ -851,11 +801,7 @@ async fn send_password_reset(
     else {
         return Ok(());
     };
-    if state
-        .limiters
-        .check(Limit::ResetPerAccount, &account.id)
-        .is_err()
-    {
+    if refused(state, Limit::ResetPerAccount, &account.id).await? {
         // Same answer; the mailbox is simply not flooded.
         return Ok(());
     }
@@ -934,10 +880,11 @@ pub async fn reset_password(
     consume_token(&txn, state, PURPOSE_RESET, token, now).await?;
     set_password(&txn, &account, new_hash, now).await?;
     void_all_tokens(&txn, &account.id, now).await?;
-    login_throttle::Entity::delete_by_id(throttle_key(state, &account.email))
-        .exec(&txn)
+    state
+        .lockouts
+        .forget(&txn, &throttle_key(state, &account.email))
         .await?;
-    DbSessionStore::revoke_user(&txn, &account.id, None).await?;
+    state.sessions.revoke_user(&txn, &account.id, None).await?;
     let template = Template::PasswordChanged {
         name: account.display_name.clone(),
     };
@@ -1010,7 +957,10 @@ pub async fn change_password(
     let txn = crate::server::db::begin_write(&state.db).await?;
     set_password(&txn, account, new_hash, now).await?;
     void_all_tokens(&txn, &account.id, now).await?;
-    DbSessionStore::revoke_user(&txn, &account.id, keep_session).await?;
+    state
+        .sessions
+        .revoke_user(&txn, &account.id, keep_session)
+        .await?;
     let template = Template::PasswordChanged {
         name: account.display_name.clone(),
     };
@@ -1045,11 +995,7 @@ pub async fn request_email_change(
 ) -> Result<(), AuthError> {
     let new_email = normalize_email(new_email_input, "new_email")?;
     check_own_password(state, meta, account, password, "password").await?;
-    if state
-        .limiters
-        .check(Limit::EmailChangePerAccount, &account.id)
-        .is_err()
-    {
+    if refused(state, Limit::EmailChangePerAccount, &account.id).await? {
         return Err(AuthError::TooSoon {
             retry_after_secs: 3600,
         });
@@ -1134,8 +1080,9 @@ pub async fn confirm_email_change(
     // Links that went to the old address (reset, verification) must not outlive it.
     void_all_tokens(&txn, &row.user_id, now).await?;
     // Sign-in throttling follows the address; the old one's counter has no owner any more.
-    login_throttle::Entity::delete_by_id(throttle_key(state, &old_email))
-        .exec(&txn)
+    state
+        .lockouts
+        .forget(&txn, &throttle_key(state, &old_email))
         .await?;
     commit_with_event(
         txn,

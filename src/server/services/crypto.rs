@@ -6,6 +6,7 @@
 //! sign-in takes the same time whether or not the account exists.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
@@ -109,6 +110,28 @@ impl PasswordHasher {
         Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
     }
 
+    /// CPU time of one hash at `cost`, over `count` hashes on this thread (for capacity planning: one
+    /// core verifies about 1 s ÷ this many sign-ins a second). CPU time comes from the kernel's count
+    /// for this thread where there is one (Linux), otherwise wall time.
+    pub fn measure(cost: HashCost, count: u32) -> Result<Duration, CryptoError> {
+        let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
+            .map_err(|e| CryptoError::Params(e.to_string()))?;
+        let argon = Self::argon(&params);
+        let salt = SaltString::generate(&mut OsRng);
+        let count = count.max(1);
+        let (cpu_before, wall) = (thread_cpu_time(), std::time::Instant::now());
+        for _ in 0..count {
+            argon
+                .hash_password(b"measure this password", &salt)
+                .map_err(|_| CryptoError::Hash)?;
+        }
+        let spent = match (cpu_before, thread_cpu_time()) {
+            (Some(before), Some(after)) => after.saturating_sub(before),
+            _ => wall.elapsed(),
+        };
+        Ok(spent / count)
+    }
+
     pub async fn hash(&self, password: &str) -> Result<String, CryptoError> {
         // The permit moves into the blocking task: if the request is cancelled, the hash still runs to
         // the end and keeps its slot until then, so the cap really caps.
@@ -178,6 +201,13 @@ impl PasswordHasher {
 }
 
 /// 256 random bits, URL-safe: for links in emails.
+/// This thread's CPU time so far (`/proc/thread-self/schedstat`, nanoseconds on the CPU).
+fn thread_cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos: u64 = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(nanos))
+}
+
 pub fn generate_token() -> String {
     use rand::RngCore as _;
     let mut bytes = [0u8; 32];

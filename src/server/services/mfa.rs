@@ -376,13 +376,13 @@ async fn verify_second_factor(
         .ok_or(AuthError::MfaNotEnabled)?;
     let key = throttle_key(state, &account.email);
     let now = now(state);
-    let (failures, locked_until) = count_attempt(&state.db, &key, now).await?;
+    let (failures, locked_until) = count_attempt(state, &key, now).await?;
     if locked_until.is_some_and(|until| until > now) {
         return Err(AuthError::LockedOut);
     }
     match consume_factor(state, &credential, input, now).await? {
         Some(factor) => {
-            if !clear_attempts(&state.db, &key, now).await? {
+            if !clear_attempts(state, &key, now).await? {
                 return Err(AuthError::LockedOut);
             }
             Ok(factor)

@@ -3,13 +3,13 @@
 //! Ending a session deletes its row; its cookie then finds nothing on its next request. Rows are
 //! addressed by their stored key (a hash of the session id), never by the id itself.
 
-use sea_orm::{ColumnTrait as _, DbErr, EntityTrait as _, QueryFilter as _};
+use sea_orm::DbErr;
 
 use crate::server::api_support::RequestMeta;
-use crate::server::entities::{session, user};
+use crate::server::entities::user;
 use crate::server::services::audit::{self, Event};
 use crate::server::session_store::{
-    AUTH_AT_KEY, CLIENT_IP_KEY, CLIENT_UA_KEY, DbSessionStore, STARTED_AT_KEY, USER_KEY,
+    AUTH_AT_KEY, CLIENT_IP_KEY, CLIENT_UA_KEY, STARTED_AT_KEY, USER_KEY,
 };
 use crate::server::state::AppState;
 
@@ -48,15 +48,11 @@ pub async fn list(
 ) -> Result<Vec<SessionInfo>, DbErr> {
     let now = state.clock.now().unix_timestamp();
     let lifetime = state.settings.session_absolute_lifetime.as_secs() as i64;
-    let rows = session::Entity::find()
-        .filter(session::Column::UserId.eq(user_id))
-        .filter(session::Column::ExpiresAt.gt(now))
-        .all(&state.db)
-        .await?;
+    let rows = state.sessions.list_user(user_id).await?;
     let mut sessions: Vec<SessionInfo> = rows
         .into_iter()
         .filter_map(|row| {
-            let data: serde_json::Value = serde_json::from_str(&row.data).ok()?;
+            let data = row.data;
             // Only signed-in sessions (a sign-in waiting for its code is not one yet).
             data.get(USER_KEY)?;
             let started_at = data
@@ -69,12 +65,12 @@ pub async fn list(
             }
             let text = |key: &str| data.get(key).and_then(|v| v.as_str()).map(str::to_owned);
             Some(SessionInfo {
-                current: current == Some(row.id_hash.as_str()),
+                current: current == Some(row.key.as_str()),
                 device: describe_agent(&text(CLIENT_UA_KEY).unwrap_or_default()),
                 ip: text(CLIENT_IP_KEY),
                 started_at,
                 last_active_at: row.updated_at,
-                key: row.id_hash,
+                key: row.key,
             })
         })
         .collect();
@@ -94,12 +90,7 @@ pub async fn revoke(
     account: &user::Model,
     key: &str,
 ) -> Result<bool, DbErr> {
-    let deleted = session::Entity::delete_many()
-        .filter(session::Column::IdHash.eq(key))
-        .filter(session::Column::UserId.eq(&account.id))
-        .exec(&state.db)
-        .await?;
-    if deleted.rows_affected == 0 {
+    if !state.sessions.revoke(&account.id, key).await? {
         return Ok(false);
     }
     let now = state.clock.now().unix_timestamp();
@@ -120,7 +111,10 @@ pub async fn revoke_others(
     account: &user::Model,
     keep: Option<&str>,
 ) -> Result<u64, DbErr> {
-    let ended = DbSessionStore::revoke_user(&state.db, &account.id, keep).await?;
+    let ended = state
+        .sessions
+        .revoke_user(&state.db, &account.id, keep)
+        .await?;
     let now = state.clock.now().unix_timestamp();
     let event = Event::new("sessions_revoked")
         .user(&account.id)
@@ -131,7 +125,10 @@ pub async fn revoke_others(
 
 /// Ends every session of `account`, for an operator (`nestegg user revoke-sessions`).
 pub async fn revoke_all_by_operator(state: &AppState, account: &user::Model) -> Result<u64, DbErr> {
-    let ended = DbSessionStore::revoke_user(&state.db, &account.id, None).await?;
+    let ended = state
+        .sessions
+        .revoke_user(&state.db, &account.id, None)
+        .await?;
     let now = state.clock.now().unix_timestamp();
     let event = Event::new("sessions_revoked_by_operator")
         .user(&account.id)

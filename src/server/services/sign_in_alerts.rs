@@ -18,7 +18,6 @@ use crate::server::services::auth::{
 use crate::server::services::crypto::hash_token;
 use crate::server::services::outbox;
 use crate::server::services::sessions::describe_agent;
-use crate::server::session_store::DbSessionStore;
 use crate::server::state::AppState;
 
 pub const PURPOSE_NOT_ME: &str = "not_me";
@@ -153,7 +152,7 @@ async fn secure_account(
     })
     .exec(txn)
     .await?;
-    DbSessionStore::revoke_user(txn, &account.id, None).await?;
+    state.sessions.revoke_user(txn, &account.id, None).await?;
     void_all_tokens(txn, &account.id, now).await?;
     // Whoever signed in must set off the alert again if they ever get back in.
     known_device::Entity::delete_many()

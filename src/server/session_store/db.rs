@@ -7,10 +7,9 @@ use std::collections::HashMap;
 
 use async_trait::async_trait;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait as _, DatabaseConnection, EntityTrait as _, QueryFilter as _,
-    SqlErr,
+    ActiveValue::Set, ColumnTrait as _, DatabaseConnection, DbErr, EntityTrait as _,
+    PaginatorTrait as _, QueryFilter as _, QuerySelect as _, SqlErr,
 };
-use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
@@ -18,32 +17,7 @@ use tower_sessions::session_store::{self, SessionStore};
 use crate::server::clock::SharedClock;
 use crate::server::entities::session;
 
-/// Session data key holding the signed-in user's id.
-pub const USER_KEY: &str = "uid";
-/// Session data key holding when (Unix seconds) the password was last checked in this session.
-pub const AUTH_AT_KEY: &str = "auth_at";
-/// Session data keys describing the sign-in, for the sessions list: when (Unix seconds), from which IP
-/// and with which user agent.
-pub const STARTED_AT_KEY: &str = "started_at";
-pub const CLIENT_IP_KEY: &str = "ip";
-pub const CLIENT_UA_KEY: &str = "ua";
-
-/// Session data key of a sign-in waiting for its second factor ([`PendingMfa`]). A session holding it
-/// has no user: it is signed out for everything but the two-factor step.
-pub const MFA_PENDING_KEY: &str = "mfa_pending";
-/// The id of a household invitation opened before signing in: kept here, so the link's token appears
-/// in no other address (nor in the session data) while the visitor signs in.
-pub const INVITATION_KEY: &str = "invitation";
-
-/// The password step of a sign-in succeeded for `user_id` at `started_at`; the code step is next.
-#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
-pub struct PendingMfa {
-    pub user_id: String,
-    pub started_at: i64,
-    pub failures: u32,
-    /// Where to go once signed in (already checked to be a same-site path).
-    pub next: String,
-}
+use super::{StoredSession, hash_id, is_stale_pending_sign_in, owner};
 
 #[derive(Clone, Debug)]
 pub struct DbSessionStore {
@@ -91,24 +65,79 @@ impl DbSessionStore {
         Ok(result.rows_affected)
     }
 
+    pub(super) async fn list_user(&self, user_id: &str) -> Result<Vec<StoredSession>, DbErr> {
+        let now = self.clock.now().unix_timestamp();
+        let rows = session::Entity::find()
+            .filter(session::Column::UserId.eq(user_id))
+            .filter(session::Column::ExpiresAt.gt(now))
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                Some(StoredSession {
+                    data: serde_json::from_str(&row.data).ok()?,
+                    key: row.id_hash,
+                    created_at: row.created_at,
+                    updated_at: row.updated_at,
+                })
+            })
+            .collect())
+    }
+
+    pub(super) async fn revoke(&self, user_id: &str, key: &str) -> Result<bool, DbErr> {
+        let deleted = session::Entity::delete_many()
+            .filter(session::Column::IdHash.eq(key))
+            .filter(session::Column::UserId.eq(user_id))
+            .exec(&self.db)
+            .await?;
+        Ok(deleted.rows_affected > 0)
+    }
+
+    pub(super) async fn purge(&self, pending_cutoff: i64) -> Result<(u64, u64), DbErr> {
+        let expired = self.delete_expired().await?;
+        let candidates: Vec<(String, String)> = session::Entity::find()
+            .select_only()
+            .columns([session::Column::IdHash, session::Column::Data])
+            .filter(session::Column::UserId.is_not_null())
+            .filter(session::Column::UpdatedAt.lt(pending_cutoff))
+            .into_tuple()
+            .all(&self.db)
+            .await?;
+        let stale: Vec<String> = candidates
+            .into_iter()
+            .filter(|(_, data)| {
+                serde_json::from_str(data)
+                    .is_ok_and(|data| is_stale_pending_sign_in(&data, pending_cutoff))
+            })
+            .map(|(id, _)| id)
+            .collect();
+        let pending = if stale.is_empty() {
+            0
+        } else {
+            session::Entity::delete_many()
+                .filter(session::Column::IdHash.is_in(stale))
+                .exec(&self.db)
+                .await?
+                .rows_affected
+        };
+        Ok((expired, pending))
+    }
+
+    pub(super) async fn count_signed_in(&self) -> Result<u64, DbErr> {
+        let now = self.clock.now().unix_timestamp();
+        session::Entity::find()
+            .filter(session::Column::UserId.is_not_null())
+            .filter(session::Column::ExpiresAt.gt(now))
+            .count(&self.db)
+            .await
+    }
+
     fn active_model(&self, record: &Record) -> session_store::Result<session::ActiveModel> {
         let data = serde_json::to_string(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         let now = self.clock.now().unix_timestamp();
-        // A sign-in waiting for its second factor belongs to its user too, so "sign out everywhere"
-        // (a password reset) also ends it.
-        let user_id = record
-            .data
-            .get(USER_KEY)
-            .and_then(|v| v.as_str())
-            .or_else(|| {
-                record
-                    .data
-                    .get(MFA_PENDING_KEY)
-                    .and_then(|p| p.get("user_id"))
-                    .and_then(|v| v.as_str())
-            })
-            .map(str::to_owned);
+        let user_id = owner(&record.data);
         Ok(session::ActiveModel {
             id_hash: Set(hash_id(&record.id)),
             data: Set(data),
@@ -121,11 +150,6 @@ impl DbSessionStore {
             user_id: Set(user_id),
         })
     }
-}
-
-/// The stored key of a session: a hash, so the table never holds a usable cookie value.
-pub fn hash_id(id: &Id) -> String {
-    hex::encode(Sha256::digest(id.to_string().as_bytes()))
 }
 
 fn backend(err: sea_orm::DbErr) -> session_store::Error {

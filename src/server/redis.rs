@@ -1,0 +1,78 @@
+//! The Redis connection of the scaled-out mode (`REDIS_URL`): one fred client pool shared by the
+//! session store, the rate limiters and the lock-out counters.
+//!
+//! Redis failing must be quick and loud, never silent: a command gets at most [`COMMAND_TIMEOUT`]
+//! (the request then answers 503), while the pool reconnects in the background for as long as it
+//! takes, so the app recovers by itself when Redis is back.
+
+use std::time::Duration;
+
+use fred::prelude::{ClientLike as _, Config, Pool, ReconnectPolicy};
+use fred::types::Builder;
+
+use crate::server::config::RedisSettings;
+
+/// How long one command may take, queueing while disconnected included.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(1000);
+/// Connections per instance: commands are pipelined, so a few carry a lot.
+const POOL_SIZE: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    #[error("REDIS_URL is not usable: {0}")]
+    Config(String),
+    #[error("cannot reach Redis: {0}")]
+    Connect(String),
+}
+
+/// The pool and the key prefix every Nest Egg key starts with.
+#[derive(Clone, Debug)]
+pub struct Redis {
+    pub pool: Pool,
+    pub prefix: String,
+}
+
+impl Redis {
+    /// Connects (failing at start-up if Redis cannot be reached in time: a misconfigured URL should
+    /// stop the deployment, not surface as 503s) and keeps reconnecting after any later loss.
+    pub async fn connect(settings: &RedisSettings) -> Result<Redis, RedisError> {
+        let config = Config::from_url(settings.url.expose())
+            .map_err(|_| RedisError::Config(settings.url.redacted()))?;
+        let pool = Builder::from_config(config)
+            .with_performance_config(|perf| perf.default_command_timeout = COMMAND_TIMEOUT)
+            .with_connection_config(|conn| {
+                conn.connection_timeout = COMMAND_TIMEOUT;
+                conn.internal_command_timeout = COMMAND_TIMEOUT;
+                // A command in flight when a connection drops is tried once more, no more: a request
+                // waits at most about twice the timeout.
+                conn.max_command_attempts = 2;
+            })
+            // Forever, backing off from 100 ms to 2 s: Redis coming back is noticed within 2 s.
+            .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))
+            .build_pool(POOL_SIZE)
+            .map_err(|e| RedisError::Config(e.to_string()))?;
+        pool.init()
+            .await
+            .map_err(|e| RedisError::Connect(e.to_string()))?;
+        Ok(Redis {
+            pool,
+            prefix: settings.key_prefix.clone(),
+        })
+    }
+
+    /// `prefix:part`: every key Nest Egg names itself.
+    pub fn key(&self, part: &str) -> String {
+        format!("{}:{part}", self.prefix)
+    }
+
+    /// Whether Redis answers a PING within the command timeout.
+    pub async fn ping(&self) -> bool {
+        match self.pool.next().ping::<String>(None).await {
+            Ok(_) => true,
+            Err(err) => {
+                tracing::warn!(error = %err, "Redis ping failed");
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! Where sessions live: the app's database (the embedded default, [`DbSessionStore`]) or Redis (the
+//! scaled-out mode, [`RedisSessionStore`]), behind one [`AppSessionStore`] that the session layer and
+//! the services use alike.
+//!
+//! Besides the tower-sessions [`SessionStore`] calls, the services need a person's sessions: to list
+//! them, to end one, to end all of them (a password reset). Each backend keeps its own per-user index
+//! for that. Sessions are addressed by their *key*, a hash of the session id, so neither the table nor
+//! Redis nor the sessions page ever holds a usable cookie value.
+
+mod db;
+mod redis;
+
+use std::cell::Cell;
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse as _, Response};
+use sea_orm::{ConnectionTrait, DbErr};
+use sha2::{Digest as _, Sha256};
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, SessionStore};
+
+pub use db::DbSessionStore;
+pub use redis::RedisSessionStore;
+
+/// Session data key holding the signed-in user's id.
+pub const USER_KEY: &str = "uid";
+/// Session data key holding when (Unix seconds) the password was last checked in this session.
+pub const AUTH_AT_KEY: &str = "auth_at";
+/// Session data keys describing the sign-in, for the sessions list: when (Unix seconds), from which IP
+/// and with which user agent.
+pub const STARTED_AT_KEY: &str = "started_at";
+pub const CLIENT_IP_KEY: &str = "ip";
+pub const CLIENT_UA_KEY: &str = "ua";
+
+/// Session data key of a sign-in waiting for its second factor ([`PendingMfa`]). A session holding it
+/// has no user: it is signed out for everything but the two-factor step.
+pub const MFA_PENDING_KEY: &str = "mfa_pending";
+/// The id of a household invitation opened before signing in: kept here, so the link's token appears
+/// in no other address (nor in the session data) while the visitor signs in.
+pub const INVITATION_KEY: &str = "invitation";
+
+/// The password step of a sign-in succeeded for `user_id` at `started_at`; the code step is next.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct PendingMfa {
+    pub user_id: String,
+    pub started_at: i64,
+    pub failures: u32,
+    /// Where to go once signed in (already checked to be a same-site path).
+    pub next: String,
+}
+
+/// The stored key of a session: a hash, so the table never holds a usable cookie value.
+pub fn hash_id(id: &Id) -> String {
+    hex::encode(Sha256::digest(id.to_string().as_bytes()))
+}
+
+/// The signed-in user of a stored session, or the user a pending two-factor sign-in belongs to (so
+/// "sign out everywhere" also ends a sign-in half done).
+fn owner(data: &HashMap<String, serde_json::Value>) -> Option<String> {
+    data.get(USER_KEY)
+        .and_then(|v| v.as_str())
+        .or_else(|| {
+            data.get(MFA_PENDING_KEY)
+                .and_then(|p| p.get("user_id"))
+                .and_then(|v| v.as_str())
+        })
+        .map(str::to_owned)
+}
+
+/// A session holding only a sign-in that waits for its second factor, started before `cutoff`.
+fn is_stale_pending_sign_in(data: &HashMap<String, serde_json::Value>, cutoff: i64) -> bool {
+    let started = data
+        .get(MFA_PENDING_KEY)
+        .and_then(|p| p.get("started_at"))
+        .and_then(serde_json::Value::as_i64);
+    !data.contains_key(USER_KEY) && started.is_some_and(|s| s < cutoff)
+}
+
+/// One stored session of a person, as the sessions page and the export read it.
+#[derive(Clone, Debug)]
+pub struct StoredSession {
+    /// The session's key ([`hash_id`]).
+    pub key: String,
+    pub data: HashMap<String, serde_json::Value>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The session store in use.
+#[derive(Clone, Debug)]
+pub enum AppSessionStore {
+    Database(DbSessionStore),
+    Redis(RedisSessionStore),
+}
+
+impl AppSessionStore {
+    /// `user_id`'s live sessions (signed in, or waiting for the second factor), in no set order.
+    pub async fn list_user(&self, user_id: &str) -> Result<Vec<StoredSession>, DbErr> {
+        match self {
+            AppSessionStore::Database(store) => store.list_user(user_id).await,
+            AppSessionStore::Redis(store) => store.list_user(user_id).await,
+        }
+    }
+
+    /// Ends `user_id`'s session `key`. False when there is none such (not theirs, or already gone).
+    pub async fn revoke(&self, user_id: &str, key: &str) -> Result<bool, DbErr> {
+        match self {
+            AppSessionStore::Database(store) => store.revoke(user_id, key).await,
+            AppSessionStore::Redis(store) => store.revoke(user_id, key).await,
+        }
+    }
+
+    /// Ends every session of `user_id` but `keep`; returns how many ended. In the database it is part
+    /// of `db`'s transaction (a password change and the sign-out everywhere commit together); in Redis
+    /// it happens at once, before the caller commits, so a failure here fails the whole change.
+    pub async fn revoke_user<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> Result<u64, DbErr> {
+        match self {
+            AppSessionStore::Database(_) => DbSessionStore::revoke_user(db, user_id, keep).await,
+            AppSessionStore::Redis(store) => store.revoke_user(user_id, keep).await,
+        }
+    }
+
+    /// Removes expired sessions and sign-ins whose second factor never came (started before
+    /// `pending_cutoff`): `(expired, pending)` counts.
+    pub async fn purge(&self, pending_cutoff: i64) -> Result<(u64, u64), DbErr> {
+        match self {
+            AppSessionStore::Database(store) => store.purge(pending_cutoff).await,
+            AppSessionStore::Redis(store) => store.purge(pending_cutoff).await,
+        }
+    }
+
+    /// Signed-in sessions, for the `sessions_active` gauge (in Redis: as indexed, so sessions that
+    /// ended by expiring count until the next purge).
+    pub async fn count_signed_in(&self) -> Result<u64, DbErr> {
+        match self {
+            AppSessionStore::Database(store) => store.count_signed_in().await,
+            AppSessionStore::Redis(store) => store.count_indexed().await,
+        }
+    }
+
+    /// Whether the store answers (readiness). The database store is the database, checked anyway.
+    pub async fn ping(&self) -> Option<bool> {
+        match self {
+            AppSessionStore::Database(_) => None,
+            AppSessionStore::Redis(store) => Some(store.ping().await),
+        }
+    }
+}
+
+tokio::task_local! {
+    /// Set when a store call failed during this request (see [`unavailable_when_the_store_fails`]).
+    static STORE_FAILED: Cell<bool>;
+}
+
+fn note_failure<T>(result: session_store::Result<T>) -> session_store::Result<T> {
+    if result.is_err() {
+        let _ = STORE_FAILED.try_with(|failed| failed.set(true));
+    }
+    result
+}
+
+#[async_trait]
+impl SessionStore for AppSessionStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        note_failure(match self {
+            AppSessionStore::Database(store) => store.create(record).await,
+            AppSessionStore::Redis(store) => store.create(record).await,
+        })
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        note_failure(match self {
+            AppSessionStore::Database(store) => store.save(record).await,
+            AppSessionStore::Redis(store) => store.save(record).await,
+        })
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        note_failure(match self {
+            AppSessionStore::Database(store) => store.load(id).await,
+            AppSessionStore::Redis(store) => store.load(id).await,
+        })
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        note_failure(match self {
+            AppSessionStore::Database(store) => store.delete(id).await,
+            AppSessionStore::Redis(store) => store.delete(id).await,
+        })
+    }
+}
+
+/// Outside the session layer. tower-sessions answers a failed save with a bare 500; when the store
+/// could not be reached that is an outage (503, try again), not a fault, and the person is told so.
+/// A request whose session could not be read never counts as signed in nor as signed out: the
+/// handlers answer 503 themselves, and this catches the save at the end.
+pub async fn unavailable_when_the_store_fails(request: Request, next: Next) -> Response {
+    STORE_FAILED
+        .scope(Cell::new(false), async move {
+            let response = next.run(request).await;
+            let failed = STORE_FAILED.try_with(Cell::get).unwrap_or(false);
+            if failed && response.status() == http::StatusCode::INTERNAL_SERVER_ERROR {
+                tracing::warn!("the session store failed; answering 503");
+                return (
+                    http::StatusCode::SERVICE_UNAVAILABLE,
+                    [(http::header::RETRY_AFTER, "5")],
+                    "Nest Egg is briefly unavailable. Please try again in a moment.",
+                )
+                    .into_response();
+            }
+            response
+        })
+        .await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn data(json: &str) -> HashMap<String, serde_json::Value> {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn only_half_finished_sign_ins_are_stale() {
+        let pending =
+            data(r#"{"mfa_pending":{"user_id":"u","started_at":100,"failures":0,"next":"/"}}"#);
+        assert!(is_stale_pending_sign_in(&pending, 500));
+        assert!(!is_stale_pending_sign_in(&pending, 50));
+        let signed_in = data(r#"{"uid":"u","mfa_pending":{"started_at":100}}"#);
+        assert!(!is_stale_pending_sign_in(&signed_in, 500));
+        assert!(!is_stale_pending_sign_in(&data("{}"), 500));
+    }
+
+    #[test]
+    fn a_session_belongs_to_its_user_or_its_pending_sign_in() {
+        assert_eq!(owner(&data(r#"{"uid":"a"}"#)).as_deref(), Some("a"));
+        assert_eq!(
+            owner(&data(r#"{"mfa_pending":{"user_id":"b"}}"#)).as_deref(),
+            Some("b")
+        );
+        assert_eq!(owner(&data(r#"{"invitation":"x"}"#)), None);
+    }
+}

@@ -1,0 +1,327 @@
+//! Sessions in Redis (the scaled-out mode): the records go through the maintained tower-sessions
+//! Redis store; this wrapper adds what the services need on top.
+//!
+//! - Records are stored under an id *derived* from the session key (the first 128 bits of
+//!   [`hash_id`]), never under the cookie's own id: like the database table, Redis holds nothing a
+//!   cookie could be made from, and the sessions page can end a session knowing only its key.
+//! - Each person has an index, a hash `PREFIX:user-sessions:USER` of key → start time, so their
+//!   sessions can be listed and ended. Entries of sessions that ended by expiring are dropped when
+//!   met (listing, revoking, the purge job).
+//! - Expiry follows the app clock (stored in the record, checked on load), as in the database; the
+//!   Redis TTL (by the system clock) only frees the memory.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use fred::prelude::{HashesInterface as _, KeysInterface as _, Pool};
+use futures_util::TryStreamExt as _;
+use sea_orm::{DbErr, RuntimeErr};
+use time::OffsetDateTime;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, SessionStore};
+use tower_sessions_redis_store::RedisStore;
+
+use crate::server::clock::SharedClock;
+use crate::server::redis::Redis;
+
+use super::{StoredSession, hash_id, is_stale_pending_sign_in, owner};
+
+/// Bookkeeping kept in the stored record only (stripped on load): last use and expiry, app clock.
+const SEEN_AT: &str = "__seen_at";
+const EXPIRES_AT: &str = "__expires_at";
+/// An index outlives its newest session by this much (its entries are swept anyway).
+const INDEX_SLACK_SECS: i64 = 24 * 3600;
+
+#[derive(Clone, Debug)]
+pub struct RedisSessionStore {
+    records: RedisStore<Pool>,
+    redis: Redis,
+    clock: SharedClock,
+    idle: time::Duration,
+}
+
+/// A Redis failure seen by a service: the store is unreachable (503), as a lost database would be.
+fn unreachable(err: fred::error::Error) -> DbErr {
+    DbErr::Conn(RuntimeErr::Internal(format!(
+        "session store (Redis): {err}"
+    )))
+}
+
+fn backend(err: fred::error::Error) -> session_store::Error {
+    session_store::Error::Backend(err.to_string())
+}
+
+fn store_error(err: session_store::Error) -> DbErr {
+    DbErr::Conn(RuntimeErr::Internal(format!(
+        "session store (Redis): {err}"
+    )))
+}
+
+/// The id a session's record is stored under, from its key.
+fn storage_id(key: &str) -> Option<Id> {
+    let bytes = hex::decode(key).ok()?;
+    let first: [u8; 16] = bytes.get(..16)?.try_into().ok()?;
+    Some(Id(i128::from_le_bytes(first)))
+}
+
+fn stored_id(id: &Id) -> Id {
+    // A key from `hash_id` is always 64 hex digits; the fallback is unreachable.
+    storage_id(&hash_id(id)).unwrap_or(*id)
+}
+
+impl RedisSessionStore {
+    pub fn new(redis: Redis, clock: SharedClock, idle: time::Duration) -> Self {
+        RedisSessionStore {
+            records: RedisStore::new(redis.pool.clone()),
+            redis,
+            clock,
+            idle,
+        }
+    }
+
+    fn index(&self, user_id: &str) -> String {
+        self.redis.key(&format!("user-sessions:{user_id}"))
+    }
+
+    /// The record as stored: under its derived id, with its bookkeeping, and a Redis expiry one idle
+    /// period away by the system clock.
+    fn to_stored(&self, record: &Record) -> Record {
+        let now = self.clock.now().unix_timestamp();
+        let mut stored = record.clone();
+        stored.id = stored_id(&record.id);
+        stored.data.insert(SEEN_AT.to_owned(), now.into());
+        stored.data.insert(
+            EXPIRES_AT.to_owned(),
+            (now + self.idle.whole_seconds()).into(),
+        );
+        stored.expiry_date = OffsetDateTime::now_utc() + self.idle;
+        stored
+    }
+
+    /// Adds the session to its owner's index (kept while the owner has a live session).
+    async fn index_session(&self, record: &Record) -> session_store::Result<()> {
+        let Some(user_id) = owner(&record.data) else {
+            return Ok(());
+        };
+        let index = self.index(&user_id);
+        let now = self.clock.now().unix_timestamp();
+        let client = self.redis.pool.next();
+        let pipeline = client.pipeline();
+        let _: () = pipeline
+            .hsetnx(&index, hash_id(&record.id), now)
+            .await
+            .map_err(backend)?;
+        let _: () = pipeline
+            .expire(&index, self.idle.whole_seconds() + INDEX_SLACK_SECS, None)
+            .await
+            .map_err(backend)?;
+        let _: Vec<fred::types::Value> = pipeline.all().await.map_err(backend)?;
+        Ok(())
+    }
+
+    /// The stored record of `key`, bookkeeping included, if it is live by the app clock.
+    async fn load_stored(&self, key: &str) -> Result<Option<Record>, DbErr> {
+        let Some(id) = storage_id(key) else {
+            return Ok(None);
+        };
+        let record = self.records.load(&id).await.map_err(store_error)?;
+        let now = self.clock.now().unix_timestamp();
+        Ok(record.filter(|r| expires_at(r).is_some_and(|at| at > now)))
+    }
+
+    async fn delete_key(&self, key: &str) -> Result<(), DbErr> {
+        if let Some(id) = storage_id(key) {
+            self.records.delete(&id).await.map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    async fn index_entries(&self, index: &str) -> Result<HashMap<String, i64>, DbErr> {
+        self.redis.pool.hgetall(index).await.map_err(unreachable)
+    }
+
+    async fn unindex(&self, index: &str, keys: Vec<String>) -> Result<(), DbErr> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        self.redis
+            .pool
+            .hdel::<(), _, _>(index, keys)
+            .await
+            .map_err(unreachable)
+    }
+
+    pub(super) async fn list_user(&self, user_id: &str) -> Result<Vec<StoredSession>, DbErr> {
+        let index = self.index(user_id);
+        let mut sessions = Vec::new();
+        let mut gone = Vec::new();
+        for (key, created_at) in self.index_entries(&index).await? {
+            match self.load_stored(&key).await? {
+                Some(mut record) if owner(&record.data).as_deref() == Some(user_id) => {
+                    let updated_at = record
+                        .data
+                        .remove(SEEN_AT)
+                        .and_then(|v| v.as_i64())
+                        .unwrap_or(created_at);
+                    record.data.remove(EXPIRES_AT);
+                    sessions.push(StoredSession {
+                        key,
+                        data: record.data,
+                        created_at,
+                        updated_at,
+                    });
+                }
+                _ => gone.push(key),
+            }
+        }
+        self.unindex(&index, gone).await?;
+        Ok(sessions)
+    }
+
+    pub(super) async fn revoke(&self, user_id: &str, key: &str) -> Result<bool, DbErr> {
+        let index = self.index(user_id);
+        let listed: bool = self
+            .redis
+            .pool
+            .hexists(&index, key)
+            .await
+            .map_err(unreachable)?;
+        if !listed {
+            return Ok(false);
+        }
+        let live = self
+            .load_stored(key)
+            .await?
+            .is_some_and(|r| owner(&r.data).as_deref() == Some(user_id));
+        self.delete_key(key).await?;
+        self.unindex(&index, vec![key.to_owned()]).await?;
+        Ok(live)
+    }
+
+    pub(super) async fn revoke_user(
+        &self,
+        user_id: &str,
+        keep: Option<&str>,
+    ) -> Result<u64, DbErr> {
+        let index = self.index(user_id);
+        let mut ended = 0;
+        let mut gone = Vec::new();
+        for key in self.index_entries(&index).await?.into_keys() {
+            if Some(key.as_str()) == keep {
+                continue;
+            }
+            if self.load_stored(&key).await?.is_some() {
+                ended += 1;
+            }
+            self.delete_key(&key).await?;
+            gone.push(key);
+        }
+        self.unindex(&index, gone).await?;
+        Ok(ended)
+    }
+
+    /// Walks every index: drops entries of sessions gone, ends expired sessions and sign-ins whose
+    /// second factor never came.
+    pub(super) async fn purge(&self, pending_cutoff: i64) -> Result<(u64, u64), DbErr> {
+        let now = self.clock.now().unix_timestamp();
+        let (mut expired, mut pending) = (0, 0);
+        for index in self.indexes().await? {
+            let mut gone = Vec::new();
+            for key in self.index_entries(&index).await?.into_keys() {
+                let id = storage_id(&key);
+                let record = match id {
+                    Some(id) => self.records.load(&id).await.map_err(store_error)?,
+                    None => None,
+                };
+                let Some(record) = record else {
+                    gone.push(key);
+                    continue;
+                };
+                if expires_at(&record).is_none_or(|at| at <= now) {
+                    expired += 1;
+                } else if is_stale_pending_sign_in(&record.data, pending_cutoff) {
+                    pending += 1;
+                } else {
+                    continue;
+                }
+                self.delete_key(&key).await?;
+                gone.push(key);
+            }
+            self.unindex(&index, gone).await?;
+        }
+        Ok((expired, pending))
+    }
+
+    async fn indexes(&self) -> Result<Vec<String>, DbErr> {
+        let pattern = self.redis.key("user-sessions:*");
+        self.redis
+            .pool
+            .next()
+            .scan_buffered(pattern, Some(500), None)
+            .map_ok(|key| key.into_string().unwrap_or_default())
+            .try_collect()
+            .await
+            .map_err(unreachable)
+    }
+
+    pub(super) async fn count_indexed(&self) -> Result<u64, DbErr> {
+        let mut count = 0;
+        for index in self.indexes().await? {
+            let n: u64 = self.redis.pool.hlen(&index).await.map_err(unreachable)?;
+            count += n;
+        }
+        Ok(count)
+    }
+
+    pub(super) async fn ping(&self) -> bool {
+        self.redis.ping().await
+    }
+}
+
+fn expires_at(record: &Record) -> Option<i64> {
+    record.data.get(EXPIRES_AT).and_then(|v| v.as_i64())
+}
+
+#[async_trait]
+impl SessionStore for RedisSessionStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        loop {
+            let mut stored = self.to_stored(record);
+            let wanted = stored.id;
+            // SET NX: on a taken id the store draws another, which is of no use under a derived id.
+            self.records.create(&mut stored).await?;
+            if stored.id == wanted {
+                break;
+            }
+            self.records.delete(&stored.id).await?;
+            record.id = Id::default();
+        }
+        self.index_session(record).await
+    }
+
+    /// SET XX: a session ended elsewhere while this request was in flight stays ended.
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        self.records.save(&self.to_stored(record)).await?;
+        self.index_session(record).await
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let Some(mut record) = self.records.load(&stored_id(id)).await? else {
+            return Ok(None);
+        };
+        let now = self.clock.now().unix_timestamp();
+        let Some(expires) = expires_at(&record).filter(|at| *at > now) else {
+            return Ok(None);
+        };
+        record.data.remove(SEEN_AT);
+        record.data.remove(EXPIRES_AT);
+        record.id = *id;
+        record.expiry_date = OffsetDateTime::from_unix_timestamp(expires)
+            .map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        Ok(Some(record))
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        self.records.delete(&stored_id(id)).await
+    }
+}

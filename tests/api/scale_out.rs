@@ -1,0 +1,544 @@
+//! The scaled-out mode (PostgreSQL + Redis), on the PostgreSQL run:
+//! - two app *processes* on one database and one Redis, taking requests in turn, behave as one app;
+//! - Redis out of reach: 503s (never signed in or out by mistake), readiness says so, and the app
+//!   recovers by itself;
+//! - sessions in Redis hold no cookie value.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fred::prelude::KeysInterface as _;
+use serde_json::Value;
+
+use crate::helpers::{
+    KEY_A, KEY_B, PostgresDatabase, backend_is_postgres, decode_quoted_printable, make_site_root,
+    spawn_app_with, test_redis_url,
+};
+use crate::smtp_sink::SmtpSink;
+use crate::tcp_proxy::TcpProxy;
+
+const PASSWORD: &str = "glacier Minnow 47 paperclip orbit";
+const WRONG: &str = "not the password at all 93";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One `nestegg` process, killed when dropped.
+struct Instance {
+    address: String,
+    metrics: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nestegg(dir: &std::path::Path, envs: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nestegg"));
+    cmd.env_clear()
+        .current_dir(dir)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "LEPTOS_CONFIG",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/Leptos.toml"),
+        )
+        .env("DATA_DIR", dir)
+        .env("SECRET_KEY", KEY_A)
+        .env("ENCRYPTION_KEY", KEY_B);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+impl Instance {
+    async fn start(shared: &[(&str, String)]) -> Instance {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let metrics_port = free_port();
+        let address = format!("http://127.0.0.1:{port}");
+        let mut envs = shared.to_vec();
+        envs.extend([
+            ("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}")),
+            ("LEPTOS_SITE_ROOT", make_site_root(dir.path())),
+            ("PUBLIC_URL", address.clone()),
+            ("METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
+            // Migrated once beforehand, as the deployment guide says: instances must not race.
+            ("RUN_MIGRATIONS", "false".to_owned()),
+            ("LOG_FORMAT", "json".to_owned()),
+            ("RUST_LOG", "warn".to_owned()),
+        ]);
+        let child = nestegg(dir.path(), &envs)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let instance = Instance {
+            address,
+            metrics: format!("http://127.0.0.1:{metrics_port}/metrics"),
+            child,
+            _dir: dir,
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(r) = client.get(instance.url("/health/ready")).send().await
+                && r.status() == 200
+            {
+                return instance;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("instance at {} never became ready", instance.address);
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    /// A server function called the way our pages call it, on this instance.
+    async fn call(
+        &self,
+        client: &reqwest::Client,
+        function: &str,
+        form: &[(&str, &str)],
+    ) -> (u16, String) {
+        let response = client
+            .post(self.url(&format!("/api/{function}")))
+            .header("origin", &self.address)
+            .header("sec-fetch-site", "same-origin")
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
+    /// Runs of `job` on this instance, by outcome, from its metrics.
+    async fn job_runs(&self, job: &str) -> f64 {
+        let text = reqwest::Client::new()
+            .get(&self.metrics)
+            .basic_auth(
+                "metrics",
+                Some(nestegg::server::config::DEV_METRICS_PASSWORD),
+            )
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let label = format!("job=\"{job}\"");
+        text.lines()
+            .filter(|l| l.starts_with("job_runs_total{") && l.contains(&label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+/// A browser: its own cookies, which (like a browser's) go to whichever instance the balancer picks.
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+async fn signed_in_as(instance: &Instance, client: &reqwest::Client) -> Option<String> {
+    let (status, body) = instance.call(client, "current_user", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let value: Value = serde_json::from_str(&body).unwrap();
+    value
+        .get("email")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// The sink's messages, decoded, once at least `count` arrived.
+async fn messages(sink: &SmtpSink, count: usize) -> Vec<String> {
+    for _ in 0..200 {
+        let got = sink.messages.lock().await.clone();
+        if got.len() >= count {
+            return got.iter().map(|m| decode_quoted_printable(m)).collect();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "expected {count} emails, got {}",
+        sink.messages.lock().await.len()
+    );
+}
+
+fn token_after(text: &str, path: &str) -> String {
+    let at = text.find(&format!("{path}?token=")).expect("link in email");
+    text[at..]
+        .split("token=")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
+async fn pg_count(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
+    use sea_orm::ConnectionTrait as _;
+    db.query_one_raw(sea_orm::Statement::from_string(
+        sea_orm::DbBackend::Postgres,
+        sql.to_owned(),
+    ))
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get::<i64>("", "n")
+    .unwrap()
+}
+
+#[tokio::test]
+async fn two_instances_on_one_database_and_one_redis_behave_as_one_app() {
+    if !backend_is_postgres() {
+        return; // The scaled-out arrangement: PostgreSQL and Redis.
+    }
+    let pg = PostgresDatabase::create().await;
+    let sink = SmtpSink::start().await;
+    let shared: Vec<(&str, String)> = vec![
+        ("DATABASE_URL", pg.url.clone()),
+        ("REDIS_URL", test_redis_url()),
+        (
+            "REDIS_KEY_PREFIX",
+            format!("test-{}", uuid::Uuid::new_v4().simple()),
+        ),
+        ("SMTP_URL", sink.url()),
+        ("ALLOWED_HOSTS", "127.0.0.1".to_owned()),
+        ("JOBS_TICK_SECS", "1".to_owned()),
+        ("LOCKOUT_THRESHOLD", "4".to_owned()),
+        ("RATE_LIMIT_SIGN_IN_PER_MINUTE", "100".to_owned()),
+        ("RATE_LIMIT_RESET_PER_HOUR", "4".to_owned()),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let migrated = nestegg(dir.path(), &shared)
+        .arg("migrate")
+        .output()
+        .unwrap();
+    assert!(
+        migrated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&migrated.stderr)
+    );
+    let started = Instant::now();
+    let a = Instance::start(&shared).await;
+    let b = Instance::start(&shared).await;
+    let db = sea_orm::Database::connect(&pg.url).await.unwrap();
+
+    // Registered on A, confirmed on B through the emailed link.
+    let ann = browser();
+    let (status, body) = a
+        .call(
+            &ann,
+            "register",
+            &[
+                ("email", "ann@example.org"),
+                ("display_name", "Ann"),
+                ("password", PASSWORD),
+                ("accept_terms", "on"),
+                ("accept_privacy", "on"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let mail = messages(&sink, 1).await;
+    let token = token_after(&mail[0], "/verify-email");
+    let (status, body) = b.call(&ann, "verify_email", &[("token", &token)]).await;
+    assert_eq!(status, 200, "{body}");
+
+    // A session started on B is valid on A; signing out on A ends it on B.
+    let (status, body) = b
+        .call(
+            &ann,
+            "sign_in",
+            &[("email", "ann@example.org"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        signed_in_as(&a, &ann).await.as_deref(),
+        Some("ann@example.org")
+    );
+    assert_eq!(
+        signed_in_as(&b, &ann).await.as_deref(),
+        Some("ann@example.org")
+    );
+    let (status, body) = a.call(&ann, "sign_out", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(signed_in_as(&b, &ann).await, None, "signed out on B too");
+    assert_eq!(signed_in_as(&a, &ann).await, None);
+
+    // Two sessions; the one on the laptop ends the phone's from the other instance.
+    let laptop = browser();
+    let phone = browser();
+    for (instance, client) in [(&a, &laptop), (&b, &phone)] {
+        let (status, body) = instance
+            .call(
+                client,
+                "sign_in",
+                &[("email", "ann@example.org"), ("password", PASSWORD)],
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = b.call(&laptop, "list_sessions", &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let sessions: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert_eq!(sessions.len(), 2, "{body}");
+    let other = sessions
+        .iter()
+        .find(|s| s["current"] == false)
+        .and_then(|s| s["id"].as_str())
+        .unwrap()
+        .to_owned();
+    let (status, body) = a.call(&laptop, "revoke_session", &[("id", &other)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(signed_in_as(&a, &phone).await, None, "revoked on A");
+    assert_eq!(signed_in_as(&b, &phone).await, None, "revoked on B");
+    assert_eq!(
+        signed_in_as(&b, &laptop).await.as_deref(),
+        Some("ann@example.org")
+    );
+
+    // Wrong passwords alternate between the instances: the fourth locks the account for both.
+    let guesser = browser();
+    for (i, instance) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let (status, body) = instance
+            .call(
+                &guesser,
+                "sign_in",
+                &[("email", "ann@example.org"), ("password", WRONG)],
+            )
+            .await;
+        assert_eq!(status, 400, "guess {i}: {body}");
+    }
+    for instance in [&a, &b] {
+        let (status, body) = instance
+            .call(
+                &guesser,
+                "sign_in",
+                &[("email", "ann@example.org"), ("password", PASSWORD)],
+            )
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body.contains("Too many attempts"), "{body}");
+    }
+
+    // A per-IP limit of 4 an hour, counted across the instances: the fifth request is refused.
+    let asker = browser();
+    for (i, instance) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let email = format!("nobody{i}@example.org");
+        let (status, body) = instance
+            .call(&asker, "request_password_reset", &[("email", &email)])
+            .await;
+        assert_eq!(status, 200, "request {i}: {body}");
+    }
+    let (status, body) = a
+        .call(
+            &asker,
+            "request_password_reset",
+            &[("email", "nobody@example.org")],
+        )
+        .await;
+    assert_eq!(status, 429, "{body}");
+
+    // Every queued email (confirmation, lock-out notice) delivered exactly once, though both
+    // instances run the outbox worker.
+    let mut drained = false;
+    for _ in 0..200 {
+        if pg_count(
+            &db,
+            "SELECT COUNT(*) AS n FROM outbox_emails WHERE status <> 'sent'",
+        )
+        .await
+            == 0
+        {
+            drained = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(drained, "the outbox drains");
+    let queued = pg_count(&db, "SELECT COUNT(*) AS n FROM outbox_emails").await;
+    assert!(queued >= 2, "confirmation and lock-out notice: {queued}");
+    let delivered = messages(&sink, queued as usize).await;
+    // A late duplicate would arrive after the rows say "sent": give it the time to.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        sink.messages.lock().await.len(),
+        queued as usize,
+        "no email twice"
+    );
+    use sea_orm::EntityTrait as _;
+    for row in nestegg::server::entities::outbox_email::Entity::find()
+        .all(&db)
+        .await
+        .unwrap()
+    {
+        let copies = delivered
+            .iter()
+            .filter(|m| m.contains(&row.message_id))
+            .count();
+        assert_eq!(copies, 1, "{} delivered {copies} times", row.kind);
+    }
+
+    // Both instances look for due jobs every second; each job ran on one of them, once.
+    let ticks_needed = Duration::from_secs(4);
+    if let Some(wait) = ticks_needed.checked_sub(started.elapsed()) {
+        tokio::time::sleep(wait).await;
+    }
+    for job in ["purge_sessions", "purge_tokens", "purge_history"] {
+        let (on_a, on_b) = (a.job_runs(job).await, b.job_runs(job).await);
+        assert_eq!(on_a + on_b, 1.0, "{job}: {on_a} runs on A, {on_b} on B");
+    }
+}
+
+#[tokio::test]
+async fn without_redis_nothing_passes_for_signed_in_or_out_and_it_recovers_by_itself() {
+    if !backend_is_postgres() {
+        return; // The scaled-out arrangement: PostgreSQL and Redis.
+    }
+    let redis = url::Url::parse(&test_redis_url()).unwrap();
+    let target = format!(
+        "{}:{}",
+        redis.host_str().unwrap_or("127.0.0.1"),
+        redis.port().unwrap_or(6379)
+    );
+    let proxy = TcpProxy::start(&target).await;
+    let port = proxy.port;
+    let app = spawn_app_with(move |vars| {
+        vars.insert("REDIS_URL".into(), format!("redis://127.0.0.1:{port}/0"));
+    })
+    .await;
+    app.register_verified("ann@example.org", PASSWORD).await;
+    assert_eq!(app.sign_in("ann@example.org", PASSWORD).await.status(), 200);
+    let page = |app: &crate::helpers::TestApp| {
+        app.get("/settings/profile")
+            .header("accept", "text/html")
+            .send()
+    };
+    assert_eq!(page(&app).await.unwrap().status(), 200);
+
+    proxy.cut();
+    let started = Instant::now();
+    let response = page(&app).await.unwrap();
+    assert_eq!(response.status(), 503, "a page needing the session");
+    let html = response.text().await.unwrap();
+    assert!(html.contains("temporarily unavailable"), "{html}");
+    let call = app.call("current_user", &[]).await;
+    assert_eq!(call.status(), 503, "never signed out by mistake");
+    let stranger = reqwest::Client::new();
+    let sign_in = stranger
+        .post(app.url("/api/sign_in"))
+        .header("origin", &app.address)
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("email", "ann@example.org"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sign_in.status(), 503, "nobody signs in");
+    let ready = app.get("/health/ready").send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let ready: Value = serde_json::from_str(&ready.text().await.unwrap()).unwrap();
+    assert_eq!(ready["checks"]["redis"], "unavailable", "{ready}");
+    assert_eq!(ready["checks"]["database"], "ok", "{ready}");
+    assert_eq!(app.get("/health/live").send().await.unwrap().status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "quick answers, not hangs: {:?}",
+        started.elapsed()
+    );
+
+    proxy.restore();
+    let mut recovered = false;
+    for _ in 0..100 {
+        if app.get("/health/ready").send().await.unwrap().status() == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "ready again without a restart");
+    // Redis itself kept the session: still signed in.
+    let me = app.call("current_user", &[]).await;
+    assert_eq!(me.status(), 200);
+    assert!(me.text().await.unwrap().contains("ann@example.org"));
+    assert_eq!(page(&app).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn redis_holds_no_cookie_value_and_keys_sit_under_the_prefix() {
+    if !backend_is_postgres() {
+        return; // The scaled-out arrangement: PostgreSQL and Redis.
+    }
+    let app = spawn_app_with(|_| {}).await;
+    let redis = app
+        .state
+        .redis
+        .clone()
+        .expect("Redis in the scaled-out run");
+    app.register_verified("ann@example.org", PASSWORD).await;
+    assert_eq!(app.sign_in("ann@example.org", PASSWORD).await.status(), 200);
+
+    let cookies = app
+        .get("/")
+        .send()
+        .await
+        .unwrap()
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_owned))
+        .collect::<Vec<_>>();
+    let cookie = cookies
+        .iter()
+        .find_map(|c| c.strip_prefix("nestegg_session="))
+        .and_then(|c| c.split(';').next())
+        .expect("the session cookie is sent again (always saved)")
+        .to_owned();
+    // Signed cookie: a 44-character signature, then the session id.
+    let id = &cookie[44..];
+    let exists: u32 = redis.pool.exists(id).await.unwrap();
+    assert_eq!(exists, 0, "no record under the cookie's id");
+    let key = nestegg::server::session_store::hash_id(&id.parse().unwrap());
+    let sessions = app
+        .state
+        .sessions
+        .list_user(&user_id(&app).await)
+        .await
+        .unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].key, key);
+    let index: u32 = redis
+        .pool
+        .exists(redis.key(&format!("user-sessions:{}", user_id(&app).await)))
+        .await
+        .unwrap();
+    assert_eq!(index, 1, "the per-user index is under the prefix");
+}
+
+async fn user_id(app: &crate::helpers::TestApp) -> String {
+    use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+    nestegg::server::entities::user::Entity::find()
+        .filter(nestegg::server::entities::user::Column::Email.eq("ann@example.org"))
+        .one(&app.app_db)
+        .await
+        .unwrap()
+        .unwrap()
+        .id
+}
