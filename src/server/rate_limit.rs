@@ -139,22 +139,23 @@ const ALL: [Limit; 12] = [
 ];
 
 /// GCRA, the algorithm `governor` uses in process, as one atomic script: the key holds the
-/// "theoretical arrival time" (ms) of the next request. Time is Redis's own clock, so every instance
-/// counts against the same one. Returns 0 when allowed, else the milliseconds to wait.
+/// "theoretical arrival time" (µs) of the next request. Time is Redis's own clock, so every instance
+/// counts against the same one. Microseconds, so even a million a minute has a non-zero period.
+/// Returns 0 when allowed, else the microseconds to wait.
 /// (No maintained Rust crate offers a Redis-backed limiter for fred; redis-cell is a server module we
 /// cannot assume.)
 const GCRA_LUA: &str = r#"
 local period = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local t = redis.call('TIME')
-local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local now = t[1] * 1000000 + t[2]
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 if tat - now > tolerance then
   return tat - now - tolerance
 end
 local next_tat = tat + period
-redis.call('SET', KEYS[1], next_tat, 'PX', next_tat - now)
+redis.call('SET', KEYS[1], next_tat, 'PX', math.max(1, math.ceil((next_tat - now) / 1000)))
 return 0
 "#;
 
@@ -226,17 +227,17 @@ impl RateLimiters {
             }
             Backend::Redis { redis, script } => {
                 let allowance = self.allowances.of(limit);
-                let period = allowance.period.as_millis() as i64;
+                let period = (allowance.period.as_micros() as i64).max(1);
                 let tolerance = period * i64::from(allowance.burst.saturating_sub(1));
                 let redis_key = redis.key(&format!("rl:{}:{key}", limit.name()));
-                let wait_ms: i64 = script
+                let wait_us: i64 = script
                     .evalsha_with_reload(redis.pool.next(), redis_key, vec![period, tolerance])
                     .await
                     .map_err(|e| LimitError::Unavailable(e.to_string()))?;
-                if wait_ms <= 0 {
+                if wait_us <= 0 {
                     return Ok(());
                 }
-                Duration::from_millis(wait_ms as u64)
+                Duration::from_micros(wait_us as u64)
             }
         };
         tracing::warn!(limiter = limit.name(), "rate limit reached");

@@ -306,6 +306,11 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
             state.clone(),
             crate::server::middleware::operator_pages::hide_from_non_operators,
         ))
+        // Inside the session layer: saves a used session once a minute, so its idle timeout slides.
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::server::middleware::session_touch::touch_session,
+        ))
         .layer(sessions)
         // Outside the session layer: its bare 500 for a store that failed becomes a 503.
         .layer(from_fn(
@@ -412,9 +417,9 @@ pub fn session_layer(
         .with_same_site(SameSite::Lax)
         .with_path("/")
         .with_expiry(Expiry::OnInactivity(idle))
-        // Save on every request so the idle timeout slides (tower-sessions otherwise only saves
-        // changed sessions, and active users would be signed out mid-use).
-        .with_always_save(true)
+        // Saved when changed; `session_touch` changes a used session once a minute, so the idle
+        // timeout slides without a store write on every request.
+        .with_always_save(false)
         .with_signed(session_cookie_key(settings)?))
 }
 

@@ -493,13 +493,10 @@ async fn redis_holds_no_cookie_value_and_keys_sit_under_the_prefix() {
         .clone()
         .expect("Redis in the scaled-out run");
     app.register_verified("ann@example.org", PASSWORD).await;
-    assert_eq!(app.sign_in("ann@example.org", PASSWORD).await.status(), 200);
+    let signed_in = app.sign_in("ann@example.org", PASSWORD).await;
+    assert_eq!(signed_in.status(), 200);
 
-    let cookies = app
-        .get("/")
-        .send()
-        .await
-        .unwrap()
+    let cookies = signed_in
         .headers()
         .get_all("set-cookie")
         .iter()
@@ -509,7 +506,7 @@ async fn redis_holds_no_cookie_value_and_keys_sit_under_the_prefix() {
         .iter()
         .find_map(|c| c.strip_prefix("nestegg_session="))
         .and_then(|c| c.split(';').next())
-        .expect("the session cookie is sent again (always saved)")
+        .expect("the sign-in sets the session cookie")
         .to_owned();
     // Signed cookie: a 44-character signature, then the session id.
     let id = &cookie[44..];
@@ -541,4 +538,31 @@ async fn user_id(app: &crate::helpers::TestApp) -> String {
         .unwrap()
         .unwrap()
         .id
+}
+
+#[tokio::test]
+async fn redis_rate_limits_hold_their_quota_at_any_rate() {
+    use nestegg::server::rate_limit::{Limit, LimitError};
+    if !backend_is_postgres() {
+        return; // The scaled-out arrangement: PostgreSQL and Redis.
+    }
+    let app = spawn_app_with(|vars| {
+        vars.insert("RATE_LIMIT_API_PER_MINUTE".into(), "1000000".into());
+        vars.insert("RATE_LIMIT_SIGN_IN_PER_MINUTE".into(), "2".into());
+    })
+    .await;
+    let limits = &app.state.limiters;
+    // A million a minute: a period under a millisecond still counts (and never refuses here).
+    for _ in 0..200 {
+        limits.check(Limit::Api, "203.0.113.9").await.unwrap();
+    }
+    limits.check(Limit::SignIn, "203.0.113.9").await.unwrap();
+    limits.check(Limit::SignIn, "203.0.113.9").await.unwrap();
+    match limits.check(Limit::SignIn, "203.0.113.9").await {
+        Err(LimitError::Exceeded { retry_after_secs }) => {
+            assert!((1..=31).contains(&retry_after_secs), "{retry_after_secs}");
+        }
+        other => panic!("the third sign-in in a minute is refused: {other:?}"),
+    }
+    limits.check(Limit::SignIn, "198.51.100.2").await.unwrap();
 }

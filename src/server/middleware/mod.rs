@@ -8,3 +8,4 @@ pub mod host;
 pub mod operator_pages;
 pub mod request_id;
 pub mod security_headers;
+pub mod session_touch;

@@ -210,7 +210,12 @@ impl RedisSessionStore {
             if Some(key.as_str()) == keep {
                 continue;
             }
-            if self.load_stored(&key).await?.is_some() {
+            // Counted like rows deleted from the table: whatever is still stored.
+            let stored = match storage_id(&key) {
+                Some(id) => self.records.load(&id).await.map_err(store_error)?,
+                None => None,
+            };
+            if stored.is_some() {
                 ended += 1;
             }
             self.delete_key(&key).await?;
