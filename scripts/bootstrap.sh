@@ -17,6 +17,7 @@ done
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 CARGO_LEPTOS_VERSION="0.3.10"          # 0.3.11 needs rustc 1.96
 WASM_BINDGEN_VERSION="0.2.130"          # must equal the `wasm-bindgen` pin in Cargo.toml
+BINARYEN_VERSION="132.0.0"
 
 say() { printf '\033[1;34m==>\033[0m %s\n' "$*"; }
 
@@ -31,6 +32,13 @@ if ! command -v wasm-bindgen >/dev/null || [[ "$(wasm-bindgen --version)" != "wa
   say "installing wasm-bindgen-cli $WASM_BINDGEN_VERSION (about 3 minutes, once)"
   # --locked fails for this version's lockfile on current rustc; the version pin is exact anyway.
   cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force
+fi
+
+# wasm-opt for release builds: binaryen 132 from npm (Debian's binaryen 108 silently breaks hydration).
+TOOLS="$HOME/.cache/nestegg/tools"
+if [[ "$("$TOOLS/node_modules/.bin/wasm-opt" --version 2>/dev/null)" != *"version 132"* ]]; then
+  say "installing wasm-opt (binaryen $BINARYEN_VERSION from npm)"
+  npm install --prefix "$TOOLS" --no-audit --no-fund --loglevel=error "binaryen@$BINARYEN_VERSION"
 fi
 
 if ! cargo leptos --version 2>/dev/null | grep -q "$CARGO_LEPTOS_VERSION"; then

@@ -1,5 +1,6 @@
 # Sourced by the other scripts: one place for paths every command agrees on.
-export PATH="$HOME/.cargo/bin:$PATH"
+# wasm-opt (release builds) from the tools folder bootstrap.sh fills.
+export PATH="$HOME/.cache/nestegg/tools/node_modules/.bin:$HOME/.cargo/bin:$PATH"
 # Compiled artifacts live outside the clone, so a fresh clone (CI) reuses already compiled dependencies.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/nestegg/target}"
 # cargo-leptos builds the debug server with this flag; cargo test/clippy use it too so they reuse the

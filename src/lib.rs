@@ -4,6 +4,9 @@
 //! `hydrate` into the WASM bundle the browser loads. Only the modules outside `server` reach the browser,
 //! so nothing secret or heavy may live in them.
 
+// The optimized builds (without `erase_components`) type the views in full: the admin page's view
+// type is deeper than the default limit of 128.
+#![recursion_limit = "256"]
 // No panics on request paths: every module that runs per request is covered (tests may unwrap).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 

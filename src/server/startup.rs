@@ -148,7 +148,8 @@ impl Application {
         }
         // Purges, backups: see `jobs`. Due jobs are looked for every JOBS_TICK_SECS (30).
         let jobs = crate::server::jobs::spawn(state.clone(), state.settings.jobs_tick);
-        let mail_worker = worker::spawn(
+        let (stop_mail, mail_stop) = tokio::sync::watch::channel(false);
+        let mut mail_worker = worker::spawn(
             state.secret_box.clone(),
             state.db.clone(),
             state.settings.clone(),
@@ -156,6 +157,7 @@ impl Application {
             mailer,
             state.mail_wakeup.clone(),
             Duration::from_secs(5),
+            mail_stop,
         );
 
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
@@ -184,7 +186,15 @@ impl Application {
             }
         };
         jobs.abort();
-        mail_worker.abort();
+        // The email in hand is finished (sent and recorded) before the worker stops.
+        let _ = stop_mail.send(true);
+        if tokio::time::timeout(Duration::from_secs(10), &mut mail_worker)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the outbox worker did not finish in time; stopping it");
+            mail_worker.abort();
+        }
         if let Some((listener, upkeep)) = metrics_server {
             listener.abort();
             upkeep.abort();

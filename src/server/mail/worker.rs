@@ -123,19 +123,45 @@ pub async fn run_once(
                 tracing::error!(kind, attempts, error = %err, "email delivery failed for good");
             }
         }
-        // Finish only under our own lease: if it ran out and another worker took the email over,
-        // that worker's outcome stands.
-        let finished_row = outbox_email::Entity::update_many()
-            .set(update)
-            .filter(outbox_email::Column::Id.eq(id))
-            .filter(outbox_email::Column::LockedUntil.eq(lease))
-            .exec(db)
-            .await?;
-        if finished_row.rows_affected == 0 {
+        if !record_outcome(db, update, id, lease).await? {
             tracing::warn!(kind, "outbox lease lost before the outcome was recorded");
         }
     }
     Ok(summary)
+}
+
+/// Records a delivery's outcome, only under our own lease (if it ran out and another worker took the
+/// email over, that worker's outcome stands). The email has gone out: if the database cannot be
+/// reached just now, keep trying while the lease holds rather than give up, since giving up means
+/// sending it again once the lease runs out. False when the lease was lost.
+async fn record_outcome(
+    db: &DatabaseConnection,
+    update: outbox_email::ActiveModel,
+    id: i64,
+    lease: i64,
+) -> Result<bool, DbErr> {
+    // Well inside the lease (the clock that set it may be a test's, so count real time here).
+    let deadline = std::time::Instant::now() + Duration::from_secs((LEASE_SECS - 20) as u64);
+    let mut warned = false;
+    loop {
+        let result = outbox_email::Entity::update_many()
+            .set(update.clone())
+            .filter(outbox_email::Column::Id.eq(id))
+            .filter(outbox_email::Column::LockedUntil.eq(lease))
+            .exec(db)
+            .await;
+        match result {
+            Ok(done) => return Ok(done.rows_affected == 1),
+            Err(err) if std::time::Instant::now() < deadline => {
+                if !warned {
+                    tracing::warn!(error = %err, "cannot record an email's outcome yet; retrying");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 /// Takes a lease on up to `BATCH` due emails and returns their ids.
@@ -185,7 +211,10 @@ pub async fn backlog(db: &DatabaseConnection) -> Result<(u64, u64), DbErr> {
     Ok((pending, failed))
 }
 
-/// Runs until aborted: wakes when an email is enqueued, and at least every `poll` for retries.
+/// Runs until `stop` turns true: wakes when an email is enqueued, and at least every `poll` for
+/// retries. Stopping lets the email in hand finish (sent *and* recorded): aborting between the two
+/// would send it again once its lease ran out.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn(
     secret_box: Arc<SecretBox>,
     db: DatabaseConnection,
@@ -194,10 +223,14 @@ pub fn spawn(
     mailer: Mailer,
     wakeup: Arc<Notify>,
     poll: Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut last_recorded: Option<std::time::Instant> = None;
         loop {
+            if *stop.borrow() {
+                return;
+            }
             let started_at = clock.now().unix_timestamp();
             let outcome = run_once(&secret_box, &db, &settings, &clock, &mailer).await;
             // For the status page: every run that did something or failed, and otherwise a heartbeat
@@ -247,6 +280,7 @@ pub fn spawn(
             tokio::select! {
                 () = wakeup.notified() => {}
                 () = tokio::time::sleep(poll) => {}
+                _ = stop.changed() => {}
             }
         }
     })
