@@ -40,6 +40,10 @@ step "end-to-end tests (Playwright in Chromium)"
   NESTEGG_BIN="$CARGO_TARGET_DIR/debug/nestegg" LEPTOS_SITE_ROOT="$CARGO_TARGET_DIR/site" npx playwright test
 ) 2>&1 | tee -a "$LOG"
 
+step "resilience under load: PostgreSQL and Redis restarted, SMTP stopped, kill -9 (about 4 minutes)"
+# Alone, after everything else: it restarts the shared PostgreSQL and Redis.
+NESTEGG_BIN="$CARGO_TARGET_DIR/debug/nestegg" LEPTOS_SITE_ROOT="$CARGO_TARGET_DIR/site" python3 scripts/resilience.py
+
 step "all tests passed"
 # nextest: "Summary [ 1.2s] 62 tests run: 62 passed, 0 skipped"; Playwright: "  6 passed (18.1s)".
 passed=$(sed -n -e 's/.* tests\? run: \([0-9]*\) passed.*/\1/p' -e 's/^ *\([0-9]*\) passed ([0-9.]*[ms]*)$/\1/p' "$LOG" \

@@ -3,6 +3,7 @@
 fn main() -> std::process::ExitCode {
     // Before any thread exists: environment variables may only be set while single-threaded.
     nestegg::server::cli::export_dotenv();
+    nestegg::server::memory::return_large_blocks_to_the_system();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -13,6 +13,7 @@ pub mod health;
 pub mod jobs;
 pub mod lockouts;
 pub mod mail;
+pub mod memory;
 pub mod metrics;
 pub mod middleware;
 pub mod rate_limit;

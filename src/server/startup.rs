@@ -276,6 +276,9 @@ fn provide_request_context(state: &AppState) {
     }
 }
 
+/// See the `ConcurrencyLimitLayer` in [`router`].
+const MAX_CONCURRENT_PAGES: usize = 64;
+
 pub fn router(state: AppState) -> Result<Router, StartupError> {
     let settings = state.settings.clone();
     let leptos_options = state.leptos_options.clone();
@@ -325,6 +328,13 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
         // Outside the session layer: its bare 500 for a store that failed becomes a 503.
         .layer(from_fn(
             crate::server::session_store::unavailable_when_the_store_fails,
+        ))
+        // Pages and server functions in progress at once; the rest wait their turn (in order) before
+        // any of their work starts. Rendering is CPU-bound, so more at once is not faster, only
+        // bigger: 1000 clients at once held 320 MiB of half-rendered pages (bench/run.sh), and
+        // queued for the database pool until they timed out.
+        .layer(tower::limit::ConcurrencyLimitLayer::new(
+            MAX_CONCURRENT_PAGES,
         ));
 
     // The compiled bundle is served by ServeDir, which answers conditional requests with 304, so a
@@ -392,7 +402,10 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
 /// gzip/brotli for what is worth it; not the data export, a ZIP is compressed already.
 fn compression_layer() -> CompressionLayer<impl tower_http::compression::Predicate> {
     use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate as _};
+    // A moderate level: the defaults (brotli's is its slowest, 11) cost more CPU per page than
+    // rendering it, and the WASM bundle is compressed on every download.
     CompressionLayer::new()
+        .quality(tower_http::CompressionLevel::Precise(4))
         .compress_when(DefaultPredicate::new().and(NotForContentType::const_new("application/zip")))
 }
 
