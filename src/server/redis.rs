@@ -43,9 +43,9 @@ impl Redis {
             .with_connection_config(|conn| {
                 conn.connection_timeout = COMMAND_TIMEOUT;
                 conn.internal_command_timeout = COMMAND_TIMEOUT;
-                // A command in flight when a connection drops is tried once more, no more: a request
-                // waits at most about twice the timeout.
-                conn.max_command_attempts = 2;
+                // Never resent: a script that ran before the connection dropped (a rate-limit or
+                // lock-out count) would count twice. The request answers 503 instead.
+                conn.max_command_attempts = 1;
             })
             // Forever, backing off from 100 ms to 2 s: Redis coming back is noticed within 2 s.
             .set_policy(ReconnectPolicy::new_exponential(0, 100, 2_000, 2))

@@ -57,6 +57,9 @@ pub async fn run_once(
 ) -> Result<RunSummary, DbErr> {
     let now = clock.now().unix_timestamp();
     let lease = now + LEASE_SECS;
+    // Outcomes are recorded well inside the lease, counted from the claim (real time: the clock that
+    // set the lease may be a test's).
+    let record_by = std::time::Instant::now() + Duration::from_secs((LEASE_SECS - 20) as u64);
     let ids = claim(db, now).await?;
     let mut summary = RunSummary::default();
     for id in ids {
@@ -123,7 +126,7 @@ pub async fn run_once(
                 tracing::error!(kind, attempts, error = %err, "email delivery failed for good");
             }
         }
-        if !record_outcome(db, update, id, lease).await? {
+        if !record_outcome(db, update, id, lease, record_by).await? {
             tracing::warn!(kind, "outbox lease lost before the outcome was recorded");
         }
     }
@@ -139,9 +142,8 @@ async fn record_outcome(
     update: outbox_email::ActiveModel,
     id: i64,
     lease: i64,
+    deadline: std::time::Instant,
 ) -> Result<bool, DbErr> {
-    // Well inside the lease (the clock that set it may be a test's, so count real time here).
-    let deadline = std::time::Instant::now() + Duration::from_secs((LEASE_SECS - 20) as u64);
     let mut warned = false;
     loop {
         let result = outbox_email::Entity::update_many()
