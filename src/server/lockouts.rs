@@ -12,8 +12,7 @@
 use fred::types::scripts::Script;
 use sea_orm::sea_query::ExprTrait as _;
 use sea_orm::{
-    ColumnTrait as _, ConnectionTrait, DbErr, EntityTrait as _, QueryFilter as _, RuntimeErr,
-    Statement,
+    ColumnTrait as _, ConnectionTrait, DbErr, EntityTrait as _, QueryFilter as _, Statement,
 };
 
 use crate::server::entities::login_throttle;
@@ -77,11 +76,9 @@ pub struct RedisLockouts {
     lock: Script,
 }
 
-/// A Redis failure, seen by the services as an unreachable store (503), as a lost database would be.
+/// A Redis failure, seen by the services as an unreachable store (503).
 fn unreachable(err: fred::error::Error) -> DbErr {
-    DbErr::Conn(RuntimeErr::Internal(format!(
-        "lock-out counters (Redis): {err}"
-    )))
+    crate::server::redis::unreachable("lock-out counters", err)
 }
 
 impl RedisLockouts {

@@ -25,6 +25,14 @@ pub enum RedisError {
     Connect(String),
 }
 
+/// A Redis failure as the services see it: the store is unreachable (503), as a lost database would
+/// be. `what` names the store in the log.
+pub fn unreachable(what: &str, err: impl std::fmt::Display) -> sea_orm::DbErr {
+    sea_orm::DbErr::Conn(sea_orm::RuntimeErr::Internal(format!(
+        "{what} (Redis): {err}"
+    )))
+}
+
 /// The pool and the key prefix every Nest Egg key starts with.
 #[derive(Clone, Debug)]
 pub struct Redis {

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use fred::prelude::{HashesInterface as _, KeysInterface as _, Pool};
 use futures_util::TryStreamExt as _;
-use sea_orm::{DbErr, RuntimeErr};
+use sea_orm::DbErr;
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
@@ -40,21 +40,13 @@ pub struct RedisSessionStore {
     idle: time::Duration,
 }
 
-/// A Redis failure seen by a service: the store is unreachable (503), as a lost database would be.
-fn unreachable(err: fred::error::Error) -> DbErr {
-    DbErr::Conn(RuntimeErr::Internal(format!(
-        "session store (Redis): {err}"
-    )))
+/// A Redis failure seen by a service: the store is unreachable (503).
+fn unreachable(err: impl std::fmt::Display) -> DbErr {
+    crate::server::redis::unreachable("session store", err)
 }
 
 fn backend(err: fred::error::Error) -> session_store::Error {
     session_store::Error::Backend(err.to_string())
-}
-
-fn store_error(err: session_store::Error) -> DbErr {
-    DbErr::Conn(RuntimeErr::Internal(format!(
-        "session store (Redis): {err}"
-    )))
 }
 
 /// The id a session's record is stored under, from its key.
@@ -119,19 +111,24 @@ impl RedisSessionStore {
         Ok(())
     }
 
+    /// The stored record of `key`, bookkeeping included, whether or not it is live.
+    async fn load_raw(&self, key: &str) -> Result<Option<Record>, DbErr> {
+        match storage_id(key) {
+            Some(id) => self.records.load(&id).await.map_err(unreachable),
+            None => Ok(None),
+        }
+    }
+
     /// The stored record of `key`, bookkeeping included, if it is live by the app clock.
     async fn load_stored(&self, key: &str) -> Result<Option<Record>, DbErr> {
-        let Some(id) = storage_id(key) else {
-            return Ok(None);
-        };
-        let record = self.records.load(&id).await.map_err(store_error)?;
+        let record = self.load_raw(key).await?;
         let now = self.clock.now().unix_timestamp();
         Ok(record.filter(|r| expires_at(r).is_some_and(|at| at > now)))
     }
 
     async fn delete_key(&self, key: &str) -> Result<(), DbErr> {
         if let Some(id) = storage_id(key) {
-            self.records.delete(&id).await.map_err(store_error)?;
+            self.records.delete(&id).await.map_err(unreachable)?;
         }
         Ok(())
     }
@@ -211,11 +208,7 @@ impl RedisSessionStore {
                 continue;
             }
             // Counted like rows deleted from the table: whatever is still stored.
-            let stored = match storage_id(&key) {
-                Some(id) => self.records.load(&id).await.map_err(store_error)?,
-                None => None,
-            };
-            if stored.is_some() {
+            if self.load_raw(&key).await?.is_some() {
                 ended += 1;
             }
             self.delete_key(&key).await?;
@@ -233,12 +226,7 @@ impl RedisSessionStore {
         for index in self.indexes().await? {
             let mut gone = Vec::new();
             for key in self.index_entries(&index).await?.into_keys() {
-                let id = storage_id(&key);
-                let record = match id {
-                    Some(id) => self.records.load(&id).await.map_err(store_error)?,
-                    None => None,
-                };
-                let Some(record) = record else {
+                let Some(record) = self.load_raw(&key).await? else {
                     gone.push(key);
                     continue;
                 };
