@@ -8,14 +8,7 @@ use crate::helpers::{KEY_A, KEY_B, PostgresDatabase, backend_is_postgres};
 /// Runs in an empty directory with only what the test sets, so no developer `.env` or environment
 /// leaks in.
 fn nestegg(dir: &Path, envs: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nestegg"));
-    cmd.env_clear()
-        .current_dir(dir)
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env(
-            "LEPTOS_CONFIG",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/Leptos.toml"),
-        );
+    let mut cmd = crate::helpers::nestegg_command(dir);
     for (k, v) in envs {
         cmd.env(k, v);
     }

@@ -62,6 +62,20 @@ impl TestApp {
     }
 }
 
+/// The `nestegg` binary run as an operator or a supervisor runs it: in `dir`, with an empty
+/// environment but PATH and the site options (no developer `.env` or variable leaks in).
+pub fn nestegg_command(dir: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_nestegg"));
+    cmd.env_clear()
+        .current_dir(dir)
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "LEPTOS_CONFIG",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/Leptos.toml"),
+        );
+    cmd
+}
+
 pub fn backend_is_postgres() -> bool {
     std::env::var("TEST_DATABASE").is_ok_and(|v| v == "postgres")
 }

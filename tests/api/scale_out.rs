@@ -44,15 +44,8 @@ impl Drop for Instance {
 }
 
 fn nestegg(dir: &std::path::Path, envs: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_nestegg"));
-    cmd.env_clear()
-        .current_dir(dir)
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env(
-            "LEPTOS_CONFIG",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/Leptos.toml"),
-        )
-        .env("DATA_DIR", dir)
+    let mut cmd = crate::helpers::nestegg_command(dir);
+    cmd.env("DATA_DIR", dir)
         .env("SECRET_KEY", KEY_A)
         .env("ENCRYPTION_KEY", KEY_B);
     for (k, v) in envs {
