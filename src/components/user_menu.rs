@@ -40,7 +40,10 @@ pub fn provide_session_user() -> SessionUser {
 
 /// The resource the layout provided (or a new one when rendered outside the layout).
 pub fn use_session_user() -> SessionUser {
-    use_context::<SessionUser>().unwrap_or_else(provide_session_user)
+    // Not `provide_session_user`: the context is also missing when a render is being torn down (the
+    // client went away mid-page), and `use_location` would then panic for want of the router.
+    use_context::<SessionUser>()
+        .unwrap_or_else(|| SessionUser(Resource::new_blocking(|| (), |()| current_user())))
 }
 
 /// Holds a signed-in person on one page until they have done what the deployment requires: accept
