@@ -1,9 +1,13 @@
 //! Server entry point: config → database → router → serve, or one of the maintenance commands.
 
+// See `server::memory`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     // Before any thread exists: environment variables may only be set while single-threaded.
     nestegg::server::cli::export_dotenv();
-    nestegg::server::memory::return_large_blocks_to_the_system();
+    nestegg::server::memory::configure_allocator();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
