@@ -40,7 +40,6 @@ pub const ADMIN_SECURITY_STATUS: &str = "/admin/security-status";
 pub const LOGIN_TWO_FACTOR: &str = "/login/two-factor";
 
 /// Probes under this prefix stay reachable by IP and over plain HTTP, for load balancers.
-pub const HEALTH_PREFIX: &str = "/health/";
 pub const HEALTH_LIVE: &str = "/health/live";
 pub const HEALTH_READY: &str = "/health/ready";
 

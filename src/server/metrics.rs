@@ -53,13 +53,8 @@ pub struct RouteLabels(HashSet<String>);
 impl RouteLabels {
     pub fn new(paths: impl IntoIterator<Item = String>) -> Self {
         let mut known: HashSet<String> = paths.into_iter().collect();
-        for fixed in [
-            routes::HEALTH_LIVE,
-            routes::HEALTH_READY,
-            routes::DATA_EXPORT,
-        ] {
-            known.insert(fixed.to_owned());
-        }
+        // The health probes are answered before this layer (`startup::probes`), so they are not counted.
+        known.insert(routes::DATA_EXPORT.to_owned());
         for (path, _) in leptos::server_fn::axum::server_fn_paths() {
             known.insert(path.to_owned());
         }

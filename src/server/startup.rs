@@ -15,9 +15,10 @@ use leptos::config::LeptosOptions;
 use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes as _, generate_route_list};
 use tokio::net::TcpListener;
+use tower::util::{MapRequestLayer, MapResponseLayer};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::services::ServeDir;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -40,7 +41,7 @@ use crate::server::redis::Redis;
 use crate::server::services::crypto::PasswordHasher;
 use crate::server::services::secret_box::SecretBox;
 use crate::server::session_store::{AppSessionStore, DbSessionStore, RedisSessionStore};
-use crate::server::state::AppState;
+use crate::server::state::{AppState, AppStateInner};
 use crate::server::{health, telemetry};
 use tokio::sync::Notify;
 
@@ -248,7 +249,7 @@ pub fn new_state(
         &settings.encryption_key,
         &settings.encryption_keys_previous,
     ));
-    Ok(AppState {
+    Ok(AppState::new(AppStateInner {
         settings: Arc::new(settings),
         db,
         clock,
@@ -263,7 +264,7 @@ pub fn new_state(
             crate::server::services::export::MAX_CONCURRENT,
         )),
         secret_box,
-    })
+    }))
 }
 
 /// Context every render and server function gets: the app state and this response's CSP nonce.
@@ -282,6 +283,7 @@ const MAX_CONCURRENT_PAGES: usize = 64;
 pub fn router(state: AppState) -> Result<Router, StartupError> {
     let settings = state.settings.clone();
     let leptos_options = state.leptos_options.clone();
+    let state_for_probes = state.clone();
     let route_list = generate_route_list(App);
     // Installs the recorder on first use; every request from here on is counted. With metrics off
     // there is no recorder and recording costs nothing.
@@ -343,8 +345,6 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
         .join(&*state.leptos_options.site_pkg_dir);
     let pkg_route = format!("/{}", state.leptos_options.site_pkg_dir);
     let router = Router::new()
-        .route(routes::HEALTH_LIVE, get(health::live))
-        .route(routes::HEALTH_READY, get(health::ready))
         .nest_service(&pkg_route, ServeDir::new(pkg_dir))
         .merge(leptos)
         .with_state(state.clone());
@@ -394,9 +394,27 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
                 .on_failure(()),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(from_fn(request_id::drop_invalid_request_id));
-    Ok(router)
+        .layer(SetRequestIdLayer::x_request_id(request_id::MakeRequestUuid))
+        .layer(MapRequestLayer::new(request_id::drop_invalid_request_id));
+    Ok(probes(&state_for_probes).fallback_service(router))
+}
+
+/// `/health/live` and `/health/ready`, answered before the app's layers: a load balancer probes by IP,
+/// over plain HTTP and often, and a probe needs no host check, no HTTPS redirect, no session, no
+/// compression and no access-log line. It keeps its request id and the security headers.
+fn probes(state: &AppState) -> Router {
+    let production = state.settings.environment.is_production();
+    Router::new()
+        .route(routes::HEALTH_LIVE, get(health::live))
+        .route(routes::HEALTH_READY, get(health::ready))
+        .with_state(state.clone())
+        .layer(CatchPanicLayer::custom(internal_error))
+        .layer(MapResponseLayer::new(move |response| {
+            security_headers::set_probe_headers(production, response)
+        }))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(request_id::MakeRequestUuid))
+        .layer(MapRequestLayer::new(request_id::drop_invalid_request_id))
 }
 
 /// gzip/brotli for what is worth it; not the data export, a ZIP is compressed already.

@@ -15,8 +15,29 @@ use crate::server::services::secret_box::SecretBox;
 use crate::server::session_store::AppSessionStore;
 
 /// Shared by every request: handlers, server functions (through Leptos context) and middleware.
+///
+/// One `Arc` around all of it: every middleware layer and every render clones the state, and cloning
+/// a dozen reference-counted fields each time (the `LeptosOptions` alone holds nine) was the largest
+/// single cost of a health check under load (bench/README.md).
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl AppState {
+    pub fn new(inner: AppStateInner) -> Self {
+        AppState(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+#[derive(Debug)]
+pub struct AppStateInner {
     pub settings: Arc<Settings>,
     pub db: DatabaseConnection,
     pub clock: SharedClock,

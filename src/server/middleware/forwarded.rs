@@ -7,7 +7,8 @@
 //! the same way in `client_ip`.)
 //!
 //! In production a request that did not arrive over HTTPS is redirected (308, keeping the method) to
-//! the same path on `PUBLIC_URL`, except `/health/*`, which load balancers probe over plain HTTP.
+//! the same path on `PUBLIC_URL`. The health probes, which load balancers send over plain HTTP, are
+//! answered before this layer (`startup::probes`).
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -16,7 +17,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 use http::{HeaderName, HeaderValue, StatusCode, header};
 
-use crate::routes;
 use crate::server::state::AppState;
 
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -82,10 +82,7 @@ pub async fn apply_forwarded_headers(
     };
     request.extensions_mut().insert(ClientScheme { https });
 
-    if state.settings.environment.is_production()
-        && !https
-        && !request.uri().path().starts_with(routes::HEALTH_PREFIX)
-    {
+    if state.settings.environment.is_production() && !https {
         let path = request
             .uri()
             .path_and_query()

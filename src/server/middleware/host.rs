@@ -1,12 +1,11 @@
 //! Trusted hosts: a request naming a host we do not serve gets 400 before it reaches the app (defeats
-//! DNS rebinding and poisoned absolute links). `/health/*` is exempt so load balancers can probe by IP.
+//! DNS rebinding and poisoned absolute links). The health probes never get here (see `startup::probes`), so load balancers can probe by IP.
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 use http::StatusCode;
 
-use crate::routes;
 use crate::server::state::AppState;
 
 /// The host name of a `Host` header value, lower-cased and without port (`[::1]:3000` → `[::1]`).
@@ -55,10 +54,6 @@ pub fn is_allowed(allowed: &[String], header: Option<&str>) -> bool {
 }
 
 pub async fn check_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let path = request.uri().path();
-    if path == routes::HEALTH_LIVE || path == routes::HEALTH_READY {
-        return next.run(request).await;
-    }
     let header = request_host(&request);
     if is_allowed(&state.settings.allowed_hosts, header.as_deref()) {
         next.run(request).await

@@ -52,14 +52,44 @@ pub async fn set_security_headers(
 ) -> Response {
     let nonce = CspNonce::generate();
     request.extensions_mut().insert(nonce.clone());
-    let is_api = request.uri().path().starts_with(routes::API_PREFIX)
-        || request.uri().path().starts_with(routes::HEALTH_PREFIX);
+    let is_api = request.uri().path().starts_with(routes::API_PREFIX);
 
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
     if let Ok(csp) = HeaderValue::from_str(&content_security_policy(&nonce.0)) {
         headers.insert(CONTENT_SECURITY_POLICY, csp);
     }
+    set_fixed_headers(headers, state.settings.environment.is_production());
+
+    // Pages and API answers can carry personal data: no cache may keep them. Static assets keep the
+    // validators ServeDir gives them and are revalidated.
+    let is_html = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("text/html"));
+    if is_html || is_api {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    } else if !headers.contains_key(CACHE_CONTROL) {
+        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    }
+    response
+}
+
+/// The headers of the health probes (`startup::probes`): JSON needs no nonce, so the policy is fixed and
+/// allows nothing at all. A plain function (for `tower::util::MapResponseLayer`): no boxed future.
+pub fn set_probe_headers(production: bool, mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+    );
+    set_fixed_headers(headers, production);
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// Every header but the content policy and caching, which depend on the response.
+fn set_fixed_headers(headers: &mut http::HeaderMap, production: bool) {
     headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(
@@ -78,25 +108,12 @@ pub async fn set_security_headers(
         CROSS_ORIGIN_RESOURCE_POLICY,
         HeaderValue::from_static("same-origin"),
     );
-    if state.settings.environment.is_production() {
+    if production {
         headers.insert(
             STRICT_TRANSPORT_SECURITY,
             HeaderValue::from_static("max-age=63072000; includeSubDomains"),
         );
     }
-
-    // Pages and API answers can carry personal data: no cache may keep them. Static assets keep the
-    // validators ServeDir gives them and are revalidated.
-    let is_html = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("text/html"));
-    if is_html || is_api {
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    } else if !headers.contains_key(CACHE_CONTROL) {
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    }
-    response
 }
 
 #[cfg(test)]
