@@ -6,9 +6,10 @@
 //! and frees it: glibc (its mmap threshold held fixed, so that the block went back to the system) mapped
 //! and faulted in a fresh 19 MiB for every hash, a third of the hash's CPU time.
 //!
-//! Measured on 2 cores against glibc: signed-in pages 1.5 to 1.9 times as many per second, a hash
-//! 27 ms of CPU instead of 43 ms, and about 15 MiB more resident at rest (45 instead of 30) and 30 MiB
-//! more after a burst of sign-ins (70 instead of 42).
+//! Measured on 2 cores against glibc: signed-in pages 1.2 to 1.7 times as many per second with the
+//! options below (1.9 with mimalloc's defaults), a hash 27 ms of CPU instead of 43 ms, and about
+//! 15 MiB more resident at rest (45 instead of 30) and 30 MiB more after a burst of sign-ins (70
+//! instead of 42).
 //!
 //! Two options differ from mimalloc's defaults, both because of the argon2 blocks, freed on whichever
 //! blocking thread ran the hash, which may then sleep for minutes:
