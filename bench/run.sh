@@ -412,11 +412,19 @@ else
   note "measure-hash failed (a build without the subcommand?): $HASH_LINE"
   HASH_LINE=""
 fi
-HASH_MS="$(printf '%s\n' "$HASH_LINE" | sed -n 's/.* \([0-9.]*\) ms CPU per hash.*/\1/p' | head -n1)"
+# Two figures: one hash alone, and one hash while as many run at once as the server allows (the
+# cores, by default), as they do under a sign-in flood. The second is the one the cores can sustain:
+# two 19 MiB working sets share the processor's last-level cache and memory bandwidth.
+HASH_MS_ALONE="$(printf '%s\n' "$HASH_LINE" | sed -n 's/.*: \([0-9.]*\) ms CPU per hash alone.*/\1/p' | head -n1)"
+HASH_MS="$(printf '%s\n' "$HASH_LINE" | sed -n 's/.*; \([0-9.]*\) ms CPU per hash with.*/\1/p' | head -n1)"
 if [[ -n "$HASH_MS" ]]; then
   # Each sign-in is one argon2 verification; with every core hashing, no more can finish per second.
   HASH_BOUND="$(calc "$CORES * 1000 / $HASH_MS")"
   note "bound: $CORES cores ÷ $HASH_MS ms = $(printf '%.1f' "$HASH_BOUND") sign-ins/s"
+  if [[ -n "$HASH_MS_ALONE" ]]; then
+    HASH_BOUND_ALONE="$(calc "$CORES * 1000 / $HASH_MS_ALONE")"
+    note "(from one hash alone, $HASH_MS_ALONE ms: $(printf '%.1f' "$HASH_BOUND_ALONE") sign-ins/s)"
+  fi
 fi
 
 say "time to ready on SQLite (fresh data directory, so migrations included; median of 5)"
@@ -606,7 +614,7 @@ SUMMARY="$WORK/summary.txt"
       ok="$(ge "${RPS[$k]}" "$(calc "0.95 * $HASH_BOUND")")"
       ((${ERRORS[$k]} == 0)) || ok=0
       verdict "$ok" "sign-in ≥ 95% of argon2 bound, 0 errors, c$c" "$t" \
-        "$(pct "${RPS[$k]}" "$HASH_BOUND") ($(printf '%.1f' "${RPS[$k]}") of $(printf '%.1f' "$HASH_BOUND")/s), ${ERRORS[$k]} errors"
+        "$(pct "${RPS[$k]}" "$HASH_BOUND") ($(printf '%.1f' "${RPS[$k]}") of $(printf '%.1f' "$HASH_BOUND")/s; $(pct "${RPS[$k]}" "${HASH_BOUND_ALONE:-$HASH_BOUND}") of the one-hash-alone bound), ${ERRORS[$k]} errors"
     done
   done
   for t in "$T_SQLITE" "$T_PG"; do

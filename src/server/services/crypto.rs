@@ -4,13 +4,20 @@
 //! hashes run at once: each takes ~19 MiB and tens of milliseconds of CPU, so a sign-in flood queues
 //! instead of exhausting memory (as Rauthy does). Unknown emails are verified against a dummy hash so a
 //! sign-in takes the same time whether or not the account exists.
+//!
+//! argon2's working memory is handed from hash to hash while they queue ([`BlockPool`]): under a sign-in
+//! flood each hashing slot keeps one buffer, and a hash with nothing else waiting gives its buffer back
+//! to the system at once. Allocating it for every hash meant the kernel mapping and zeroing 19 MiB each
+//! time (freed memory goes straight back to the system, see `server::memory`): 27 ms of CPU per hash
+//! instead of 18, measured with `nestegg measure-hash`.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::Engine as _;
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
@@ -46,6 +53,13 @@ impl Default for HashCost {
     }
 }
 
+impl HashCost {
+    fn params(self) -> Result<Params, CryptoError> {
+        Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|e| CryptoError::Params(e.to_string()))
+    }
+}
+
 /// The outcome of checking a password against a stored hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verified {
@@ -56,13 +70,185 @@ pub enum Verified {
     No,
 }
 
+/// How long a spare working buffer is kept when no hash comes for it.
+const POOL_IDLE: Duration = Duration::from_secs(2);
+
+/// When a finished hash keeps its working buffer for the next one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Keep {
+    /// Only while another hash is running or waiting for a slot (the server): memory is held during a
+    /// burst, when reusing it saves the most CPU, and not after it.
+    WhileBusy,
+    /// Always (`measure`, which hashes in a loop).
+    Always,
+}
+
+/// argon2's working memory between hashes: at most one spare buffer per hashing slot (the semaphore
+/// bounds how many are out at once), each the size the configured cost needs. Buffers of any other
+/// size (verifying an old hash made at another cost) are allocated for that hash and dropped after.
+///
+/// A buffer holds the blocks of the last hash computed in it until the next one overwrites them,
+/// exactly as the allocator's free memory did before; none of it is the password or the hash.
+#[derive(Debug)]
+struct BlockPool {
+    blocks: usize,
+    keep: Keep,
+    /// Hashes asked for and not finished yet: running, or waiting for a slot.
+    demand: AtomicUsize,
+    spare: Mutex<Vec<(Instant, Vec<Block>)>>,
+}
+
+/// One hash's share of [`BlockPool::demand`], from asking for a slot until the hash is done (or the
+/// request gave up waiting).
+struct Demand(Arc<BlockPool>);
+
+impl Demand {
+    fn new(pool: &Arc<BlockPool>) -> Self {
+        pool.demand.fetch_add(1, Ordering::SeqCst);
+        Demand(pool.clone())
+    }
+}
+
+impl Drop for Demand {
+    fn drop(&mut self) {
+        self.0.demand.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl BlockPool {
+    fn new(params: &Params, keep: Keep) -> Self {
+        BlockPool {
+            blocks: params.block_count(),
+            keep,
+            demand: AtomicUsize::new(0),
+            spare: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn take(&self, blocks: usize) -> Vec<Block> {
+        if blocks == self.blocks
+            && let Some((_, buffer)) = self.lock().pop()
+        {
+            return buffer;
+        }
+        vec![Block::default(); blocks]
+    }
+
+    /// Called by a hash that still counts in `demand`: another one is waiting or running when more
+    /// than this one counts.
+    fn give_back(&self, buffer: Vec<Block>) {
+        let wanted = match self.keep {
+            Keep::Always => true,
+            Keep::WhileBusy => self.demand.load(Ordering::SeqCst) > 1,
+        };
+        if wanted && buffer.len() == self.blocks {
+            // Last in, first out: the buffer used most recently is taken first, so under a light
+            // load one buffer serves every hash and the others age out.
+            self.lock().push((Instant::now(), buffer));
+        }
+    }
+
+    /// Drops the buffers no hash has used for `idle`; returns how many are still kept.
+    fn trim(&self, now: Instant, idle: Duration) -> usize {
+        let mut spare = self.lock();
+        spare.retain(|(returned, _)| now.saturating_duration_since(*returned) < idle);
+        spare.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Instant, Vec<Block>)>> {
+        // A panic while holding this lock leaves nothing half-done (a push or a pop): carry on.
+        self.spare
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// One argon2 computation of `password` with `salt` (raw bytes) into `out`, in a pooled buffer.
+fn compute(
+    argon: &Argon2<'_>,
+    pool: &BlockPool,
+    password: &[u8],
+    salt: &[u8],
+    out: &mut [u8],
+) -> Result<(), CryptoError> {
+    let mut buffer = pool.take(argon.params().block_count());
+    let result = argon.hash_password_into_with_memory(password, salt, out, &mut buffer);
+    pool.give_back(buffer);
+    result.map_err(|_| CryptoError::Hash)
+}
+
+/// A new PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`) for `password` at `params`.
+fn hash_new(params: &Params, pool: &BlockPool, password: &[u8]) -> Result<String, CryptoError> {
+    let salt = SaltString::generate(&mut OsRng);
+    let mut salt_bytes = [0u8; 64];
+    let raw_salt = salt
+        .as_salt()
+        .decode_b64(&mut salt_bytes)
+        .map_err(|_| CryptoError::Hash)?;
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    compute(&argon, pool, password, raw_salt, &mut out)?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params).map_err(|_| CryptoError::Hash)?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&out).map_err(|_| CryptoError::Hash)?),
+    };
+    Ok(phc.to_string())
+}
+
+/// Checks `password` against the PHC string `stored`, computed with the parameters recorded in it (so
+/// hashes made at an older cost keep working); a correct one made with other parameters than `current`
+/// asks for a rehash. Anything unreadable is a mismatch.
+fn verify_stored(current: &Params, pool: &BlockPool, password: &[u8], stored: &str) -> Verified {
+    let matches = || -> Option<Verified> {
+        let parsed = PasswordHash::new(stored).ok()?;
+        let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+        let version = parsed
+            .version
+            .map_or(Ok(Version::default()), Version::try_from)
+            .ok()?;
+        let params = Params::try_from(&parsed).ok()?;
+        let expected = parsed.hash?;
+        let mut salt_bytes = [0u8; 64];
+        let salt = parsed.salt?.decode_b64(&mut salt_bytes).ok()?;
+        let argon = Argon2::new(algorithm, version, params.clone());
+        let mut computed = vec![0u8; expected.len()];
+        compute(&argon, pool, password, salt, &mut computed).ok()?;
+        // `Output`'s equality is constant-time.
+        if Output::new(&computed).ok()? != expected {
+            return None;
+        }
+        let rehash = algorithm != Algorithm::Argon2id
+            || version != Version::V0x13
+            || params.m_cost() != current.m_cost()
+            || params.t_cost() != current.t_cost()
+            || params.p_cost() != current.p_cost();
+        Some(Verified::Yes { rehash })
+    };
+    matches().unwrap_or(Verified::No)
+}
+
+/// What one hash costs (`nestegg measure-hash`, bench/run.sh).
+#[derive(Clone, Copy, Debug)]
+pub struct HashTiming {
+    /// CPU time per hash with nothing else running.
+    pub alone: Duration,
+    /// CPU time per hash while `threads` hashes run at once, as they do under a sign-in flood: they
+    /// share the processor's caches and memory bandwidth, so each takes longer than alone.
+    pub concurrent: Duration,
+    pub threads: usize,
+}
+
 #[derive(Clone)]
 pub struct PasswordHasher {
     params: Params,
     permits: Arc<Semaphore>,
+    pool: Arc<BlockPool>,
     dummy_hash: Arc<str>,
     /// Hashes computed (or verified) so far: a flood of oversized passwords must not move it.
-    computed: Arc<std::sync::atomic::AtomicU64>,
+    computed: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -75,21 +261,20 @@ impl std::fmt::Debug for PasswordHasher {
 }
 
 impl PasswordHasher {
-    /// `max_concurrent` hashes run at once; further callers wait their turn.
+    /// `max_concurrent` hashes run at once; further callers wait their turn. Inside a Tokio runtime,
+    /// also starts the task that gives idle working memory back (it ends with the last clone).
     pub fn new(cost: HashCost, max_concurrent: usize) -> Result<Self, CryptoError> {
-        let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
-            .map_err(|e| CryptoError::Params(e.to_string()))?;
-        let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+        let params = cost.params()?;
+        let pool = Arc::new(BlockPool::new(&params, Keep::WhileBusy));
         // A hash of a random value nobody knows, with the same cost as real ones.
-        let dummy_password = generate_token();
-        let salt = SaltString::generate(&mut OsRng);
-        let dummy_hash = argon
-            .hash_password(dummy_password.as_bytes(), &salt)
-            .map_err(|_| CryptoError::Hash)?
-            .to_string();
+        let dummy_hash = hash_new(&params, &pool, generate_token().as_bytes())?;
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(trim_idle(Arc::downgrade(&pool)));
+        }
         Ok(PasswordHasher {
             params,
             permits: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            pool,
             dummy_hash: dummy_hash.into(),
             computed: Arc::default(),
         })
@@ -97,44 +282,63 @@ impl PasswordHasher {
 
     /// How many argon2 computations this hasher has started.
     pub fn computed(&self) -> u64 {
-        self.computed.load(std::sync::atomic::Ordering::Relaxed)
+        self.computed.load(Ordering::Relaxed)
     }
 
     fn count(&self) {
-        self.computed
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.computed.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("password_hashes_total").increment(1);
     }
 
-    fn argon(params: &Params) -> Argon2<'static> {
-        Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
-    }
-
-    /// CPU time of one hash at `cost`, over `count` hashes on this thread (for capacity planning: one
-    /// core verifies about 1 s ÷ this many sign-ins a second). CPU time comes from the kernel's count
-    /// for this thread where there is one (Linux), otherwise wall time.
-    pub fn measure(cost: HashCost, count: u32) -> Result<Duration, CryptoError> {
-        let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
-            .map_err(|e| CryptoError::Params(e.to_string()))?;
-        let argon = Self::argon(&params);
-        let salt = SaltString::generate(&mut OsRng);
+    /// CPU time of one hash at `cost`, computed the way the server computes it (a reused working
+    /// buffer): `count` hashes on one thread, then `count` on each of `threads` threads at once. CPU
+    /// time comes from the kernel's count for each thread where there is one (Linux), otherwise wall
+    /// time. For capacity planning: the cores verify at most `threads` ÷ `concurrent` sign-ins a second.
+    pub fn measure(cost: HashCost, count: u32, threads: usize) -> Result<HashTiming, CryptoError> {
+        let params = cost.params()?;
         let count = count.max(1);
-        let (cpu_before, wall) = (thread_cpu_time(), std::time::Instant::now());
-        for _ in 0..count {
-            argon
-                .hash_password(b"measure this password", &salt)
-                .map_err(|_| CryptoError::Hash)?;
-        }
-        let spent = match (cpu_before, thread_cpu_time()) {
-            (Some(before), Some(after)) => after.saturating_sub(before),
-            _ => wall.elapsed(),
+        let threads = threads.max(1);
+        let run = |params: Params| -> Result<Duration, CryptoError> {
+            let pool = BlockPool::new(&params, Keep::Always);
+            let (cpu_before, wall) = (thread_cpu_time(), Instant::now());
+            for _ in 0..count {
+                hash_new(&params, &pool, b"measure this password")?;
+            }
+            Ok(match (cpu_before, thread_cpu_time()) {
+                (Some(before), Some(after)) => after.saturating_sub(before),
+                _ => wall.elapsed(),
+            })
         };
-        Ok(spent / count)
+        // One untimed hash first: the first touch of the buffer is page faults, not hashing.
+        hash_new(&params, &BlockPool::new(&params, Keep::Always), b"warm up")?;
+        let alone = run(params.clone())? / count;
+        let spent: Vec<Result<Duration, CryptoError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    let params = params.clone();
+                    scope.spawn(move || run(params))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or(Err(CryptoError::Hash)))
+                .collect()
+        });
+        let mut total = Duration::ZERO;
+        for spent in spent {
+            total += spent?;
+        }
+        Ok(HashTiming {
+            alone,
+            concurrent: total / (count * threads as u32),
+            threads,
+        })
     }
 
     pub async fn hash(&self, password: &str) -> Result<String, CryptoError> {
         // The permit moves into the blocking task: if the request is cancelled, the hash still runs to
         // the end and keeps its slot until then, so the cap really caps.
+        let demand = Demand::new(&self.pool);
         let permit = self
             .permits
             .clone()
@@ -143,14 +347,11 @@ impl PasswordHasher {
             .map_err(|_| CryptoError::Closed)?;
         self.count();
         let params = self.params.clone();
+        let pool = self.pool.clone();
         let password = password.to_owned();
         tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let salt = SaltString::generate(&mut OsRng);
-            Self::argon(&params)
-                .hash_password(password.as_bytes(), &salt)
-                .map(|h| h.to_string())
-                .map_err(|_| CryptoError::Hash)
+            let (_permit, _demand) = (permit, demand);
+            hash_new(&params, &pool, password.as_bytes())
         })
         .await
         .map_err(|_| CryptoError::Hash)?
@@ -163,6 +364,7 @@ impl PasswordHasher {
         password: &str,
         stored: Option<&str>,
     ) -> Result<Verified, CryptoError> {
+        let demand = Demand::new(&self.pool);
         let permit = self
             .permits
             .clone()
@@ -174,29 +376,28 @@ impl PasswordHasher {
         let stored = stored.map_or_else(|| self.dummy_hash.to_string(), str::to_owned);
         let password = password.to_owned();
         let params = self.params.clone();
+        let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let Ok(parsed) = PasswordHash::new(&stored) else {
-                return Verified::No;
-            };
-            // Verify with the parameters recorded in the hash itself (old hashes keep working).
-            let ok = Argon2::default()
-                .verify_password(password.as_bytes(), &parsed)
-                .is_ok();
-            if !ok || !known {
-                return Verified::No;
+            let (_permit, _demand) = (permit, demand);
+            match verify_stored(&params, &pool, password.as_bytes(), &stored) {
+                verified @ Verified::Yes { .. } if known => verified,
+                _ => Verified::No,
             }
-            let current = Params::try_from(&parsed).ok();
-            let rehash = parsed.algorithm.as_str() != "argon2id"
-                || current.is_none_or(|p| {
-                    p.m_cost() != params.m_cost()
-                        || p.t_cost() != params.t_cost()
-                        || p.p_cost() != params.p_cost()
-                });
-            Verified::Yes { rehash }
         })
         .await
         .map_err(|_| CryptoError::Hash)
+    }
+}
+
+/// Gives working buffers that no hash has used for [`POOL_IDLE`] back to the system, until the hasher
+/// is dropped.
+async fn trim_idle(pool: Weak<BlockPool>) {
+    loop {
+        tokio::time::sleep(POOL_IDLE / 2).await;
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        pool.trim(Instant::now(), POOL_IDLE);
     }
 }
 
@@ -287,6 +488,117 @@ mod tests {
             stronger.verify("pw", Some(&old)).await.unwrap(),
             Verified::Yes { rehash: true }
         );
+    }
+
+    /// The pooled computation must agree with the argon2 crate's own PHC hashing and verifying, both
+    /// ways: hashes stored before the pool existed keep working, and ours verify anywhere.
+    #[tokio::test]
+    async fn pooled_hashes_agree_with_the_standard_argon2_api() {
+        use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};
+        let hasher = cheap();
+        let standard = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(1024, 1, 1, None).unwrap(),
+        );
+        let salt = SaltString::generate(&mut OsRng);
+        let theirs = standard
+            .hash_password(b"kept from before", &salt)
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            hasher
+                .verify("kept from before", Some(&theirs))
+                .await
+                .unwrap(),
+            Verified::Yes { rehash: false }
+        );
+        assert_eq!(
+            hasher
+                .verify("kept from befor", Some(&theirs))
+                .await
+                .unwrap(),
+            Verified::No
+        );
+        let ours = hasher.hash("made by the pool").await.unwrap();
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(
+            Argon2::default()
+                .verify_password(b"made by the pool", &parsed)
+                .is_ok()
+        );
+        assert!(
+            Argon2::default()
+                .verify_password(b"made by the pool!", &parsed)
+                .is_err()
+        );
+        // Other algorithms and versions are verified as recorded, and asked to move to argon2id v19.
+        let argon2i = Argon2::new(
+            Algorithm::Argon2i,
+            Version::V0x10,
+            Params::new(1024, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"old style", &salt)
+        .unwrap()
+        .to_string();
+        assert_eq!(
+            hasher.verify("old style", Some(&argon2i)).await.unwrap(),
+            Verified::Yes { rehash: true }
+        );
+        // A truncated or tampered string is a mismatch, never an error or a panic.
+        for broken in [
+            &ours[..ours.len() - 4],
+            "$argon2id$v=19$m=1024,t=1,p=1$$",
+            "",
+        ] {
+            assert_eq!(
+                hasher
+                    .verify("made by the pool", Some(broken))
+                    .await
+                    .unwrap(),
+                Verified::No
+            );
+        }
+    }
+
+    #[test]
+    fn working_memory_is_reused_and_given_back_when_idle() {
+        let params = Params::new(1024, 1, 1, None).unwrap();
+        let pool = Arc::new(BlockPool::new(&params, Keep::WhileBusy));
+        // A hash with nothing else waiting gives its buffer back to the system.
+        let alone = Demand::new(&pool);
+        pool.give_back(pool.take(pool.blocks));
+        assert_eq!(pool.trim(Instant::now(), POOL_IDLE), 0);
+        drop(alone);
+        // While another hash waits, the buffer is handed on.
+        let (_this, _waiting) = (Demand::new(&pool), Demand::new(&pool));
+        let first = pool.take(pool.blocks);
+        let address = first.as_ptr();
+        pool.give_back(first);
+        let again = pool.take(pool.blocks);
+        assert_eq!(again.as_ptr(), address, "the spare buffer is handed on");
+        pool.give_back(again);
+        // A buffer of another size (an old hash's cost) is not kept.
+        pool.give_back(vec![Block::default(); 8]);
+        let now = Instant::now();
+        assert_eq!(pool.trim(now, POOL_IDLE), 1);
+        assert_eq!(
+            pool.trim(now + POOL_IDLE, POOL_IDLE),
+            0,
+            "idle buffers are dropped"
+        );
+    }
+
+    #[test]
+    fn measuring_reports_both_timings() {
+        let cost = HashCost {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let timing = PasswordHasher::measure(cost, 3, 2).unwrap();
+        assert_eq!(timing.threads, 2);
+        assert!(timing.alone > Duration::ZERO && timing.concurrent > Duration::ZERO);
     }
 
     #[test]
