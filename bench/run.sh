@@ -417,12 +417,15 @@ fi
 # two 19 MiB working sets share the processor's last-level cache and memory bandwidth.
 HASH_MS_ALONE="$(printf '%s\n' "$HASH_LINE" | sed -n 's/.*: \([0-9.]*\) ms CPU per hash alone.*/\1/p' | head -n1)"
 HASH_MS="$(printf '%s\n' "$HASH_LINE" | sed -n 's/.*; \([0-9.]*\) ms CPU per hash with.*/\1/p' | head -n1)"
+# How many hashed at once: the server's ARGON2_MAX_CONCURRENT, at most the cores.
+HASH_THREADS="$(printf '%s\n' "$HASH_LINE" | sed -n 's/.* ms CPU per hash with \([0-9]*\) at once.*/\1/p' | head -n1)"
+HASH_THREADS="${HASH_THREADS:-$CORES}"
 if [[ -n "$HASH_MS" ]]; then
-  # Each sign-in is one argon2 verification; with every core hashing, no more can finish per second.
-  HASH_BOUND="$(calc "$CORES * 1000 / $HASH_MS")"
-  note "bound: $CORES cores ÷ $HASH_MS ms = $(printf '%.1f' "$HASH_BOUND") sign-ins/s"
+  # Each sign-in is one argon2 verification; with every hashing slot busy, no more can finish per second.
+  HASH_BOUND="$(calc "$HASH_THREADS * 1000 / $HASH_MS")"
+  note "bound: $HASH_THREADS hashing at once ÷ $HASH_MS ms = $(printf '%.1f' "$HASH_BOUND") sign-ins/s"
   if [[ -n "$HASH_MS_ALONE" ]]; then
-    HASH_BOUND_ALONE="$(calc "$CORES * 1000 / $HASH_MS_ALONE")"
+    HASH_BOUND_ALONE="$(calc "$HASH_THREADS * 1000 / $HASH_MS_ALONE")"
     note "(from one hash alone, $HASH_MS_ALONE ms: $(printf '%.1f' "$HASH_BOUND_ALONE") sign-ins/s)"
   fi
 fi
