@@ -297,9 +297,19 @@ impl PasswordHasher {
         self.computed.load(Ordering::Relaxed)
     }
 
-    fn count(&self) {
+    /// Waits for a hashing slot, counting as demand from the start (see [`BlockPool`]), and counts the
+    /// hash about to be computed.
+    async fn slot(&self) -> Result<(tokio::sync::OwnedSemaphorePermit, Demand), CryptoError> {
+        let demand = Demand::new(&self.pool);
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| CryptoError::Closed)?;
         self.computed.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("password_hashes_total").increment(1);
+        Ok((permit, demand))
     }
 
     /// CPU time of one hash at `cost`, computed the way the server computes it (a reused working
@@ -351,14 +361,7 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &str) -> Result<String, CryptoError> {
         // The permit moves into the blocking task: if the request is cancelled, the hash still runs to
         // the end and keeps its slot until then, so the cap really caps.
-        let demand = Demand::new(&self.pool);
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| CryptoError::Closed)?;
-        self.count();
+        let (permit, demand) = self.slot().await?;
         let params = self.params.clone();
         let pool = self.pool.clone();
         let password = password.to_owned();
@@ -377,14 +380,7 @@ impl PasswordHasher {
         password: &str,
         stored: Option<&str>,
     ) -> Result<Verified, CryptoError> {
-        let demand = Demand::new(&self.pool);
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| CryptoError::Closed)?;
-        self.count();
+        let (permit, demand) = self.slot().await?;
         let known = stored.is_some();
         let stored = stored.map_or_else(|| self.dummy_hash.to_string(), str::to_owned);
         let password = password.to_owned();
@@ -714,7 +710,8 @@ mod tests {
             iterations: 1,
             parallelism: 1,
         };
-        let timing = PasswordHasher::measure(cost, 3, 2).unwrap();
+        // Enough hashes to span several scheduler ticks: a thread's CPU clock only moves at ticks.
+        let timing = PasswordHasher::measure(cost, 60, 2).unwrap();
         assert_eq!(timing.threads, 2);
         assert!(timing.alone > Duration::ZERO && timing.concurrent > Duration::ZERO);
     }
