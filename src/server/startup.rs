@@ -167,6 +167,14 @@ impl Application {
             tracing::info!("shutting down: no new connections, finishing in-flight requests");
             let _ = stopping_tx.send(());
         };
+        // No Nagle delay: a page is streamed in several writes, and Nagle's algorithm held each one
+        // after the first until the client's delayed acknowledgement (up to 40 ms): 15 ms a page on a
+        // keep-alive connection, 69 pages a second on one connection instead of several hundred.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %err, "could not set TCP_NODELAY on a connection");
+            }
+        });
         let server = axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),
@@ -277,8 +285,21 @@ fn provide_request_context(state: &AppState) {
     }
 }
 
-/// See the `ConcurrencyLimitLayer` in [`router`].
-const MAX_CONCURRENT_PAGES: usize = 16;
+/// Requests (pages, server functions, files; not the health probes) in progress at once; see
+/// [`in_progress_limit`].
+const MAX_IN_PROGRESS: usize = 16;
+
+/// At most `max` requests in progress at once, across every route of the service it wraps; the rest
+/// wait their turn, in order, before any of their work starts. Rendering is CPU-bound, so more at once
+/// is not faster, only bigger: 1000 clients at once held 320 MiB of half-rendered pages (bench/run.sh)
+/// and queued for the database pool until they timed out. 16 rather than 64: on 2 cores the signed-in
+/// page ran as fast or faster and the 1000-client peak was 18 MiB lower.
+///
+/// One semaphore shared by every copy of the layer: applied with `Router::layer`, which wraps each
+/// route on its own, tower's `ConcurrencyLimitLayer` would give each route its own `max`.
+fn in_progress_limit(max: usize) -> tower::limit::GlobalConcurrencyLimitLayer {
+    tower::limit::GlobalConcurrencyLimitLayer::new(max)
+}
 
 pub fn router(state: AppState) -> Result<Router, StartupError> {
     let settings = state.settings.clone();
@@ -300,8 +321,11 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
     };
     let app_shell = move || shell(leptos_options.clone());
 
-    let sessions = session_layer(&state)?;
-    let leptos = Router::new()
+    // Every stack of layers below wraps one service, once (`ServiceBuilder`, outermost first), not each
+    // route: `Router::layer` wraps every route on its own and boxes each layer, so a request cloned the
+    // whole boxed stack, and every `from_fn` layer cloned the rest of it again. A request refused at
+    // the host check took 70 µs of CPU that way, most of it allocating (perf, by hand).
+    let pages = Router::new()
         // Inside the session layer, which it needs; a plain handler, since it answers with a file.
         .route(
             routes::DATA_EXPORT,
@@ -312,82 +336,44 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
             AppState,
             _,
         >(context, shell))
-        // Inside the session layer: tower-sessions does not save a session on a 5xx, and the
-        // server-function runtime answers every error with 500 until this maps it (a wrong MFA code
-        // must still count in the session).
-        .layer(from_fn(api_errors::map_server_fn_errors))
-        // Inside the session layer: it needs to know who is asking.
-        .layer(from_fn_with_state(
-            state.clone(),
-            crate::server::middleware::operator_pages::hide_from_non_operators,
+        .with_state(state.clone());
+    let pages = tower::ServiceBuilder::new()
+        // Outside the session layer: its bare 500 for a store that failed becomes a 503.
+        .layer(from_fn(
+            crate::server::session_store::unavailable_when_the_store_fails,
         ))
+        .layer(session_layer(&state)?)
         // Inside the session layer: saves a used session once a minute, so its idle timeout slides.
         .layer(from_fn_with_state(
             state.clone(),
             crate::server::middleware::session_touch::touch_session,
         ))
-        .layer(sessions)
-        // Outside the session layer: its bare 500 for a store that failed becomes a 503.
-        .layer(from_fn(
-            crate::server::session_store::unavailable_when_the_store_fails,
+        // Inside the session layer: it needs to know who is asking.
+        .layer(from_fn_with_state(
+            state.clone(),
+            crate::server::middleware::operator_pages::hide_from_non_operators,
         ))
-        // Pages and server functions in progress at once; the rest wait their turn (in order) before
-        // any of their work starts. Rendering is CPU-bound, so more at once is not faster, only
-        // bigger: 1000 clients at once held 320 MiB of half-rendered pages (bench/run.sh), and
-        // queued for the database pool until they timed out. 16 rather than 64: on 2 cores the
-        // signed-in page ran as fast or faster (1,800 vs 1,650 a second at 64 connections) and the
-        // 1000-client peak was 18 MiB lower.
-        .layer(tower::limit::ConcurrencyLimitLayer::new(
-            MAX_CONCURRENT_PAGES,
-        ));
+        // Inside the session layer: tower-sessions does not save a session on a 5xx, and the
+        // server-function runtime answers every error with 500 until this maps it (a wrong MFA code
+        // must still count in the session).
+        .layer(from_fn(api_errors::map_server_fn_errors))
+        .service(pages);
 
     // The compiled bundle is served by ServeDir, which answers conditional requests with 304, so a
-    // page load revalidates the WASM instead of downloading it again.
+    // page load revalidates the WASM instead of downloading it again. It needs no session.
     let pkg_dir = std::path::Path::new(&*state.leptos_options.site_root)
         .join(&*state.leptos_options.site_pkg_dir);
     let pkg_route = format!("/{}", state.leptos_options.site_pkg_dir);
-    let router = Router::new()
+    let site = Router::new()
         .nest_service(&pkg_route, ServeDir::new(pkg_dir))
-        .merge(leptos)
-        .with_state(state.clone());
+        .fallback_service(pages);
 
-    // Listed innermost first: each `layer` call wraps everything above it. The outermost layers run for
-    // every response, even a refusal, so each one gets a request id, a log line and the security headers.
-    let router = router
-        .layer(from_fn_with_state(state.clone(), body_limit::limit_body))
-        .layer(from_fn_with_state(
-            state.clone(),
-            api_support::limit_api_calls,
-        ))
-        .layer(from_fn_with_state(
-            state.clone(),
-            api_support::attach_request_meta,
-        ))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            settings.request_timeout,
-        ))
-        .layer(from_fn_with_state(state.clone(), csrf::refuse_cross_site))
-        // Outside the CSRF check: a preflight is answered here, and only listed origins get the
-        // Access-Control-Allow-* headers.
-        .layer(cors_layer(&settings))
-        .layer(from_fn_with_state(state.clone(), host::check_host))
-        // Outside the host check: a trusted proxy's X-Forwarded-Host is the host to judge.
-        .layer(from_fn_with_state(
-            state.clone(),
-            forwarded::apply_forwarded_headers,
-        ))
-        .layer(compression_layer())
-        // Inside the headers layer, so even the answer to a panic carries every security header.
-        .layer(CatchPanicLayer::custom(internal_error))
-        .layer(from_fn_with_state(
-            state,
-            security_headers::set_security_headers,
-        ))
-        .layer(from_fn_with_state(
-            route_labels,
-            crate::server::metrics::track_requests,
-        ))
+    // The outermost layers run for every response, even a refusal, so each one gets a request id, a
+    // log line and the security headers.
+    let site = tower::ServiceBuilder::new()
+        .layer(MapRequestLayer::new(request_id::drop_invalid_request_id))
+        .layer(SetRequestIdLayer::x_request_id(request_id::MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(telemetry::make_request_span)
@@ -395,10 +381,47 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
                 .on_response(telemetry::on_response)
                 .on_failure(()),
         )
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(request_id::MakeRequestUuid))
-        .layer(MapRequestLayer::new(request_id::drop_invalid_request_id));
-    Ok(probes(&state_for_probes).fallback_service(router))
+        .layer(from_fn_with_state(
+            route_labels,
+            crate::server::metrics::track_requests,
+        ))
+        .layer(from_fn_with_state(
+            state.clone(),
+            security_headers::set_security_headers,
+        ))
+        // Covers the wait for a turn, below.
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            settings.request_timeout,
+        ))
+        // A request waits for its turn here, before the layers below have started on it: 1000 waiting
+        // requests then hold little more than their headers (below those layers they held 16 MiB of
+        // middleware state at 1000 clients, bench/run.sh).
+        .layer(in_progress_limit(MAX_IN_PROGRESS))
+        // Inside the headers layer, so even the answer to a panic carries every security header.
+        .layer(CatchPanicLayer::custom(internal_error))
+        .layer(compression_layer())
+        .layer(from_fn_with_state(
+            state.clone(),
+            forwarded::apply_forwarded_headers,
+        ))
+        // Inside the forwarded-headers layer: a trusted proxy's X-Forwarded-Host is the host to judge.
+        .layer(from_fn_with_state(state.clone(), host::check_host))
+        // Outside the CSRF check: a preflight is answered here, and only listed origins get the
+        // Access-Control-Allow-* headers.
+        .layer(cors_layer(&settings))
+        .layer(from_fn_with_state(state.clone(), csrf::refuse_cross_site))
+        .layer(from_fn_with_state(
+            state.clone(),
+            api_support::attach_request_meta,
+        ))
+        .layer(from_fn_with_state(
+            state.clone(),
+            api_support::limit_api_calls,
+        ))
+        .layer(from_fn_with_state(state, body_limit::limit_body))
+        .service(site);
+    Ok(probes(&state_for_probes).fallback_service(site))
 }
 
 /// `/health/live` and `/health/ready`, answered before the app's layers: a load balancer probes by IP,
@@ -507,5 +530,56 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::body::Body;
+    use tower::ServiceExt as _;
+
+    use super::*;
+
+    /// Requests to different routes share the one limit.
+    #[tokio::test]
+    async fn the_limit_spans_every_route() {
+        #[derive(Default)]
+        struct Gauge {
+            now: AtomicUsize,
+            most: AtomicUsize,
+        }
+        let gauge = Arc::new(Gauge::default());
+        let slow = |gauge: Arc<Gauge>| {
+            get(move || async move {
+                let now = gauge.now.fetch_add(1, Ordering::SeqCst) + 1;
+                gauge.most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                gauge.now.fetch_sub(1, Ordering::SeqCst);
+            })
+        };
+        let mut router = Router::new();
+        for route in ["/a", "/b", "/c", "/d", "/e"] {
+            router = router.route(route, slow(gauge.clone()));
+        }
+        // Applied as `Router::layer` applies it: to each route on its own.
+        let router = router.layer(in_progress_limit(2));
+        let requests = ["/a", "/b", "/c", "/d", "/e"]
+            .iter()
+            .cycle()
+            .take(20)
+            .map(|path| {
+                let request = http::Request::get(*path).body(Body::empty()).unwrap();
+                tokio::spawn(router.clone().oneshot(request))
+            });
+        for request in requests.collect::<Vec<_>>() {
+            let response = request.await.unwrap().unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+        // All 20 ran, and never more than 2 at once (with a limit per route, up to 10 would).
+        assert_eq!(gauge.now.load(Ordering::SeqCst), 0);
+        assert_eq!(gauge.most.load(Ordering::SeqCst), 2);
     }
 }
