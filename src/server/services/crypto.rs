@@ -90,7 +90,7 @@ enum Keep {
 /// A spare buffer is zeroed before it is kept: the blocks of a finished hash are derived from that
 /// person's password, and would make checking guesses against it cheaper for anyone who could read the
 /// process's memory. (Zeroing 19 MiB costs a fraction of a millisecond; a buffer not kept goes straight
-/// back to the system, see `server::memory`.)
+/// back to the system, see `server::memory::return_freed_memory`.)
 #[derive(Debug)]
 struct BlockPool {
     blocks: usize,
@@ -149,6 +149,9 @@ impl BlockPool {
             // Last in, first out: the buffer used most recently is taken first, so under a light
             // load one buffer serves every hash and the others age out.
             self.lock().push((Instant::now(), buffer));
+        } else {
+            drop(buffer);
+            crate::server::memory::return_freed_memory();
         }
     }
 
@@ -163,7 +166,10 @@ impl BlockPool {
             (expired, spare.len())
         };
         // Freed after the lock is released: giving 19 MiB back to the system is not instant.
-        drop(expired);
+        if !expired.is_empty() {
+            drop(expired);
+            crate::server::memory::return_freed_memory();
+        }
         kept
     }
 
