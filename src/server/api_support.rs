@@ -18,8 +18,8 @@ use crate::server::client_ip::client_ip;
 use crate::server::entities::user;
 use crate::server::services::auth::AuthError;
 use crate::server::session_store::{
-    AUTH_AT_KEY, CLIENT_IP_KEY, CLIENT_UA_KEY, INVITATION_KEY, MFA_PENDING_KEY, PendingMfa,
-    STARTED_AT_KEY, USER_KEY, hash_id,
+    AUTH_AT_KEY, CLIENT_IP_KEY, CLIENT_UA_KEY, CONSENTED_KEY, ConsentSeen, INVITATION_KEY,
+    MFA_PENDING_KEY, PendingMfa, STARTED_AT_KEY, USER_KEY, hash_id,
 };
 use crate::server::state::AppState;
 
@@ -478,12 +478,41 @@ impl RequestContext {
         self.user().await?.ok_or(AppError::Unauthenticated)
     }
 
-    /// A newer version of the terms or the privacy policy waits for their acceptance.
+    /// A newer version of the terms or the privacy policy waits for their acceptance. Asked on every
+    /// page and call of a signed-in person, so the answer "all accepted" is kept in the session
+    /// ([`ConsentSeen`]) and the ledger is read again only when a version in force goes up.
     pub async fn consent_required(&self, user: &user::Model) -> Result<bool, AppError> {
+        let in_force = ConsentSeen {
+            user_id: user.id.clone(),
+            terms: self.state.settings.accounts.terms_version,
+            privacy: self.state.settings.accounts.privacy_version,
+        };
+        let seen = self
+            .session
+            .get::<ConsentSeen>(CONSENTED_KEY)
+            .await
+            .map_err(session_error)?;
+        if seen.is_some_and(|seen| {
+            seen.user_id == in_force.user_id
+                && seen.terms >= in_force.terms
+                && seen.privacy >= in_force.privacy
+        }) {
+            return Ok(false);
+        }
         let outstanding = crate::server::services::consents::outstanding(&self.state, &user.id)
             .await
             .map_err(|err| internal("checking consents", &err))?;
-        Ok(!outstanding.is_empty())
+        if !outstanding.is_empty() {
+            return Ok(true);
+        }
+        // A session without an id is one this request would otherwise not create.
+        if self.session.id().is_some() {
+            self.session
+                .insert(CONSENTED_KEY, in_force)
+                .await
+                .map_err(session_error)?;
+        }
+        Ok(false)
     }
 
     /// `REQUIRE_MFA` applies to this person.

@@ -110,3 +110,55 @@ async fn updated_terms_must_be_accepted_before_anything_else() {
         1
     );
 }
+
+/// The session remembers that its person accepted everything in force (pages do not read the
+/// ledger each time); that memory is theirs alone, not the next person's to sign in in the browser.
+#[tokio::test]
+async fn one_persons_accepted_terms_do_not_carry_over_to_the_next_sign_in() {
+    let app = spawn_app_with(|v| {
+        v.insert("TERMS_VERSION".into(), "2".into());
+    })
+    .await;
+    app.register_verified("ana@example.org", PASSWORD).await;
+    app.register_verified("ben@example.org", PASSWORD).await;
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &app.app_db,
+        "UPDATE consents SET version = 1 WHERE document = 'terms' AND user_id = \
+         (SELECT id FROM users WHERE email = 'ben@example.org')",
+    )
+    .await
+    .unwrap();
+
+    app.sign_in("ana@example.org", PASSWORD).await;
+    assert_eq!(
+        json(&app, "current_user").await.1["consent_required"],
+        false
+    );
+    // Remembered: once she has been found up to date, the ledger is not asked again.
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &app.app_db,
+        "UPDATE consents SET version = 1 WHERE document = 'terms' AND user_id = \
+         (SELECT id FROM users WHERE email = 'ana@example.org')",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        json(&app, "current_user").await.1["consent_required"],
+        false
+    );
+
+    // Ben signs in in the same browser, on the same session data: he still has to accept.
+    app.sign_in("ben@example.org", PASSWORD).await;
+    assert_eq!(
+        json(&app, "current_user").await.1["email"],
+        "ben@example.org"
+    );
+    assert_eq!(json(&app, "current_user").await.1["consent_required"], true);
+    assert_eq!(json(&app, "list_sessions").await.0, 403);
+    assert_eq!(app.call("accept_terms", &[]).await.status(), 200);
+    assert_eq!(
+        json(&app, "current_user").await.1["consent_required"],
+        false
+    );
+    assert_eq!(json(&app, "list_sessions").await.0, 200);
+}

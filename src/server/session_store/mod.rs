@@ -42,6 +42,20 @@ pub const MFA_PENDING_KEY: &str = "mfa_pending";
 /// in no other address (nor in the session data) while the visitor signs in.
 pub const INVITATION_KEY: &str = "invitation";
 
+/// Session data key of [`ConsentSeen`].
+pub const CONSENTED_KEY: &str = "consented";
+
+/// The versions of the terms and of the privacy policy that `user_id` was last found to have
+/// accepted, so that a page does not read the consent ledger again. Consents are only ever added
+/// while the account exists, so what is recorded here stays true; a newer version in force asks the
+/// ledger again. It names the user: another sign-in in the same browser keeps the session data.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ConsentSeen {
+    pub user_id: String,
+    pub terms: i32,
+    pub privacy: i32,
+}
+
 /// The password step of a sign-in succeeded for `user_id` at `started_at`; the code step is next.
 #[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct PendingMfa {
