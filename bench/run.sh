@@ -297,6 +297,9 @@ bench() {
 S_HEALTH="health /health/live, 64 conn"
 S_CEILING="ceiling GET /, 64 conn"
 S_PAGE="settings page (SSR+session), 64 conn"
+# No target: the same kind of page without a session (no store, no database), to tell rendering from
+# the signed-in work when the page falls short.
+S_ANON="terms page (SSR, no session), 64 conn"
 S_SIGNIN="sign-in"
 S_MANY="$CLIENTS keep-alive clients, $LONG_DURATION"
 
@@ -477,6 +480,7 @@ run_nestegg() {
 
   bench "$S_HEALTH" "$target" "$pid" -t2 -c64 -d"$DURATION" --latency "$url/health/live"
   bench "$S_PAGE" "$target" "$pid" -t2 -c64 -d"$DURATION" --latency "${page[@]}" "$url/settings/profile"
+  bench "$S_ANON" "$target" "$pid" -t2 -c64 -d"$DURATION" --latency -H "Accept: text/html" "$url/terms"
   local c
   for c in 4 16 64; do
     # A 10 s timeout, as a person would wait: at 64 connections requests queue for the two hashing
