@@ -14,6 +14,27 @@ async fn json(app: &TestApp, function: &str) -> (u16, serde_json::Value) {
     )
 }
 
+/// An app whose terms are at version 2.
+async fn spawn_app_with_terms_v2() -> TestApp {
+    spawn_app_with(|v| {
+        v.insert("TERMS_VERSION".into(), "2".into());
+    })
+    .await
+}
+
+/// Rewrites the ledger as if `email` had accepted version 1 of the terms (before they changed).
+async fn accepted_terms_v1(app: &TestApp, email: &str) {
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &app.app_db,
+        &format!(
+            "UPDATE consents SET version = 1 WHERE document = 'terms' AND user_id = \
+             (SELECT id FROM users WHERE email = '{email}')"
+        ),
+    )
+    .await
+    .unwrap();
+}
+
 #[tokio::test]
 async fn the_ledger_lists_what_was_accepted_when_and_from_where() {
     let app = spawn_app().await;
@@ -43,18 +64,10 @@ async fn the_ledger_lists_what_was_accepted_when_and_from_where() {
 
 #[tokio::test]
 async fn updated_terms_must_be_accepted_before_anything_else() {
-    let app = spawn_app_with(|v| {
-        v.insert("TERMS_VERSION".into(), "2".into());
-    })
-    .await;
+    let app = spawn_app_with_terms_v2().await;
     app.register_verified("ben@example.org", PASSWORD).await;
     // Ben accepted version 1 of the terms, before they changed.
-    sea_orm::ConnectionTrait::execute_unprepared(
-        &app.app_db,
-        "UPDATE consents SET version = 1 WHERE document = 'terms'",
-    )
-    .await
-    .unwrap();
+    accepted_terms_v1(&app, "ben@example.org").await;
     app.sign_in("ben@example.org", PASSWORD).await;
 
     assert_eq!(json(&app, "current_user").await.1["consent_required"], true);
@@ -115,19 +128,10 @@ async fn updated_terms_must_be_accepted_before_anything_else() {
 /// ledger each time); that memory is theirs alone, not the next person's to sign in in the browser.
 #[tokio::test]
 async fn one_persons_accepted_terms_do_not_carry_over_to_the_next_sign_in() {
-    let app = spawn_app_with(|v| {
-        v.insert("TERMS_VERSION".into(), "2".into());
-    })
-    .await;
+    let app = spawn_app_with_terms_v2().await;
     app.register_verified("ana@example.org", PASSWORD).await;
     app.register_verified("ben@example.org", PASSWORD).await;
-    sea_orm::ConnectionTrait::execute_unprepared(
-        &app.app_db,
-        "UPDATE consents SET version = 1 WHERE document = 'terms' AND user_id = \
-         (SELECT id FROM users WHERE email = 'ben@example.org')",
-    )
-    .await
-    .unwrap();
+    accepted_terms_v1(&app, "ben@example.org").await;
 
     app.sign_in("ana@example.org", PASSWORD).await;
     assert_eq!(
@@ -135,13 +139,7 @@ async fn one_persons_accepted_terms_do_not_carry_over_to_the_next_sign_in() {
         false
     );
     // Remembered: once she has been found up to date, the ledger is not asked again.
-    sea_orm::ConnectionTrait::execute_unprepared(
-        &app.app_db,
-        "UPDATE consents SET version = 1 WHERE document = 'terms' AND user_id = \
-         (SELECT id FROM users WHERE email = 'ana@example.org')",
-    )
-    .await
-    .unwrap();
+    accepted_terms_v1(&app, "ana@example.org").await;
     assert_eq!(
         json(&app, "current_user").await.1["consent_required"],
         false
