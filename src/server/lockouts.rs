@@ -138,7 +138,7 @@ impl Lockouts {
     ) -> Result<bool, DbErr> {
         match self {
             Lockouts::Database => {
-                login_throttle::Entity::delete_many()
+                let cleared = login_throttle::Entity::delete_many()
                     .filter(login_throttle::Column::EmailHash.eq(key))
                     .filter(
                         sea_orm::Condition::any()
@@ -147,6 +147,11 @@ impl Lockouts {
                     )
                     .exec(db)
                     .await?;
+                // The usual case, in one statement: the counter was there (the attempt was counted a
+                // moment ago) and held no lock. Otherwise a lock kept it, or something else cleared it.
+                if cleared.rows_affected > 0 {
+                    return Ok(true);
+                }
                 let still_locked = login_throttle::Entity::find_by_id(key.to_owned())
                     .one(db)
                     .await?

@@ -39,6 +39,15 @@ pub async fn after_sign_in(
         &format!("{device}\n{ip}"),
     );
     let now = now(state);
+    // Almost every sign-in comes from a device seen before: a plain read settles it, without taking
+    // the database's write lock (on SQLite one writer at a time, so every sign-in waited its turn).
+    let seen = known_device::Entity::find_by_id((account.id.clone(), fingerprint.clone()))
+        .one(&state.db)
+        .await?
+        .is_some();
+    if seen {
+        return Ok(());
+    }
     let txn = crate::server::db::begin_write(&state.db).await?;
     let known_before = known_device::Entity::find()
         .filter(known_device::Column::UserId.eq(&account.id))
