@@ -47,3 +47,20 @@ pub fn return_freed_memory() {
     // SAFETY: mi_collect takes no pointers; it may be called from any thread at any time.
     unsafe { libmimalloc_sys::mi_collect(true) }
 }
+
+/// Runs `work` on Tokio's blocking pool, then gives back what it freed there ([`return_freed_memory`]).
+/// For CPU-heavy work that allocates a lot and finishes on a thread that may then sleep for minutes
+/// with the garbage: the password policy's first zxcvbn run left 22 MiB resident that way, about 9 of
+/// it already freed (measured by hand on the release build).
+pub async fn spawn_blocking_and_give_back<T, F>(work: F) -> Result<T, tokio::task::JoinError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(move || {
+        let result = work();
+        return_freed_memory();
+        result
+    })
+    .await
+}

@@ -151,9 +151,11 @@ async fn check_password(
 ) -> Result<(), AuthError> {
     let policy = policy(state);
     let (password, email, name) = (password.to_owned(), email.to_owned(), name.to_owned());
-    let verdict = tokio::task::spawn_blocking(move || policy.check(&password, &email, Some(&name)))
-        .await
-        .map_err(|_| AuthError::Crypto(CryptoError::Hash))?;
+    let verdict = crate::server::memory::spawn_blocking_and_give_back(move || {
+        policy.check(&password, &email, Some(&name))
+    })
+    .await
+    .map_err(|_| AuthError::Crypto(CryptoError::Hash))?;
     verdict.map_err(|rejection| invalid(field, rejection.to_string()))
 }
 
@@ -1106,7 +1108,7 @@ pub async fn password_strength(
         .collect();
     let email = email.trim().to_lowercase();
     let policy = policy(state);
-    tokio::task::spawn_blocking(move || PasswordStrengthView {
+    crate::server::memory::spawn_blocking_and_give_back(move || PasswordStrengthView {
         score: password_policy::strength(&password, &[email.as_str()]),
         problem: policy
             .check(&password, &email, None)

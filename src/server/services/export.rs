@@ -130,6 +130,8 @@ pub fn start(
             // The client may be gone already; then there is no one to tell.
             let _ = sender.blocking_send(Err(std::io::Error::other("export failed")));
         }
+        // The compressor's buffers were freed on this blocking thread, which may now sleep.
+        crate::server::memory::return_freed_memory();
     });
     receiver
 }
