@@ -61,6 +61,9 @@ pub struct Settings {
     pub allowed_hosts: Vec<String>,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// How long a client may take to send a request's headers, and how long a kept-alive connection
+    /// may wait for its next request (see `server::serve`).
+    pub header_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub session_idle_timeout: Duration,
     /// A signed-in session ends this long after the sign-in, however active it is.
@@ -490,6 +493,7 @@ impl Settings {
             parse_range(v, 1024, 100 * 1024 * 1024)
         });
         let request_timeout = p.parse("REQUEST_TIMEOUT_SECS", "30", |v| parse_secs(v, 1, 3600));
+        let header_timeout = p.parse("HEADER_TIMEOUT_SECS", "10", |v| parse_secs(v, 1, 300));
         let shutdown_timeout = p.parse("SHUTDOWN_TIMEOUT_SECS", "20", |v| parse_secs(v, 1, 3600));
         let session_idle_timeout = p.parse("SESSION_IDLE_TIMEOUT_MINS", "30", |v| {
             parse_range(v, 1, 7 * 24 * 60).map(|m: u64| Duration::from_secs(m * 60))
@@ -739,6 +743,7 @@ impl Settings {
                 allowed_hosts: allowed_hosts?,
                 max_body_bytes: max_body_bytes?,
                 request_timeout: request_timeout?,
+                header_timeout: header_timeout?,
                 shutdown_timeout: shutdown_timeout?,
                 session_idle_timeout: session_idle_timeout?,
                 session_absolute_lifetime: session_absolute_lifetime?,

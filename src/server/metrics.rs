@@ -7,7 +7,6 @@
 //! database (outbox depth, active sessions) and the pool's state are read when Prometheus scrapes.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -160,15 +159,10 @@ pub fn spawn_admin_listener(
     state: AppState,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let header_timeout = state.settings.header_timeout;
         let app = admin_router(state);
-        if let Err(err) = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .await
-        {
-            tracing::error!(error = %err, "metrics listener stopped");
-        }
+        // The same connection limits as the app's own listener; it ends when aborted.
+        crate::server::serve::serve(listener, app, header_timeout, std::future::pending()).await;
     })
 }
 

@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod rate_limit;
 pub mod redis;
+pub mod serve;
 pub mod services;
 pub mod session_store;
 pub mod site;

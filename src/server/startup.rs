@@ -167,19 +167,8 @@ impl Application {
             tracing::info!("shutting down: no new connections, finishing in-flight requests");
             let _ = stopping_tx.send(());
         };
-        // No Nagle delay: a page is streamed in several writes, and Nagle's algorithm held each one
-        // after the first until the client's delayed acknowledgement (up to 40 ms): 15 ms a page on a
-        // keep-alive connection, 69 pages a second on one connection instead of several hundred.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(err) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %err, "could not set TCP_NODELAY on a connection");
-            }
-        });
-        let server = axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(graceful);
+        let server =
+            crate::server::serve::serve(listener, router, state.settings.header_timeout, graceful);
         let grace = state.settings.shutdown_timeout;
         let deadline = async move {
             match stopping_rx.await {
@@ -188,7 +177,7 @@ impl Application {
             }
         };
         let result = tokio::select! {
-            result = async { server.await } => result,
+            () = server => Ok(()),
             () = deadline => {
                 tracing::warn!(seconds = grace.as_secs(), "in-flight requests did not finish in time; stopping anyway");
                 Ok(())

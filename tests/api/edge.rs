@@ -91,6 +91,68 @@ async fn an_oversized_streamed_body_is_refused_with_413() {
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
 }
 
+/// How long the server took to close `stream`, which must send nothing before closing.
+async fn closed_after(stream: &mut tokio::net::TcpStream) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    let mut buffer = [0u8; 256];
+    let read = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buffer))
+        .await
+        .expect("the server kept the connection open");
+    // A close (0 bytes) or a reset; either way nothing was answered.
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn clients_slow_to_send_headers_and_idle_connections_are_cut_off() {
+    let app = spawn_app_with(|vars| {
+        vars.insert("HEADER_TIMEOUT_SECS".into(), "1".into());
+    })
+    .await;
+    let connect = || tokio::net::TcpStream::connect(("127.0.0.1", app.port));
+    let host = format!("Host: 127.0.0.1:{}\r\n", app.port);
+
+    // Connects and sends nothing.
+    let mut silent = connect().await.unwrap();
+    let waited = closed_after(&mut silent).await;
+    assert!(waited < std::time::Duration::from_secs(5), "{waited:?}");
+
+    // Sends its headers a piece at a time, never finishing ("slowloris"): more time does not help.
+    let mut slow = connect().await.unwrap();
+    let started = std::time::Instant::now();
+    slow.write_all(b"GET /health/live HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    for _ in 0..4 {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        if slow.write_all(b"X-Pad: a\r\n").await.is_err() {
+            break;
+        }
+    }
+    closed_after(&mut slow).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A complete request within the time is answered; the connection is then closed once idle.
+    let mut kept = connect().await.unwrap();
+    kept.write_all(format!("GET /health/live HTTP/1.1\r\n{host}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = kept.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let waited = closed_after(&mut kept).await;
+    assert!(waited < std::time::Duration::from_secs(5), "{waited:?}");
+
+    // Ordinary clients are unaffected.
+    let response = app.get("/health/live").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+}
+
 #[tokio::test]
 async fn the_body_limit_is_configurable() {
     let app = spawn_app_with(|vars| {
