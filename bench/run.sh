@@ -179,15 +179,16 @@ wait_ready() {
 
 kib_of() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || true; }
 
-# sample_rss PID FILE: the highest VmRSS (KiB) seen every 200 ms, kept in FILE (runs in background).
+# sample_rss PID FILE: the highest VmRSS (KiB) seen every 200 ms, kept in FILE with its two parts at
+# that moment, "VMRSS RSSANON RSSFILE" (runs in background). RssFile is mostly the binary's own code.
 sample_rss() {
   local pid="$1" file="$2" max=0 kib
-  echo 0 >"$file"
+  echo "0 0 0" >"$file"
   while alive "$pid"; do
     kib="$(kib_of "$pid" VmRSS)"
     if [[ -n "$kib" ]] && ((kib > max)); then
       max=$kib
-      echo "$max" >"$file"
+      echo "$max $(kib_of "$pid" RssAnon) $(kib_of "$pid" RssFile)" >"$file"
     fi
     sleep 0.2
   done
@@ -244,7 +245,7 @@ start_nestegg() {
 
 # Results, keyed "scenario|target".
 declare -A RPS P50 P99 ERRORS ERRDETAIL HWM
-declare -A SESSIONS_LIVE RSS_1000 HWM_END SESSION_NOTE LOG_PROBLEMS
+declare -A SESSIONS_LIVE RSS_1000 RSS_ANON RSS_FILE HWM_END SESSION_NOTE LOG_PROBLEMS
 ROWS=() # keys in the order they ran
 
 # parse_wrk FILE: "RPS P50_MS P99_MS NON2XX CONNECT READ WRITE TIMEOUT" from one `wrk --latency` output.
@@ -314,7 +315,7 @@ bench_many() { # TARGET PID URL [extra wrk args]
   kill "$sampler" 2>/dev/null || true
   wait "$sampler" 2>/dev/null || true
   forget "$sampler"
-  RSS_1000[$target]="$(cat "$WORK/rss-$target")"
+  read -r "RSS_1000[$target]" "RSS_ANON[$target]" "RSS_FILE[$target]" <"$WORK/rss-$target"
 }
 
 # ---------------------------------------------------------------------------------------------------
@@ -499,6 +500,10 @@ run_nestegg() {
   [[ -n "$COOKIE" ]] || die "$target: sign-in set no session cookie"
   check_page "$target" "$port"
   page=(-H "Cookie: $COOKIE" -H "Accept: text/html")
+  # The hashing pool keeps a working buffer (19 MiB) per slot for 2 s after a burst of sign-ins
+  # (services::crypto::POOL_IDLE, trimmed every second): let the sign-ins above finish giving theirs
+  # back, so the peak below is the 1000 clients' and not theirs.
+  sleep 4
   bench_many "$target" "$pid" "$url/settings/profile" "${page[@]}"
   HWM_END[$target]="$(kib_of "$pid" VmHWM)"
   # What the server complained about (RUST_LOG=warn), counted before stopping it: requests still queued
@@ -582,8 +587,9 @@ SUMMARY="$WORK/summary.txt"
   echo
   echo "Memory and sessions:"
   for t in "$T_HELLO" "$T_SQLITE" "$T_PG"; do
-    printf '  %-17s VmHWM at the end %9s; highest VmRSS during the %s-client run %9s; live sessions %s\n' \
-      "$t" "$(mib_str "${HWM_END[$t]:-}")" "$CLIENTS" "$(mib_str "${RSS_1000[$t]:-}")" "${SESSIONS_LIVE[$t]:-n/a}"
+    printf '  %-17s VmHWM at the end %9s; highest VmRSS during the %s-client run %9s (anonymous %s, files %s); live sessions %s\n' \
+      "$t" "$(mib_str "${HWM_END[$t]:-}")" "$CLIENTS" "$(mib_str "${RSS_1000[$t]:-}")" \
+      "$(mib_str "${RSS_ANON[$t]:-}")" "$(mib_str "${RSS_FILE[$t]:-}")" "${SESSIONS_LIVE[$t]:-n/a}"
   done
   for t in "$T_SQLITE" "$T_PG"; do
     printf '  %-17s session sign-ins: %s\n' "$t" "${SESSION_NOTE[$t]}"
