@@ -493,7 +493,6 @@ impl Settings {
             parse_range(v, 1024, 100 * 1024 * 1024)
         });
         let request_timeout = p.parse("REQUEST_TIMEOUT_SECS", "30", |v| parse_secs(v, 1, 3600));
-        let header_timeout = p.parse("HEADER_TIMEOUT_SECS", "10", |v| parse_secs(v, 1, 300));
         let shutdown_timeout = p.parse("SHUTDOWN_TIMEOUT_SECS", "20", |v| parse_secs(v, 1, 3600));
         let session_idle_timeout = p.parse("SESSION_IDLE_TIMEOUT_MINS", "30", |v| {
             parse_range(v, 1, 7 * 24 * 60).map(|m: u64| Duration::from_secs(m * 60))
@@ -526,6 +525,17 @@ impl Settings {
                         .map_err(|_| format!("`{n}` is not an IP address or CIDR range"))
                 })
                 .collect::<Result<Vec<_>, _>>()
+        });
+        // Behind a proxy, the app must keep an idle connection open longer than the proxy does (60 s on
+        // common load balancers and in nginx's upstream keep-alive), or the proxy sends a request down
+        // a connection the app is just closing and answers 502. Facing clients itself, a short limit
+        // is what stops slow ones.
+        let default_header_timeout = match &trusted_proxies {
+            Some(proxies) if !proxies.is_empty() => "75",
+            _ => "10",
+        };
+        let header_timeout = p.parse("HEADER_TIMEOUT_SECS", default_header_timeout, |v| {
+            parse_secs(v, 1, 300)
         });
         let cors_origins = p.parse("CORS_ORIGINS", "", |v| {
             let origins = parse_cors_origins(v)?;
@@ -1178,6 +1188,34 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn the_header_timeout_outlasts_a_proxys_idle_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_str().unwrap();
+        let direct = Settings::from_vars(&vars(&[("DATA_DIR", data_dir)])).unwrap();
+        assert_eq!(direct.header_timeout, Duration::from_secs(10));
+        let proxied = Settings::from_vars(&vars(&[
+            ("DATA_DIR", data_dir),
+            ("TRUSTED_PROXIES", "10.0.0.0/8"),
+        ]))
+        .unwrap();
+        assert_eq!(proxied.header_timeout, Duration::from_secs(75));
+        let chosen = Settings::from_vars(&vars(&[
+            ("DATA_DIR", data_dir),
+            ("TRUSTED_PROXIES", "10.0.0.0/8"),
+            ("HEADER_TIMEOUT_SECS", "120"),
+        ]))
+        .unwrap();
+        assert_eq!(chosen.header_timeout, Duration::from_secs(120));
+        assert_eq!(
+            problems_of(&vars(&[
+                ("DATA_DIR", data_dir),
+                ("HEADER_TIMEOUT_SECS", "0")
+            ])),
+            vec!["HEADER_TIMEOUT_SECS"]
+        );
     }
 
     #[test]
