@@ -46,7 +46,7 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
     // or to PostgreSQL, for each statement. By hand (release build, 2 cores, SQLite): 2,339 signed-in
     // pages a second with it, 2,759 without; sign-ins 121 and 127 a second. sqlx still pings a
     // connection when it goes back to the pool, which closes one that failed.
-    if settings.url.expose().starts_with("sqlite:") {
+    if settings.url.is_sqlite() {
         // A thread in this process: no network or server restart can lose it.
         options.test_before_acquire(false);
     } else {
