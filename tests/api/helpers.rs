@@ -389,54 +389,26 @@ impl Email {
     }
 }
 
-/// Decodes a quoted-printable body (soft line breaks and =XX escapes).
-pub fn decode_quoted_printable(input: &str) -> String {
-    let joined = input.replace("=\r\n", "").replace("=\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'='
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
-        {
-            out.push(b);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Parses a raw RFC 5322 message far enough for the tests: To, Subject and the text/plain part.
+/// Parses a raw RFC 5322 message as a mail client would (MIME parts, quoted-printable, encoded
+/// headers): To, Subject and the plain-text part. A parser, not string searches: a token that
+/// happened to start a quoted-printable line with "--" once looked like the MIME boundary here.
 pub fn parse_email(raw: &str) -> Email {
-    let header = |name: &str| {
-        raw.lines()
-            .find(|l| {
-                l.to_ascii_lowercase()
-                    .starts_with(&format!("{}:", name.to_ascii_lowercase()))
-            })
-            .map(|l| l[name.len() + 1..].trim().to_owned())
-            .unwrap_or_default()
-    };
-    let text_start = raw.find("Content-Type: text/plain").unwrap_or(0);
-    let rest = &raw[text_start..];
-    let body_start = rest.find("\r\n\r\n").map(|i| i + 4).unwrap_or(0);
-    let body = &rest[body_start..];
-    let body_end = body.find("\r\n--").unwrap_or(body.len());
-    let part_headers = &rest[..body_start];
-    let body = &body[..body_end];
-    let text = if part_headers.contains("quoted-printable") {
-        decode_quoted_printable(body)
-    } else {
-        body.to_owned()
-    };
+    let message = mail_parser::MessageParser::default()
+        .parse(raw)
+        .unwrap_or_else(|| panic!("not an email: {raw}"));
+    let to = message
+        .to()
+        .map(|to| {
+            to.iter()
+                .filter_map(|addr| addr.address())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default();
     Email {
-        to: header("To"),
-        subject: header("Subject"),
-        text,
+        to,
+        subject: message.subject().unwrap_or_default().to_owned(),
+        text: message.body_text(0).unwrap_or_default().into_owned(),
     }
 }
 

@@ -11,7 +11,7 @@ use fred::prelude::KeysInterface as _;
 use serde_json::Value;
 
 use crate::helpers::{
-    KEY_A, KEY_B, PostgresDatabase, backend_is_postgres, decode_quoted_printable, make_site_root,
+    KEY_A, KEY_B, PostgresDatabase, backend_is_postgres, make_site_root, parse_email,
     spawn_app_with, test_redis_url,
 };
 use crate::smtp_sink::SmtpSink;
@@ -158,12 +158,12 @@ async fn signed_in_as(instance: &Instance, client: &reqwest::Client) -> Option<S
         .map(str::to_owned)
 }
 
-/// The sink's messages, decoded, once at least `count` arrived.
+/// The sink's raw messages, once at least `count` arrived.
 async fn messages(sink: &SmtpSink, count: usize) -> Vec<String> {
     for _ in 0..200 {
         let got = sink.messages.lock().await.clone();
         if got.len() >= count {
-            return got.iter().map(|m| decode_quoted_printable(m)).collect();
+            return got;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -250,7 +250,7 @@ async fn two_instances_on_one_database_and_one_redis_behave_as_one_app() {
         .await;
     assert_eq!(status, 200, "{body}");
     let mail = messages(&sink, 1).await;
-    let token = token_after(&mail[0], "/verify-email");
+    let token = token_after(&parse_email(&mail[0]).text, "/verify-email");
     let (status, body) = b.call(&ann, "verify_email", &[("token", &token)]).await;
     assert_eq!(status, 200, "{body}");
 
