@@ -88,14 +88,17 @@ pub fn export_dotenv() {
 }
 
 /// Panics are logged through tracing (JSON in production, with the request id) with their location
-/// only: the message may carry request data.
+/// and backtrace (function names only), never their message: it may carry request data.
 fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let location = info
             .location()
             .map(|l| format!("{}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        tracing::error!(%location, "panic (message withheld)");
+        // The message may quote a value (`expect` on user input, a token); the frames name only code,
+        // and without them a panic deep inside a library says nothing of how it was reached.
+        let backtrace = std::backtrace::Backtrace::force_capture().to_string();
+        tracing::error!(%location, %backtrace, "panic (message withheld)");
     }));
 }
 
@@ -518,5 +521,55 @@ async fn serve(settings: Settings) -> ExitCode {
             tracing::error!(error = %err, "server error");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    // nextest runs each test in a process of its own, so swapping the global hook touches no other test.
+    #[test]
+    fn panics_are_logged_with_where_and_how_they_were_reached_but_never_their_message() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let previous = std::panic::take_hook();
+            super::install_panic_hook();
+            let outcome = std::panic::catch_unwind(|| panic!("reset link token=s3cr3t-value"));
+            std::panic::set_hook(previous);
+            assert!(outcome.is_err());
+        });
+        let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(logged.contains("panic (message withheld)"), "{logged}");
+        assert!(!logged.contains("s3cr3t"), "{logged}");
+        assert!(
+            logged.contains("src/server/cli.rs"),
+            "no location: {logged}"
+        );
+        // The frames lead back to the code that panicked.
+        assert!(
+            logged.contains("panics_are_logged_with_where_and_how_they_were_reached"),
+            "no backtrace: {logged}"
+        );
     }
 }
