@@ -34,7 +34,7 @@ use crate::server::db::{self, DbSetupError};
 use crate::server::lockouts::Lockouts;
 use crate::server::mail::{Mailer, worker};
 use crate::server::middleware::{
-    api_errors, body_limit, csrf, forwarded, host, request_id, security_headers,
+    api_errors, body_limit, csrf, forwarded, host, request_id, security_headers, whole_pages,
 };
 use crate::server::rate_limit::RateLimiters;
 use crate::server::redis::Redis;
@@ -346,6 +346,9 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
         // server-function runtime answers every error with 500 until this maps it (a wrong MFA code
         // must still count in the session).
         .layer(from_fn(api_errors::map_server_fn_errors))
+        // Innermost: a page is rendered whole even if its client leaves, and the session layer saves
+        // only once it is.
+        .layer(from_fn(whole_pages::render_whole_pages))
         .service(pages);
 
     // The compiled bundle is served by ServeDir, which answers conditional requests with 304, so a

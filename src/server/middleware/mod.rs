@@ -9,3 +9,4 @@ pub mod operator_pages;
 pub mod request_id;
 pub mod security_headers;
 pub mod session_touch;
+pub mod whole_pages;

@@ -1,0 +1,212 @@
+//! A page is rendered to its end, in a task of its own, even when the client leaves halfway.
+//!
+//! Leptos renders a page while its body streams out, and a `<Suspense>` / `<Transition>` checks its
+//! pending resources from a task it spawns (leptos 0.8.23, `suspense_component.rs`: an isomorphic
+//! effect whose first run is queued). When the client went away (or the request timed out) between
+//! that spawn and that first run, the body was dropped and the page's reactive owner with it; the
+//! queued run then walked the page's views against disposed signals and a router context that was
+//! gone, and panicked (`Get::get` on a disposed value, `use_resolved_path` outside a `<Router>`).
+//! No response was affected, but each one was logged as a panic: under load with clients hanging up
+//! (`wrk` ending a run), a few in 100,000 renders.
+//!
+//! So a page is rendered into memory by a task that a departing client cannot cancel, and sent
+//! whole: the owner is disposed only once every Suspense has finished. A page is small (tens of
+//! kilobytes) and is sent only once the signed-in person is known anyway (`provide_session_user`),
+//! so buffering it costs nothing a visitor sees; it also gets a `Content-Length`, and the session
+//! layer outside sees every change the render made before it saves.
+//!
+//! Only page loads (`GET`/`HEAD` answered with HTML) are buffered; other responses (server
+//! functions, files) pass through as they are.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{Method, StatusCode, header};
+use tracing::Instrument;
+
+/// Far more than any page of ours: a response this big is no page, and is refused rather than sent
+/// cut short.
+const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Innermost around the pages: inside the session layer (which then saves what the whole render
+/// changed) and inside the panic catcher (a panic in the render is passed on to it).
+pub async fn render_whole_pages(request: Request, next: Next) -> Response {
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        return next.run(request).await;
+    }
+    let render = async move {
+        let response = next.run(request).await;
+        if !is_html(&response) || declared_length(&response).is_some_and(|n| n > MAX_PAGE_BYTES) {
+            return response;
+        }
+        let (mut parts, body) = response.into_parts();
+        match axum::body::to_bytes(body, MAX_PAGE_BYTES).await {
+            Ok(bytes) => {
+                // The streamed body had no length; the whole one has.
+                parts.headers.remove(header::TRANSFER_ENCODING);
+                Response::from_parts(parts, Body::from(bytes))
+            }
+            // Too big, or the body failed midway: what was already read is gone, so the page
+            // cannot be sent whole or in part.
+            Err(err) => {
+                tracing::error!(error = %err, "a page could not be rendered");
+                StatusCode::INTERNAL_SERVER_ERROR.into_response()
+            }
+        }
+    };
+    match tokio::spawn(render.instrument(tracing::Span::current())).await {
+        Ok(response) => response,
+        // Logged by the panic hook where it happened; the panic catcher outside answers it.
+        Err(err) if err.is_panic() => std::panic::resume_unwind(err.into_panic()),
+        // The runtime is shutting down.
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
+}
+
+fn is_html(response: &Response) -> bool {
+    response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.get(..9))
+        .is_some_and(|v| v.eq_ignore_ascii_case("text/html"))
+}
+
+fn declared_length(response: &Response) -> Option<usize> {
+    response
+        .headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use axum::Router;
+    use axum::routing::get;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+    use tower::ServiceExt;
+
+    fn failing_render() -> Response {
+        panic!("render failed")
+    }
+
+    fn html(body: impl Into<Body>) -> Response {
+        (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            body.into(),
+        )
+            .into_response()
+    }
+
+    #[tokio::test]
+    async fn a_page_is_sent_whole_with_its_length() {
+        let chunks = futures_util::stream::iter(["<p>", "whole", "</p>"].map(|s| {
+            Ok::<_, std::convert::Infallible>(axum::body::Bytes::from_static(s.as_bytes()))
+        }));
+        let app = Router::new()
+            .route(
+                "/",
+                get(move || async move { html(Body::from_stream(chunks)) }),
+            )
+            .layer(axum::middleware::from_fn(render_whole_pages));
+        let response = app
+            .oneshot(Request::get("/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.headers()[header::CONTENT_LENGTH], "12");
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"<p>whole</p>");
+    }
+
+    #[tokio::test]
+    async fn a_render_goes_on_after_the_client_has_left() {
+        let finished = Arc::new(AtomicBool::new(false));
+        let flag = finished.clone();
+        let app = Router::new()
+            .route(
+                "/",
+                get(move || async move {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    flag.store(true, Ordering::SeqCst);
+                    html("<p>done</p>")
+                }),
+            )
+            .layer(axum::middleware::from_fn(render_whole_pages));
+        let request = app.oneshot(Request::get("/").body(Body::empty()).unwrap());
+        // The client hangs up after 5 ms: the request's future is dropped.
+        assert!(
+            tokio::time::timeout(Duration::from_millis(5), request)
+                .await
+                .is_err()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(finished.load(Ordering::SeqCst), "the render was cancelled");
+    }
+
+    #[tokio::test]
+    async fn other_responses_stream_as_they_are() {
+        let app = Router::new()
+            .route(
+                "/file",
+                get(|| async { ([(header::CONTENT_TYPE, "application/json")], "{}") }),
+            )
+            .route(
+                "/api",
+                axum::routing::post(|| async { html("<p>posted</p>") }),
+            )
+            .layer(axum::middleware::from_fn(render_whole_pages));
+        let file = app
+            .clone()
+            .oneshot(Request::get("/file").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(file.headers()[header::CONTENT_TYPE], "application/json");
+        let posted = app
+            .oneshot(Request::post("/api").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(posted.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_the_render_reaches_the_panic_catcher() {
+        let app = Router::new()
+            .route("/", get(|| async { failing_render() }))
+            .layer(axum::middleware::from_fn(render_whole_pages))
+            .layer(tower_http::catch_panic::CatchPanicLayer::new());
+        let response = app
+            .oneshot(Request::get("/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[tokio::test]
+    async fn a_body_too_big_for_a_page_is_refused_not_cut() {
+        let big = "x".repeat(MAX_PAGE_BYTES + 1);
+        let chunks = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(
+            axum::body::Bytes::from(big),
+        )]);
+        let app = Router::new()
+            .route(
+                "/",
+                get(move || async move { html(Body::from_stream(chunks)) }),
+            )
+            .layer(axum::middleware::from_fn(render_whole_pages));
+        let response = app
+            .oneshot(Request::get("/").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+}
