@@ -2,18 +2,21 @@
 //!
 //! Leptos renders a page while its body streams out, and a `<Suspense>` / `<Transition>` checks its
 //! pending resources from a task it spawns (leptos 0.8.23, `suspense_component.rs`: an isomorphic
-//! effect whose first run is queued). When the client went away (or the request timed out) between
-//! that spawn and that first run, the body was dropped and the page's reactive owner with it; the
-//! queued run then walked the page's views against disposed signals and a router context that was
-//! gone, and panicked (`Get::get` on a disposed value, `use_resolved_path` outside a `<Router>`).
-//! No response was affected, but each one was logged as a panic: under load with clients hanging up
-//! (`wrk` ending a run), a few in 100,000 renders.
+//! effect that walks the views under it). When the client hung up (or the request timed out), the
+//! body was dropped and the page's reactive owner disposed with it, possibly while that task was
+//! walking the page on the other worker thread: it then read disposed signals and a router context
+//! that was gone, and panicked (`Get::get` on a disposed value, `use_resolved_path` outside a
+//! `<Router>`). No response was affected, but each one was logged as a panic: by hand, 17 in 8,000
+//! hang-ups mid-page (debug build, 2 cores).
 //!
 //! So a page is rendered into memory by a task that a departing client cannot cancel, and sent
 //! whole: the owner is disposed only once every Suspense has finished. A page is small (tens of
 //! kilobytes) and is sent only once the signed-in person is known anyway (`provide_session_user`),
 //! so buffering it costs nothing a visitor sees; it also gets a `Content-Length`, and the session
 //! layer outside sees every change the render made before it saves.
+//!
+//! A render whose client has left (or whose request timed out) still runs to its end; it cannot run
+//! long, since every database or store call it makes has a timeout of its own.
 //!
 //! Only page loads (`GET`/`HEAD` answered with HTML) are buffered; other responses (server
 //! functions, files) pass through as they are.
