@@ -14,7 +14,10 @@
 //! signed-in settings page is 6.7 KB) and is sent only once the signed-in person is known anyway
 //! (`provide_session_user`), so buffering it costs nothing a visitor sees; it also gets a
 //! `Content-Length`, and the session layer outside sees every change the render made before it
-//! saves.
+//! saves. It is also faster: one write of the whole page instead of a chunk per streamed part. By
+//! hand, release builds one after the other on 2 cores (wrk, 64 connections, 10 s, two rounds): the
+//! anonymous terms page 4,031–4,419 a second streamed, 7,335–8,680 whole; the signed-in settings
+//! page 1,698–1,985 and 2,020–2,263.
 //!
 //! A render whose client has left (or whose request timed out) still runs to its end; it cannot run
 //! long, since every database or store call it makes has a timeout of its own.
