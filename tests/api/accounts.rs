@@ -1,21 +1,11 @@
 //! The account life cycle over HTTP: register, verify, sign in/out, lock-out, rate limits, password reset
 //! and change, email change — on whichever database backend the suite runs against.
 
-use crate::helpers::{TestApp, logs, spawn_app, spawn_app_with};
+use crate::helpers::{TestApp, logs, session_cookie, spawn_app, spawn_app_with};
 use crate::smtp_sink::SmtpSink;
 
 const PASSWORD: &str = "glacier Minnow 47 paperclip orbit";
 const NEW_PASSWORD: &str = "velvet Harbor 93 lantern quiver";
-
-fn session_cookie(response: &reqwest::Response) -> Option<String> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("nestegg_session="))
-        .map(|c| c.split(';').next().unwrap_or_default().to_owned())
-}
 
 /// Lots of sign-in attempts in one test: lift the per-IP limit so the lock-out is what is measured.
 async fn app_for_lockout() -> TestApp {

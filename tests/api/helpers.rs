@@ -302,6 +302,17 @@ impl Drop for PostgresDatabase {
     }
 }
 
+/// The `nestegg_session=…` pair a response set (as a `Cookie` header sends it back), if any.
+pub fn session_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("nestegg_session="))
+        .map(|c| c.split(';').next().unwrap_or_default().to_owned())
+}
+
 /// Every log line the test process writes, as JSON, so tests can assert what was (and was not) logged.
 pub mod logs {
     use super::*;

@@ -22,7 +22,9 @@ use nestegg::server::services::totp::{TotpSecret, normalize_backup_code};
 use sea_orm::EntityTrait as _;
 use serde_json::Value;
 
-use crate::helpers::{Email, KEY_A, KEY_B, TestApp, logs, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Email, KEY_A, KEY_B, TestApp, logs, session_cookie, spawn_app, spawn_app_with,
+};
 
 const PASSWORD: &str = "glacier Minnow 47 paperclip orbit";
 const NEW_PASSWORD: &str = "velvet Harbor 93 lantern quiver";
@@ -174,16 +176,6 @@ fn location(response: &reqwest::Response) -> Option<String> {
         .get("location")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned)
-}
-
-fn session_cookie(response: &reqwest::Response) -> Option<String> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("nestegg_session="))
-        .map(|c| c.split(';').next().unwrap_or_default().to_owned())
 }
 
 /// A server-function call carrying only `cookie` (as an attacker replaying it would).

@@ -1,4 +1,4 @@
-use crate::helpers::spawn_app;
+use crate::helpers::{session_cookie, spawn_app};
 
 const PASSWORD: &str = "glacier Minnow 47 paperclip orbit";
 
@@ -148,14 +148,7 @@ async fn clients_hanging_up_mid_page_cause_no_panic() {
     let email = "hangs-up@example.com";
     app.register_verified(email, PASSWORD).await;
     let response = app.sign_in(email, PASSWORD).await;
-    let cookie = response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("nestegg_session="))
-        .map(|c| c.split(';').next().unwrap_or_default().to_owned())
-        .expect("a session cookie");
+    let cookie = session_cookie(&response).expect("a session cookie");
     let authority = app.address.trim_start_matches("http://").to_owned();
     let request = Arc::new(format!(
         "GET /settings/profile HTTP/1.1\r\nHost: {authority}\r\nCookie: {cookie}\r\n\
