@@ -113,21 +113,36 @@ mod tests {
             .into_response()
     }
 
+    /// A body that arrives in `chunks`, with no length known in advance (as a streamed render).
+    fn streamed(chunks: Vec<String>) -> Body {
+        Body::from_stream(futures_util::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(c))),
+        ))
+    }
+
+    fn chunks(parts: &[&str]) -> Vec<String> {
+        parts.iter().map(|p| (*p).to_owned()).collect()
+    }
+
+    /// `app` behind the layer, asked `request`.
+    async fn send(app: Router, request: Request) -> Response {
+        app.layer(axum::middleware::from_fn(render_whole_pages))
+            .oneshot(request)
+            .await
+            .unwrap()
+    }
+
+    fn get_root() -> Request {
+        Request::get("/").body(Body::empty()).unwrap()
+    }
+
     #[tokio::test]
     async fn a_page_is_sent_whole_with_its_length() {
-        let chunks = futures_util::stream::iter(["<p>", "whole", "</p>"].map(|s| {
-            Ok::<_, std::convert::Infallible>(axum::body::Bytes::from_static(s.as_bytes()))
-        }));
-        let app = Router::new()
-            .route(
-                "/",
-                get(move || async move { html(Body::from_stream(chunks)) }),
-            )
-            .layer(axum::middleware::from_fn(render_whole_pages));
-        let response = app
-            .oneshot(Request::get("/").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let page = chunks(&["<p>", "whole", "</p>"]);
+        let app = Router::new().route("/", get(move || async move { html(streamed(page)) }));
+        let response = send(app, get_root()).await;
         assert_eq!(response.headers()[header::CONTENT_LENGTH], "12");
         let body = axum::body::to_bytes(response.into_body(), usize::MAX)
             .await
@@ -139,20 +154,17 @@ mod tests {
     async fn a_render_goes_on_after_the_client_has_left() {
         let finished = Arc::new(AtomicBool::new(false));
         let flag = finished.clone();
-        let app = Router::new()
-            .route(
-                "/",
-                get(move || async move {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    flag.store(true, Ordering::SeqCst);
-                    html("<p>done</p>")
-                }),
-            )
-            .layer(axum::middleware::from_fn(render_whole_pages));
-        let request = app.oneshot(Request::get("/").body(Body::empty()).unwrap());
+        let app = Router::new().route(
+            "/",
+            get(move || async move {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                flag.store(true, Ordering::SeqCst);
+                html("<p>done</p>")
+            }),
+        );
         // The client hangs up after 5 ms: the request's future is dropped.
         assert!(
-            tokio::time::timeout(Duration::from_millis(5), request)
+            tokio::time::timeout(Duration::from_millis(5), send(app, get_root()))
                 .await
                 .is_err()
         );
@@ -162,27 +174,28 @@ mod tests {
 
     #[tokio::test]
     async fn other_responses_stream_as_they_are() {
+        let (json, posted) = (chunks(&["{", "}"]), chunks(&["<p>", "posted</p>"]));
         let app = Router::new()
             .route(
                 "/file",
-                get(|| async { ([(header::CONTENT_TYPE, "application/json")], "{}") }),
+                get(move || async move {
+                    ([(header::CONTENT_TYPE, "application/json")], streamed(json))
+                }),
             )
             .route(
                 "/api",
-                axum::routing::post(|| async { html("<p>posted</p>") }),
-            )
-            .layer(axum::middleware::from_fn(render_whole_pages));
-        let file = app
-            .clone()
-            .oneshot(Request::get("/file").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
-        assert_eq!(file.headers()[header::CONTENT_TYPE], "application/json");
-        let posted = app
-            .oneshot(Request::post("/api").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+                axum::routing::post(move || async move { html(streamed(posted)) }),
+            );
+        // Buffered, they would have got a length.
+        let file = send(
+            app.clone(),
+            Request::get("/file").body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert!(file.headers().get(header::CONTENT_LENGTH).is_none());
+        let posted = send(app, Request::post("/api").body(Body::empty()).unwrap()).await;
         assert_eq!(posted.status(), StatusCode::OK);
+        assert!(posted.headers().get(header::CONTENT_LENGTH).is_none());
     }
 
     #[tokio::test]
@@ -191,29 +204,15 @@ mod tests {
             .route("/", get(|| async { failing_render() }))
             .layer(axum::middleware::from_fn(render_whole_pages))
             .layer(tower_http::catch_panic::CatchPanicLayer::new());
-        let response = app
-            .oneshot(Request::get("/").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let response = app.oneshot(get_root()).await.unwrap();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 
     #[tokio::test]
     async fn a_body_too_big_for_a_page_is_refused_not_cut() {
-        let big = "x".repeat(MAX_PAGE_BYTES + 1);
-        let chunks = futures_util::stream::iter([Ok::<_, std::convert::Infallible>(
-            axum::body::Bytes::from(big),
-        )]);
-        let app = Router::new()
-            .route(
-                "/",
-                get(move || async move { html(Body::from_stream(chunks)) }),
-            )
-            .layer(axum::middleware::from_fn(render_whole_pages));
-        let response = app
-            .oneshot(Request::get("/").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let big = vec!["x".repeat(MAX_PAGE_BYTES + 1)];
+        let app = Router::new().route("/", get(move || async move { html(streamed(big)) }));
+        let response = send(app, get_root()).await;
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
     }
 }
