@@ -25,7 +25,7 @@
 //! Only page loads (`GET`/`HEAD` answered with HTML) are buffered; other responses (server
 //! functions, files) pass through as they are.
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody as _};
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -44,7 +44,8 @@ pub async fn render_whole_pages(request: Request, next: Next) -> Response {
     }
     let render = async move {
         let response = next.run(request).await;
-        if !is_html(&response) || declared_length(&response).is_some_and(|n| n > MAX_PAGE_BYTES) {
+        // A body of known length is complete already (a file, an error page): nothing to wait for.
+        if !is_html(&response) || response.body().size_hint().exact().is_some() {
             return response;
         }
         let (mut parts, body) = response.into_parts();
@@ -78,16 +79,6 @@ fn is_html(response: &Response) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.get(..9))
         .is_some_and(|v| v.eq_ignore_ascii_case("text/html"))
-}
-
-fn declared_length(response: &Response) -> Option<usize> {
-    response
-        .headers()
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
 }
 
 #[cfg(test)]
