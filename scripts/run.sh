@@ -7,7 +7,7 @@ source scripts/env.sh
 
 bash scripts/bootstrap.sh
 echo "==> building (first build takes about 5 minutes)"
-cargo leptos build
+cargo leptos build --split
 echo "==> starting Nest Egg on http://127.0.0.1:3000 (data in ./data/)"
 # cargo-leptos writes the site next to the compiled code: tell the server where (Leptos.toml assumes ./target).
 export LEPTOS_SITE_ROOT="$CARGO_TARGET_DIR/site"

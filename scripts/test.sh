@@ -18,8 +18,8 @@ bash scripts/bootstrap.sh --test
 step "cargo fmt --check"
 cargo fmt --all --check
 
-step "building the app (cargo leptos build)"
-cargo leptos build
+step "building the app (cargo leptos build --split)"
+cargo leptos build --split
 
 step "clippy: server and tests"
 RUSTFLAGS="$SERVER_RUSTFLAGS" cargo clippy --workspace --all-targets --features ssr -- -D warnings

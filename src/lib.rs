@@ -27,5 +27,12 @@ pub mod server;
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {
     console_error_panic_hook::set_once();
-    leptos::mount::hydrate_body(app::App);
+    // What `leptos::mount::hydrate_lazy` does (lazy routes, see `app`, are hydrated asynchronously,
+    // once their module is loaded), then marks the page hydrated: only now is all of it live.
+    wasm_bindgen_futures::spawn_local(async {
+        let app = leptos::mount::hydrate_from_async(leptos::tachys::dom::body(), app::App).await;
+        // Hydrated for as long as the page is open.
+        app.forget();
+        app::mark_hydrated();
+    });
 }
