@@ -64,9 +64,9 @@ const fn same_str(a: &str, b: &str) -> bool {
 /// Every page's code is split out of the main WASM module into modules of its own (`cargo leptos build
 /// --split`; every build script passes it), loaded with the first page that needs them. A first visit
 /// then downloads the main module (the runtime, the router and the layout) and that page's modules,
-/// not the whole site: in release builds 300 KB gzip for the main module, 349 KB with the home page's
-/// and 434 KB with the largest page's (two-factor setup), against 575 KB for the single bundle before
-/// (bench/run.sh measures it). All modules together are larger (807 KB), as code shared by pages is
+/// not the whole site: in release builds 331 KB gzip for the main module, 364 KB with the home page's
+/// and 457 KB with the largest page's (two-factor setup), against 575 KB for the single bundle before
+/// (bench/run.sh measures it). All modules together are larger (797 KB), as code shared by pages is
 /// compressed file by file; a returning visitor has them cached.
 ///
 /// The server lists a page's modules for preloading only when the page's code ran before the head
