@@ -353,7 +353,7 @@ declare -A PAGE_WASM
 PAGE_WASM_MAX=0
 PAGE_WASM_MAX_AT=""
 page_wasm() { # PORT PATH [curl args]
-  local base="http://127.0.0.1:$1" path="$2" modules="" most=0 found count try raw=0 gz=0 module f
+  local base="http://127.0.0.1:$1" path="$2" modules="" most=0 found count try raw=0 gz=0 module
   shift 2
   # A page lists its own modules only when its code ran before the head was written, which in leptos
   # 0.8.23 is not always so (see src/app.rs); the browser then asks for them while it hydrates. So the
@@ -369,10 +369,9 @@ page_wasm() { # PORT PATH [curl args]
   done
   while read -r module; do
     [[ -n "$module" ]] || continue
-    f="$SITE_ROOT/${module#/}"
-    [[ -f "$f" ]] || die "$path preloads $module, which is not in $SITE_ROOT"
-    raw=$((raw + $(stat -c %s "$f")))
-    gz=$((gz + $(gzip -9 -c "$f" | wc -c)))
+    [[ -n "${GZ_OF[$module]:-}" ]] || die "$path preloads $module, which is not in $SITE_ROOT/pkg"
+    raw=$((raw + RAW_OF[$module]))
+    gz=$((gz + GZ_OF[$module]))
   done <<<"$modules"
   ((gz > 0)) || die "$path preloads no WASM"
   PAGE_WASM[$path]="$gz"
@@ -443,16 +442,21 @@ say "release WASM size"
 # The bundle is split (cargo leptos build --split, see src/app.rs): the main module every page loads,
 # and the modules of the pages, each loaded with the first page that needs it. All of them together
 # are the whole site; what one page load downloads is measured per page below (page_wasm).
+# Each module's size is read once here (RAW_OF / GZ_OF, keyed by its path under /pkg) and summed per page.
+declare -A RAW_OF GZ_OF
 WASM_RAW=0
 WASM_GZ=0
 WASM_FILES=0
 for f in "$SITE_ROOT"/pkg/*.wasm; do
-  WASM_RAW=$((WASM_RAW + $(stat -c %s "$f")))
-  WASM_GZ=$((WASM_GZ + $(gzip -9 -c "$f" | wc -c)))
+  module="/pkg/${f##*/}"
+  RAW_OF[$module]="$(stat -c %s "$f")"
+  GZ_OF[$module]="$(gzip -9 -c "$f" | wc -c)"
+  WASM_RAW=$((WASM_RAW + RAW_OF[$module]))
+  WASM_GZ=$((WASM_GZ + GZ_OF[$module]))
   WASM_FILES=$((WASM_FILES + 1))
 done
-MAIN_WASM_GZ="$(gzip -9 -c "$WASM" | wc -c)"
-note "$WASM_FILES WASM modules: $WASM_RAW bytes raw, $WASM_GZ bytes gzip -9 in all; the main one $(stat -c %s "$WASM") raw, $MAIN_WASM_GZ gzip -9"
+MAIN_WASM_GZ="${GZ_OF[/pkg/${WASM##*/}]}"
+note "$WASM_FILES WASM modules: $WASM_RAW bytes raw, $WASM_GZ bytes gzip -9 in all; the main one ${RAW_OF[/pkg/${WASM##*/}]} raw, $MAIN_WASM_GZ gzip -9"
 
 say "argon2 CPU time per hash (nestegg measure-hash)"
 mkdir -p "$WORK/hash"
