@@ -9,6 +9,7 @@ mod admin;
 mod cli;
 mod consents;
 mod csrf;
+mod database;
 mod deletion;
 mod docs;
 mod edge;
