@@ -398,6 +398,21 @@ impl Email {
             .unwrap()
             .to_owned()
     }
+
+    /// The token of the first `path?token=…` link, whichever instance's address it names (the
+    /// scale-out tests run several, and no `TestApp`).
+    pub fn token_in(&self, path: &str) -> String {
+        let marker = format!("{path}?token=");
+        let at = self
+            .text
+            .find(&marker)
+            .unwrap_or_else(|| panic!("no {path} link in: {}", self.text));
+        self.text[at + marker.len()..]
+            .split(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
 }
 
 /// Parses a raw RFC 5322 message as a mail client would (MIME parts, quoted-printable, encoded

@@ -173,17 +173,6 @@ async fn messages(sink: &SmtpSink, count: usize) -> Vec<String> {
     );
 }
 
-fn token_after(text: &str, path: &str) -> String {
-    let at = text.find(&format!("{path}?token=")).expect("link in email");
-    text[at..]
-        .split("token=")
-        .nth(1)
-        .unwrap()
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
-        .collect()
-}
-
 async fn pg_count(db: &sea_orm::DatabaseConnection, sql: &str) -> i64 {
     use sea_orm::ConnectionTrait as _;
     db.query_one_raw(sea_orm::Statement::from_string(
@@ -250,7 +239,7 @@ async fn two_instances_on_one_database_and_one_redis_behave_as_one_app() {
         .await;
     assert_eq!(status, 200, "{body}");
     let mail = messages(&sink, 1).await;
-    let token = token_after(&parse_email(&mail[0]).text, "/verify-email");
+    let token = parse_email(&mail[0]).token_in("/verify-email");
     let (status, body) = b.call(&ann, "verify_email", &[("token", &token)]).await;
     assert_eq!(status, 200, "{body}");
 
