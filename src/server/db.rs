@@ -55,6 +55,8 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         // and is closed on its way back to the pool.
         options.test_before_acquire_if_idle_for(PING_IF_IDLE_FOR);
     }
+    // SQLite itself is compiled with the query planner stability guarantee (`.cargo/config.toml`),
+    // so cached statements with a bound `LIMIT ?` are not planned again on every run.
     let busy_timeout = settings.sqlite_busy_timeout;
     options.map_sqlx_sqlite_opts(move |o| {
         o.journal_mode(SqliteJournalMode::Wal)
