@@ -106,6 +106,40 @@ fi
 [[ -x "$NESTEGG_BIN" ]] || die "no Nest Egg server at $NESTEGG_BIN (build with: cargo leptos build --release --split)"
 [[ -x "$HELLO_BIN" ]] || die "no bare axum server at $HELLO_BIN (build with: cargo build --release -p nestegg-bench-hello)"
 [[ -f "$WASM" ]] || die "no WASM bundle at $WASM (build with: cargo leptos build --release --split)"
+# Debug and release builds write the same site folder, so a debug build since the last release build
+# (scripts/test.sh, scripts/run.sh) leaves its WASM there: 2 MB gzip instead of a few hundred KB, and a
+# meaningless WASM row (it happened once with --no-build). A debug module keeps its `name` section;
+# wasm-opt, which only release builds run, drops it.
+wasm_has_names() {
+  python3 - "$1" <<'EOF'
+import sys
+
+def leb128(data, at):
+    value = shift = 0
+    while True:
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if byte < 0x80:
+            return value, at
+
+data = open(sys.argv[1], "rb").read()
+at = 8  # magic and version
+while at < len(data):
+    section = data[at]
+    size, at = leb128(data, at + 1)
+    if section == 0:  # a custom section: its name comes first
+        length, name_at = leb128(data, at)
+        if data[name_at:name_at + length] == b"name":
+            sys.exit(0)
+    at += size
+sys.exit(1)
+EOF
+}
+if wasm_has_names "$WASM"; then
+  die "$WASM is a debug build (a debug build ran since the release one): rebuild with cargo leptos build --release --split, or run without --no-build"
+fi
 
 # ---------------------------------------------------------------------------------------------------
 # Scratch space and clean-up. Everything started here is stopped on any exit, including Ctrl-C.
