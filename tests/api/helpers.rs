@@ -384,11 +384,7 @@ impl Email {
             .text
             .find(&start)
             .unwrap_or_else(|| panic!("no {path} link in: {}", self.text));
-        self.text[at..]
-            .split(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')
-            .next()
-            .unwrap()
-            .to_owned()
+        link_at(&self.text[at..]).to_owned()
     }
 
     pub fn token(&self, app: &TestApp, path: &str) -> String {
@@ -407,12 +403,15 @@ impl Email {
             .text
             .find(&marker)
             .unwrap_or_else(|| panic!("no {path} link in: {}", self.text));
-        self.text[at + marker.len()..]
-            .split(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')
-            .next()
-            .unwrap()
-            .to_owned()
+        link_at(&self.text[at + marker.len()..]).to_owned()
     }
+}
+
+/// The link (or the end of one) that `text` starts with: up to a space, a quote or an angle bracket.
+fn link_at(text: &str) -> &str {
+    text.split(|c: char| c.is_whitespace() || c == '"' || c == '<' || c == '>')
+        .next()
+        .unwrap_or_default()
 }
 
 /// Parses a raw RFC 5322 message as a mail client would (MIME parts, quoted-printable, encoded
