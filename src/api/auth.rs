@@ -55,12 +55,14 @@ pub async fn sign_in(
     {
         SignIn::Complete(user) => {
             let now = ctx.state.clock.now().unix_timestamp();
-            ctx.start_session(&user.id, now).await?;
+            ctx.start_session(&user.id, now, Some(user.password_changed_at))
+                .await?;
             s::alert_new_device(&ctx, &user).await;
             leptos_axum::redirect(&next);
         }
         SignIn::NeedsSecondFactor(user) => {
-            ctx.begin_mfa_sign_in(&user.id, next).await?;
+            ctx.begin_mfa_sign_in(&user.id, next, user.password_changed_at)
+                .await?;
             leptos_axum::redirect(crate::routes::LOGIN_TWO_FACTOR);
         }
     }
@@ -151,7 +153,7 @@ pub async fn change_password(
     let ctx = s::RequestContext::current().await?;
     let user = ctx.require_user().await?;
     let keep = ctx.session_key();
-    crate::server::services::auth::change_password(
+    let changed_at = crate::server::services::auth::change_password(
         &ctx.state,
         &ctx.meta,
         &user,
@@ -162,7 +164,7 @@ pub async fn change_password(
     .await
     .map_err(s::auth_error)?;
     // This session stays signed in: it proved the new password just now.
-    ctx.mark_reauthenticated().await?;
+    ctx.mark_password_changed(changed_at).await?;
     s::redirect_back_done("change_password");
     Ok(())
 }

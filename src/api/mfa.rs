@@ -160,7 +160,8 @@ pub async fn verify_sign_in_code(code: String) -> Result<(), AppError> {
     }
     match mfa::complete_sign_in(&ctx.state, &ctx.meta, &pending.user_id, &code).await {
         Ok(user) => {
-            ctx.start_session(&user.id, pending.started_at).await?;
+            ctx.start_session(&user.id, pending.started_at, pending.password_changed_at)
+                .await?;
             s::alert_new_device(&ctx, &user).await;
             leptos_axum::redirect(&pending.next);
             Ok(())

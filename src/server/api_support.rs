@@ -19,7 +19,7 @@ use crate::server::entities::user;
 use crate::server::services::auth::AuthError;
 use crate::server::session_store::{
     AUTH_AT_KEY, CLIENT_IP_KEY, CLIENT_UA_KEY, CONSENTED_KEY, ConsentSeen, INVITATION_KEY,
-    MFA_PENDING_KEY, PendingMfa, STARTED_AT_KEY, USER_KEY, hash_id,
+    MFA_PENDING_KEY, PASSWORD_SEEN_KEY, PendingMfa, STARTED_AT_KEY, USER_KEY, hash_id,
 };
 use crate::server::state::AppState;
 
@@ -209,7 +209,15 @@ impl RequestContext {
 
     /// Signs `user_id` in on this session, under a new session id (no fixation). `password_at` is when
     /// the password was checked (the start of sudo mode).
-    pub async fn start_session(&self, user_id: &str, password_at: i64) -> Result<(), AppError> {
+    /// Signs `user_id` in on this session (under a new id). `password_at` is when the password was
+    /// checked; `password_changed_at` is the account's value of it as read before that check
+    /// ([`PASSWORD_SEEN_KEY`]), or `None` for a sign-in begun before it was recorded.
+    pub async fn start_session(
+        &self,
+        user_id: &str,
+        password_at: i64,
+        password_changed_at: Option<i64>,
+    ) -> Result<(), AppError> {
         self.session.cycle_id().await.map_err(session_error)?;
         self.session
             .remove_value(MFA_PENDING_KEY)
@@ -223,6 +231,15 @@ impl RequestContext {
             .insert(AUTH_AT_KEY, password_at)
             .await
             .map_err(session_error)?;
+        match password_changed_at {
+            Some(seen) => self.session.insert(PASSWORD_SEEN_KEY, seen).await,
+            None => self
+                .session
+                .remove_value(PASSWORD_SEEN_KEY)
+                .await
+                .map(|_| ()),
+        }
+        .map_err(session_error)?;
         // What the sessions list shows about this sign-in.
         let now = self.state.clock.now().unix_timestamp();
         self.session
@@ -242,9 +259,15 @@ impl RequestContext {
 
     /// After a correct password for an account with two-factor authentication: the session (under a
     /// new id) holds only the pending sign-in, and is signed out for everything else.
-    pub async fn begin_mfa_sign_in(&self, user_id: &str, next: String) -> Result<(), AppError> {
+    /// `password_changed_at` as for [`Self::start_session`].
+    pub async fn begin_mfa_sign_in(
+        &self,
+        user_id: &str,
+        next: String,
+        password_changed_at: i64,
+    ) -> Result<(), AppError> {
         self.session.cycle_id().await.map_err(session_error)?;
-        for key in [USER_KEY, AUTH_AT_KEY] {
+        for key in [USER_KEY, AUTH_AT_KEY, PASSWORD_SEEN_KEY] {
             self.session
                 .remove_value(key)
                 .await
@@ -255,6 +278,7 @@ impl RequestContext {
             started_at: self.state.clock.now().unix_timestamp(),
             failures: 0,
             next,
+            password_changed_at: Some(password_changed_at),
         };
         self.set_pending_mfa(&pending).await
     }
@@ -340,6 +364,16 @@ impl RequestContext {
         }
     }
 
+    /// This session just changed the password: it stays signed in, with sudo mode from now.
+    /// `password_changed_at` is the account's new value.
+    pub async fn mark_password_changed(&self, password_changed_at: i64) -> Result<(), AppError> {
+        self.session
+            .insert(PASSWORD_SEEN_KEY, password_changed_at)
+            .await
+            .map_err(session_error)?;
+        self.mark_reauthenticated().await
+    }
+
     /// The password was just checked again: sudo mode starts now.
     pub async fn mark_reauthenticated(&self) -> Result<(), AppError> {
         let now = self.state.clock.now().unix_timestamp();
@@ -381,15 +415,24 @@ impl RequestContext {
             .one(&self.state.db)
             .await
             .map_err(|err| internal("loading the signed-in user", &err))?;
-        // A session that signed in before the password last changed is over, even if a concurrent
-        // sign-in slipped past the revocation.
+        // A session whose password was checked before the password last changed is over, even if a
+        // concurrent sign-in saved it after the change ended every session.
         let auth_at = self
             .session
             .get::<i64>(AUTH_AT_KEY)
             .await
             .map_err(session_error)?
             .unwrap_or(0);
-        let found = found.filter(|u| auth_at >= u.password_changed_at);
+        let seen = self
+            .session
+            .get::<i64>(PASSWORD_SEEN_KEY)
+            .await
+            .map_err(session_error)?;
+        let found = found.filter(|u| match seen {
+            Some(seen) => seen == u.password_changed_at,
+            // Sessions from before the value was recorded: by time, as they always were.
+            None => auth_at >= u.password_changed_at,
+        });
         // However active, a session lasts `SESSION_LIFETIME_HOURS` from its sign-in.
         let now = self.state.clock.now().unix_timestamp();
         let started_at = self

@@ -512,6 +512,104 @@ async fn changing_the_password_ends_other_sessions_but_keeps_this_one() {
     assert!(mail[1].text.contains("changed"));
 }
 
+/// A sign-in that checked the old password can save its session after a concurrent reset ended every
+/// session: it is still verifying (argon2, tens of milliseconds) while the reset commits, and its
+/// clock then reads the same second as the reset's or later. That session must be over all the same.
+/// The race is played out in order: the sign-in's session is taken from the store, the reset ends
+/// it, and it is put back as the late save would. (The test clock stands still, so everything
+/// happens in one second, as it would in the race.)
+#[tokio::test]
+async fn a_sign_in_that_checked_the_old_password_does_not_outlive_a_reset() {
+    use tower_sessions::SessionStore as _;
+
+    let app = spawn_app().await;
+    app.register_verified("rai@example.org", PASSWORD).await;
+    app.call("request_password_reset", &[("email", "rai@example.org")])
+        .await;
+    let mail = app.emails_to("rai@example.org", 2).await;
+    let token = mail[1].token(&app, "/reset-password");
+
+    // The intruder's browser, with the password that is about to be replaced.
+    let intruder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let signed_in = intruder
+        .post(app.url("/api/sign_in"))
+        .header("origin", &app.address)
+        .form(&[("email", "rai@example.org"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 200);
+    let cookie = session_cookie(&signed_in).expect("a session cookie");
+    let whose = || async {
+        let body = intruder
+            .post(app.url("/api/current_user"))
+            .header("origin", &app.address)
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()["email"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    assert_eq!(whose().await.as_deref(), Some("rai@example.org"));
+    let id = session_id(&cookie);
+    let mut late_save = app.state.sessions.load(&id).await.unwrap().unwrap();
+
+    let done = app
+        .call(
+            "reset_password",
+            &[("token", &token), ("password", NEW_PASSWORD)],
+        )
+        .await;
+    assert_eq!(done.status(), 200);
+    assert!(app.state.sessions.load(&id).await.unwrap().is_none());
+
+    app.state.sessions.create(&mut late_save).await.unwrap();
+    assert_eq!(late_save.id, id);
+    assert!(
+        app.state.sessions.load(&id).await.unwrap().is_some(),
+        "the session is back in the store: only the password check can end it"
+    );
+    assert_eq!(whose().await, None, "the reset ends the late session too");
+}
+
+/// The session that changes the password stays signed in, however often and quickly it does so.
+#[tokio::test]
+async fn changing_the_password_twice_in_one_second_keeps_this_session() {
+    let app = spawn_app().await;
+    app.register_verified("ola@example.org", PASSWORD).await;
+    app.sign_in("ola@example.org", PASSWORD).await;
+    for (current, new) in [(PASSWORD, NEW_PASSWORD), (NEW_PASSWORD, PASSWORD)] {
+        let changed = app
+            .call(
+                "change_password",
+                &[("current_password", current), ("new_password", new)],
+            )
+            .await;
+        assert_eq!(changed.status(), 200);
+        assert_eq!(
+            signed_in_user(&app).await.as_deref(),
+            Some("ola@example.org")
+        );
+    }
+}
+
+/// The session id inside a signed `nestegg_session=…` cookie: the value is the signature (44
+/// characters of base64) followed by the id.
+fn session_id(cookie: &str) -> tower_sessions::session::Id {
+    let value = cookie.trim_start_matches("nestegg_session=");
+    value[44..]
+        .parse()
+        .expect("a session id after the signature")
+}
+
 #[tokio::test]
 async fn the_email_address_changes_only_when_the_new_one_is_confirmed() {
     let app = spawn_app().await;

@@ -880,7 +880,7 @@ pub async fn reset_password(
 
     let txn = crate::server::db::begin_write(&state.db).await?;
     consume_token(&txn, state, PURPOSE_RESET, token, now).await?;
-    set_password(&txn, &account, new_hash, now).await?;
+    replace_password(&txn, &account.id, new_hash, now).await?;
     void_all_tokens(&txn, &account.id, now).await?;
     state
         .lockouts
@@ -901,18 +901,39 @@ pub async fn reset_password(
     .await
 }
 
-async fn set_password(
+/// Stores a new password hash and moves `password_changed_at` on; returns its new value. The value
+/// always changes, even for two changes in one second (or on a clock that stands still): sessions
+/// hold the value their password was checked against ([`PASSWORD_SEEN_KEY`]), and any change must
+/// end them.
+///
+/// [`PASSWORD_SEEN_KEY`]: crate::server::session_store::PASSWORD_SEEN_KEY
+pub(super) async fn replace_password(
     txn: &DatabaseTransaction,
-    account: &user::Model,
+    user_id: &str,
     hash: String,
     now: i64,
-) -> Result<(), DbErr> {
-    let mut update = account.clone().into_active_model();
-    update.password_hash = Set(hash);
-    update.password_changed_at = Set(now);
-    update.updated_at = Set(now);
-    update.update(txn).await?;
-    Ok(())
+) -> Result<i64, DbErr> {
+    use sea_orm::sea_query::{Expr, ExprTrait as _};
+    let previous = Expr::col(user::Column::PasswordChangedAt);
+    // In the statement itself, so that concurrent changes each move it on.
+    let changed_at = Expr::Case(Box::new(
+        Expr::case(previous.clone().lt(now), now).finally(previous.add(1)),
+    ));
+    let updated = user::Entity::update_many()
+        .col_expr(user::Column::PasswordHash, hash.into())
+        .col_expr(user::Column::PasswordChangedAt, changed_at)
+        .col_expr(user::Column::UpdatedAt, now.into())
+        .filter(user::Column::Id.eq(user_id))
+        .exec(txn)
+        .await?;
+    if updated.rows_affected == 0 {
+        return Err(DbErr::RecordNotUpdated);
+    }
+    user::Entity::find_by_id(user_id)
+        .one(txn)
+        .await?
+        .map(|account| account.password_changed_at)
+        .ok_or(DbErr::RecordNotUpdated)
 }
 
 /// Voids every outstanding link of the user: after a password or address change, links sent to the old
@@ -944,7 +965,7 @@ pub async fn change_password(
     current: &str,
     new_password: &str,
     keep_session: Option<&str>,
-) -> Result<(), AuthError> {
+) -> Result<i64, AuthError> {
     check_own_password(state, meta, account, current, "current_password").await?;
     check_password(
         state,
@@ -957,7 +978,7 @@ pub async fn change_password(
     let new_hash = state.hasher.hash(new_password).await?;
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
-    set_password(&txn, account, new_hash, now).await?;
+    let changed_at = replace_password(&txn, &account.id, new_hash, now).await?;
     void_all_tokens(&txn, &account.id, now).await?;
     state
         .sessions
@@ -974,7 +995,8 @@ pub async fn change_password(
         now,
         Event::new("password_changed").user(&account.id),
     )
-    .await
+    .await?;
+    Ok(changed_at)
 }
 
 /// `j•••@example.org`: enough for the owner to recognise, not enough to harvest.

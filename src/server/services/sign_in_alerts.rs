@@ -152,15 +152,7 @@ async fn secure_account(
     now: i64,
     unusable: String,
 ) -> Result<(), AuthError> {
-    user::Entity::update(user::ActiveModel {
-        id: Set(account.id.clone()),
-        password_hash: Set(unusable),
-        password_changed_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    })
-    .exec(txn)
-    .await?;
+    crate::server::services::auth::replace_password(txn, &account.id, unusable, now).await?;
     state.sessions.revoke_user(txn, &account.id, None).await?;
     void_all_tokens(txn, &account.id, now).await?;
     // Whoever signed in must set off the alert again if they ever get back in.

@@ -29,6 +29,12 @@ pub use redis::RedisSessionStore;
 pub const USER_KEY: &str = "uid";
 /// Session data key holding when (Unix seconds) the password was last checked in this session.
 pub const AUTH_AT_KEY: &str = "auth_at";
+/// Session data key holding the account's `password_changed_at` as it was when this session's password
+/// was checked. A session is over once the account's value differs, that is once the password changed
+/// or was reset since. Compared by value, not by time: a sign-in that checked the old password can
+/// save its session after a concurrent reset has ended every session, and its clock may read later
+/// than the reset's.
+pub const PASSWORD_SEEN_KEY: &str = "pw_changed_at";
 /// Session data keys describing the sign-in, for the sessions list: when (Unix seconds), from which IP
 /// and with which user agent.
 pub const STARTED_AT_KEY: &str = "started_at";
@@ -64,6 +70,10 @@ pub struct PendingMfa {
     pub failures: u32,
     /// Where to go once signed in (already checked to be a same-site path).
     pub next: String,
+    /// The account's `password_changed_at` when its password was checked ([`PASSWORD_SEEN_KEY`]).
+    /// Absent in sign-ins begun before it was recorded.
+    #[serde(default)]
+    pub password_changed_at: Option<i64>,
 }
 
 /// The stored key of a session: a hash, so the table never holds a usable cookie value.
