@@ -316,3 +316,62 @@ async fn with_two_factor_on_deleting_also_needs_a_code() {
     assert_eq!(app.count("backup_codes").await, 0);
     assert_eq!(app.count("users").await, 0);
 }
+
+/// A refused deletion has no effects: the last owner who confirms with a backup code keeps the code
+/// (and is not told it was used), since the refusal comes before the code is checked.
+#[tokio::test]
+async fn a_refused_deletion_spends_no_backup_code() {
+    use nestegg::server::services::totp::TotpSecret;
+    let app = spawn_app_with(|v| {
+        v.insert("RATE_LIMIT_MFA_PER_MINUTE".into(), "1000".into());
+    })
+    .await;
+    app.register_verified("hal@example.org", PASSWORD).await;
+    app.register_verified("ivy@example.org", PASSWORD).await;
+    let hal = user_id(&app, "hal@example.org").await;
+    let ivy = user_id(&app, "ivy@example.org").await;
+    join(&app, &household_of(&app, &hal).await, &ivy, "member").await;
+
+    app.sign_in("hal@example.org", PASSWORD).await;
+    assert_eq!(app.call("start_two_factor_setup", &[]).await.status(), 200);
+    let status = body(app.call("two_factor_status", &[]).await).await;
+    let key = status["setup"]["manual_key"]
+        .as_str()
+        .unwrap()
+        .replace(' ', "");
+    let secret = TotpSecret::from_base32(&key).unwrap();
+    let now = nestegg::server::clock::Clock::now(&app.clock).unix_timestamp() as u64;
+    let enabled = body(
+        app.call(
+            "enable_two_factor",
+            &[("code", &secret.code_at(now).unwrap())],
+        )
+        .await,
+    )
+    .await;
+    let backup_code = enabled["codes"][0].as_str().unwrap().to_owned();
+    let remaining = || async {
+        body(app.call("two_factor_status", &[]).await).await["backup_codes_remaining"].clone()
+    };
+    assert_eq!(remaining().await, 10);
+
+    let refused = delete(
+        &app,
+        &[
+            ("password", PASSWORD),
+            ("code", &backup_code),
+            ("confirm_email", "hal@example.org"),
+        ],
+    )
+    .await;
+    assert_eq!(refused.status(), 400);
+    let message = body(refused).await["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("only owner"), "{message}");
+    assert_eq!(remaining().await, 10, "the backup code is still unused");
+    assert_eq!(
+        app.count("outbox_emails WHERE kind = 'backup_code_used'")
+            .await,
+        0
+    );
+    assert_eq!(app.count(&format!("users WHERE id = '{hal}'")).await, 1);
+}

@@ -6,7 +6,7 @@
 //! owner, deletion is refused until they hand ownership on. A pseudonymous event (a keyed hash of the
 //! id, no personal data) is kept for the audit trail.
 
-use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+use sea_orm::{ColumnTrait as _, ConnectionTrait, DbErr, EntityTrait as _, QueryFilter as _};
 
 use crate::server::api_support::RequestMeta;
 use crate::server::entities::{household, household_member, outbox_email, user};
@@ -39,6 +39,12 @@ pub async fn delete_account(
             "Type your account's email address exactly as shown to confirm.",
         ));
     }
+    // Refused before the password and code are checked: checking them has effects (a backup code is
+    // spent, and its owner told so) that a refused deletion must not have. Checked again below, with
+    // the household locked.
+    if let Some(refusal) = last_owner_refusal(&state.db, &account.id).await? {
+        return Err(refusal);
+    }
     if mfa::is_enabled(&state.db, &account.id).await? {
         mfa::reauthenticate(state, meta, account, input.password, input.code).await?;
     } else {
@@ -52,42 +58,17 @@ pub async fn delete_account(
         Ok(_) | Err(AuthError::NotFound) => {}
         Err(err) => return Err(err),
     }
-    let memberships = household_member::Entity::find()
-        .filter(household_member::Column::UserId.eq(&account.id))
-        .all(&txn)
-        .await?;
+    if let Some(refusal) = last_owner_refusal(&txn, &account.id).await? {
+        return Err(refusal);
+    }
     let mut households_deleted = 0u32;
-    for membership in &memberships {
-        let others = household_member::Entity::find()
-            .filter(household_member::Column::HouseholdId.eq(&membership.household_id))
-            .filter(household_member::Column::UserId.ne(&account.id))
-            .all(&txn)
-            .await?;
+    for (membership, others) in memberships_with_others(&txn, &account.id).await? {
         if others.is_empty() {
             // Theirs alone: it goes, with everything in it (cascades).
             household::Entity::delete_by_id(membership.household_id.clone())
                 .exec(&txn)
                 .await?;
             households_deleted += 1;
-        } else if membership.role == ROLE_OWNER && !others.iter().any(|m| m.role == ROLE_OWNER) {
-            let name = household::Entity::find_by_id(membership.household_id.clone())
-                .one(&txn)
-                .await?
-                .map_or_else(|| "your household".to_owned(), |h| h.name);
-            return Err(AuthError::Invalid {
-                field: None,
-                message: format!(
-                    "You are the only owner of “{name}”, and {} other {} still in it. Make one of \
-                     them an owner on the household page first (or remove them); then you can delete \
-                     your account.",
-                    others.len(),
-                    if others.len() == 1 {
-                        "person is"
-                    } else {
-                        "people are"
-                    },
-                ),
-            });
         }
         // Otherwise the household stays with its other members; this membership cascades away.
     }
@@ -114,4 +95,60 @@ pub async fn delete_account(
         .detail("households_deleted", households_deleted);
     // Recorded without the request's address and browser: the trail keeps no personal data.
     commit_with_event(txn, state, &RequestMeta::internal(), now, event).await
+}
+
+/// Each household `user_id` belongs to, with its other members.
+async fn memberships_with_others<C: ConnectionTrait>(
+    db: &C,
+    user_id: &str,
+) -> Result<Vec<(household_member::Model, Vec<household_member::Model>)>, DbErr> {
+    let memberships = household_member::Entity::find()
+        .filter(household_member::Column::UserId.eq(user_id))
+        .all(db)
+        .await?;
+    let mut found = Vec::with_capacity(memberships.len());
+    for membership in memberships {
+        let others = household_member::Entity::find()
+            .filter(household_member::Column::HouseholdId.eq(&membership.household_id))
+            .filter(household_member::Column::UserId.ne(user_id))
+            .all(db)
+            .await?;
+        found.push((membership, others));
+    }
+    Ok(found)
+}
+
+/// Why `user_id` cannot delete their account yet, if they cannot: they are the last owner of a
+/// household others still belong to.
+async fn last_owner_refusal<C: ConnectionTrait>(
+    db: &C,
+    user_id: &str,
+) -> Result<Option<AuthError>, DbErr> {
+    for (membership, others) in memberships_with_others(db, user_id).await? {
+        if others.is_empty()
+            || membership.role != ROLE_OWNER
+            || others.iter().any(|m| m.role == ROLE_OWNER)
+        {
+            continue;
+        }
+        let name = household::Entity::find_by_id(membership.household_id.clone())
+            .one(db)
+            .await?
+            .map_or_else(|| "your household".to_owned(), |h| h.name);
+        return Ok(Some(AuthError::Invalid {
+            field: None,
+            message: format!(
+                "You are the only owner of “{name}”, and {} other {} still in it. Make one of them \
+                 an owner on the household page first (or remove them); then you can delete your \
+                 account.",
+                others.len(),
+                if others.len() == 1 {
+                    "person is"
+                } else {
+                    "people are"
+                },
+            ),
+        }));
+    }
+    Ok(None)
 }
