@@ -661,6 +661,65 @@ async fn the_archive_holds_nothing_of_anyone_else() {
     assert_eq!(household["members"].as_array().map(Vec::len), Some(1));
 }
 
+/// An address freed by a change of address can be registered by someone else; the emails sent to it
+/// before are its previous holder's (a reset requested, the change itself) and stay out of the
+/// newcomer's archive.
+#[tokio::test]
+async fn emails_to_the_previous_holder_of_an_address_stay_out() {
+    let app = spawn_app().await;
+    let old = "val@example.org";
+    register_named(&app, old, "Val Before").await;
+    let val = signed_in(&app, old, FIREFOX).await;
+    assert_ok(val.call("request_password_reset", &[("email", old)]).await).await;
+    assert_ok(
+        val.call(
+            "change_email",
+            &[
+                ("password", PASSWORD),
+                ("new_email", "val@elsewhere.example"),
+            ],
+        )
+        .await,
+    )
+    .await;
+    let token =
+        app.emails_to("val@elsewhere.example", 1).await[0].token(&app, "/confirm-email-change");
+    assert_ok(app.call("confirm_email_change", &[("token", &token)]).await).await;
+    let previous = app
+        .count(&format!("outbox_emails WHERE to_address = '{old}'"))
+        .await;
+    assert!(
+        previous >= 3,
+        "verification, reset and notice went to {old}"
+    );
+
+    app.clock.advance(time::Duration::minutes(5));
+    let registered = app.register(old, "Nia Newcomer", PASSWORD).await;
+    assert!(registered.status().is_success(), "{}", registered.status());
+    let mail = app.emails_to(old, previous as usize + 1).await;
+    let token = mail
+        .last()
+        .expect("her confirmation")
+        .token(&app, "/verify-email");
+    assert_ok(app.call("verify_email", &[("token", &token)]).await).await;
+    let nia = signed_in(&app, old, FIREFOX).await;
+    let emails = archive_of(nia.export().await).await.json("emails.json");
+    let kinds: Vec<&str> = emails
+        .as_array()
+        .expect("emails.json is an array")
+        .iter()
+        .map(|e| e["kind"].as_str().expect("a kind"))
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "verify_email").count(),
+        1,
+        "the newcomer's own confirmation only: {kinds:?}"
+    );
+    for theirs in ["password_reset", "email_change_notice"] {
+        assert!(!kinds.contains(&theirs), "{theirs} in {kinds:?}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // When it is refused
 // ---------------------------------------------------------------------------------------------------

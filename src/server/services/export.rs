@@ -255,7 +255,8 @@ fn write_archive(
     write_events(runtime, state, &account.id, &mut zip)?;
 
     zip.start_file("emails.json", options)?;
-    write_emails(runtime, state, &account.email, &mut zip)?;
+    let since = runtime.block_on(address_held_since(state, account))?;
+    write_emails(runtime, state, &account.email, since, &mut zip)?;
 
     let mut sink = zip.finish()?;
     sink.flush()?;
@@ -482,10 +483,30 @@ struct EmailJson {
     sent_at: Option<String>,
 }
 
+/// When the account got the address it has now: its registration, or its last change of address.
+/// Emails to the address from before then are not the account's: they went to whoever held the
+/// address before (an address is freed by a change or a deletion), or invited someone who had no
+/// account yet. (An `email_changed` event outlives every email it could exclude: events are kept
+/// at least 30 days, sent emails at most.)
+async fn address_held_since(state: &AppState, account: &user::Model) -> Result<i64, DbErr> {
+    let changed = security_event::Entity::find()
+        .select_only()
+        .column(security_event::Column::CreatedAt)
+        .filter(security_event::Column::UserId.eq(&account.id))
+        .filter(security_event::Column::Kind.eq("email_changed"))
+        .order_by_desc(security_event::Column::CreatedAt)
+        .into_tuple::<i64>()
+        .one(&state.db)
+        .await?;
+    Ok(changed.map_or(account.created_at, |at| at.max(account.created_at)))
+}
+
+/// The emails sent to `address` since `since` (Unix seconds).
 fn write_emails(
     runtime: &tokio::runtime::Handle,
     state: &AppState,
     address: &str,
+    since: i64,
     out: &mut impl Write,
 ) -> Result<(), ExportError> {
     write_array(out, |after| {
@@ -502,6 +523,7 @@ fn write_emails(
                     outbox_email::Column::SentAt,
                 ])
                 .filter(outbox_email::Column::ToAddress.eq(address))
+                .filter(outbox_email::Column::CreatedAt.gte(since))
                 .filter(outbox_email::Column::Id.gt(after))
                 .order_by_asc(outbox_email::Column::Id)
                 .limit(PAGE)
