@@ -159,6 +159,17 @@ pub async fn verify_sign_in_code(code: String) -> Result<(), AppError> {
         ));
     }
     match mfa::complete_sign_in(&ctx.state, &ctx.meta, &pending.user_id, &code).await {
+        // The password was checked before it changed (the pending step was saved after a reset
+        // ended every session): the sign-in starts over, as the session would not outlive its
+        // first request anyway.
+        Ok(user)
+            if pending
+                .password_changed_at
+                .is_some_and(|seen| seen != user.password_changed_at) =>
+        {
+            ctx.clear_pending_mfa().await?;
+            Err(s::auth_error(AuthError::MfaPendingMissing))
+        }
         Ok(user) => {
             ctx.start_session(&user.id, pending.started_at, pending.password_changed_at)
                 .await?;

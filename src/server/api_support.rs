@@ -208,10 +208,9 @@ impl RequestContext {
     }
 
     /// Signs `user_id` in on this session, under a new session id (no fixation). `password_at` is when
-    /// the password was checked (the start of sudo mode).
-    /// Signs `user_id` in on this session (under a new id). `password_at` is when the password was
-    /// checked; `password_changed_at` is the account's value of it as read before that check
-    /// ([`PASSWORD_SEEN_KEY`]), or `None` for a sign-in begun before it was recorded.
+    /// the password was checked (the start of sudo mode); `password_changed_at` is the account's value
+    /// of it as read before that check ([`PASSWORD_SEEN_KEY`]), or `None` for a sign-in begun before
+    /// it was recorded.
     pub async fn start_session(
         &self,
         user_id: &str,
