@@ -661,63 +661,110 @@ async fn the_archive_holds_nothing_of_anyone_else() {
     assert_eq!(household["members"].as_array().map(Vec::len), Some(1));
 }
 
+/// Registers `address`, has its holder ask for a reset link, then move to another address: `address`
+/// is free again, with emails of its previous holder sent to it. Returns how many.
+async fn free_address(app: &TestApp, address: &str) -> usize {
+    register_named(app, address, "Val Before").await;
+    let holder = signed_in(app, address, FIREFOX).await;
+    assert_ok(
+        holder
+            .call("request_password_reset", &[("email", address)])
+            .await,
+    )
+    .await;
+    let elsewhere = format!("moved.{address}");
+    assert_ok(
+        holder
+            .call(
+                "change_email",
+                &[("password", PASSWORD), ("new_email", &elsewhere)],
+            )
+            .await,
+    )
+    .await;
+    let token = app.emails_to(&elsewhere, 1).await[0].token(app, "/confirm-email-change");
+    assert_ok(app.call("confirm_email_change", &[("token", &token)]).await).await;
+    let previous = app
+        .count(&format!("outbox_emails WHERE to_address = '{address}'"))
+        .await;
+    assert!(
+        previous >= 3,
+        "verification, reset and notice went to {address}"
+    );
+    previous as usize
+}
+
+/// The kinds of the emails in `browser`'s archive, after asserting that none is the previous holder's.
+async fn email_kinds_without_the_previous_holders(browser: &Browser) -> Vec<String> {
+    let emails = archive_of(browser.export().await).await.json("emails.json");
+    let kinds: Vec<String> = emails
+        .as_array()
+        .expect("emails.json is an array")
+        .iter()
+        .map(|e| e["kind"].as_str().expect("a kind").to_owned())
+        .collect();
+    for theirs in ["password_reset", "email_change_notice"] {
+        assert!(!kinds.iter().any(|k| k == theirs), "{theirs} in {kinds:?}");
+    }
+    kinds
+}
+
 /// An address freed by a change of address can be registered by someone else; the emails sent to it
 /// before are its previous holder's (a reset requested, the change itself) and stay out of the
 /// newcomer's archive.
 #[tokio::test]
 async fn emails_to_the_previous_holder_of_an_address_stay_out() {
     let app = spawn_app().await;
-    let old = "val@example.org";
-    register_named(&app, old, "Val Before").await;
-    let val = signed_in(&app, old, FIREFOX).await;
-    assert_ok(val.call("request_password_reset", &[("email", old)]).await).await;
-    assert_ok(
-        val.call(
-            "change_email",
-            &[
-                ("password", PASSWORD),
-                ("new_email", "val@elsewhere.example"),
-            ],
-        )
-        .await,
-    )
-    .await;
-    let token =
-        app.emails_to("val@elsewhere.example", 1).await[0].token(&app, "/confirm-email-change");
-    assert_ok(app.call("confirm_email_change", &[("token", &token)]).await).await;
-    let previous = app
-        .count(&format!("outbox_emails WHERE to_address = '{old}'"))
-        .await;
-    assert!(
-        previous >= 3,
-        "verification, reset and notice went to {old}"
-    );
+    let address = "val@example.org";
+    let previous = free_address(&app, address).await;
 
     app.clock.advance(time::Duration::minutes(5));
-    let registered = app.register(old, "Nia Newcomer", PASSWORD).await;
+    let registered = app.register(address, "Nia Newcomer", PASSWORD).await;
     assert!(registered.status().is_success(), "{}", registered.status());
-    let mail = app.emails_to(old, previous as usize + 1).await;
+    let mail = app.emails_to(address, previous + 1).await;
     let token = mail
         .last()
         .expect("her confirmation")
         .token(&app, "/verify-email");
     assert_ok(app.call("verify_email", &[("token", &token)]).await).await;
-    let nia = signed_in(&app, old, FIREFOX).await;
-    let emails = archive_of(nia.export().await).await.json("emails.json");
-    let kinds: Vec<&str> = emails
-        .as_array()
-        .expect("emails.json is an array")
-        .iter()
-        .map(|e| e["kind"].as_str().expect("a kind"))
-        .collect();
+    let nia = signed_in(&app, address, FIREFOX).await;
     assert_eq!(
-        kinds.iter().filter(|k| **k == "verify_email").count(),
-        1,
-        "the newcomer's own confirmation only: {kinds:?}"
+        email_kinds_without_the_previous_holders(&nia).await,
+        ["verify_email"],
+        "the newcomer's own confirmation only"
     );
-    for theirs in ["password_reset", "email_change_notice"] {
-        assert!(!kinds.contains(&theirs), "{theirs} in {kinds:?}");
-    }
+}
+
+/// The same for an older account that moves to the freed address: the emails sent to it before the
+/// move are not its own, though the account is older than they are.
+#[tokio::test]
+async fn emails_to_an_address_before_an_account_moved_to_it_stay_out() {
+    let app = spawn_app().await;
+    register_named(&app, "kai@example.org", "Kai Earlier").await;
+    let address = "uma@example.org";
+    let previous = free_address(&app, address).await;
+
+    app.clock.advance(time::Duration::minutes(5));
+    let kai = signed_in(&app, "kai@example.org", FIREFOX).await;
+    assert_ok(
+        kai.call(
+            "change_email",
+            &[("password", PASSWORD), ("new_email", address)],
+        )
+        .await,
+    )
+    .await;
+    let mail = app.emails_to(address, previous + 1).await;
+    let token = mail
+        .last()
+        .expect("his confirmation link")
+        .token(&app, "/confirm-email-change");
+    assert_ok(app.call("confirm_email_change", &[("token", &token)]).await).await;
+    assert_eq!(
+        email_kinds_without_the_previous_holders(&kai).await,
+        ["email_change_verify"],
+        "his own confirmation link only"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -486,8 +486,9 @@ struct EmailJson {
 /// When the account got the address it has now: its registration, or its last change of address.
 /// Emails to the address from before then are not the account's: they went to whoever held the
 /// address before (an address is freed by a change or a deletion), or invited someone who had no
-/// account yet. (An `email_changed` event outlives every email it could exclude: events are kept
-/// at least 30 days, sent emails at most.)
+/// account yet. (An `email_changed` event outlives the emails it could exclude: events are kept at
+/// least 30 days, sent or failed emails at most 30.) The account's own confirmation link for its new
+/// address predates the change too, and is left out with them.
 async fn address_held_since(state: &AppState, account: &user::Model) -> Result<i64, DbErr> {
     let changed = security_event::Entity::find()
         .select_only()
