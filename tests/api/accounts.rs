@@ -530,35 +530,14 @@ async fn a_sign_in_that_checked_the_old_password_does_not_outlive_a_reset() {
     let token = mail[1].token(&app, "/reset-password");
 
     // The intruder's browser, with the password that is about to be replaced.
-    let intruder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let signed_in = intruder
-        .post(app.url("/api/sign_in"))
-        .header("origin", &app.address)
-        .form(&[("email", "rai@example.org"), ("password", PASSWORD)])
-        .send()
-        .await
-        .unwrap();
+    let intruder = TestBrowser::new(&app);
+    let signed_in = intruder.sign_in_response("rai@example.org", PASSWORD).await;
     assert_eq!(signed_in.status(), 200);
     let cookie = session_cookie(&signed_in).expect("a session cookie");
-    let whose = || async {
-        let body = intruder
-            .post(app.url("/api/current_user"))
-            .header("origin", &app.address)
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        serde_json::from_str::<serde_json::Value>(&body).unwrap()["email"]
-            .as_str()
-            .map(str::to_owned)
-    };
-    assert_eq!(whose().await.as_deref(), Some("rai@example.org"));
+    assert_eq!(
+        intruder.current_user().await.as_deref(),
+        Some("rai@example.org")
+    );
     let id = session_id(&cookie);
     let mut late_save = app.state.sessions.load(&id).await.unwrap().unwrap();
 
@@ -577,7 +556,11 @@ async fn a_sign_in_that_checked_the_old_password_does_not_outlive_a_reset() {
         app.state.sessions.load(&id).await.unwrap().is_some(),
         "the session is back in the store: only the password check can end it"
     );
-    assert_eq!(whose().await, None, "the reset ends the late session too");
+    assert_eq!(
+        intruder.current_user().await,
+        None,
+        "the reset ends the late session too"
+    );
 }
 
 /// The session that changes the password stays signed in, however often and quickly it does so.
@@ -746,6 +729,13 @@ impl TestBrowser {
     }
 
     async fn sign_in(&self, email: &str, password: &str) -> u16 {
+        self.sign_in_response(email, password)
+            .await
+            .status()
+            .as_u16()
+    }
+
+    async fn sign_in_response(&self, email: &str, password: &str) -> reqwest::Response {
         self.client
             .post(format!("{}/api/sign_in", self.address))
             .header("origin", &self.address)
@@ -753,8 +743,6 @@ impl TestBrowser {
             .send()
             .await
             .unwrap()
-            .status()
-            .as_u16()
     }
 
     async fn current_user(&self) -> Option<String> {

@@ -1,6 +1,7 @@
 //! Deleting an account: what goes (counted in every table), what stays, and when it is refused.
 
 use nestegg::server::entities::{household_member, user};
+use nestegg::server::services::totp::TotpSecret;
 use sea_orm::{
     ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, EntityTrait as _, QueryFilter as _,
 };
@@ -270,28 +271,14 @@ async fn the_last_owner_of_a_shared_household_is_asked_to_hand_it_on_first() {
 
 #[tokio::test]
 async fn with_two_factor_on_deleting_also_needs_a_code() {
-    use nestegg::server::services::totp::TotpSecret;
     let app = spawn_app_with(|v| {
         v.insert("RATE_LIMIT_MFA_PER_MINUTE".into(), "1000".into());
     })
     .await;
     app.register_verified("gia@example.org", PASSWORD).await;
     app.sign_in("gia@example.org", PASSWORD).await;
-    assert_eq!(app.call("start_two_factor_setup", &[]).await.status(), 200);
-    let status = body(app.call("two_factor_status", &[]).await).await;
-    let key = status["setup"]["manual_key"]
-        .as_str()
-        .unwrap()
-        .replace(' ', "");
-    let secret = TotpSecret::from_base32(&key).unwrap();
+    let (secret, _) = turn_on_two_factor(&app).await;
     let now = || nestegg::server::clock::Clock::now(&app.clock).unix_timestamp() as u64;
-    let code = secret.code_at(now()).unwrap();
-    assert_eq!(
-        app.call("enable_two_factor", &[("code", &code)])
-            .await
-            .status(),
-        200
-    );
     app.clock.advance(time::Duration::seconds(30));
 
     let refused = delete(
@@ -317,11 +304,37 @@ async fn with_two_factor_on_deleting_also_needs_a_code() {
     assert_eq!(app.count("users").await, 0);
 }
 
+/// Turns on two-factor authentication for the signed-in account (just signed in: in sudo mode);
+/// returns its secret and its backup codes.
+async fn turn_on_two_factor(app: &TestApp) -> (TotpSecret, Vec<String>) {
+    assert_eq!(app.call("start_two_factor_setup", &[]).await.status(), 200);
+    let status = body(app.call("two_factor_status", &[]).await).await;
+    let key = status["setup"]["manual_key"]
+        .as_str()
+        .unwrap()
+        .replace(' ', "");
+    let secret = TotpSecret::from_base32(&key).unwrap();
+    let now = nestegg::server::clock::Clock::now(&app.clock).unix_timestamp() as u64;
+    let enabled = app
+        .call(
+            "enable_two_factor",
+            &[("code", &secret.code_at(now).unwrap())],
+        )
+        .await;
+    assert_eq!(enabled.status(), 200);
+    let codes = body(enabled).await["codes"]
+        .as_array()
+        .expect("backup codes")
+        .iter()
+        .map(|c| c.as_str().expect("a code").to_owned())
+        .collect();
+    (secret, codes)
+}
+
 /// A refused deletion has no effects: the last owner who confirms with a backup code keeps the code
 /// (and is not told it was used), since the refusal comes before the code is checked.
 #[tokio::test]
 async fn a_refused_deletion_spends_no_backup_code() {
-    use nestegg::server::services::totp::TotpSecret;
     let app = spawn_app_with(|v| {
         v.insert("RATE_LIMIT_MFA_PER_MINUTE".into(), "1000".into());
     })
@@ -333,23 +346,8 @@ async fn a_refused_deletion_spends_no_backup_code() {
     join(&app, &household_of(&app, &hal).await, &ivy, "member").await;
 
     app.sign_in("hal@example.org", PASSWORD).await;
-    assert_eq!(app.call("start_two_factor_setup", &[]).await.status(), 200);
-    let status = body(app.call("two_factor_status", &[]).await).await;
-    let key = status["setup"]["manual_key"]
-        .as_str()
-        .unwrap()
-        .replace(' ', "");
-    let secret = TotpSecret::from_base32(&key).unwrap();
-    let now = nestegg::server::clock::Clock::now(&app.clock).unix_timestamp() as u64;
-    let enabled = body(
-        app.call(
-            "enable_two_factor",
-            &[("code", &secret.code_at(now).unwrap())],
-        )
-        .await,
-    )
-    .await;
-    let backup_code = enabled["codes"][0].as_str().unwrap().to_owned();
+    let (_, backup_codes) = turn_on_two_factor(&app).await;
+    let backup_code = backup_codes[0].clone();
     let remaining = || async {
         body(app.call("two_factor_status", &[]).await).await["backup_codes_remaining"].clone()
     };
