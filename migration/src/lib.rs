@@ -10,6 +10,7 @@ mod m20261122_000005_known_devices;
 mod m20261122_000006_household_invitations;
 mod m20261122_000007_operators;
 mod m20261122_000008_jobs;
+mod m20261206_000009_outbox_owner;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000006_household_invitations::Migration),
             Box::new(m20261122_000007_operators::Migration),
             Box::new(m20261122_000008_jobs::Migration),
+            Box::new(m20261206_000009_outbox_owner::Migration),
         ]
     }
 }

@@ -263,6 +263,7 @@ async fn failed_emails_and_missing_backups_turn_red_and_recover() {
         &app.state,
         now,
         "ann@example.org",
+        None,
         &nestegg::server::mail::Template::PasswordChanged {
             name: "Ann".to_owned(),
         },

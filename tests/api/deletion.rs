@@ -22,7 +22,7 @@ const PER_USER: &[(&str, &str)] = &[
     ("backup_codes", "user_id = '{id}'"),
     (
         "outbox_emails",
-        "to_address = '{email}' AND kind <> 'account_deleted'",
+        "(user_id = '{id}' OR to_address = '{email}') AND kind <> 'account_deleted'",
     ),
 ];
 
@@ -183,6 +183,59 @@ async fn a_sole_member_takes_their_household_and_every_row_with_them() {
     assert_eq!(me, "null");
     let again = app.sign_in("ana@example.org", PASSWORD).await;
     assert_eq!(again.status(), 400);
+}
+
+/// An address passes on: the mail an account got at the address it had before a change is still its
+/// own and goes with it, while what went to that address since (its new holder's) stays.
+#[tokio::test]
+async fn mail_to_an_earlier_address_goes_too_and_its_new_holders_stays() {
+    let app = spawn_app().await;
+    app.register_verified("cai@example.org", PASSWORD).await;
+    let cai = user_id(&app, "cai@example.org").await;
+    assert_eq!(app.sign_in("cai@example.org", PASSWORD).await.status(), 200);
+    let moved = "moved.cai@elsewhere.example";
+    let change = app
+        .call(
+            "change_email",
+            &[("password", PASSWORD), ("new_email", moved)],
+        )
+        .await;
+    assert_eq!(change.status(), 200);
+    let token = app.emails_to(moved, 1).await[0].token(&app, "/confirm-email-change");
+    let confirm = app.call("confirm_email_change", &[("token", &token)]).await;
+    assert_eq!(confirm.status(), 200);
+    assert_eq!(app.call("sign_out", &[]).await.status(), 200);
+    let earlier =
+        format!("outbox_emails WHERE to_address = 'cai@example.org' AND user_id = '{cai}'");
+    assert!(
+        app.count(&earlier).await >= 2,
+        "her confirmation and the notice of the change"
+    );
+
+    // The freed address is taken by someone else.
+    let registered = app
+        .register("cai@example.org", "Cy Newcomer", PASSWORD)
+        .await;
+    assert!(registered.status().is_success(), "{}", registered.status());
+    let newcomer = user_id(&app, "cai@example.org").await;
+    let newcomers = format!("outbox_emails WHERE user_id = '{newcomer}'");
+    assert_eq!(app.count(&newcomers).await, 1, "his confirmation");
+
+    assert_eq!(app.sign_in(moved, PASSWORD).await.status(), 200);
+    let done = delete(&app, &[("password", PASSWORD), ("confirm_email", moved)]).await;
+    assert_eq!(done.status(), 200);
+    assert_eq!(
+        app.count(&format!("outbox_emails WHERE user_id = '{cai}'"))
+            .await,
+        0
+    );
+    assert_eq!(
+        app.count("outbox_emails WHERE to_address = 'cai@example.org'")
+            .await,
+        1,
+        "only the newcomer's mail is left at the address she had"
+    );
+    assert_eq!(app.count(&newcomers).await, 1);
 }
 
 #[tokio::test]

@@ -663,7 +663,9 @@ async fn the_archive_holds_nothing_of_anyone_else() {
 
 /// Registers `address`, has its holder ask for a reset link, then move to another address: `address`
 /// is free again, with emails of its previous holder sent to it. Returns how many.
-async fn free_address(app: &TestApp, address: &str) -> usize {
+/// Registers `address` and moves its account elsewhere, freeing it. Returns the account's browser and
+/// how many emails went to `address` meanwhile.
+async fn free_address(app: &TestApp, address: &str) -> (Browser, usize) {
     register_named(app, address, "Val Before").await;
     let holder = signed_in(app, address, FIREFOX).await;
     assert_ok(
@@ -693,22 +695,68 @@ async fn free_address(app: &TestApp, address: &str) -> usize {
         previous >= 3,
         "verification, reset and notice went to {address}"
     );
-    previous as usize
+    (holder, previous as usize)
 }
 
-/// The kinds of the emails in `browser`'s archive, after asserting that none is the previous holder's.
-async fn email_kinds_without_the_previous_holders(browser: &Browser) -> Vec<String> {
+/// The kinds of the emails in `browser`'s archive, oldest first.
+async fn email_kinds(browser: &Browser) -> Vec<String> {
     let emails = archive_of(browser.export().await).await.json("emails.json");
-    let kinds: Vec<String> = emails
+    emails
         .as_array()
         .expect("emails.json is an array")
         .iter()
         .map(|e| e["kind"].as_str().expect("a kind").to_owned())
-        .collect();
-    for theirs in ["password_reset", "email_change_notice"] {
-        assert!(!kinds.iter().any(|k| k == theirs), "{theirs} in {kinds:?}");
-    }
-    kinds
+        .collect()
+}
+
+/// Whoever gives an address up keeps her mail: what went to it is still in her archive.
+#[tokio::test]
+async fn emails_to_an_earlier_address_stay_in_the_archive() {
+    let app = spawn_app().await;
+    let (wes, _) = free_address(&app, "wes@example.org").await;
+    assert_eq!(
+        email_kinds(&wes).await,
+        [
+            "verify_email",
+            "password_reset",
+            "email_change_verify",
+            "email_change_notice"
+        ]
+    );
+}
+
+/// An invitation belongs to no account when it is sent (whether its address has one is not looked
+/// up): it is in the archive of whoever holds the address, if they held it then.
+#[tokio::test]
+async fn an_invitation_is_in_the_archive_of_whoever_held_the_address_then() {
+    let app = spawn_app().await;
+    register_named(&app, "ola@example.org", "Ola Owner").await;
+    let ola = signed_in(&app, "ola@example.org", FIREFOX).await;
+    let invited = "pia@example.org";
+    assert_ok(ola.call("invite_member", &[("email", invited)]).await).await;
+    app.emails_to(invited, 1).await;
+
+    app.clock.advance(time::Duration::minutes(1));
+    let registered = app.register(invited, "Pia Invited", PASSWORD).await;
+    assert!(registered.status().is_success(), "{}", registered.status());
+    let token = app
+        .emails_to(invited, 2)
+        .await
+        .iter()
+        .find(|m| m.text.contains("Pia Invited"))
+        .expect("her confirmation")
+        .token(&app, "/verify-email");
+    assert_ok(app.call("verify_email", &[("token", &token)]).await).await;
+    app.clock.advance(time::Duration::minutes(1));
+    assert_ok(ola.call("invite_member", &[("email", invited)]).await).await;
+    app.emails_to(invited, 3).await;
+
+    let pia = signed_in(&app, invited, FIREFOX).await;
+    assert_eq!(
+        email_kinds(&pia).await,
+        ["verify_email", "household_invitation"],
+        "the invitation sent before she registered is not hers"
+    );
 }
 
 /// An address freed by a change of address can be registered by someone else; the emails sent to it
@@ -718,7 +766,7 @@ async fn email_kinds_without_the_previous_holders(browser: &Browser) -> Vec<Stri
 async fn emails_to_the_previous_holder_of_an_address_stay_out() {
     let app = spawn_app().await;
     let address = "val@example.org";
-    let previous = free_address(&app, address).await;
+    let (_, previous) = free_address(&app, address).await;
 
     app.clock.advance(time::Duration::minutes(5));
     let registered = app.register(address, "Nia Newcomer", PASSWORD).await;
@@ -732,20 +780,21 @@ async fn emails_to_the_previous_holder_of_an_address_stay_out() {
     assert_ok(app.call("verify_email", &[("token", &token)]).await).await;
     let nia = signed_in(&app, address, FIREFOX).await;
     assert_eq!(
-        email_kinds_without_the_previous_holders(&nia).await,
+        email_kinds(&nia).await,
         ["verify_email"],
         "the newcomer's own confirmation only"
     );
 }
 
 /// The same for an older account that moves to the freed address: the emails sent to it before the
-/// move are not its own, though the account is older than they are.
+/// move are not its own, though the account is older than they are. Its own confirmation link, sent
+/// there before the move, is.
 #[tokio::test]
 async fn emails_to_an_address_before_an_account_moved_to_it_stay_out() {
     let app = spawn_app().await;
     register_named(&app, "kai@example.org", "Kai Earlier").await;
     let address = "uma@example.org";
-    let previous = free_address(&app, address).await;
+    let (_, previous) = free_address(&app, address).await;
 
     app.clock.advance(time::Duration::minutes(5));
     let kai = signed_in(&app, "kai@example.org", FIREFOX).await;
@@ -765,9 +814,9 @@ async fn emails_to_an_address_before_an_account_moved_to_it_stay_out() {
         .token(&app, "/confirm-email-change");
     assert_ok(app.call("confirm_email_change", &[("token", &token)]).await).await;
     assert_eq!(
-        email_kinds_without_the_previous_holders(&kai).await,
-        ["email_change_verify"],
-        "his own confirmation link only"
+        email_kinds(&kai).await,
+        ["verify_email", "email_change_verify", "email_change_notice"],
+        "his own: at his first address, and the confirmation link at the new one"
     );
 }
 

@@ -1401,6 +1401,7 @@ async fn rotate_keys_reseals_secrets_under_the_new_key_resumably_and_needs_the_o
         &app.state,
         unix_now(&app) - 3600,
         "olu-notice@example.org",
+        None,
         &template,
     )
     .await

@@ -12,6 +12,10 @@ pub struct Model {
     pub message_id: String,
     pub kind: String,
     pub to_address: String,
+    /// The account the email belongs to: deletion and the data export go by this, since an address
+    /// can pass to another account. `None` for mail to someone without an account here (an
+    /// invitation), the deletion receipt, and rows from before the column existed.
+    pub user_id: Option<String>,
     pub subject: String,
     #[sea_orm(column_type = "Text")]
     pub body_text: String,

@@ -6,7 +6,9 @@
 //! owner, deletion is refused until they hand ownership on. A pseudonymous event (a keyed hash of the
 //! id, no personal data) is kept for the audit trail.
 
-use sea_orm::{ColumnTrait as _, ConnectionTrait, DbErr, EntityTrait as _, QueryFilter as _};
+use sea_orm::{
+    ColumnTrait as _, Condition, ConnectionTrait, DbErr, EntityTrait as _, QueryFilter as _,
+};
 
 use crate::server::api_support::RequestMeta;
 use crate::server::entities::{household, household_member, outbox_email, user};
@@ -73,9 +75,18 @@ pub async fn delete_account(
         // Otherwise the household stays with its other members; this membership cascades away.
     }
     state.sessions.revoke_user(&txn, &account.id, None).await?;
-    // Mail already sent to them is personal data too (the receipt below is the last).
+    // Mail sent to them is personal data too (the receipt below is the last): theirs at any address
+    // they had, and what reached their current address before it was recorded whose mail is whose.
     outbox_email::Entity::delete_many()
-        .filter(outbox_email::Column::ToAddress.eq(&account.email))
+        .filter(
+            Condition::any()
+                .add(outbox_email::Column::UserId.eq(&account.id))
+                .add(
+                    Condition::all()
+                        .add(outbox_email::Column::UserId.is_null())
+                        .add(outbox_email::Column::ToAddress.eq(&account.email)),
+                ),
+        )
         .exec(&txn)
         .await?;
     user::Entity::delete_by_id(account.id.clone())
@@ -84,7 +95,8 @@ pub async fn delete_account(
     let template = Template::AccountDeleted {
         name: account.display_name.clone(),
     };
-    outbox::enqueue(&txn, state, now, &account.email, &template).await?;
+    // Owned by nobody: the account is gone, and the address may be someone else's tomorrow.
+    outbox::enqueue(&txn, state, now, &account.email, None, &template).await?;
     state
         .lockouts
         .forget(&txn, &auth::throttle_key(state, &account.email))

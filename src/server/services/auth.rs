@@ -266,7 +266,7 @@ async fn send_verification(
         name: name.to_owned(),
         link: link(state, routes::VERIFY_EMAIL, &token),
     };
-    outbox::enqueue(txn, state, now, email, &template).await?;
+    outbox::enqueue(txn, state, now, email, Some(account_id), &template).await?;
     audit::record(txn, meta, now, Event::new(event).user(account_id)).await
 }
 
@@ -338,7 +338,7 @@ pub async fn register(
             sign_in_link: page(state, routes::LOGIN),
             reset_link: page(state, routes::FORGOT_PASSWORD),
         };
-        outbox::enqueue(&txn, state, now, &existing.email, &template).await?;
+        outbox::enqueue_for(&txn, state, now, &existing, &template).await?;
         return commit_with_event(
             txn,
             state,
@@ -591,7 +591,7 @@ pub(super) async fn record_failure(
                 Failure::Password(_) => Template::LockedOut { name, reset_link },
                 Failure::SecondFactor(_) => Template::MfaFailures { name, reset_link },
             };
-            outbox::enqueue(&txn, state, now, &account.email, &template).await?;
+            outbox::enqueue_for(&txn, state, now, account, &template).await?;
         }
         audit::record(&txn, meta, now, locked).await?;
     }
@@ -844,7 +844,7 @@ pub(super) async fn enqueue_reset_link(
         name: account.display_name.clone(),
         link: link(state, routes::RESET_PASSWORD, &token),
     };
-    outbox::enqueue(txn, state, now, &account.email, &template).await?;
+    outbox::enqueue_for(txn, state, now, account, &template).await?;
     Ok(())
 }
 
@@ -893,7 +893,7 @@ pub async fn reset_password(
     let template = Template::PasswordChanged {
         name: account.display_name.clone(),
     };
-    outbox::enqueue(&txn, state, now, &account.email, &template).await?;
+    outbox::enqueue_for(&txn, state, now, &account, &template).await?;
     commit_with_event(
         txn,
         state,
@@ -990,7 +990,7 @@ pub async fn change_password(
     let template = Template::PasswordChanged {
         name: account.display_name.clone(),
     };
-    outbox::enqueue(&txn, state, now, &account.email, &template).await?;
+    outbox::enqueue_for(&txn, state, now, account, &template).await?;
     commit_with_event(
         txn,
         state,
@@ -1053,13 +1053,14 @@ pub async fn request_email_change(
             name: account.display_name.clone(),
             link: link(state, routes::CONFIRM_EMAIL_CHANGE, &token),
         };
-        outbox::enqueue(&txn, state, now, &new_email, &template).await?;
+        // Theirs, though the address is not theirs yet (and may never be).
+        outbox::enqueue(&txn, state, now, &new_email, Some(&account.id), &template).await?;
     }
     let notice = Template::EmailChangeNotice {
         name: account.display_name.clone(),
         new_email_hint: mask_email(&new_email),
     };
-    outbox::enqueue(&txn, state, now, &account.email, &notice).await?;
+    outbox::enqueue_for(&txn, state, now, account, &notice).await?;
     commit_with_event(
         txn,
         state,

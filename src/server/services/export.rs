@@ -14,7 +14,8 @@ use std::io::Write;
 
 use axum::body::Bytes;
 use sea_orm::{
-    ColumnTrait as _, DbErr, EntityTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect as _,
+    ColumnTrait as _, Condition, DbErr, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+    QuerySelect as _,
 };
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -72,8 +73,8 @@ pub const SECTIONS: &[Section] = &[
     },
     Section {
         file: "emails.json",
-        description: "The emails we sent to your current address: subject, kind, and when. Their \
-                      text is left out because it holds one-time links.",
+        description: "The emails we sent you, at this address or an earlier one: subject, kind, and \
+                      when. Their text is left out because it holds one-time links.",
     },
 ];
 
@@ -256,7 +257,7 @@ fn write_archive(
 
     zip.start_file("emails.json", options)?;
     let since = runtime.block_on(address_held_since(state, account))?;
-    write_emails(runtime, state, &account.email, since, &mut zip)?;
+    write_emails(runtime, state, account, since, &mut zip)?;
 
     let mut sink = zip.finish()?;
     sink.flush()?;
@@ -484,11 +485,10 @@ struct EmailJson {
 }
 
 /// When the account got the address it has now: its registration, or its last change of address.
-/// Emails to the address from before then are not the account's: they went to whoever held the
-/// address before (an address is freed by a change or a deletion), or invited someone who had no
-/// account yet. (An `email_changed` event outlives the emails it could exclude: events are kept at
-/// least 30 days, sent or failed emails at most 30.) The account's own confirmation link for its new
-/// address predates the change too, and is left out with them.
+/// Only emails without a recorded owner are judged by it (see [`write_emails`]): those to the address
+/// from before then went to whoever held it before (an address is freed by a change or a deletion),
+/// or invited someone who had no account yet. (An `email_changed` event outlives the emails it could
+/// exclude: events are kept at least 30 days, sent or failed emails at most 30.)
 async fn address_held_since(state: &AppState, account: &user::Model) -> Result<i64, DbErr> {
     let changed = security_event::Entity::find()
         .select_only()
@@ -502,11 +502,12 @@ async fn address_held_since(state: &AppState, account: &user::Model) -> Result<i
     Ok(changed.map_or(account.created_at, |at| at.max(account.created_at)))
 }
 
-/// The emails sent to `address` since `since` (Unix seconds).
+/// The account's emails, at whatever address they went to, and those without a recorded owner (an
+/// invitation, or sent before owners were recorded) sent to its address since `since` (Unix seconds).
 fn write_emails(
     runtime: &tokio::runtime::Handle,
     state: &AppState,
-    address: &str,
+    account: &user::Model,
     since: i64,
     out: &mut impl Write,
 ) -> Result<(), ExportError> {
@@ -523,8 +524,16 @@ fn write_emails(
                     outbox_email::Column::CreatedAt,
                     outbox_email::Column::SentAt,
                 ])
-                .filter(outbox_email::Column::ToAddress.eq(address))
-                .filter(outbox_email::Column::CreatedAt.gte(since))
+                .filter(
+                    Condition::any()
+                        .add(outbox_email::Column::UserId.eq(&account.id))
+                        .add(
+                            Condition::all()
+                                .add(outbox_email::Column::UserId.is_null())
+                                .add(outbox_email::Column::ToAddress.eq(&account.email))
+                                .add(outbox_email::Column::CreatedAt.gte(since)),
+                        ),
+                )
                 .filter(outbox_email::Column::Id.gt(after))
                 .order_by_asc(outbox_email::Column::Id)
                 .limit(PAGE)

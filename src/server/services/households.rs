@@ -363,7 +363,7 @@ pub async fn invite(
         household: membership.household.name.clone(),
         link: link(state, routes::HOUSEHOLD_JOIN, &token),
     };
-    outbox::enqueue(&txn, state, now, &email, &template).await?;
+    outbox::enqueue(&txn, state, now, &email, None, &template).await?;
     let event = Event::new("household_invitation_sent")
         .user(&inviter.id)
         .detail("household_id", household_id)
@@ -629,7 +629,7 @@ pub async fn remove_member(
         name: person.display_name.clone(),
         household: membership.household.name.clone(),
     };
-    outbox::enqueue(&txn, state, now, &person.email, &template).await?;
+    outbox::enqueue_for(&txn, state, now, &person, &template).await?;
     let removed = Event::new("household_removed")
         .user(&person.id)
         .detail("household_id", membership.household.id.clone())

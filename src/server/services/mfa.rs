@@ -260,7 +260,7 @@ pub async fn confirm_setup(
         name: account.display_name.clone(),
         settings_link: settings_link(state),
     };
-    outbox::enqueue(&txn, state, now, &account.email, &template).await?;
+    outbox::enqueue_for(&txn, state, now, account, &template).await?;
     commit_with_event(
         txn,
         state,
@@ -298,7 +298,7 @@ pub async fn regenerate_backup_codes(
         name: account.display_name.clone(),
         settings_link: settings_link(state),
     };
-    outbox::enqueue(&txn, state, now, &account.email, &template).await?;
+    outbox::enqueue_for(&txn, state, now, account, &template).await?;
     let event = Event::new("mfa_backup_codes_regenerated").user(&account.id);
     commit_with_event(txn, state, meta, now, event).await?;
     Ok(codes)
@@ -471,7 +471,7 @@ async fn backup_code_used(
         remaining,
         settings_link: settings_link(state),
     };
-    outbox::enqueue(txn, state, now, &account.email, &template).await?;
+    outbox::enqueue_for(txn, state, now, account, &template).await?;
     let event = Event::new("mfa_backup_code_used")
         .user(&account.id)
         .detail("remaining", remaining);
@@ -498,7 +498,7 @@ pub async fn abandon_sign_in(
         name: account.display_name.clone(),
         reset_link: page(state, routes::FORGOT_PASSWORD),
     };
-    outbox::enqueue(&txn, state, now, &account.email, &template).await?;
+    outbox::enqueue_for(&txn, state, now, &account, &template).await?;
     let event = Event::new("mfa_sign_in_abandoned").user(&account.id);
     commit_with_event(txn, state, meta, now, event).await
 }
@@ -541,7 +541,7 @@ pub async fn disable(
         name: account.display_name.clone(),
         settings_link: settings_link(state),
     };
-    outbox::enqueue(&txn, state, now, &account.email, &template).await?;
+    outbox::enqueue_for(&txn, state, now, account, &template).await?;
     commit_with_event(
         txn,
         state,

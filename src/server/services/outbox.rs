@@ -3,15 +3,29 @@
 
 use sea_orm::{ActiveModelTrait as _, ActiveValue::Set, ConnectionTrait, DbErr};
 
-use crate::server::entities::outbox_email;
+use crate::server::entities::{outbox_email, user};
 use crate::server::mail::Template;
 use crate::server::state::AppState;
 
+/// Queues `template` for the account, at its current address.
+pub async fn enqueue_for<C: ConnectionTrait>(
+    db: &C,
+    state: &AppState,
+    now: i64,
+    account: &user::Model,
+    template: &Template,
+) -> Result<(), DbErr> {
+    enqueue(db, state, now, &account.email, Some(&account.id), template).await
+}
+
+/// Queues `template` for `to`. `owner` is the account the email belongs to, if any: deletion and the
+/// data export go by it, since an address can pass from one account to another.
 pub async fn enqueue<C: ConnectionTrait>(
     db: &C,
     state: &AppState,
     now: i64,
     to: &str,
+    owner: Option<&str>,
     template: &Template,
 ) -> Result<(), DbErr> {
     let settings = &state.settings;
@@ -29,6 +43,7 @@ pub async fn enqueue<C: ConnectionTrait>(
         message_id: Set(message_id.clone()),
         kind: Set(template.kind().to_owned()),
         to_address: Set(to.to_owned()),
+        user_id: Set(owner.map(str::to_owned)),
         subject: Set(rendered.subject),
         body_text: Set(body_text),
         body_html: Set(body_html),

@@ -84,7 +84,7 @@ pub async fn after_sign_in(
         when: readable_date(now),
         not_me_link: link(state, routes::NOT_ME, &token),
     };
-    outbox::enqueue(&txn, state, now, &account.email, &template).await?;
+    outbox::enqueue_for(&txn, state, now, account, &template).await?;
     let event = Event::new("new_device_sign_in")
         .user(&account.id)
         .detail("device", device);
