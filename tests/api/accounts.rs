@@ -1,7 +1,10 @@
 //! The account life cycle over HTTP: register, verify, sign in/out, lock-out, rate limits, password reset
 //! and change, email change — on whichever database backend the suite runs against.
 
-use crate::helpers::{TestApp, logs, session_cookie, spawn_app, spawn_app_with};
+use nestegg::server::clock::Clock as _;
+use nestegg::server::services::auth::throttle_key;
+
+use crate::helpers::{TestApp, lockout_counters, logs, session_cookie, spawn_app, spawn_app_with};
 use crate::smtp_sink::SmtpSink;
 
 const PASSWORD: &str = "glacier Minnow 47 paperclip orbit";
@@ -928,6 +931,36 @@ async fn without_javascript_a_success_says_so_on_the_page() {
         .await
         .unwrap();
     assert!(page.contains("If an account exists for that address"));
+}
+
+/// Guesses still in flight count. Once the attempts counted before it reach the threshold, even the
+/// right password is refused rather than checked: otherwise a burst of parallel guesses, all counted
+/// before the first of them locks the address, would all be checked.
+#[tokio::test]
+async fn a_password_counted_past_the_threshold_is_refused_unchecked() {
+    let app = app_for_lockout().await;
+    app.register_verified("tia@example.org", PASSWORD).await;
+    // As many guesses as the threshold, counted and not yet answered.
+    let key = throttle_key(&app.state, "tia@example.org");
+    for _ in 0..app.settings.accounts.lockout_threshold {
+        app.state
+            .lockouts
+            .count(&app.app_db, &key, app.clock.now().unix_timestamp())
+            .await
+            .expect("counted");
+    }
+
+    let right = app.sign_in("tia@example.org", PASSWORD).await;
+    assert!(right.text().await.unwrap().contains("Too many attempts"));
+    assert_eq!(signed_in_user(&app).await, None);
+    // The refusal locks the address, should the guesses in flight not get to it, and tells the owner.
+    assert_eq!(lockout_counters(&app).await.1, 1);
+    assert_eq!(
+        app.count("security_events WHERE kind = 'locked_out'").await,
+        1
+    );
+    let again = app.sign_in("tia@example.org", PASSWORD).await;
+    assert!(again.text().await.unwrap().contains("Too many attempts"));
 }
 
 #[tokio::test]

@@ -15,6 +15,7 @@ use nestegg::server::entities::{
     backup_code, outbox_email, security_event, session, totp_credential,
 };
 use nestegg::server::mail::Template;
+use nestegg::server::services::auth::throttle_key;
 use nestegg::server::services::mfa::secret_context;
 use nestegg::server::services::outbox::{self, body_context};
 use nestegg::server::services::secret_box::SecretBox;
@@ -683,6 +684,53 @@ async fn wrong_codes_count_toward_the_account_lock_out() {
         "{}",
         mail.text
     );
+}
+
+/// Guesses still in flight count. Once the attempts counted before it reach the threshold, even the
+/// right code is refused rather than checked: otherwise a burst of parallel guesses, all counted before
+/// the first of them locks the account, would all be checked.
+#[tokio::test]
+async fn a_code_counted_past_the_threshold_is_refused_unchecked() {
+    let app = app_for_many_codes().await;
+    let owner = signed_in(&app, "ivy@example.org").await;
+    let mfa = enable_mfa(&app, &owner).await;
+    let browser = sign_in_pending(&app, "ivy@example.org").await;
+    // As many guesses as the threshold, counted and not yet answered.
+    let key = throttle_key(&app.state, "ivy@example.org");
+    for _ in 0..app.settings.accounts.lockout_threshold {
+        app.state
+            .lockouts
+            .count(&app.app_db, &key, unix_now(&app))
+            .await
+            .expect("counted");
+    }
+
+    let right = expect_error(
+        browser.verify_code(&code_now(&app, &mfa.secret)).await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    assert!(message(&right).contains("Too many attempts"), "{right}");
+    assert!(browser.current_user().await.is_null());
+    // The refusal locks the account, should the guesses in flight not get to it, and tells the owner.
+    assert_eq!(crate::helpers::lockout_counters(&app).await.1, 1);
+    assert_eq!(
+        app.count("security_events WHERE kind = 'locked_out'").await,
+        1
+    );
+    email_about(&app, "ivy@example.org", 3, "Failed sign-in attempts").await;
+    // The code was not spent: once the lock is over, it still works.
+    app.clock.advance(
+        app.settings
+            .accounts
+            .lockout_duration
+            .try_into()
+            .expect("a duration"),
+    );
+    let browser = sign_in_pending(&app, "ivy@example.org").await;
+    let response = browser.verify_code(&code_now(&app, &mfa.secret)).await;
+    assert_eq!(location(&response).as_deref(), Some("/"));
 }
 
 #[tokio::test]

@@ -285,7 +285,7 @@ pub(super) async fn commit_with_event(
     Ok(())
 }
 
-pub(crate) fn throttle_key(state: &AppState, email: &str) -> String {
+pub fn throttle_key(state: &AppState, email: &str) -> String {
     hash_token(&state.settings.secret_key, "login-throttle", email)
 }
 
@@ -602,6 +602,27 @@ pub(super) async fn record_failure(
     Ok(failures >= threshold)
 }
 
+/// After counting an attempt that found no lock: whether it must be refused all the same, because the
+/// attempts counted before it already reached the threshold. One of them is about to set the lock, and
+/// checking this one as well would let a burst of parallel guesses try far more passwords or codes than
+/// the threshold allows. The refusal is recorded as a failure, which also sets the lock should the
+/// attempt that reached the threshold never get to it (it may have failed on its way).
+pub(super) async fn past_threshold(
+    state: &AppState,
+    meta: &RequestMeta,
+    key: &str,
+    failures: i32,
+    account: Option<&user::Model>,
+    now: i64,
+    failure: Failure,
+) -> Result<bool, AuthError> {
+    if failures <= state.settings.accounts.lockout_threshold as i32 {
+        return Ok(false);
+    }
+    record_failure(state, meta, key, failures, account, now, failure).await?;
+    Ok(true)
+}
+
 /// Where a correct password leads.
 #[derive(Debug)]
 pub enum SignIn {
@@ -635,6 +656,10 @@ pub async fn sign_in(
             event = event.user(&account.id);
         }
         audit::record(&state.db, meta, now, event).await?;
+        return Err(AuthError::LockedOut);
+    }
+    let failure = Failure::Password("sign_in_failed");
+    if past_threshold(state, meta, &key, failures, found.as_ref(), now, failure).await? {
         return Err(AuthError::LockedOut);
     }
 
@@ -697,16 +722,8 @@ pub async fn sign_in(
             Ok(SignIn::Complete(account))
         }
         (_, found) => {
-            let locked = record_failure(
-                state,
-                meta,
-                &key,
-                failures,
-                found.as_ref(),
-                now,
-                Failure::Password("sign_in_failed"),
-            )
-            .await?;
+            let locked =
+                record_failure(state, meta, &key, failures, found.as_ref(), now, failure).await?;
             Err(if locked {
                 AuthError::LockedOut
             } else {
@@ -754,6 +771,10 @@ async fn check_password_of(
     if locked_until.is_some_and(|until| until > now) {
         return Err(AuthError::LockedOut);
     }
+    let failure = Failure::Password("password_check_failed");
+    if past_threshold(state, meta, &key, failures, Some(account), now, failure).await? {
+        return Err(AuthError::LockedOut);
+    }
     let verified = if password.chars().count() > password_policy::DEFAULT_MAX_LENGTH {
         Verified::No
     } else {
@@ -763,7 +784,6 @@ async fn check_password_of(
             .await?
     };
     if verified == Verified::No {
-        let failure = Failure::Password("password_check_failed");
         if record_failure(state, meta, &key, failures, Some(account), now, failure).await? {
             return Err(AuthError::LockedOut);
         }

@@ -19,7 +19,7 @@ use crate::server::mail::Template;
 use crate::server::services::audit::{self, Event};
 use crate::server::services::auth::{
     self, AuthError, Failure, clear_attempts, commit_with_event, count_attempt, invalid, now, page,
-    record_failure, throttle_key,
+    past_threshold, record_failure, throttle_key,
 };
 use crate::server::services::crypto::hash_token;
 use crate::server::services::outbox;
@@ -380,6 +380,10 @@ async fn verify_second_factor(
     if locked_until.is_some_and(|until| until > now) {
         return Err(AuthError::LockedOut);
     }
+    let failure = Failure::SecondFactor(failed_event);
+    if past_threshold(state, meta, &key, failures, Some(account), now, failure).await? {
+        return Err(AuthError::LockedOut);
+    }
     match consume_factor(state, &credential, input, now).await? {
         Some(factor) => {
             if !clear_attempts(state, &key, now).await? {
@@ -388,17 +392,7 @@ async fn verify_second_factor(
             Ok(factor)
         }
         None => {
-            if record_failure(
-                state,
-                meta,
-                &key,
-                failures,
-                Some(account),
-                now,
-                Failure::SecondFactor(failed_event),
-            )
-            .await?
-            {
+            if record_failure(state, meta, &key, failures, Some(account), now, failure).await? {
                 return Err(AuthError::LockedOut);
             }
             Err(AuthError::WrongCode)
