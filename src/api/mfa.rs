@@ -158,18 +158,15 @@ pub async fn verify_sign_in_code(code: String) -> Result<(), AppError> {
             "Enter the 6-digit code from your authenticator app.",
         ));
     }
-    match mfa::complete_sign_in(&ctx.state, &ctx.meta, &pending.user_id, &code).await {
-        // The password was checked before it changed (the pending step was saved after a reset
-        // ended every session): the sign-in starts over, as the session would not outlive its
-        // first request anyway.
-        Ok(user)
-            if pending
-                .password_changed_at
-                .is_some_and(|seen| seen != user.password_changed_at) =>
-        {
-            ctx.clear_pending_mfa().await?;
-            Err(s::auth_error(AuthError::MfaPendingMissing))
-        }
+    let signed_in = mfa::complete_sign_in(
+        &ctx.state,
+        &ctx.meta,
+        &pending.user_id,
+        pending.password_changed_at,
+        &code,
+    )
+    .await;
+    match signed_in {
         Ok(user) => {
             ctx.start_session(&user.id, pending.started_at, pending.password_changed_at)
                 .await?;

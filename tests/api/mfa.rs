@@ -733,6 +733,45 @@ async fn a_code_counted_past_the_threshold_is_refused_unchecked() {
     assert_eq!(location(&response).as_deref(), Some("/"));
 }
 
+/// A password change that lands while a sign-in waits at the code step (after the step was saved, so
+/// ending every session missed it): the sign-in starts over before its code is checked, so the code
+/// is not spent and no sign-in is recorded.
+#[tokio::test]
+async fn a_code_step_whose_password_changed_meanwhile_starts_over_and_spends_no_code() {
+    let app = app_for_many_codes().await;
+    let owner = signed_in(&app, "jon@example.org").await;
+    let mfa = enable_mfa(&app, &owner).await;
+    let browser = sign_in_pending(&app, "jon@example.org").await;
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &app.app_db,
+        "UPDATE users SET password_changed_at = password_changed_at + 1 \
+         WHERE email = 'jon@example.org'",
+    )
+    .await
+    .expect("the password moves on");
+    let signed_in_before = app.count("security_events WHERE kind = 'sign_in'").await;
+
+    let backup = &mfa.backup_codes[0];
+    let refused = expect_error(browser.verify_code(backup).await, 400, "invalid_input").await;
+    assert!(message(&refused).contains("sign in again"), "{refused}");
+    assert!(!browser.pending_sign_in().await);
+    assert!(browser.current_user().await.is_null());
+    assert_eq!(
+        app.count("security_events WHERE kind = 'sign_in'").await,
+        signed_in_before
+    );
+    assert_eq!(
+        app.count("outbox_emails WHERE kind = 'backup_code_used'")
+            .await,
+        0
+    );
+
+    // Signing in again, the same backup code still works.
+    let browser = sign_in_pending(&app, "jon@example.org").await;
+    let response = browser.verify_code(backup).await;
+    assert_eq!(location(&response).as_deref(), Some("/"));
+}
+
 #[tokio::test]
 async fn entering_the_password_again_does_not_reset_the_count_of_wrong_codes() {
     let app = app_for_many_codes().await;

@@ -400,17 +400,24 @@ async fn verify_second_factor(
     }
 }
 
-/// The second step of a sign-in whose password was right.
+/// The second step of a sign-in whose password was right. `password_seen` is the account's
+/// `password_changed_at` as read before that password was checked: when the password has changed
+/// since (the pending step was saved after a reset ended every session), the sign-in must start over,
+/// and is refused before the code is checked, so it spends no code and records no sign-in.
 pub async fn complete_sign_in(
     state: &AppState,
     meta: &RequestMeta,
     user_id: &str,
+    password_seen: Option<i64>,
     input: &str,
 ) -> Result<user::Model, AuthError> {
     let account = user::Entity::find_by_id(user_id.to_owned())
         .one(&state.db)
         .await?
         .ok_or(AuthError::MfaPendingMissing)?;
+    if password_seen.is_some_and(|seen| seen != account.password_changed_at) {
+        return Err(AuthError::MfaPendingMissing);
+    }
     let factor = verify_second_factor(state, meta, &account, input, "mfa_sign_in_failed").await?;
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
