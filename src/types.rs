@@ -106,6 +106,9 @@ pub struct TwoFactorView {
     pub required: bool,
     /// A setup that is waiting for the first code (shown only while re-authenticated).
     pub setup: Option<TotpSetupView>,
+    /// A move to a new phone waiting for the new app's first code (shown only while
+    /// re-authenticated).
+    pub replacement: Option<TotpSetupView>,
 }
 
 /// What someone needs to add Nest Egg to their authenticator app.

@@ -18,7 +18,7 @@ import jsQR from "jsqr";
 import { PNG } from "pngjs";
 
 // Two-factor authentication (TOTP) in the browser: setting it up from the QR code, the code step of
-// signing in, backup codes, and turning it off again, with the email each change sends. otplib plays
+// signing in, backup codes, moving to a new phone, and turning it off again, with the email each change sends. otplib plays
 // the authenticator app. Wrong codes count toward the same per-address lock-out as wrong passwords, so
 // every test signs up its own account; playwright.config.ts raises the per-IP limit of the code step.
 
@@ -33,9 +33,12 @@ const ON_SINCE = /^On since .+\.$/;
 const SUBJECT_ON = "Two-factor authentication is on for your Nest Egg account";
 const SUBJECT_BACKUP_CODE_USED = "A backup code was used to sign in to Nest Egg";
 const SUBJECT_OFF = "Two-factor authentication was turned off for your Nest Egg account";
+const SUBJECT_MOVED = "Two-factor authentication for Nest Egg moved to a new authenticator";
 
 const WRONG_SETUP_CODE =
   "That code didn't match. Make sure your phone sets its clock automatically, then enter the newest code.";
+const WRONG_MOVE_CODE =
+  "That code didn't match. Make sure the new phone sets its clock automatically, then enter the newest code its app shows.";
 const wrongSignInCode = (triesLeft: number) =>
   `That code didn't work. Enter the newest code from your app, or use a backup code. ${triesLeft} ${
     triesLeft === 1 ? "try" : "tries"
@@ -54,10 +57,19 @@ function timeStep(ms: number): number {
  */
 class Authenticator {
   readonly secret: string;
-  private lastStep = Number.NEGATIVE_INFINITY;
+  private lastStep: number;
 
-  constructor(secret: string) {
+  constructor(secret: string, lastStep = Number.NEGATIVE_INFINITY) {
     this.secret = secret;
+    this.lastStep = lastStep;
+  }
+
+  /**
+   * The app on a new phone that takes over from this one: the server's replay protection is per
+   * account, not per secret, so it too needs a step newer than the last one this app used.
+   */
+  successor(secret: string): Authenticator {
+    return new Authenticator(secret, this.lastStep);
   }
 
   /** A code the server takes now (each call uses up one time step). */
@@ -122,6 +134,7 @@ async function expectOnCodeStep(page: Page): Promise<void> {
 function twoFactorPage(page: Page) {
   const enable = page.locator("form.enable-two-factor-form");
   const disable = page.locator("form.disable-two-factor-form");
+  const move = page.locator("form.confirm-replacement-form");
   const panel = page.locator(".backup-codes-panel");
   const status = page.locator(".two-factor-status");
   return {
@@ -142,6 +155,13 @@ function twoFactorPage(page: Page) {
     status,
     state: status.locator(".two-factor-state"),
     remaining: status.locator(".backup-codes-remaining"),
+    startMove: page.locator("form.start-replacement-form").getByRole("button", { name: "Set up a new phone" }),
+    moveQrCode: page.locator(".two-factor-move .qr-code"),
+    moveKey: page.locator(".two-factor-move code.manual-key"),
+    moveCode: move.getByLabel("6-digit code from the new phone", { exact: true }),
+    moveCodeError: page.locator("#replacement-code-error"),
+    confirmMove: move.getByRole("button", { name: "Move to this phone" }),
+    moved: page.locator(".two-factor-move .form-success"),
     disablePassword: disable.getByLabel("Your password", { exact: true }),
     disableCode: disable.getByLabel("Code from your app, or a backup code", { exact: true }),
     turnOff: disable.getByRole("button", { name: "Turn off two-factor authentication" }),
@@ -373,6 +393,62 @@ test.describe("two-factor authentication", () => {
 
     // …and the right code completes it.
     await step.code.fill(await app.freshCode(page));
+    expect((await submit(page, step.signIn, "verify_sign_in_code")).ok()).toBe(true);
+    await expect(page).toHaveURL(/\/$/);
+    await expectSignedIn(page, account.displayName);
+  });
+
+  test("move to a new phone: the new app's first code moves it and the old app stops working", async ({
+    page,
+    problems,
+  }) => {
+    // Up to 30 s of it may be waiting for a new time step (see Authenticator).
+    test.setTimeout(150_000);
+    allowRefused(problems, "confirm_two_factor_replacement");
+    allowRefused(problems, "verify_sign_in_code");
+    const s = twoFactorPage(page);
+    const account = await register(page, "mfa-move");
+    await signInWithPassword(page, account);
+    await expectSignedIn(page, account.displayName);
+    const oldApp = await turnOnTwoFactor(page);
+
+    // The new phone gets a secret of its own, as a QR code and as a key to type.
+    expect((await submit(page, s.startMove, "start_two_factor_replacement")).ok()).toBe(true);
+    await expect(s.moveKey).toHaveText(MANUAL_KEY);
+    const newApp = oldApp.successor(((await s.moveKey.textContent()) ?? "").replace(/\s/g, ""));
+    expect(newApp.secret).not.toBe(oldApp.secret);
+    await expect(s.moveQrCode.locator("svg")).toBeVisible();
+    await expect(s.state).toHaveText(ON_SINCE);
+
+    // A wrong code is refused next to the field, and nothing moves.
+    await s.moveCode.fill(await newApp.wrongCode());
+    const reloaded = serverFnAnswer(page, "two_factor_status");
+    expect((await submit(page, s.confirmMove, "confirm_two_factor_replacement")).status()).toBe(400);
+    await reloaded;
+    await expect(s.moveCodeError).toHaveText(WRONG_MOVE_CODE);
+    await expect(s.moveCode).toHaveAttribute("aria-invalid", "true");
+
+    // The new app's code moves it, and the owner is told by email.
+    await s.moveCode.fill(await newApp.freshCode(page));
+    const moved = Date.now();
+    expect((await submit(page, s.confirmMove, "confirm_two_factor_replacement")).ok()).toBe(true);
+    await expect(s.moved).toHaveText(
+      "Two-factor authentication moved to your new phone. Codes from the old one no longer work.",
+    );
+    await expect(s.startMove).toBeVisible();
+    await expect(s.remaining).toHaveText("10 unused backup codes left.");
+    const mail = await waitForEmail(account.email, { subjectIncludes: SUBJECT_MOVED, after: moved });
+    expect(mail.subject).toBe(SUBJECT_MOVED);
+
+    // Signing in, the old app's code is refused and the new one's works.
+    await signOut(page);
+    await signInWithPassword(page, account);
+    await expectOnCodeStep(page);
+    const step = codeStep(page);
+    await step.code.fill(await oldApp.freshCode(page));
+    expect((await submit(page, step.signIn, "verify_sign_in_code")).status()).toBe(400);
+    await expect(step.codeError).toHaveText(wrongSignInCode(4));
+    await step.code.fill(await newApp.freshCode(page));
     expect((await submit(page, step.signIn, "verify_sign_in_code")).ok()).toBe(true);
     await expect(page).toHaveURL(/\/$/);
     await expectSignedIn(page, account.displayName);

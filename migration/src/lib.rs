@@ -11,6 +11,7 @@ mod m20261122_000006_household_invitations;
 mod m20261122_000007_operators;
 mod m20261122_000008_jobs;
 mod m20261206_000009_outbox_owner;
+mod m20261206_000010_totp_replacement;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000007_operators::Migration),
             Box::new(m20261122_000008_jobs::Migration),
             Box::new(m20261206_000009_outbox_owner::Migration),
+            Box::new(m20261206_000010_totp_replacement::Migration),
         ]
     }
 }

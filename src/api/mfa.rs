@@ -1,7 +1,7 @@
-//! Two-factor authentication server functions: settings (status, setup, backup codes, turning it off)
-//! and the code step of signing in.
+//! Two-factor authentication server functions: settings (status, setup, backup codes, moving to a new
+//! phone, turning it off) and the code step of signing in.
 //!
-//! Setup, new backup codes and the setup details need sudo mode (the password entered within
+//! Setup, new backup codes, moving to a new phone and the secrets they show need sudo mode (the password entered within
 //! `SUDO_WINDOW_MINUTES`); turning it off asks for the password itself.
 
 use leptos::prelude::*;
@@ -38,6 +38,12 @@ async fn status(with_setup: bool) -> Result<TwoFactorView, AppError> {
         }
         _ => None,
     };
+    let replacement = match (&status.pending_replacement, reauth_needed) {
+        (Some(credential), false) if with_setup => {
+            mfa::replacement_details(&ctx.state, &user, credential).map_err(s::auth_error)?
+        }
+        _ => None,
+    };
     let required = ctx.mfa_required(&user).await?;
     Ok(TwoFactorView {
         enabled_on: status.enabled_at.map(s::readable_date),
@@ -45,6 +51,7 @@ async fn status(with_setup: bool) -> Result<TwoFactorView, AppError> {
         reauth_needed,
         required,
         setup,
+        replacement,
     })
 }
 
@@ -105,6 +112,49 @@ pub async fn regenerate_backup_codes() -> Result<BackupCodesView, AppError> {
         .await
         .map_err(s::auth_error)?;
     Ok(BackupCodesView { codes })
+}
+
+/// Starts moving two-factor authentication to a new phone: a new secret, shown by
+/// `two_factor_status` until a code from the new app confirms it. The current app keeps working.
+#[server(prefix = "/api", endpoint = "start_two_factor_replacement")]
+pub async fn start_two_factor_replacement() -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    let user = ctx.require_user().await?;
+    ctx.require_recent_auth().await?;
+    crate::server::services::mfa::start_replacement(&ctx.state, &ctx.meta, &user)
+        .await
+        .map_err(s::auth_error)?;
+    s::redirect_back_done("start_two_factor_replacement");
+    Ok(())
+}
+
+/// Finishes the move with the first code from the new phone's app; the old app's codes stop working.
+#[server(prefix = "/api", endpoint = "confirm_two_factor_replacement")]
+pub async fn confirm_two_factor_replacement(code: String) -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    let user = ctx.require_user().await?;
+    ctx.rate_limit(s::Limit::Mfa).await?;
+    ctx.require_recent_auth().await?;
+    crate::server::services::mfa::confirm_replacement(&ctx.state, &ctx.meta, &user, &code)
+        .await
+        .map_err(s::auth_error)?;
+    s::redirect_back_done("confirm_two_factor_replacement");
+    Ok(())
+}
+
+/// Gives up a move to a new phone; the app in use stays.
+#[server(prefix = "/api", endpoint = "cancel_two_factor_replacement")]
+pub async fn cancel_two_factor_replacement() -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    let user = ctx.require_user().await?;
+    crate::server::services::mfa::cancel_replacement(&ctx.state, &user)
+        .await
+        .map_err(s::auth_error)?;
+    s::redirect_back_done("cancel_two_factor_replacement");
+    Ok(())
 }
 
 /// Turns two-factor authentication off: needs the password and a current or backup code.

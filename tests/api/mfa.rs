@@ -16,7 +16,7 @@ use nestegg::server::entities::{
 };
 use nestegg::server::mail::Template;
 use nestegg::server::services::auth::throttle_key;
-use nestegg::server::services::mfa::secret_context;
+use nestegg::server::services::mfa::{replacement_context, secret_context};
 use nestegg::server::services::outbox::{self, body_context};
 use nestegg::server::services::secret_box::SecretBox;
 use nestegg::server::services::totp::{TotpSecret, normalize_backup_code};
@@ -1182,6 +1182,171 @@ async fn a_backup_code_can_turn_it_off_when_the_phone_is_lost() {
     assert_eq!(app.count("backup_codes").await, 0);
 }
 
+/// The new phone's secret, as the settings show it while a move waits for its first code.
+async fn replacement_secret(browser: &Browser) -> TotpSecret {
+    let status = browser.two_factor_status().await;
+    let key = status["replacement"]["manual_key"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a move waits: {status}"))
+        .replace(' ', "");
+    TotpSecret::from_base32(&key).expect("a base32 secret")
+}
+
+#[tokio::test]
+async fn moving_to_a_new_phone_keeps_the_old_app_until_the_new_one_shows_a_code() {
+    let app = app_for_many_codes().await;
+    let owner = signed_in(&app, "kim@example.org").await;
+    let old = enable_mfa(&app, &owner).await;
+    assert!(owner.two_factor_status().await["replacement"].is_null());
+
+    assert_ok(owner.call("start_two_factor_replacement", &[]).await).await;
+    let new = replacement_secret(&owner).await;
+    assert_ne!(new.to_base32(), old.base32);
+    let status = owner.two_factor_status().await;
+    assert!(status["enabled_on"].is_string(), "still on: {status}");
+    let uri = status["replacement"]["otpauth_uri"]
+        .as_str()
+        .expect("a URI");
+    assert!(uri.contains("kim%40example.org"), "{uri}");
+    assert!(
+        status["replacement"]["qr_svg"]
+            .as_str()
+            .expect("a QR code")
+            .contains("<svg")
+    );
+
+    // Meanwhile the old app still signs in, and the new one does not yet.
+    let elsewhere = sign_in_pending(&app, "kim@example.org").await;
+    expect_field_error(elsewhere.verify_code(&code_now(&app, &new)).await, "code").await;
+    assert_ok(elsewhere.verify_code(&code_now(&app, &old.secret)).await).await;
+    next_step(&app);
+
+    // A wrong code is refused next to the field, and nothing moves.
+    let wrong = expect_field_error(
+        owner
+            .call(
+                "confirm_two_factor_replacement",
+                &[("code", &wrong_code(&app, &new))],
+            )
+            .await,
+        "code",
+    )
+    .await;
+    assert!(wrong.contains("didn't match"), "{wrong}");
+    let not_a_code = expect_field_error(
+        owner
+            .call("confirm_two_factor_replacement", &[("code", "12ab")])
+            .await,
+        "code",
+    )
+    .await;
+    assert!(not_a_code.contains("6-digit code"), "{not_a_code}");
+    assert_eq!(
+        replacement_secret(&owner).await.to_base32(),
+        new.to_base32()
+    );
+
+    // The new app's code moves it: the old app stops working, the backup codes stay.
+    let first = code_now(&app, &new);
+    assert_ok(
+        owner
+            .call("confirm_two_factor_replacement", &[("code", &first)])
+            .await,
+    )
+    .await;
+    let status = owner.two_factor_status().await;
+    assert!(status["replacement"].is_null(), "{status}");
+    assert_eq!(status["backup_codes_remaining"], 10);
+    let mail = email_about(&app, "kim@example.org", 3, "moved to a new authenticator").await;
+    assert!(
+        mail.text.contains("/settings/security/two-factor"),
+        "{}",
+        mail.text
+    );
+    assert_eq!(
+        app.count("security_events WHERE kind = 'mfa_replaced'")
+            .await,
+        1
+    );
+
+    // The code that confirmed the move cannot sign in as well.
+    let browser = sign_in_pending(&app, "kim@example.org").await;
+    expect_field_error(browser.verify_code(&first).await, "code").await;
+    next_step(&app);
+    expect_field_error(
+        browser.verify_code(&code_now(&app, &old.secret)).await,
+        "code",
+    )
+    .await;
+    let response = browser.verify_code(&code_now(&app, &new)).await;
+    assert_eq!(location(&response).as_deref(), Some("/"));
+    let browser = sign_in_pending(&app, "kim@example.org").await;
+    let response = browser.verify_code(&old.backup_codes[0]).await;
+    assert_eq!(location(&response).as_deref(), Some("/"));
+}
+
+#[tokio::test]
+async fn a_move_to_a_new_phone_can_be_given_up_and_needs_a_recent_password() {
+    let app = app_for_many_codes().await;
+    let owner = signed_in(&app, "lou@example.org").await;
+    let old = enable_mfa(&app, &owner).await;
+
+    assert_ok(owner.call("start_two_factor_replacement", &[]).await).await;
+    let new = replacement_secret(&owner).await;
+    assert_ok(owner.call("cancel_two_factor_replacement", &[]).await).await;
+    assert!(owner.two_factor_status().await["replacement"].is_null());
+    let refused = expect_error(
+        owner
+            .call(
+                "confirm_two_factor_replacement",
+                &[("code", &code_now(&app, &new))],
+            )
+            .await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    assert!(!message(&refused).is_empty());
+    let browser = sign_in_pending(&app, "lou@example.org").await;
+    assert_ok(browser.verify_code(&code_now(&app, &old.secret)).await).await;
+    next_step(&app);
+
+    // Past the sudo window the secret is not shown, and neither starting nor finishing a move works.
+    assert_ok(owner.call("start_two_factor_replacement", &[]).await).await;
+    let new = replacement_secret(&owner).await;
+    app.clock.advance(time::Duration::minutes(11));
+    let status = owner.two_factor_status().await;
+    assert_eq!(status["reauth_needed"], true);
+    assert!(status["replacement"].is_null(), "{status}");
+    expect_error(
+        owner.call("start_two_factor_replacement", &[]).await,
+        403,
+        "reauth_required",
+    )
+    .await;
+    expect_error(
+        owner
+            .call(
+                "confirm_two_factor_replacement",
+                &[("code", &code_now(&app, &new))],
+            )
+            .await,
+        403,
+        "reauth_required",
+    )
+    .await;
+
+    // Without two-factor on there is nothing to move.
+    let other = signed_in(&app, "mo@example.org").await;
+    let refused = expect_error(
+        other.call("start_two_factor_replacement", &[]).await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    assert!(!message(&refused).is_empty());
+}
+
 // ---------------------------------------------------------------------------------------------------
 // REQUIRE_MFA
 // ---------------------------------------------------------------------------------------------------
@@ -1287,8 +1452,26 @@ async fn when_everyone_must_use_it_nothing_but_the_setup_works_until_it_is_on() 
     )
     .await;
     assert!(message(&refused).contains("required"), "{refused}");
+    assert!(
+        message(&refused).contains("Move to a new phone"),
+        "{refused}"
+    );
     assert!(max.two_factor_status().await["enabled_on"].is_string());
     assert_eq!(app.count("totp_credentials").await, 1);
+
+    // What they can do instead: move to a new phone.
+    next_step(&app);
+    assert_ok(max.call("start_two_factor_replacement", &[]).await).await;
+    let new = replacement_secret(&max).await;
+    assert_ok(
+        max.call(
+            "confirm_two_factor_replacement",
+            &[("code", &code_now(&app, &new))],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(max.current_user().await["mfa_setup_required"], false);
 }
 
 #[tokio::test]
@@ -1460,6 +1643,9 @@ async fn rotate_keys_reseals_secrets_under_the_new_key_resumably_and_needs_the_o
     let mut app = spawn_app().await;
     let owner = signed_in(&app, "olu@example.org").await;
     let mfa = enable_mfa(&app, &owner).await;
+    // A move to a new phone waiting for its first code: its secret is sealed too.
+    assert_ok(owner.call("start_two_factor_replacement", &[]).await).await;
+    let new = replacement_secret(&owner).await;
     app.emails_to("olu@example.org", 2).await;
     wait_until_outbox_is_empty(&app).await;
     let user_id = credential(&app.app_db).await.user_id;
@@ -1506,8 +1692,8 @@ async fn rotate_keys_reseals_secrets_under_the_new_key_resumably_and_needs_the_o
     let (stdout, stderr) = (stdout_of(&out), stderr_of(&out));
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(
-        stdout.contains(" 0 re-encrypted") && stdout.contains(" 3 unreadable"),
-        "the secret and both bodies of the waiting email: {stdout}"
+        stdout.contains(" 0 re-encrypted") && stdout.contains(" 4 unreadable"),
+        "both secrets and both bodies of the waiting email: {stdout}"
     );
     assert!(stderr.contains("ENCRYPTION_KEYS_PREVIOUS"), "{stderr}");
     assert_eq!(credential(&db).await.secret, sealed_before);
@@ -1517,7 +1703,7 @@ async fn rotate_keys_reseals_secrets_under_the_new_key_resumably_and_needs_the_o
     let (stdout, stderr) = (stdout_of(&out), stderr_of(&out));
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(
-        stdout.starts_with(&format!("key {new_key_id}: 3 re-encrypted,")),
+        stdout.starts_with(&format!("key {new_key_id}: 4 re-encrypted,")),
         "{stdout}"
     );
     assert!(stdout.contains(" 0 unreadable"), "{stdout}");
@@ -1534,6 +1720,16 @@ async fn rotate_keys_reseals_secrets_under_the_new_key_resumably_and_needs_the_o
     );
     let old_box = SecretBox::new(&SecretKey::parse(KEY_B).unwrap(), &[]);
     assert!(old_box.open(&sealed, &secret_context(&user_id)).is_err());
+    let waiting_move = credential(&db)
+        .await
+        .replacement_secret
+        .expect("the move still waits");
+    assert_eq!(
+        new_box
+            .open(&waiting_move, &replacement_context(&user_id))
+            .unwrap(),
+        new.to_base32()
+    );
     let waiting = outbox_email::Entity::find()
         .all(&db)
         .await

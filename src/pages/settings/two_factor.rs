@@ -1,16 +1,16 @@
 //! Two-factor authentication settings: set up an authenticator app (QR code or typed key, confirmed
-//! with a first code), see and replace backup codes, turn it off.
+//! with a first code), see and replace backup codes, move to a new phone, turn it off.
 //!
-//! Starting setup, seeing its secret and new backup codes need the password within the sudo window;
-//! when it has lapsed the page asks for the password first.
+//! Starting setup or a move, seeing their secret and new backup codes need the password within the
+//! sudo window; when it has lapsed the page asks for the password first.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api::auth::ConfirmPassword;
 use crate::api::mfa::{
-    DisableTwoFactor, EnableTwoFactor, RegenerateBackupCodes, StartTwoFactorSetup,
-    two_factor_status,
+    CancelTwoFactorReplacement, ConfirmTwoFactorReplacement, DisableTwoFactor, EnableTwoFactor,
+    RegenerateBackupCodes, StartTwoFactorReplacement, StartTwoFactorSetup, two_factor_status,
 };
 use crate::components::auth_forms::{
     FormError, FormSuccess, PasswordField, SubmitButton, TextField, action_error, action_succeeded,
@@ -30,6 +30,9 @@ struct Actions {
     start: ServerAction<StartTwoFactorSetup>,
     enable: ServerAction<EnableTwoFactor>,
     regenerate: ServerAction<RegenerateBackupCodes>,
+    start_replacement: ServerAction<StartTwoFactorReplacement>,
+    confirm_replacement: ServerAction<ConfirmTwoFactorReplacement>,
+    cancel_replacement: ServerAction<CancelTwoFactorReplacement>,
     disable: ServerAction<DisableTwoFactor>,
 }
 
@@ -40,6 +43,9 @@ pub fn SettingsTwoFactorPage() -> impl IntoView {
         start: ServerAction::new(),
         enable: ServerAction::new(),
         regenerate: ServerAction::new(),
+        start_replacement: ServerAction::new(),
+        confirm_replacement: ServerAction::new(),
+        cancel_replacement: ServerAction::new(),
         disable: ServerAction::new(),
     };
 
@@ -60,6 +66,9 @@ fn TwoFactorSettings(user: UserView, actions: Actions) -> impl IntoView {
                 actions.start.version().get(),
                 actions.enable.version().get(),
                 actions.regenerate.version().get(),
+                actions.start_replacement.version().get(),
+                actions.confirm_replacement.version().get(),
+                actions.cancel_replacement.version().get(),
                 actions.disable.version().get(),
             )
         },
@@ -159,34 +168,11 @@ fn StartSetupForm(action: ServerAction<StartTwoFactorSetup>, label: &'static str
 #[component]
 fn SetupView(setup: TotpSetupView, actions: Actions) -> impl IntoView {
     let error = action_error(actions.enable);
-    let manual_key = setup.manual_key.clone();
     view! {
         <section class="settings-section two-factor-setup">
             <h2>"Set up your authenticator app"</h2>
             <ol class="setup-steps">
-                <li>
-                    <p>"Open your authenticator app and scan this QR code."</p>
-                    <div
-                        class="qr-code"
-                        data-otpauth-uri=setup.otpauth_uri.clone()
-                        inner_html=setup.qr_svg
-                    ></div>
-                    <p class="hint">
-                        "On this phone? "
-                        <a href=setup.otpauth_uri class="otpauth-link">
-                            "Open in your authenticator app"
-                        </a>
-                    </p>
-                </li>
-                <li>
-                    <p>"Can't scan it? Choose “enter a setup key” in the app and type this key (time-based):"</p>
-                    <div class="manual-key-row">
-                        <code class="manual-key" aria-label="Setup key">
-                            {manual_key.clone()}
-                        </code>
-                        <CopyButton text=manual_key.replace(' ', "") />
-                    </div>
-                </li>
+                <ScanSteps setup=setup />
                 <li>
                     <p>"Enter the 6-digit code the app now shows for Nest Egg."</p>
                     <ActionForm action=actions.enable attr:class="enable-two-factor-form">
@@ -216,6 +202,37 @@ fn SetupView(setup: TotpSetupView, actions: Actions) -> impl IntoView {
     }
 }
 
+/// The first two steps of adding a secret to an authenticator app: scan it, or type it.
+#[component]
+fn ScanSteps(setup: TotpSetupView) -> impl IntoView {
+    let manual_key = setup.manual_key.clone();
+    view! {
+                <li>
+                    <p>"Open your authenticator app and scan this QR code."</p>
+                    <div
+                        class="qr-code"
+                        data-otpauth-uri=setup.otpauth_uri.clone()
+                        inner_html=setup.qr_svg
+                    ></div>
+                    <p class="hint">
+                        "On this phone? "
+                        <a href=setup.otpauth_uri class="otpauth-link">
+                            "Open in your authenticator app"
+                        </a>
+                    </p>
+                </li>
+                <li>
+                    <p>"Can't scan it? Choose “enter a setup key” in the app and type this key (time-based):"</p>
+                    <div class="manual-key-row">
+                        <code class="manual-key" aria-label="Setup key">
+                            {manual_key.clone()}
+                        </code>
+                        <CopyButton text=manual_key.replace(' ', "") />
+                    </div>
+                </li>
+    }
+}
+
 /// Copies the setup key (only once the page is interactive: without JavaScript it stays selectable text).
 #[component]
 fn CopyButton(text: String) -> impl IntoView {
@@ -240,6 +257,7 @@ fn CopyButton(text: String) -> impl IntoView {
 #[component]
 fn EnabledView(view: TwoFactorView, enabled_on: String, actions: Actions) -> impl IntoView {
     let remaining = view.backup_codes_remaining;
+    let reauth_needed = view.reauth_needed;
     let regenerate_error = action_error(actions.regenerate);
     view! {
         <section class="settings-section">
@@ -265,8 +283,14 @@ fn EnabledView(view: TwoFactorView, enabled_on: String, actions: Actions) -> imp
                 "Each backup code lets you in once if you can't use your authenticator app. "
                 "For your safety we can't show existing codes again; creating a new set replaces them all."
             </p>
-            {if view.reauth_needed {
-                view! { <ReauthForm action=actions.reauth purpose="create new backup codes" with_code=true /> }
+            {if reauth_needed {
+                view! {
+                    <ReauthForm
+                        action=actions.reauth
+                        purpose="create new backup codes or move to a new phone"
+                        with_code=true
+                    />
+                }
                     .into_any()
             } else {
                 view! {
@@ -282,7 +306,88 @@ fn EnabledView(view: TwoFactorView, enabled_on: String, actions: Actions) -> imp
                     .into_any()
             }}
         </section>
+        <ReplacementSection replacement=view.replacement reauth_needed=reauth_needed actions=actions />
         {(!view.required).then(|| view! { <DisableForm action=actions.disable /> })}
+    }
+}
+
+/// Moving to a new phone: the new app's secret, confirmed by its first code, replaces the one in use.
+#[component]
+fn ReplacementSection(
+    replacement: Option<TotpSetupView>,
+    reauth_needed: bool,
+    actions: Actions,
+) -> impl IntoView {
+    let moved = action_succeeded(actions.confirm_replacement);
+    let start_error = action_error(actions.start_replacement);
+    view! {
+        <section class="settings-section two-factor-move">
+            <h2>"Move to a new phone"</h2>
+            {move || moved.get().then(|| view! {
+                <FormSuccess message="Two-factor authentication moved to your new phone. Codes from the old one no longer work." />
+            })}
+            {match replacement {
+                Some(setup) => view! { <ReplacementSteps setup=setup actions=actions /> }.into_any(),
+                None => view! {
+                    <p>
+                        "Got a new phone? Add Nest Egg to the authenticator app on it here. The app you use "
+                        "now keeps working until the new one shows its first code, and your backup codes stay "
+                        "the same."
+                    </p>
+                    {if reauth_needed {
+                        view! { <p class="hint">"Confirm it's you under “Backup codes” first."</p> }.into_any()
+                    } else {
+                        view! {
+                            <ActionForm action=actions.start_replacement attr:class="start-replacement-form">
+                                <FormError message=form_error(start_error, &[]) />
+                                <SubmitButton
+                                    label="Set up a new phone"
+                                    pending=actions.start_replacement.pending()
+                                    button_class="button button-secondary"
+                                />
+                            </ActionForm>
+                        }
+                            .into_any()
+                    }}
+                }
+                    .into_any(),
+            }}
+        </section>
+    }
+}
+
+#[component]
+fn ReplacementSteps(setup: TotpSetupView, actions: Actions) -> impl IntoView {
+    let error = action_error(actions.confirm_replacement);
+    view! {
+        <p>"On the new phone:"</p>
+        <ol class="setup-steps">
+            <ScanSteps setup=setup />
+            <li>
+                <p>"Enter the 6-digit code the new phone's app now shows for Nest Egg."</p>
+                <ActionForm action=actions.confirm_replacement attr:class="confirm-replacement-form">
+                    <FormError message=form_error(error, &["code"]) />
+                    <TextField
+                        id="replacement-code"
+                        name="code"
+                        label="6-digit code from the new phone"
+                        inputmode="numeric"
+                        autocomplete="one-time-code"
+                        maxlength="7"
+                        required=true
+                        error=field_error(error, "code")
+                    />
+                    <SubmitButton label="Move to this phone" pending=actions.confirm_replacement.pending() />
+                </ActionForm>
+            </li>
+        </ol>
+        <ActionForm action=actions.cancel_replacement attr:class="cancel-replacement-form">
+            <SubmitButton
+                label="Keep the phone I use now"
+                pending=actions.cancel_replacement.pending()
+                button_class="button button-secondary"
+            />
+        </ActionForm>
     }
 }
 

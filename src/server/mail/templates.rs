@@ -56,6 +56,8 @@ pub enum Template {
     MfaEnabled { name: String, settings_link: String },
     /// Two-factor authentication was turned off.
     MfaDisabled { name: String, settings_link: String },
+    /// Two-factor authentication moved to another authenticator (a new phone).
+    MfaReplaced { name: String, settings_link: String },
     /// A backup code was used to sign in; `remaining` unused codes are left.
     BackupCodeUsed {
         name: String,
@@ -129,6 +131,7 @@ impl Template {
             Template::EmailChangeNotice { .. } => "email_change_notice",
             Template::MfaEnabled { .. } => "mfa_enabled",
             Template::MfaDisabled { .. } => "mfa_disabled",
+            Template::MfaReplaced { .. } => "mfa_replaced",
             Template::BackupCodeUsed { .. } => "backup_code_used",
             Template::BackupCodesRegenerated { .. } => "backup_codes_regenerated",
             Template::MfaFailures { .. } => "mfa_failures",
@@ -158,6 +161,7 @@ impl Template {
             Template::HouseholdInvitation { link, .. } => vec![link.as_str()],
             Template::MfaEnabled { settings_link, .. }
             | Template::MfaDisabled { settings_link, .. }
+            | Template::MfaReplaced { settings_link, .. }
             | Template::BackupCodeUsed { settings_link, .. }
             | Template::BackupCodesRegenerated { settings_link, .. } => {
                 vec![settings_link.as_str()]
@@ -188,6 +192,7 @@ impl Template {
             | Template::EmailChangeNotice { name, .. }
             | Template::MfaEnabled { name, .. }
             | Template::MfaDisabled { name, .. }
+            | Template::MfaReplaced { name, .. }
             | Template::BackupCodeUsed { name, .. }
             | Template::BackupCodesRegenerated { name, .. }
             | Template::MfaFailures { name, .. }
@@ -387,6 +392,29 @@ impl Template {
                         "If this wasn't you, someone has your password and may have added their own \
                          authenticator. Reset your password with \"Forgot your password?\" on the \
                          sign-in page right away."
+                            .to_owned(),
+                    ),
+                ],
+            },
+            Template::MfaReplaced { settings_link, .. } => Content {
+                subject: "Two-factor authentication for Nest Egg moved to a new authenticator",
+                heading: "Two-factor authentication moved",
+                blocks: vec![
+                    Block::Para(
+                        "Signing in to Nest Egg now needs a code from the authenticator app you just \
+                         set up. Codes from the previous one no longer work; your backup codes still \
+                         do."
+                            .to_owned(),
+                    ),
+                    Block::Action {
+                        label: "Review your security settings",
+                        link: settings_link.as_str(),
+                    },
+                    Block::Note(
+                        "If this wasn't you, someone has your password and is signed in to your \
+                         account. Reset your password with \"Forgot your password?\" on the sign-in \
+                         page, sign in with a backup code, and move two-factor authentication back to \
+                         your own phone."
                             .to_owned(),
                     ),
                 ],
@@ -807,6 +835,10 @@ mod tests {
                 name: name.clone(),
                 settings_link: "https://nestegg.example/settings/security/two-factor".to_owned(),
             },
+            Template::MfaReplaced {
+                name: name.clone(),
+                settings_link: "https://nestegg.example/settings/security/two-factor".to_owned(),
+            },
             Template::BackupCodeUsed {
                 name: name.clone(),
                 remaining: 2,
@@ -907,6 +939,7 @@ mod tests {
                 ("email_change_notice", 0),
                 ("mfa_enabled", 1),
                 ("mfa_disabled", 1),
+                ("mfa_replaced", 1),
                 ("backup_code_used", 1),
                 ("backup_codes_regenerated", 1),
                 ("mfa_failures", 1),

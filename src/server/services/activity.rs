@@ -92,6 +92,10 @@ pub fn describe(kind: &str, details: &serde_json::Value) -> String {
         "mfa_setup_started" => "Started setting up two-factor authentication".to_owned(),
         "mfa_enabled" => "Turned on two-factor authentication".to_owned(),
         "mfa_disabled" => "Turned off two-factor authentication".to_owned(),
+        "mfa_replacement_started" => {
+            "Started moving two-factor authentication to a new phone".to_owned()
+        }
+        "mfa_replaced" => "Moved two-factor authentication to a new phone".to_owned(),
         "mfa_backup_codes_regenerated" => "Created new backup codes".to_owned(),
         "mfa_backup_code_used" => match number("remaining") {
             Some(1) => "Used a backup code (1 left)".to_owned(),

@@ -10,7 +10,7 @@ use sea_orm::{
 };
 
 use crate::server::entities::{outbox_email, totp_credential};
-use crate::server::services::mfa::secret_context;
+use crate::server::services::mfa::{replacement_context, secret_context};
 use crate::server::services::outbox::body_context;
 use crate::server::services::secret_box::SecretBox;
 
@@ -83,27 +83,43 @@ async fn rotate_totp_secrets(
         };
         after = last.user_id.clone();
         for row in rows {
-            let outcome = match reseal(secret_box, &row.secret, &secret_context(&row.user_id)) {
-                Ok(None) => Outcome::Current,
-                Err(()) => {
-                    tracing::error!(user_id = %row.user_id, "a TOTP secret opens with no configured key");
-                    Outcome::Unreadable
-                }
-                Ok(Some(resealed)) => {
-                    let updated = totp_credential::Entity::update_many()
-                        .col_expr(totp_credential::Column::Secret, resealed.into())
-                        .filter(totp_credential::Column::UserId.eq(&row.user_id))
-                        .filter(totp_credential::Column::Secret.eq(&row.secret))
-                        .exec(db)
-                        .await?;
-                    if updated.rows_affected == 1 {
-                        Outcome::Rotated
-                    } else {
-                        Outcome::Raced
+            // The secret in use, and a new phone's waiting for its first code.
+            let columns = [
+                (
+                    totp_credential::Column::Secret,
+                    Some(&row.secret),
+                    secret_context(&row.user_id),
+                ),
+                (
+                    totp_credential::Column::ReplacementSecret,
+                    row.replacement_secret.as_ref(),
+                    replacement_context(&row.user_id),
+                ),
+            ];
+            for (column, sealed, context) in columns {
+                let Some(sealed) = sealed else { continue };
+                let outcome = match reseal(secret_box, sealed, &context) {
+                    Ok(None) => Outcome::Current,
+                    Err(()) => {
+                        tracing::error!(user_id = %row.user_id, "a TOTP secret opens with no configured key");
+                        Outcome::Unreadable
                     }
-                }
-            };
-            report.count(outcome);
+                    Ok(Some(resealed)) => {
+                        let updated = totp_credential::Entity::update_many()
+                            .col_expr(column, resealed.into())
+                            .filter(totp_credential::Column::UserId.eq(&row.user_id))
+                            .filter(column.eq(sealed.as_str()))
+                            .exec(db)
+                            .await?;
+                        if updated.rows_affected == 1 {
+                            Outcome::Rotated
+                        } else {
+                            Outcome::Raced
+                        }
+                    }
+                };
+                report.count(outcome);
+            }
         }
     }
 }

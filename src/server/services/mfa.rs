@@ -1,5 +1,5 @@
-//! Two-factor authentication with an authenticator app: setup, backup codes, the sign-in step and
-//! turning it off.
+//! Two-factor authentication with an authenticator app: setup, backup codes, the sign-in step, moving
+//! to a new phone and turning it off.
 //!
 //! The TOTP secret is sealed under `ENCRYPTION_KEY` and bound to its row; backup codes are stored as keyed
 //! hashes. Replay protection lives in the database (`last_used_step`, advanced only forwards by one
@@ -9,7 +9,7 @@
 use sea_orm::sea_query::{Expr, ExprTrait as _, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, ConnectionTrait, DbErr, EntityTrait as _,
-    PaginatorTrait as _, QueryFilter as _,
+    PaginatorTrait as _, QueryFilter as _, UpdateMany,
 };
 
 use crate::routes;
@@ -37,6 +37,11 @@ pub const LOW_BACKUP_CODES: u32 = 3;
 /// What a sealed TOTP secret is bound to: its column and its owner.
 pub fn secret_context(user_id: &str) -> String {
     format!("totp_credentials.secret:{user_id}")
+}
+
+/// What a sealed replacement secret (a new phone's, waiting for its first code) is bound to.
+pub fn replacement_context(user_id: &str) -> String {
+    format!("totp_credentials.replacement_secret:{user_id}")
 }
 
 fn backup_code_hash(state: &AppState, normalized: &str) -> String {
@@ -69,6 +74,8 @@ pub struct Status {
     pub backup_codes_remaining: u32,
     /// A setup waiting for its first code.
     pub pending_setup: Option<totp_credential::Model>,
+    /// Two-factor is on and a new phone's secret waits for its first code.
+    pub pending_replacement: Option<totp_credential::Model>,
 }
 
 pub async fn status(state: &AppState, user_id: &str) -> Result<Status, AuthError> {
@@ -81,10 +88,16 @@ pub async fn status(state: &AppState, user_id: &str) -> Result<Status, AuthError
     } else {
         0
     };
+    let (pending_setup, pending_replacement) = match credential {
+        Some(c) if c.confirmed_at.is_none() => (Some(c), None),
+        Some(c) if c.replacement_secret.is_some() => (None, Some(c)),
+        _ => (None, None),
+    };
     Ok(Status {
         enabled_at,
         backup_codes_remaining,
-        pending_setup: credential.filter(|c| c.confirmed_at.is_none()),
+        pending_setup,
+        pending_replacement,
     })
 }
 
@@ -101,9 +114,15 @@ fn open_secret(
     state: &AppState,
     credential: &totp_credential::Model,
 ) -> Result<TotpSecret, AuthError> {
-    let text = state
-        .secret_box
-        .open(&credential.secret, &secret_context(&credential.user_id))?;
+    open_sealed(
+        state,
+        &credential.secret,
+        &secret_context(&credential.user_id),
+    )
+}
+
+fn open_sealed(state: &AppState, sealed: &str, context: &str) -> Result<TotpSecret, AuthError> {
+    let text = state.secret_box.open(sealed, context)?;
     TotpSecret::from_base32(&text).ok_or(AuthError::Seal(
         crate::server::services::secret_box::SealError::Format,
     ))
@@ -115,7 +134,23 @@ pub fn setup_details(
     account: &user::Model,
     credential: &totp_credential::Model,
 ) -> Result<TotpSetupView, AuthError> {
-    let secret = open_secret(state, credential)?;
+    details_of(&open_secret(state, credential)?, account)
+}
+
+/// The same for the new phone's secret of a move, if one waits.
+pub fn replacement_details(
+    state: &AppState,
+    account: &user::Model,
+    credential: &totp_credential::Model,
+) -> Result<Option<TotpSetupView>, AuthError> {
+    let Some(sealed) = &credential.replacement_secret else {
+        return Ok(None);
+    };
+    let secret = open_sealed(state, sealed, &replacement_context(&credential.user_id))?;
+    details_of(&secret, account).map(Some)
+}
+
+fn details_of(secret: &TotpSecret, account: &user::Model) -> Result<TotpSetupView, AuthError> {
     let uri = secret.otpauth_uri(&account.email).ok_or(AuthError::Seal(
         crate::server::services::secret_box::SealError::Format,
     ))?;
@@ -145,6 +180,8 @@ pub async fn start_setup(
         confirmed_at: Set(None),
         last_used_step: Set(None),
         created_at: Set(now),
+        replacement_secret: Set(None),
+        replacement_created_at: Set(None),
     };
     // An enabled credential is never overwritten: the update applies only to an unfinished setup.
     let inserted = totp_credential::Entity::insert(row)
@@ -302,6 +339,127 @@ pub async fn regenerate_backup_codes(
     let event = Event::new("mfa_backup_codes_regenerated").user(&account.id);
     commit_with_event(txn, state, meta, now, event).await?;
     Ok(codes)
+}
+
+/// Starts moving two-factor authentication to a new phone: a new secret waits beside the one in use
+/// (replacing a move not finished) until [`confirm_replacement`] sees a code from the new app. The
+/// current authenticator keeps working meanwhile, so the account is never without its second factor.
+pub async fn start_replacement(
+    state: &AppState,
+    meta: &RequestMeta,
+    account: &user::Model,
+) -> Result<(), AuthError> {
+    let now = now(state);
+    let secret = TotpSecret::generate();
+    let sealed = state
+        .secret_box
+        .seal(&secret.to_base32(), &replacement_context(&account.id));
+    let updated = totp_credential::Entity::update_many()
+        .col_expr(totp_credential::Column::ReplacementSecret, sealed.into())
+        .col_expr(totp_credential::Column::ReplacementCreatedAt, now.into())
+        .filter(totp_credential::Column::UserId.eq(&account.id))
+        .filter(totp_credential::Column::ConfirmedAt.is_not_null())
+        .exec(&state.db)
+        .await?;
+    if updated.rows_affected != 1 {
+        return Err(AuthError::MfaNotEnabled);
+    }
+    let event = Event::new("mfa_replacement_started").user(&account.id);
+    audit::record(&state.db, meta, now, event).await?;
+    Ok(())
+}
+
+/// Finishes a move to a new phone with a first code from the new app: its secret replaces the one in
+/// use, whose codes stop working. The backup codes stay as they are.
+pub async fn confirm_replacement(
+    state: &AppState,
+    meta: &RequestMeta,
+    account: &user::Model,
+    code: &str,
+) -> Result<(), AuthError> {
+    let Some(code) = totp::parse_totp_code(code) else {
+        return Err(invalid(
+            "code",
+            "Enter the 6-digit code your new authenticator app shows.",
+        ));
+    };
+    let now = now(state);
+    let credential = confirmed_credential(&state.db, &account.id)
+        .await?
+        .ok_or(AuthError::MfaNotEnabled)?;
+    let Some(sealed) = credential.replacement_secret else {
+        return Err(AuthError::MfaSetupMissing);
+    };
+    let secret = open_sealed(state, &sealed, &replacement_context(&account.id))?;
+    let Some(step) = secret.matching_step(&code, now) else {
+        return Err(invalid(
+            "code",
+            "That code didn't match. Make sure the new phone sets its clock automatically, then \
+             enter the newest code its app shows.",
+        ));
+    };
+    let resealed = state
+        .secret_box
+        .seal(&secret.to_base32(), &secret_context(&account.id));
+    // Steps count time for every secret alike: the new code's step is used up, and the step only
+    // ever moves forward (a sign-in may have used a later one of the old app meanwhile).
+    let last_step = Expr::case(
+        Expr::col(totp_credential::Column::LastUsedStep)
+            .is_null()
+            .or(Expr::col(totp_credential::Column::LastUsedStep).lt(step)),
+        step,
+    )
+    .finally(Expr::col(totp_credential::Column::LastUsedStep));
+    let txn = crate::server::db::begin_write(&state.db).await?;
+    let updated = without_replacement(totp_credential::Entity::update_many())
+        .col_expr(totp_credential::Column::Secret, resealed.into())
+        .col_expr(totp_credential::Column::LastUsedStep, last_step.into())
+        .filter(totp_credential::Column::UserId.eq(&account.id))
+        .filter(totp_credential::Column::ConfirmedAt.is_not_null())
+        // The secret the code was checked against, not one a concurrent restart put in its place.
+        .filter(totp_credential::Column::ReplacementSecret.eq(&sealed))
+        .exec(&txn)
+        .await?;
+    if updated.rows_affected != 1 {
+        return Err(AuthError::MfaSetupMissing);
+    }
+    let template = Template::MfaReplaced {
+        name: account.display_name.clone(),
+        settings_link: settings_link(state),
+    };
+    outbox::enqueue_for(&txn, state, now, account, &template).await?;
+    commit_with_event(
+        txn,
+        state,
+        meta,
+        now,
+        Event::new("mfa_replaced").user(&account.id),
+    )
+    .await
+}
+
+/// `update`, also clearing a waiting move's secret.
+fn without_replacement(
+    update: UpdateMany<totp_credential::Entity>,
+) -> UpdateMany<totp_credential::Entity> {
+    update
+        .col_expr(
+            totp_credential::Column::ReplacementSecret,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            totp_credential::Column::ReplacementCreatedAt,
+            Expr::value(Option::<i64>::None),
+        )
+}
+
+/// Gives up a move to a new phone: the authenticator in use stays.
+pub async fn cancel_replacement(state: &AppState, account: &user::Model) -> Result<(), AuthError> {
+    without_replacement(totp_credential::Entity::update_many())
+        .filter(totp_credential::Column::UserId.eq(&account.id))
+        .exec(&state.db)
+        .await?;
+    Ok(())
 }
 
 /// Which second factor was accepted.
@@ -517,7 +675,7 @@ pub async fn disable(
         return Err(AuthError::Invalid {
             field: None,
             message: "Two-factor authentication is required for your account, so it cannot be \
-                      turned off. You can set it up again on a new phone instead."
+                      turned off. To use a new phone, choose “Move to a new phone” instead."
                 .to_owned(),
         });
     }
