@@ -53,8 +53,10 @@ if failures and failures > 0 then redis.call('HINCRBY', KEYS[1], 'f', -1) end
 return 0
 "#;
 
-/// 1 for the one caller that sets the lock.
+/// 1 for the one caller that sets the lock. Not for a counter that is gone (a reset or a correct
+/// password cleared it meanwhile), as in the database, where the update then finds no row.
 const LOCK_LUA: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if redis.call('HEXISTS', KEYS[1], 'u') == 1 then return 0 end
 redis.call('HSET', KEYS[1], 'u', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[2])

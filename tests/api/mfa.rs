@@ -713,13 +713,28 @@ async fn a_code_counted_past_the_threshold_is_refused_unchecked() {
     .await;
     assert!(message(&right).contains("Too many attempts"), "{right}");
     assert!(browser.current_user().await.is_null());
-    // The refusal locks the account, should the guesses in flight not get to it, and tells the owner.
+    // The refusal locks the account, should the guesses in flight not get to it, and tells the owner,
+    // without claiming the code was wrong: it was never checked.
     assert_eq!(crate::helpers::lockout_counters(&app).await.1, 1);
     assert_eq!(
         app.count("security_events WHERE kind = 'locked_out'").await,
         1
     );
-    email_about(&app, "ivy@example.org", 3, "Failed sign-in attempts").await;
+    assert_eq!(
+        app.count("security_events WHERE kind = 'attempt_refused_past_threshold'")
+            .await,
+        1
+    );
+    assert_eq!(
+        app.count("security_events WHERE kind = 'mfa_sign_in_failed'")
+            .await,
+        0
+    );
+    email_about(&app, "ivy@example.org", 3, "temporarily locked").await;
+    assert_eq!(
+        app.count("outbox_emails WHERE kind = 'mfa_failures'").await,
+        0
+    );
     // The code was not spent: once the lock is over, it still works.
     app.clock.advance(
         app.settings

@@ -80,6 +80,9 @@ pub fn describe(kind: &str, details: &serde_json::Value) -> String {
         "sign_in_failed" => "A sign-in failed: wrong password".to_owned(),
         "sign_in_refused_locked" => "A sign-in was refused while the account was locked".to_owned(),
         "locked_out" => "The account was locked after repeated failed attempts".to_owned(),
+        "attempt_refused_past_threshold" => {
+            "A two-factor code was refused: too many attempts at once".to_owned()
+        }
         "password_check_failed" => "A wrong password was entered in the settings".to_owned(),
         "sign_out" => "Signed out".to_owned(),
         "password_reset_requested" => "Asked for a password reset link".to_owned(),

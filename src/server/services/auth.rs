@@ -602,11 +602,19 @@ pub(super) async fn record_failure(
     Ok(failures >= threshold)
 }
 
-/// After counting an attempt that found no lock: whether it must be refused all the same, because the
-/// attempts counted before it already reached the threshold. One of them is about to set the lock, and
-/// checking this one as well would let a burst of parallel guesses try far more passwords or codes than
-/// the threshold allows. The refusal is recorded as a failure, which also sets the lock should the
-/// attempt that reached the threshold never get to it (it may have failed on its way).
+/// After counting a second-factor code that found no lock: whether it must be refused all the same,
+/// because the attempts counted before it already reached the threshold. One of them is about to set
+/// the lock. Codes are checked in moments and all at once, so without this a burst of parallel guesses,
+/// all counted before the first of them locks the account, would all be checked.
+///
+/// Passwords are not refused this way: in-flight attempts include right passwords (several browsers
+/// signing in to one account at once), which a count cannot tell from guesses, and argon2 checks
+/// passwords a few at a time, in order, so a right guess that finishes after the lock is refused when
+/// it clears the count ([`clear_attempts`]).
+///
+/// The refusal is recorded (as an attempt refused, not checked: it may have been right), which also
+/// sets the lock should the attempt that reached the threshold never get to it (it may have failed on
+/// its way); the owner then gets the plain lock-out email, which claims nothing about what was wrong.
 pub(super) async fn past_threshold(
     state: &AppState,
     meta: &RequestMeta,
@@ -614,12 +622,12 @@ pub(super) async fn past_threshold(
     failures: i32,
     account: Option<&user::Model>,
     now: i64,
-    failure: Failure,
 ) -> Result<bool, AuthError> {
     if failures <= state.settings.accounts.lockout_threshold as i32 {
         return Ok(false);
     }
-    record_failure(state, meta, key, failures, account, now, failure).await?;
+    let refused = Failure::Password("attempt_refused_past_threshold");
+    record_failure(state, meta, key, failures, account, now, refused).await?;
     Ok(true)
 }
 
@@ -659,9 +667,6 @@ pub async fn sign_in(
         return Err(AuthError::LockedOut);
     }
     let failure = Failure::Password("sign_in_failed");
-    if past_threshold(state, meta, &key, failures, found.as_ref(), now, failure).await? {
-        return Err(AuthError::LockedOut);
-    }
 
     // Verify against the real hash or a dummy one: the same work whether or not the account exists.
     // Over-long input is refused before any hashing (it could not be a valid password).
@@ -772,9 +777,6 @@ async fn check_password_of(
         return Err(AuthError::LockedOut);
     }
     let failure = Failure::Password("password_check_failed");
-    if past_threshold(state, meta, &key, failures, Some(account), now, failure).await? {
-        return Err(AuthError::LockedOut);
-    }
     let verified = if password.chars().count() > password_policy::DEFAULT_MAX_LENGTH {
         Verified::No
     } else {

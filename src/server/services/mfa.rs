@@ -539,7 +539,7 @@ async fn verify_second_factor(
         return Err(AuthError::LockedOut);
     }
     let failure = Failure::SecondFactor(failed_event);
-    if past_threshold(state, meta, &key, failures, Some(account), now, failure).await? {
+    if past_threshold(state, meta, &key, failures, Some(account), now).await? {
         return Err(AuthError::LockedOut);
     }
     match consume_factor(state, &credential, input, now).await? {
