@@ -164,7 +164,10 @@ pub async fn change_password(
     .await
     .map_err(s::auth_error)?;
     // This session stays signed in: it proved the new password just now.
-    ctx.mark_password_changed(changed_at).await?;
+    let has_mfa = crate::server::services::mfa::is_enabled(&ctx.state.db, &user.id)
+        .await
+        .map_err(|err| s::internal("checking two-factor status", &err))?;
+    ctx.mark_password_changed(changed_at, has_mfa).await?;
     s::redirect_back_done("change_password");
     Ok(())
 }

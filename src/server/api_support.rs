@@ -363,13 +363,22 @@ impl RequestContext {
         }
     }
 
-    /// This session just changed the password: it stays signed in, with sudo mode from now.
-    /// `password_changed_at` is the account's new value.
-    pub async fn mark_password_changed(&self, password_changed_at: i64) -> Result<(), AppError> {
+    /// This session just changed the password: it stays signed in. `password_changed_at` is the
+    /// account's new value. Sudo mode starts only when the password is all re-authenticating takes
+    /// (`with_code` false): with two-factor on it also takes a code, which changing the password does
+    /// not ask for.
+    pub async fn mark_password_changed(
+        &self,
+        password_changed_at: i64,
+        with_code: bool,
+    ) -> Result<(), AppError> {
         self.session
             .insert(PASSWORD_SEEN_KEY, password_changed_at)
             .await
             .map_err(session_error)?;
+        if with_code {
+            return Ok(());
+        }
         self.mark_reauthenticated().await
     }
 

@@ -1362,6 +1362,38 @@ async fn a_move_to_a_new_phone_can_be_given_up_and_needs_a_recent_password() {
     assert!(!message(&refused).is_empty());
 }
 
+/// Changing the password asks for the password alone. With two-factor on, re-authenticating takes a
+/// code as well, so a password change must not open sudo mode: it would be a way round the code to
+/// new backup codes or a new phone.
+#[tokio::test]
+async fn changing_the_password_opens_sudo_mode_only_when_the_password_is_all_it_takes() {
+    let app = app_for_many_codes().await;
+    let owner = signed_in(&app, "ned@example.org").await;
+    enable_mfa(&app, &owner).await;
+    let plain = signed_in(&app, "ola@example.org").await;
+    app.clock.advance(time::Duration::minutes(11));
+    for browser in [&owner, &plain] {
+        assert_eq!(browser.two_factor_status().await["reauth_needed"], true);
+        assert_ok(
+            browser
+                .call(
+                    "change_password",
+                    &[
+                        ("current_password", PASSWORD),
+                        ("new_password", NEW_PASSWORD),
+                    ],
+                )
+                .await,
+        )
+        .await;
+    }
+    assert_eq!(owner.two_factor_status().await["reauth_needed"], true);
+    for function in ["start_two_factor_replacement", "regenerate_backup_codes"] {
+        expect_error(owner.call(function, &[]).await, 403, "reauth_required").await;
+    }
+    assert_eq!(plain.two_factor_status().await["reauth_needed"], false);
+}
+
 // ---------------------------------------------------------------------------------------------------
 // REQUIRE_MFA
 // ---------------------------------------------------------------------------------------------------
