@@ -150,7 +150,7 @@ pub async fn cancel_two_factor_replacement() -> Result<(), AppError> {
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
     let user = ctx.require_user().await?;
-    crate::server::services::mfa::cancel_replacement(&ctx.state, &user)
+    crate::server::services::mfa::cancel_replacement(&ctx.state, &ctx.meta, &user)
         .await
         .map_err(s::auth_error)?;
     s::redirect_back_done("cancel_two_factor_replacement");

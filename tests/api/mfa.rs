@@ -1351,6 +1351,31 @@ async fn a_move_to_a_new_phone_can_be_given_up_and_needs_a_recent_password() {
     )
     .await;
 
+    // A move waits a day at most: then even a fresh sign-in neither sees nor finishes it.
+    app.clock.advance(time::Duration::hours(25));
+    let again = sign_in_pending(&app, "lou@example.org").await;
+    assert_ok(again.verify_code(&code_now(&app, &old.secret)).await).await;
+    assert_eq!(again.two_factor_status().await["reauth_needed"], false);
+    assert!(again.two_factor_status().await["replacement"].is_null());
+    next_step(&app);
+    let expired = expect_error(
+        again
+            .call(
+                "confirm_two_factor_replacement",
+                &[("code", &code_now(&app, &new))],
+            )
+            .await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    assert!(message(&expired).contains("Start again"), "{expired}");
+    assert_eq!(
+        app.count("security_events WHERE kind = 'mfa_replacement_cancelled'")
+            .await,
+        1
+    );
+
     // Without two-factor on there is nothing to move.
     let other = signed_in(&app, "mo@example.org").await;
     let refused = expect_error(

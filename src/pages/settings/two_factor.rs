@@ -323,12 +323,12 @@ fn ReplacementSection(
     view! {
         <section class="settings-section two-factor-move">
             <h2>"Move to a new phone"</h2>
-            {move || moved.get().then(|| view! {
-                <FormSuccess message="Two-factor authentication moved to your new phone. Codes from the old one no longer work." />
-            })}
             {match replacement {
                 Some(setup) => view! { <ReplacementSteps setup=setup actions=actions /> }.into_any(),
                 None => view! {
+                    {move || moved.get().then(|| view! {
+                        <FormSuccess message="Two-factor authentication moved to your new phone. Codes from the old one no longer work." />
+                    })}
                     <p>
                         "Got a new phone? Add Nest Egg to the authenticator app on it here. The app you use "
                         "now keeps working until the new one shows its first code, and your backup codes stay "
@@ -359,6 +359,7 @@ fn ReplacementSection(
 #[component]
 fn ReplacementSteps(setup: TotpSetupView, actions: Actions) -> impl IntoView {
     let error = action_error(actions.confirm_replacement);
+    let cancel_error = action_error(actions.cancel_replacement);
     view! {
         <p>"On the new phone:"</p>
         <ol class="setup-steps">
@@ -382,6 +383,7 @@ fn ReplacementSteps(setup: TotpSetupView, actions: Actions) -> impl IntoView {
             </li>
         </ol>
         <ActionForm action=actions.cancel_replacement attr:class="cancel-replacement-form">
+            <FormError message=form_error(cancel_error, &[]) />
             <SubmitButton
                 label="Keep the phone I use now"
                 pending=actions.cancel_replacement.pending()

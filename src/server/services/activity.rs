@@ -99,6 +99,9 @@ pub fn describe(kind: &str, details: &serde_json::Value) -> String {
             "Started moving two-factor authentication to a new phone".to_owned()
         }
         "mfa_replaced" => "Moved two-factor authentication to a new phone".to_owned(),
+        "mfa_replacement_cancelled" => {
+            "Gave up moving two-factor authentication to a new phone".to_owned()
+        }
         "mfa_backup_codes_regenerated" => "Created new backup codes".to_owned(),
         "mfa_backup_code_used" => match number("remaining") {
             Some(1) => "Used a backup code (1 left)".to_owned(),

@@ -33,6 +33,8 @@ pub const PENDING_TTL_SECS: i64 = 5 * 60;
 pub const MAX_PENDING_FAILURES: u32 = 5;
 /// At or below this many unused backup codes, the settings warn.
 pub const LOW_BACKUP_CODES: u32 = 3;
+/// How long a move to a new phone waits for the new app's first code.
+pub const REPLACEMENT_TTL_SECS: i64 = 24 * 3600;
 
 /// What a sealed TOTP secret is bound to: its column and its owner.
 pub fn secret_context(user_id: &str) -> String {
@@ -88,9 +90,10 @@ pub async fn status(state: &AppState, user_id: &str) -> Result<Status, AuthError
     } else {
         0
     };
+    let now = now(state);
     let (pending_setup, pending_replacement) = match credential {
         Some(c) if c.confirmed_at.is_none() => (Some(c), None),
-        Some(c) if c.replacement_secret.is_some() => (None, Some(c)),
+        Some(c) if replacement_waits(&c, now) => (None, Some(c)),
         _ => (None, None),
     };
     Ok(Status {
@@ -99,6 +102,14 @@ pub async fn status(state: &AppState, user_id: &str) -> Result<Status, AuthError
         pending_setup,
         pending_replacement,
     })
+}
+
+/// Whether a move to a new phone waits for its first code (and has not expired).
+fn replacement_waits(credential: &totp_credential::Model, now: i64) -> bool {
+    credential.replacement_secret.is_some()
+        && credential
+            .replacement_created_at
+            .is_some_and(|at| now < at + REPLACEMENT_TTL_SECS)
 }
 
 async fn unused_backup_codes<C: ConnectionTrait>(db: &C, user_id: &str) -> Result<u32, DbErr> {
@@ -387,7 +398,11 @@ pub async fn confirm_replacement(
     let credential = confirmed_credential(&state.db, &account.id)
         .await?
         .ok_or(AuthError::MfaNotEnabled)?;
-    let Some(sealed) = credential.replacement_secret else {
+    let Some(sealed) = credential
+        .replacement_secret
+        .clone()
+        .filter(|_| replacement_waits(&credential, now))
+    else {
         return Err(AuthError::MfaSetupMissing);
     };
     let secret = open_sealed(state, &sealed, &replacement_context(&account.id))?;
@@ -454,11 +469,20 @@ fn without_replacement(
 }
 
 /// Gives up a move to a new phone: the authenticator in use stays.
-pub async fn cancel_replacement(state: &AppState, account: &user::Model) -> Result<(), AuthError> {
-    without_replacement(totp_credential::Entity::update_many())
+pub async fn cancel_replacement(
+    state: &AppState,
+    meta: &RequestMeta,
+    account: &user::Model,
+) -> Result<(), AuthError> {
+    let cleared = without_replacement(totp_credential::Entity::update_many())
         .filter(totp_credential::Column::UserId.eq(&account.id))
+        .filter(totp_credential::Column::ReplacementSecret.is_not_null())
         .exec(&state.db)
         .await?;
+    if cleared.rows_affected == 1 {
+        let event = Event::new("mfa_replacement_cancelled").user(&account.id);
+        audit::record(&state.db, meta, now(state), event).await?;
+    }
     Ok(())
 }
 
