@@ -109,6 +109,8 @@ pub struct TwoFactorView {
     /// A move to a new phone waiting for the new app's first code (shown only while
     /// re-authenticated).
     pub replacement: Option<TotpSetupView>,
+    /// Whether such a move waits, re-authenticated or not (the page says so before asking).
+    pub replacement_waiting: bool,
 }
 
 /// What someone needs to add Nest Egg to their authenticator app.

@@ -51,6 +51,7 @@ async fn status(with_setup: bool) -> Result<TwoFactorView, AppError> {
         reauth_needed,
         required,
         setup,
+        replacement_waiting: status.pending_replacement.is_some(),
         replacement,
     })
 }

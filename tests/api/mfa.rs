@@ -1309,7 +1309,9 @@ async fn a_move_to_a_new_phone_can_be_given_up_and_needs_a_recent_password() {
     assert_ok(owner.call("start_two_factor_replacement", &[]).await).await;
     let new = replacement_secret(&owner).await;
     assert_ok(owner.call("cancel_two_factor_replacement", &[]).await).await;
-    assert!(owner.two_factor_status().await["replacement"].is_null());
+    let status = owner.two_factor_status().await;
+    assert!(status["replacement"].is_null(), "{status}");
+    assert_eq!(status["replacement_waiting"], false, "{status}");
     let refused = expect_error(
         owner
             .call(
@@ -1333,6 +1335,13 @@ async fn a_move_to_a_new_phone_can_be_given_up_and_needs_a_recent_password() {
     let status = owner.two_factor_status().await;
     assert_eq!(status["reauth_needed"], true);
     assert!(status["replacement"].is_null(), "{status}");
+    assert_eq!(status["replacement_waiting"], true, "{status}");
+    assert!(
+        owner
+            .page("/settings/security/two-factor")
+            .await
+            .contains("A move to a new phone is waiting")
+    );
     expect_error(
         owner.call("start_two_factor_replacement", &[]).await,
         403,
@@ -1355,8 +1364,10 @@ async fn a_move_to_a_new_phone_can_be_given_up_and_needs_a_recent_password() {
     app.clock.advance(time::Duration::hours(25));
     let again = sign_in_pending(&app, "lou@example.org").await;
     assert_ok(again.verify_code(&code_now(&app, &old.secret)).await).await;
-    assert_eq!(again.two_factor_status().await["reauth_needed"], false);
-    assert!(again.two_factor_status().await["replacement"].is_null());
+    let status = again.two_factor_status().await;
+    assert_eq!(status["reauth_needed"], false);
+    assert!(status["replacement"].is_null(), "{status}");
+    assert_eq!(status["replacement_waiting"], false, "{status}");
     next_step(&app);
     let expired = expect_error(
         again

@@ -306,7 +306,12 @@ fn EnabledView(view: TwoFactorView, enabled_on: String, actions: Actions) -> imp
                     .into_any()
             }}
         </section>
-        <ReplacementSection replacement=view.replacement reauth_needed=reauth_needed actions=actions />
+        <ReplacementSection
+            replacement=view.replacement
+            waiting=view.replacement_waiting
+            reauth_needed=reauth_needed
+            actions=actions
+        />
         {(!view.required).then(|| view! { <DisableForm action=actions.disable /> })}
     }
 }
@@ -315,6 +320,7 @@ fn EnabledView(view: TwoFactorView, enabled_on: String, actions: Actions) -> imp
 #[component]
 fn ReplacementSection(
     replacement: Option<TotpSetupView>,
+    waiting: bool,
     reauth_needed: bool,
     actions: Actions,
 ) -> impl IntoView {
@@ -334,7 +340,15 @@ fn ReplacementSection(
                         "now keeps working until the new one shows its first code, and your backup codes stay "
                         "the same."
                     </p>
-                    {if reauth_needed {
+                    {if reauth_needed && waiting {
+                        view! {
+                            <p class="hint replacement-waiting">
+                                "A move to a new phone is waiting for the new app's first code. Confirm it's "
+                                "you under “Backup codes” to finish it."
+                            </p>
+                        }
+                            .into_any()
+                    } else if reauth_needed {
                         view! { <p class="hint">"Confirm it's you under “Backup codes” first."</p> }.into_any()
                     } else {
                         view! {
