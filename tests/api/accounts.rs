@@ -4,7 +4,10 @@
 use nestegg::server::clock::Clock as _;
 use nestegg::server::services::auth::throttle_key;
 
-use crate::helpers::{TestApp, lockout_counters, logs, session_cookie, spawn_app, spawn_app_with};
+use crate::helpers::{
+    TestApp, attempts_in_flight, lockout_counters, logs, parallel_sign_ins, session_cookie,
+    spawn_app, spawn_app_with,
+};
 use crate::smtp_sink::SmtpSink;
 
 const PASSWORD: &str = "glacier Minnow 47 paperclip orbit";
@@ -943,14 +946,7 @@ async fn many_sign_ins_to_one_account_at_once_all_get_in() {
     let threshold = app.settings.accounts.lockout_threshold as usize;
 
     // As many attempts in flight as the threshold, then a right password.
-    let key = throttle_key(&app.state, "tia@example.org");
-    for _ in 0..threshold {
-        app.state
-            .lockouts
-            .count(&app.app_db, &key, app.clock.now().unix_timestamp())
-            .await
-            .expect("counted");
-    }
+    attempts_in_flight(&app, "tia@example.org", threshold as u32).await;
     assert_eq!(app.sign_in("tia@example.org", PASSWORD).await.status(), 200);
     assert_eq!(
         signed_in_user(&app).await.as_deref(),
@@ -959,22 +955,8 @@ async fn many_sign_ins_to_one_account_at_once_all_get_in() {
     assert_eq!(lockout_counters(&app).await, (0, 0));
 
     // And for real: more browsers at once than the threshold.
-    let sign_ins = (0..threshold * 3).map(|_| {
-        let client = reqwest::Client::new();
-        let url = app.url("/api/sign_in");
-        let origin = app.address.clone();
-        async move {
-            client
-                .post(url)
-                .header("origin", origin)
-                .form(&[("email", "tia@example.org"), ("password", PASSWORD)])
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    });
-    for status in futures::future::join_all(sign_ins).await {
+    let passwords = vec![PASSWORD.to_owned(); threshold * 3];
+    for status in parallel_sign_ins(&app, "tia@example.org", &passwords).await {
         assert_eq!(status, 200);
     }
     assert_eq!(lockout_counters(&app).await.1, 0, "nothing locked");
@@ -1006,25 +988,8 @@ async fn a_failure_does_not_lock_a_counter_cleared_meanwhile() {
 async fn concurrent_guesses_all_count_toward_the_lock() {
     let app = app_for_lockout().await;
     app.register_verified("ray@example.org", PASSWORD).await;
-    let guesses = (0..8).map(|i| {
-        let client = reqwest::Client::new();
-        let url = app.url("/api/sign_in");
-        let origin = app.address.clone();
-        async move {
-            client
-                .post(url)
-                .header("origin", origin)
-                .form(&[
-                    ("email", "ray@example.org"),
-                    ("password", &format!("wrong guess {i}") as &str),
-                ])
-                .send()
-                .await
-                .unwrap()
-                .status()
-        }
-    });
-    futures::future::join_all(guesses).await;
+    let guesses: Vec<String> = (0..8).map(|i| format!("wrong guess {i}")).collect();
+    parallel_sign_ins(&app, "ray@example.org", &guesses).await;
     let right = app.sign_in("ray@example.org", PASSWORD).await;
     assert!(
         right.text().await.unwrap().contains("Too many attempts"),

@@ -113,6 +113,44 @@ pub async fn lockout_counters(app: &TestApp) -> (u64, u64) {
     }
 }
 
+/// Counts `n` sign-in attempts for `email` in the lock-out store, as requests still in flight (counted,
+/// not yet checked) would have.
+pub async fn attempts_in_flight(app: &TestApp, email: &str, n: u32) {
+    use nestegg::server::clock::Clock as _;
+    let key = nestegg::server::services::auth::throttle_key(&app.state, email);
+    for _ in 0..n {
+        app.state
+            .lockouts
+            .count(&app.app_db, &key, app.clock.now().unix_timestamp())
+            .await
+            .expect("counted");
+    }
+}
+
+/// Signs in to `email` once per password, all at once, each from a browser of its own; the statuses.
+pub async fn parallel_sign_ins(
+    app: &TestApp,
+    email: &str,
+    passwords: &[String],
+) -> Vec<reqwest::StatusCode> {
+    let sign_ins = passwords.iter().map(|password| {
+        let client = reqwest::Client::new();
+        let url = app.url("/api/sign_in");
+        let origin = app.address.clone();
+        async move {
+            client
+                .post(url)
+                .header("origin", origin)
+                .form(&[("email", email), ("password", password)])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    futures::future::join_all(sign_ins).await
+}
+
 /// For tests about the database session store and lock-out table: the embedded arrangement even on
 /// PostgreSQL (sessions and counters in the database, no Redis).
 pub fn without_redis(vars: &mut Vars) {

@@ -6,9 +6,7 @@
 //! owner, deletion is refused until they hand ownership on. A pseudonymous event (a keyed hash of the
 //! id, no personal data) is kept for the audit trail.
 
-use sea_orm::{
-    ColumnTrait as _, Condition, ConnectionTrait, DbErr, EntityTrait as _, QueryFilter as _,
-};
+use sea_orm::{ColumnTrait as _, ConnectionTrait, DbErr, EntityTrait as _, QueryFilter as _};
 
 use crate::server::api_support::RequestMeta;
 use crate::server::entities::{household, household_member, outbox_email, user};
@@ -78,15 +76,7 @@ pub async fn delete_account(
     // Mail sent to them is personal data too (the receipt below is the last): theirs at any address
     // they had, and what reached their current address before it was recorded whose mail is whose.
     outbox_email::Entity::delete_many()
-        .filter(
-            Condition::any()
-                .add(outbox_email::Column::UserId.eq(&account.id))
-                .add(
-                    Condition::all()
-                        .add(outbox_email::Column::UserId.is_null())
-                        .add(outbox_email::Column::ToAddress.eq(&account.email)),
-                ),
-        )
+        .filter(outbox::mail_of(account, 0))
         .exec(&txn)
         .await?;
     user::Entity::delete_by_id(account.id.clone())

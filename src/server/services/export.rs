@@ -14,8 +14,7 @@ use std::io::Write;
 
 use axum::body::Bytes;
 use sea_orm::{
-    ColumnTrait as _, Condition, DbErr, EntityTrait as _, QueryFilter as _, QueryOrder as _,
-    QuerySelect as _,
+    ColumnTrait as _, DbErr, EntityTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect as _,
 };
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -23,7 +22,7 @@ use tokio::sync::mpsc;
 use zip::write::SimpleFileOptions;
 
 use crate::server::entities::{consent, household_invitation, outbox_email, security_event, user};
-use crate::server::services::{activity, households, mfa, sessions};
+use crate::server::services::{activity, households, mfa, outbox, sessions};
 use crate::server::state::AppState;
 
 /// Rows read per query for the files that can grow long.
@@ -524,16 +523,7 @@ fn write_emails(
                     outbox_email::Column::CreatedAt,
                     outbox_email::Column::SentAt,
                 ])
-                .filter(
-                    Condition::any()
-                        .add(outbox_email::Column::UserId.eq(&account.id))
-                        .add(
-                            Condition::all()
-                                .add(outbox_email::Column::UserId.is_null())
-                                .add(outbox_email::Column::ToAddress.eq(&account.email))
-                                .add(outbox_email::Column::CreatedAt.gte(since)),
-                        ),
-                )
+                .filter(outbox::mail_of(account, since))
                 .filter(outbox_email::Column::Id.gt(after))
                 .order_by_asc(outbox_email::Column::Id)
                 .limit(PAGE)

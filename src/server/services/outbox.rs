@@ -1,7 +1,9 @@
 //! Putting an email in the outbox, inside the caller's transaction: it is sent if and only if the change
 //! that caused it is committed. The worker in `mail::worker` delivers it.
 
-use sea_orm::{ActiveModelTrait as _, ActiveValue::Set, ConnectionTrait, DbErr};
+use sea_orm::{
+    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, Condition, ConnectionTrait, DbErr,
+};
 
 use crate::server::entities::{outbox_email, user};
 use crate::server::mail::Template;
@@ -65,6 +67,20 @@ pub async fn enqueue<C: ConnectionTrait>(
         }
     }
     Ok(())
+}
+
+/// The account's mail: what was sent on its behalf, at whatever address, and mail without an owner
+/// (an invitation, or a row from before owners were recorded) to its current address since `since`
+/// (Unix seconds; 0 for all of it).
+pub fn mail_of(account: &user::Model, since: i64) -> Condition {
+    Condition::any()
+        .add(outbox_email::Column::UserId.eq(&account.id))
+        .add(
+            Condition::all()
+                .add(outbox_email::Column::UserId.is_null())
+                .add(outbox_email::Column::ToAddress.eq(&account.email))
+                .add(outbox_email::Column::CreatedAt.gte(since)),
+        )
 }
 
 pub const STATUS_PENDING: &str = "pending";
