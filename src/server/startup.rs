@@ -86,7 +86,7 @@ impl Application {
             db::migrate(&db).await?;
         }
         let mailer = match &settings.mail.smtp_url {
-            Some(url) => Mailer::smtp(url.expose(), Duration::from_secs(30))?,
+            Some(url) => Mailer::smtp(url.expose(), crate::server::mail::transport::SMTP_TIMEOUT)?,
             None => Mailer::files(settings.mail.outbox_dir.clone()),
         };
         let redis = connect_redis(&settings).await?;

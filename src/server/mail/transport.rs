@@ -23,6 +23,10 @@ const MESSAGE_ID_DOMAIN: &str = "nestegg";
 /// Our ids are UUIDs (36 characters); the limit only stops a caller's mistake.
 const MAX_MESSAGE_ID_LEN: usize = 64;
 
+/// How long one delivery over SMTP may take, all of it (see [`Mailer::Smtp`]). Well inside the
+/// outbox worker's lease, so that a send in progress never outlives the claim on its email.
+pub const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Server replies can be long and multi-line; a stored error only needs the gist.
 const MAX_ERROR_CHARS: usize = 300;
 
@@ -61,7 +65,8 @@ pub enum MailError {
     /// Worth retrying: the server or network failed, a 4xx reply, our relay configuration.
     #[error("temporary delivery failure: {0}")]
     Transient(String),
-    /// Not worth retrying: the server refused this message for good (5xx reply).
+    /// Not worth retrying: the server refused this message or its recipient for good (a 5xx reply
+    /// about the address or the content; see [`classify_reply`]).
     #[error("permanent delivery failure: {0}")]
     Permanent(String),
 }
@@ -75,30 +80,40 @@ impl MailError {
 
 /// Where email goes.
 ///
-/// Cloning is cheap and shares the SMTP connection pool, so the worker can hold a clone.
+/// Cloning is cheap, so the worker can hold a clone. Each SMTP delivery opens a connection of its own
+/// (no pool; see `Cargo.toml`): emails go out one at a time, and a send given up on must take its
+/// connection with it.
 #[derive(Debug, Clone)]
 pub enum Mailer {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp {
+        transport: AsyncSmtpTransport<Tokio1Executor>,
+        /// Bounds a whole delivery (and a connection check), not only connecting: lettre's own
+        /// timeout covers opening the connection only, so a server that accepts it and then never
+        /// answers (plain SMTP pointed at an implicit-TLS port, a tarpit, a connection a NAT dropped)
+        /// would hold the worker, and the email's lease, forever.
+        timeout: Duration,
+    },
     /// Writes each email to `dir/<message_id>.eml`: for development (open them in a mail client) and
     /// for tests that follow links from emails.
-    Files {
-        dir: PathBuf,
-    },
+    Files { dir: PathBuf },
 }
 
 impl Mailer {
     /// An SMTP mailer from a URL: `smtps://user:pass@host:465`, `smtp://host:587?tls=required`,
     /// `smtp://host:25?tls=opportunistic`, or plain `smtp://localhost:1025` for a local catcher.
-    /// Credentials must be percent-encoded. `timeout` bounds connecting and each SMTP command.
+    /// Credentials must be percent-encoded. `timeout` bounds a whole delivery: connecting, every
+    /// command and the message.
     ///
-    /// Nothing is contacted here, but it must be called inside a Tokio runtime: lettre's connection
-    /// pool starts its clean-up task on creation.
+    /// Nothing is contacted here.
     pub fn smtp(url: &str, timeout: Duration) -> Result<Mailer, MailError> {
         // lettre's URL errors name the scheme or what is malformed, never the URL, so the password it
         // may contain cannot leak into the message.
         let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|err| MailError::Build(format!("invalid SMTP URL: {}", one_line(&err))))?;
-        Ok(Mailer::Smtp(builder.timeout(Some(timeout)).build()))
+        Ok(Mailer::Smtp {
+            transport: builder.timeout(Some(timeout)).build(),
+            timeout,
+        })
     }
 
     pub fn files(dir: PathBuf) -> Mailer {
@@ -110,10 +125,17 @@ impl Mailer {
     pub async fn send(&self, email: &OutgoingEmail) -> Result<(), MailError> {
         let message = build_message(email)?;
         match self {
-            Mailer::Smtp(transport) => match transport.send(message).await {
-                Ok(_response) => Ok(()),
-                Err(err) => Err(classify_smtp_error(&err)),
-            },
+            Mailer::Smtp { transport, timeout } => {
+                match tokio::time::timeout(*timeout, transport.send(message)).await {
+                    Ok(Ok(_response)) => Ok(()),
+                    Ok(Err(err)) => Err(classify_smtp_error(&err)),
+                    // Dropping the send closes its connection half-way through a command; with a
+                    // pool it would have gone back for the next email (see `Cargo.toml`).
+                    Err(_elapsed) => Err(MailError::Transient(format!(
+                        "the SMTP server did not finish within {timeout:?}"
+                    ))),
+                }
+            }
             Mailer::Files { dir } => {
                 write_atomically(dir, &email.message_id, message.formatted()).await
             }
@@ -124,14 +146,20 @@ impl Mailer {
     /// NOOP), or the directory can be written to.
     pub async fn check(&self) -> bool {
         match self {
-            Mailer::Smtp(transport) => match transport.test_connection().await {
-                Ok(connected) => connected,
-                Err(err) => {
-                    let error = one_line(&err);
-                    tracing::warn!(%error, "mail: SMTP connection check failed");
-                    false
+            Mailer::Smtp { transport, timeout } => {
+                match tokio::time::timeout(*timeout, transport.test_connection()).await {
+                    Ok(Ok(connected)) => connected,
+                    Ok(Err(err)) => {
+                        let error = reply_text(&err);
+                        tracing::warn!(%error, "mail: SMTP connection check failed");
+                        false
+                    }
+                    Err(_elapsed) => {
+                        tracing::warn!("mail: the SMTP server did not answer the connection check");
+                        false
+                    }
                 }
-            },
+            }
             Mailer::Files { dir } => dir_is_writable(dir).await,
         }
     }
@@ -194,27 +222,91 @@ fn check_message_id(id: &str) -> Result<(), MailError> {
     }
 }
 
-/// Sorts an SMTP failure into retry or give up.
-///
-/// Only a 5xx reply means the server refused this message for good. Everything else (refused or
-/// dropped connections, timeouts, TLS failures, 4xx replies, garbled replies) may clear up, so it is
-/// retried; the worker's attempt limit ends retries that never succeed.
+/// Sorts an SMTP failure into retry or give up (see [`classify_reply`]).
 fn classify_smtp_error(err: &lettre::transport::smtp::Error) -> MailError {
-    let detail = one_line(err);
+    let detail = reply_text(err);
     let code = err.status().map(u16::from);
-    if err.is_permanent() && !code.is_some_and(is_relay_configuration_code) {
+    if err.is_permanent() && classify_reply(code, &detail) == Reply::Refused {
         MailError::Permanent(detail)
     } else {
         MailError::Transient(detail)
     }
 }
 
-/// 5xx replies to authentication: our relay settings are wrong, which says nothing about this message.
-/// Giving up on it would drop every email while the credentials are being fixed, so these are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reply {
+    /// The server refused this message or its recipient: sending it again cannot help.
+    Refused,
+    /// Anything else may clear up (or be fixed by the operator) and is retried until the worker's
+    /// attempt limit.
+    Retry,
+}
+
+/// What a 5xx reply is about. Only a refusal of the recipient or the message is final; a refusal of
+/// *us* (relay access denied, a sender the account may not use, authentication, a sending quota, an
+/// address on a block list) would otherwise fail every queued email, resets and verifications
+/// included, until the operator noticed and retried each by hand.
+///
+/// Judged by the enhanced status code (RFC 3463) when the reply has one: final for 5.1.x (address),
+/// 5.2.x (mailbox), 5.3.x (the receiving system, e.g. message too big) and 5.6.x (content); retried for
+/// 5.4.x (routing), 5.5.x (protocol) and 5.7.x (security and policy). Without one, by the basic code:
+/// retried for the replies to authentication (530, 534, 535, 538), final otherwise.
+fn classify_reply(code: Option<u16>, text: &str) -> Reply {
+    match enhanced_class(text) {
+        Some(1 | 2 | 3 | 6) => Reply::Refused,
+        Some(_) => Reply::Retry,
+        None if code.is_some_and(is_relay_configuration_code) => Reply::Retry,
+        None => Reply::Refused,
+    }
+}
+
+/// The subject digit of the first `5.X.Y` enhanced status code in a reply (`5.7.1` → 7).
+fn enhanced_class(text: &str) -> Option<u8> {
+    text.split(|c: char| c.is_whitespace() || c == ',' || c == ':' || c == ';')
+        .find_map(|word| {
+            let mut parts = word.split('.');
+            let (class, subject, detail) = (parts.next()?, parts.next()?, parts.next()?);
+            let digits = |s: &str, max: usize| {
+                !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit())
+            };
+            (parts.next().is_none() && class == "5" && digits(subject, 3) && digits(detail, 3))
+                .then(|| subject.parse().ok())
+                .flatten()
+        })
+}
+
+/// Replies to authentication: our relay settings are wrong, which says nothing about this message.
 /// (530 authentication required, 534 mechanism too weak, 535 credentials invalid, 538 encryption
 /// required for the mechanism.)
 fn is_relay_configuration_code(code: u16) -> bool {
     matches!(code, 530 | 534 | 535 | 538)
+}
+
+/// An SMTP error as it may be logged and stored: on one bounded line, with every email address in it
+/// masked. Servers echo the recipient in their replies (`550 5.1.1 <bob@example.org>: Recipient
+/// address rejected`), and addresses are personal data that no log or `last_error` column keeps.
+fn reply_text(err: &dyn fmt::Display) -> String {
+    one_line(&mask_addresses(&err.to_string()))
+}
+
+/// Replaces every word with an `@` in it by `[address]`, keeping the punctuation around it.
+fn mask_addresses(text: &str) -> String {
+    text.split_inclusive(char::is_whitespace)
+        .map(|word| {
+            let trimmed = word.trim_end_matches(char::is_whitespace);
+            let space = &word[trimmed.len()..];
+            if trimmed.contains('@') {
+                let start = trimmed.find(|c: char| !"<(\"'[".contains(c)).unwrap_or(0);
+                let end = trimmed
+                    .rfind(|c: char| !">)\"']:;,.".contains(c))
+                    .map_or(trimmed.len(), |i| i + 1);
+                if start < end {
+                    return format!("{}[address]{}{space}", &trimmed[..start], &trimmed[end..]);
+                }
+            }
+            word.to_owned()
+        })
+        .collect()
 }
 
 /// An error's text on one bounded line, ready for a log field or the outbox's `last_error` column.
@@ -450,10 +542,246 @@ mod tests {
         assert!(!mailer.check().await);
     }
 
+    /// How a [`scripted_smtp_server`] behaves.
+    #[derive(Clone, Copy)]
+    struct Script {
+        /// Whether it greets a new connection at all.
+        greet: bool,
+        /// Its reply to RCPT (everything else but DATA and QUIT gets 250).
+        rcpt_reply: &'static str,
+        /// Whether the first connection's first message is never acknowledged.
+        stall_first_message: bool,
+    }
+
+    const ANSWERS: Script = Script {
+        greet: true,
+        rcpt_reply: "250 OK",
+        stall_first_message: false,
+    };
+
+    /// Every line each connection sent, in order of connection.
+    type Transcripts = std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>>;
+
+    /// An SMTP server on loopback playing `script`; returns its `smtp://` URL and what it was sent.
+    async fn scripted_smtp_server(script: Script) -> (String, Transcripts) {
+        use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("smtp://{}", listener.local_addr().unwrap());
+        let transcripts = Transcripts::default();
+        let seen = transcripts.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((socket, _)) = listener.accept().await else {
+                    return;
+                };
+                let index = {
+                    let mut all = seen.lock().unwrap();
+                    all.push(Vec::new());
+                    all.len() - 1
+                };
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let (read, mut write) = socket.into_split();
+                    let mut lines = BufReader::new(read).lines();
+                    let mut in_message = false;
+                    let mut silent = !script.greet;
+                    if !silent {
+                        write.write_all(b"220 test ESMTP\r\n").await.unwrap();
+                    }
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        seen.lock().unwrap()[index].push(line.clone());
+                        if silent {
+                            continue;
+                        }
+                        let reply = if in_message {
+                            if line != "." {
+                                continue;
+                            }
+                            in_message = false;
+                            if script.stall_first_message && index == 0 {
+                                // Keeps reading (and recording) whatever comes, answering nothing.
+                                silent = true;
+                                continue;
+                            }
+                            "250 queued"
+                        } else {
+                            match line.get(..4).map(str::to_ascii_uppercase).as_deref() {
+                                Some("RCPT") => script.rcpt_reply,
+                                Some("DATA") => {
+                                    in_message = true;
+                                    "354 go ahead"
+                                }
+                                Some("QUIT") => "221 bye",
+                                _ => "250 OK",
+                            }
+                        };
+                        if write
+                            .write_all(format!("{reply}\r\n").as_bytes())
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (url, transcripts)
+    }
+
+    /// A send given up on half-way takes its connection with it: were it handed to the next email,
+    /// the server, still reading the first message, would take the next one's commands and text
+    /// (its link included) as more of the first, and deliver them to the first recipient.
+    #[tokio::test]
+    async fn a_send_given_up_on_never_passes_its_connection_on() {
+        let (url, transcripts) = scripted_smtp_server(Script {
+            stall_first_message: true,
+            ..ANSWERS
+        })
+        .await;
+        let mailer = Mailer::smtp(&url, Duration::from_millis(500)).unwrap();
+        let first = tokio::time::timeout(
+            Duration::from_secs(10),
+            mailer.send(&email(&verify_email())),
+        )
+        .await
+        .expect("the send gave up by itself")
+        .unwrap_err();
+        assert!(first.is_transient(), "{first:?}");
+        // Time for a connection pool to take the connection back (it does so in a task of its own).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let reset = Template::PasswordReset {
+            name: "Bo".to_owned(),
+            link: "https://nestegg.example/reset-password?token=second-secret".to_owned(),
+        };
+        let mut second = email(&reset);
+        second.to = "bo@example.org".to_owned();
+        second.message_id = "0b6f3c1e-8a59-4c4e-9d1b-000000000002".to_owned();
+        let sent = tokio::time::timeout(Duration::from_secs(10), mailer.send(&second)).await;
+        assert_eq!(sent, Ok(Ok(())));
+
+        let transcripts = transcripts.lock().unwrap();
+        assert_eq!(
+            transcripts.len(),
+            2,
+            "a connection of its own for each email"
+        );
+        assert!(
+            !transcripts[0]
+                .iter()
+                .any(|line| line.contains("bo@example.org")),
+            "{:?}",
+            transcripts[0]
+        );
+        assert!(
+            transcripts[1]
+                .iter()
+                .any(|line| line.contains("bo@example.org"))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_is_given_up_on_within_the_timeout() {
+        let (url, _) = scripted_smtp_server(Script {
+            greet: false,
+            ..ANSWERS
+        })
+        .await;
+        let mailer = Mailer::smtp(&url, Duration::from_millis(300)).unwrap();
+        let template = verify_email();
+        // Without a bound of its own, the send would wait for the greeting forever.
+        let outcome = tokio::time::timeout(Duration::from_secs(10), mailer.send(&email(&template)))
+            .await
+            .expect("the send gave up by itself");
+        let err = outcome.unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        let check = tokio::time::timeout(Duration::from_secs(10), mailer.check()).await;
+        assert_eq!(check, Ok(false));
+    }
+
+    #[tokio::test]
+    async fn a_refused_recipient_is_final_and_its_address_is_masked() {
+        let (url, _) = scripted_smtp_server(Script {
+            rcpt_reply: "550 5.1.1 <ann@example.org>: Recipient address rejected: User unknown",
+            ..ANSWERS
+        })
+        .await;
+        let mailer = Mailer::smtp(&url, Duration::from_secs(5)).unwrap();
+        let err = mailer.send(&email(&verify_email())).await.unwrap_err();
+        assert!(matches!(err, MailError::Permanent(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("5.1.1"), "{text}");
+        assert!(text.contains("<[address]>:"), "{text}");
+        assert!(!text.contains("example.org"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn a_refusal_of_our_relay_is_retried() {
+        let (url, _) = scripted_smtp_server(Script {
+            rcpt_reply: "554 5.7.1 <ann@example.org>: Relay access denied",
+            ..ANSWERS
+        })
+        .await;
+        let mailer = Mailer::smtp(&url, Duration::from_secs(5)).unwrap();
+        let err = mailer.send(&email(&verify_email())).await.unwrap_err();
+        assert!(err.is_transient(), "{err:?}");
+        assert!(!err.to_string().contains("ann@"), "{err}");
+    }
+
     #[test]
-    fn relay_configuration_replies_are_retried() {
-        assert!(is_relay_configuration_code(535));
-        assert!(!is_relay_configuration_code(550));
+    fn five_hundred_replies_are_final_only_about_the_recipient_or_the_message() {
+        let cases = [
+            (
+                550,
+                "5.1.1 <bob@example.org>: Recipient address rejected",
+                Reply::Refused,
+            ),
+            (552, "5.2.2 Mailbox full", Reply::Refused),
+            (
+                552,
+                "5.3.4 Message size exceeds fixed limit",
+                Reply::Refused,
+            ),
+            (554, "5.6.0 Message content rejected", Reply::Refused),
+            (554, "5.7.1 Relay access denied", Reply::Retry),
+            (
+                553,
+                "5.7.1 Sender address rejected: not owned by user",
+                Reply::Retry,
+            ),
+            (550, "5.4.5 Daily sending quota exceeded", Reply::Retry),
+            (
+                550,
+                "5.7.606 Access denied, banned sending IP",
+                Reply::Retry,
+            ),
+            (535, "Authentication credentials invalid", Reply::Retry),
+            (530, "Must issue a STARTTLS command first", Reply::Retry),
+            (
+                550,
+                "Requested action not taken: mailbox unavailable",
+                Reply::Refused,
+            ),
+            // A version number or an address is not a status code.
+            (550, "Postfix 3.5.1 says no to a.b@c.d", Reply::Refused),
+        ];
+        for (code, text, expected) in cases {
+            assert_eq!(classify_reply(Some(code), text), expected, "{code} {text}");
+        }
+    }
+
+    #[test]
+    fn addresses_in_replies_are_masked() {
+        assert_eq!(
+            mask_addresses("550 5.1.1 <bob@example.org>: rejected, try (ann@x.y). ok"),
+            "550 5.1.1 <[address]>: rejected, try ([address]). ok"
+        );
+        assert_eq!(mask_addresses("no address here"), "no address here");
+        assert_eq!(
+            mask_addresses("to: bob@example.org\nnext"),
+            "to: [address]\nnext"
+        );
     }
 
     #[test]
