@@ -33,6 +33,7 @@ use crate::server::config::Settings;
 use crate::server::db::{self, DbSetupError};
 use crate::server::lockouts::Lockouts;
 use crate::server::mail::{Mailer, worker};
+use crate::server::middleware::in_progress::InProgressLimitLayer;
 use crate::server::middleware::{
     api_errors, body_limit, csrf, forwarded, host, request_id, security_headers, whole_pages,
 };
@@ -274,21 +275,13 @@ fn provide_request_context(state: &AppState) {
     }
 }
 
-/// Requests (pages, server functions, files; not the health probes) in progress at once; see
-/// [`in_progress_limit`].
+/// Requests (pages, server functions, files; not the health probes) in progress at once; the rest wait
+/// their turn, in order, before any of their work starts (`middleware::in_progress`). Rendering is
+/// CPU-bound, so more at once is not faster, only bigger: 1000 clients at once held 320 MiB of
+/// half-rendered pages (bench/run.sh) and queued for the database pool until they timed out. 16 rather
+/// than 64: on 2 cores the signed-in page ran as fast or faster and the 1000-client peak was 18 MiB
+/// lower.
 const MAX_IN_PROGRESS: usize = 16;
-
-/// At most `max` requests in progress at once, across every route of the service it wraps; the rest
-/// wait their turn, in order, before any of their work starts. Rendering is CPU-bound, so more at once
-/// is not faster, only bigger: 1000 clients at once held 320 MiB of half-rendered pages (bench/run.sh)
-/// and queued for the database pool until they timed out. 16 rather than 64: on 2 cores the signed-in
-/// page ran as fast or faster and the 1000-client peak was 18 MiB lower.
-///
-/// One semaphore shared by every copy of the layer: applied with `Router::layer`, which wraps each
-/// route on its own, tower's `ConcurrencyLimitLayer` would give each route its own `max`.
-fn in_progress_limit(max: usize) -> tower::limit::GlobalConcurrencyLimitLayer {
-    tower::limit::GlobalConcurrencyLimitLayer::new(max)
-}
 
 pub fn router(state: AppState) -> Result<Router, StartupError> {
     let settings = state.settings.clone();
@@ -381,15 +374,18 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
             state.clone(),
             security_headers::set_security_headers,
         ))
-        // Covers the wait for a turn, below.
+        // Covers reading the body and the wait for a turn, below.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             settings.request_timeout,
         ))
+        // The body is read before the request takes a turn: a client sending its body a byte at a
+        // time holds a connection, not one of the few turns every other visitor waits for.
+        .layer(from_fn_with_state(state.clone(), body_limit::limit_body))
         // A request waits for its turn here, before the layers below have started on it: 1000 waiting
         // requests then hold little more than their headers (below those layers they held 16 MiB of
         // middleware state at 1000 clients, bench/run.sh).
-        .layer(in_progress_limit(MAX_IN_PROGRESS))
+        .layer(InProgressLimitLayer::new(MAX_IN_PROGRESS))
         // Inside the headers layer, so even the answer to a panic carries every security header.
         .layer(CatchPanicLayer::custom(internal_error))
         .layer(compression_layer())
@@ -407,11 +403,7 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
             state.clone(),
             api_support::attach_request_meta,
         ))
-        .layer(from_fn_with_state(
-            state.clone(),
-            api_support::limit_api_calls,
-        ))
-        .layer(from_fn_with_state(state, body_limit::limit_body))
+        .layer(from_fn_with_state(state, api_support::limit_api_calls))
         .service(site);
     Ok(probes(&state_for_probes).fallback_service(site))
 }
@@ -531,56 +523,5 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use axum::body::Body;
-    use tower::ServiceExt as _;
-
-    use super::*;
-
-    /// Requests to different routes share the one limit.
-    #[tokio::test]
-    async fn the_limit_spans_every_route() {
-        #[derive(Default)]
-        struct Gauge {
-            now: AtomicUsize,
-            most: AtomicUsize,
-        }
-        let gauge = Arc::new(Gauge::default());
-        let slow = |gauge: Arc<Gauge>| {
-            get(move || async move {
-                let now = gauge.now.fetch_add(1, Ordering::SeqCst) + 1;
-                gauge.most.fetch_max(now, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                gauge.now.fetch_sub(1, Ordering::SeqCst);
-            })
-        };
-        let mut router = Router::new();
-        for route in ["/a", "/b", "/c", "/d", "/e"] {
-            router = router.route(route, slow(gauge.clone()));
-        }
-        // Applied as `Router::layer` applies it: to each route on its own.
-        let router = router.layer(in_progress_limit(2));
-        let requests = ["/a", "/b", "/c", "/d", "/e"]
-            .iter()
-            .cycle()
-            .take(20)
-            .map(|path| {
-                let request = http::Request::get(*path).body(Body::empty()).unwrap();
-                tokio::spawn(router.clone().oneshot(request))
-            });
-        for request in requests.collect::<Vec<_>>() {
-            let response = request.await.unwrap().unwrap();
-            assert_eq!(response.status(), StatusCode::OK);
-        }
-        // All 20 ran, and never more than 2 at once (with a limit per route, up to 10 would).
-        assert_eq!(gauge.now.load(Ordering::SeqCst), 0);
-        assert_eq!(gauge.most.load(Ordering::SeqCst), 2);
     }
 }

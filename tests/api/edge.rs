@@ -153,6 +153,48 @@ async fn clients_slow_to_send_headers_and_idle_connections_are_cut_off() {
     assert_eq!(response.status(), 200);
 }
 
+/// Clients sending their bodies a byte at a time hold connections, not the few turns every other
+/// visitor waits for (`MAX_IN_PROGRESS` in `startup`, 16): with 20 of them stalled mid-body, a page
+/// still answers while they all wait. (A bound of 15 s only keeps a failure from hanging: with the
+/// bodies read inside the turns, the page waited for the stalled requests' 30 s timeout.)
+#[tokio::test]
+async fn clients_slow_to_send_bodies_do_not_hold_up_everyone_else() {
+    let app = spawn_app().await;
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+            .await
+            .unwrap();
+        stream
+            .write_all(
+                format!(
+                    "GET /terms HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 100\r\n\r\na",
+                    app.port
+                )
+                .as_bytes(),
+            )
+            .await
+            .unwrap();
+        stalled.push(stream);
+    }
+    // Long enough for the server to have taken all of them in.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    let page = tokio::time::timeout(std::time::Duration::from_secs(15), app.get("/terms").send())
+        .await
+        .expect("the page waited behind the stalled bodies")
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    for stream in &stalled {
+        let mut buffer = [0u8; 64];
+        let read = stream.try_read(&mut buffer);
+        assert!(
+            matches!(&read, Err(err) if err.kind() == std::io::ErrorKind::WouldBlock),
+            "a stalled request was answered: {read:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn the_body_limit_is_configurable() {
     let app = spawn_app_with(|vars| {

@@ -5,6 +5,7 @@ pub mod body_limit;
 pub mod csrf;
 pub mod forwarded;
 pub mod host;
+pub mod in_progress;
 pub mod operator_pages;
 pub mod request_id;
 pub mod security_headers;
