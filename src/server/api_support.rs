@@ -363,10 +363,10 @@ impl RequestContext {
         }
     }
 
-    /// This session just changed the password: it stays signed in. `password_changed_at` is the
-    /// account's new value. Sudo mode starts only when the password is all re-authenticating takes
-    /// (`with_code` false): with two-factor on it also takes a code, which changing the password does
-    /// not ask for.
+    /// This session just changed the password: it stays signed in, under a new session id (see
+    /// [`Self::mark_reauthenticated`]). `password_changed_at` is the account's new value. Sudo mode
+    /// starts only when the password is all re-authenticating takes (`with_code` false): with
+    /// two-factor on it also takes a code, which changing the password does not ask for.
     pub async fn mark_password_changed(
         &self,
         password_changed_at: i64,
@@ -377,13 +377,17 @@ impl RequestContext {
             .await
             .map_err(session_error)?;
         if with_code {
-            return Ok(());
+            return self.session.cycle_id().await.map_err(session_error);
         }
         self.mark_reauthenticated().await
     }
 
-    /// The password was just checked again: sudo mode starts now.
+    /// The password (and code) were just checked again: sudo mode starts now, under a new session id.
+    /// A copy of the cookie (a shared computer, a leaked HAR file) is the same session as far as the
+    /// sessions page can tell, so ending the other sessions does not end it; renewing the id here
+    /// does, before the copy could use the sudo mode or the new password this browser just proved.
     pub async fn mark_reauthenticated(&self) -> Result<(), AppError> {
+        self.session.cycle_id().await.map_err(session_error)?;
         let now = self.state.clock.now().unix_timestamp();
         self.session
             .insert(AUTH_AT_KEY, now)

@@ -518,6 +518,67 @@ async fn changing_the_password_ends_other_sessions_but_keeps_this_one() {
     assert!(mail[1].text.contains("changed"));
 }
 
+/// The signed-in user as seen by a client that sends only `cookie` (a copy of someone's cookie).
+async fn user_with_cookie(app: &TestApp, cookie: &str) -> Option<String> {
+    let body = reqwest::Client::new()
+        .post(app.url("/api/current_user"))
+        .header("cookie", cookie)
+        .header("origin", &app.address)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+    value
+        .get("email")
+        .and_then(|e| e.as_str())
+        .map(str::to_owned)
+}
+
+/// A copy of this browser's cookie (a shared computer, a leaked HAR file) is this session as far as
+/// the sessions page can tell, so ending the other sessions does not end it. Confirming the password
+/// (sudo mode) and changing it renew the session id: the copy stops working, this browser goes on.
+#[tokio::test]
+async fn a_copied_session_cookie_ends_when_the_password_is_confirmed_or_changed() {
+    let app = spawn_app().await;
+    app.register_verified("cy@example.org", PASSWORD).await;
+    let signed_in = app.sign_in("cy@example.org", PASSWORD).await;
+    let copy = session_cookie(&signed_in).expect("a session cookie");
+    assert_eq!(
+        user_with_cookie(&app, &copy).await.as_deref(),
+        Some("cy@example.org")
+    );
+
+    let confirmed = app
+        .call("confirm_password", &[("password", PASSWORD)])
+        .await;
+    assert_eq!(confirmed.status(), 200);
+    let renewed = session_cookie(&confirmed).expect("a new session cookie");
+    assert_eq!(user_with_cookie(&app, &copy).await, None);
+    assert_eq!(
+        signed_in_user(&app).await.as_deref(),
+        Some("cy@example.org")
+    );
+
+    let changed = app
+        .call(
+            "change_password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", NEW_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(changed.status(), 200);
+    assert_eq!(user_with_cookie(&app, &renewed).await, None);
+    assert_eq!(
+        signed_in_user(&app).await.as_deref(),
+        Some("cy@example.org")
+    );
+}
+
 /// A sign-in that checked the old password can save its session after a concurrent reset ended every
 /// session: it is still verifying (argon2, tens of milliseconds) while the reset commits, and its
 /// clock then reads the same second as the reset's or later. That session must be over all the same.
