@@ -370,7 +370,10 @@ test.describe("two-factor authentication", () => {
     problems,
   }) => {
     allowRefused(problems, "verify_sign_in_code");
+    const registered = Date.now();
     const account = await register(page, "mfa-wrong-code");
+    // Two-factor is set up on a confirmed address only.
+    await confirmEmail(page, account, registered);
     await signInWithPassword(page, account);
     await expectSignedIn(page, account.displayName);
     const app = await turnOnTwoFactor(page);
@@ -407,7 +410,9 @@ test.describe("two-factor authentication", () => {
     allowRefused(problems, "confirm_two_factor_replacement");
     allowRefused(problems, "verify_sign_in_code");
     const s = twoFactorPage(page);
+    const registered = Date.now();
     const account = await register(page, "mfa-move");
+    await confirmEmail(page, account, registered);
     await signInWithPassword(page, account);
     await expectSignedIn(page, account.displayName);
     const oldApp = await turnOnTwoFactor(page);

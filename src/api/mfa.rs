@@ -31,10 +31,17 @@ async fn status(with_setup: bool) -> Result<TwoFactorView, AppError> {
         .await
         .map_err(s::auth_error)?;
     let reauth_needed = !ctx.recently_authenticated().await?;
-    // The secret of an unfinished setup is shown only in sudo mode, like starting one.
+    // The secret of an unfinished setup is shown only in sudo mode, like starting one, and only to the
+    // session that started it (see `mfa::setup_fingerprint`).
     let setup = match (&status.pending_setup, reauth_needed) {
         (Some(credential), false) if with_setup => {
-            Some(mfa::setup_details(&ctx.state, &user, credential).map_err(s::auth_error)?)
+            let started_here = ctx.mfa_setup_started_here().await?;
+            if started_here.as_deref() == Some(mfa::setup_fingerprint(&credential.secret).as_str())
+            {
+                Some(mfa::setup_details(&ctx.state, &user, credential).map_err(s::auth_error)?)
+            } else {
+                None
+            }
         }
         _ => None,
     };
@@ -63,9 +70,10 @@ pub async fn start_two_factor_setup() -> Result<(), AppError> {
     let ctx = s::RequestContext::current().await?;
     let user = ctx.require_user_allowing_mfa_setup().await?;
     ctx.require_recent_auth().await?;
-    crate::server::services::mfa::start_setup(&ctx.state, &ctx.meta, &user)
+    let fingerprint = crate::server::services::mfa::start_setup(&ctx.state, &ctx.meta, &user)
         .await
         .map_err(s::auth_error)?;
+    ctx.set_mfa_setup_started_here(&fingerprint).await?;
     s::redirect_back_done("start_two_factor_setup");
     Ok(())
 }
@@ -95,9 +103,20 @@ pub async fn enable_two_factor(code: String) -> Result<BackupCodesView, AppError
     refuse_without_javascript()?;
     // The backup codes it returns are as sensitive as the setup's secret.
     ctx.require_recent_auth().await?;
-    let codes = crate::server::services::mfa::confirm_setup(&ctx.state, &ctx.meta, &user, &code)
-        .await
-        .map_err(s::auth_error)?;
+    let started_here = ctx.mfa_setup_started_here().await?;
+    let keep = ctx.session_key();
+    let codes = crate::server::services::mfa::confirm_setup(
+        &ctx.state,
+        &ctx.meta,
+        &user,
+        &code,
+        started_here.as_deref(),
+        keep.as_deref(),
+    )
+    .await
+    .map_err(s::auth_error)?;
+    // The other sessions just ended; a copy of this one's cookie ends too.
+    ctx.renew_session_id().await?;
     Ok(BackupCodesView { codes })
 }
 

@@ -19,7 +19,8 @@ use crate::server::entities::user;
 use crate::server::services::auth::AuthError;
 use crate::server::session_store::{
     AUTH_AT_KEY, CLIENT_IP_KEY, CLIENT_UA_KEY, CONSENTED_KEY, ConsentSeen, INVITATION_KEY,
-    MFA_PENDING_KEY, PASSWORD_SEEN_KEY, PendingMfa, STARTED_AT_KEY, USER_KEY, hash_id,
+    MFA_PENDING_KEY, MFA_SETUP_KEY, PASSWORD_SEEN_KEY, PendingMfa, STARTED_AT_KEY, USER_KEY,
+    hash_id,
 };
 use crate::server::state::AppState;
 
@@ -395,6 +396,28 @@ impl RequestContext {
             .map_err(session_error)
     }
 
+    /// A new session id for the same session (see [`Self::mark_reauthenticated`] for why).
+    pub async fn renew_session_id(&self) -> Result<(), AppError> {
+        self.session.cycle_id().await.map_err(session_error)
+    }
+
+    /// Which two-factor setup this session started ([`mfa::setup_fingerprint`]), if any.
+    ///
+    /// [`mfa::setup_fingerprint`]: crate::server::services::mfa::setup_fingerprint
+    pub async fn mfa_setup_started_here(&self) -> Result<Option<String>, AppError> {
+        self.session
+            .get::<String>(MFA_SETUP_KEY)
+            .await
+            .map_err(session_error)
+    }
+
+    pub async fn set_mfa_setup_started_here(&self, fingerprint: &str) -> Result<(), AppError> {
+        self.session
+            .insert(MFA_SETUP_KEY, fingerprint)
+            .await
+            .map_err(session_error)
+    }
+
     /// Deletes the session server-side and clears the cookie.
     pub async fn end_session(&self) -> Result<(), AppError> {
         if let Ok(Some(user_id)) = self.session.get::<String>(USER_KEY).await {
@@ -729,6 +752,13 @@ pub fn auth_error(err: AuthError) -> AppError {
             field: Some("code".to_owned()),
             message: "That code didn't work. Enter the current code from your app, or an unused \
                       backup code."
+                .to_owned(),
+        },
+        AuthError::MfaNeedsConfirmedAddress => AppError::InvalidInput {
+            field: None,
+            message: "Confirm your email address first: open the link we sent you, or ask for a \
+                      new one from the notice at the top of the page. Then you can turn on \
+                      two-factor authentication."
                 .to_owned(),
         },
         AuthError::MfaAlreadyEnabled => AppError::InvalidInput {

@@ -1007,6 +1007,88 @@ async fn setup_needs_a_recent_password_and_hides_its_secret_until_it_is_entered_
     assert!(ivy.two_factor_status().await["enabled_on"].is_string());
 }
 
+/// Until two-factor is on, sudo mode takes the password alone: someone else signed in with it must
+/// neither read the secret of the owner's setup nor keep a session once the owner turns it on.
+#[tokio::test]
+async fn a_setup_belongs_to_the_session_that_started_it_and_turning_it_on_ends_the_others() {
+    let app = spawn_app().await;
+    app.register_verified("ada@example.org", PASSWORD).await;
+    let owner = Browser::new(&app);
+    let signed_in = owner.sign_in("ada@example.org", PASSWORD).await;
+    let copy = session_cookie(&signed_in).expect("a session cookie");
+    assert_ok(signed_in).await;
+    let intruder = Browser::new(&app);
+    assert_ok(intruder.sign_in("ada@example.org", PASSWORD).await).await;
+
+    assert_ok(owner.call("start_two_factor_setup", &[]).await).await;
+    let key = setup_key(&owner.two_factor_status().await);
+    let seen = intruder.two_factor_status().await;
+    assert_eq!(seen["reauth_needed"], false, "the intruder is in sudo mode");
+    assert!(seen["setup"].is_null(), "another session's setup: {seen}");
+
+    // Nor can the intruder confirm it, even with a right code.
+    let secret = TotpSecret::from_base32(&key).unwrap();
+    let refused = intruder
+        .call("enable_two_factor", &[("code", &code_now(&app, &secret))])
+        .await;
+    let error = expect_error(refused, 400, "invalid_input").await;
+    assert!(message(&error).contains("Start again"), "{error}");
+    assert!(owner.two_factor_status().await["enabled_on"].is_null());
+
+    backup_codes_of(
+        owner
+            .call("enable_two_factor", &[("code", &code_now(&app, &secret))])
+            .await,
+    )
+    .await;
+    assert_eq!(owner.user_email().await.as_deref(), Some("ada@example.org"));
+    assert_eq!(intruder.user_email().await, None, "other sessions end");
+    // A copy of the owner's own cookie ends as well: the session id is new.
+    let replay = call_with_cookie(&app, &copy, "current_user").await;
+    assert_eq!(replay.text().await.unwrap(), "null");
+    let status = owner.two_factor_status().await;
+    assert!(status["enabled_on"].is_string(), "{status}");
+}
+
+/// Two-factor authentication is set up on a confirmed address only: someone who signed up with
+/// another person's address could otherwise lock its owner out with a second factor a password reset
+/// does not remove. A completed reset confirms the address (its link went there).
+#[tokio::test]
+async fn two_factor_needs_a_confirmed_address_and_a_reset_confirms_it() {
+    let app = spawn_app().await;
+    let response = app.register("una@example.org", NAME, PASSWORD).await;
+    assert_eq!(response.status(), 200);
+    let una = Browser::new(&app);
+    assert_ok(una.sign_in("una@example.org", PASSWORD).await).await;
+    let refused = una.call("start_two_factor_setup", &[]).await;
+    let error = expect_error(refused, 400, "invalid_input").await;
+    assert!(
+        message(&error).contains("Confirm your email address first"),
+        "{error}"
+    );
+    assert_eq!(app.count("totp_credentials").await, 0);
+
+    app.call("request_password_reset", &[("email", "una@example.org")])
+        .await;
+    let mail = app.emails_to("una@example.org", 2).await;
+    let token = mail[1].token(&app, "/reset-password");
+    assert_ok(
+        app.call(
+            "reset_password",
+            &[("token", &token), ("password", NEW_PASSWORD)],
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        app.count("users WHERE email_verified_at IS NOT NULL").await,
+        1
+    );
+    let una = Browser::new(&app);
+    assert_ok(una.sign_in("una@example.org", NEW_PASSWORD).await).await;
+    assert_ok(una.call("start_two_factor_setup", &[]).await).await;
+}
+
 #[tokio::test]
 async fn new_backup_codes_need_a_recent_password_and_replace_the_old_ones() {
     let app = app_for_many_codes().await;

@@ -51,6 +51,11 @@ pub enum AuthError {
     MfaNotEnabled,
     #[error("no two-factor setup in progress")]
     MfaSetupMissing,
+    /// Two-factor authentication is set up only on a confirmed address: otherwise someone who signed
+    /// up with another person's address could lock its owner out with a second factor of their own,
+    /// which a password reset does not remove.
+    #[error("two-factor setup needs a confirmed email address")]
+    MfaNeedsConfirmedAddress,
     /// The password step of a sign-in is gone: expired, cancelled, or never happened.
     #[error("no sign-in waiting for a second factor")]
     MfaPendingMissing,
@@ -906,6 +911,14 @@ pub async fn reset_password(
     let txn = crate::server::db::begin_write(&state.db).await?;
     consume_token(&txn, state, PURPOSE_RESET, token, now).await?;
     replace_password(&txn, &account.id, new_hash, now).await?;
+    // The link reached the account's address (an email change voids every link), which confirms it.
+    user::Entity::update_many()
+        .col_expr(user::Column::EmailVerifiedAt, now.into())
+        .filter(user::Column::Id.eq(&account.id))
+        .filter(user::Column::Email.eq(&account.email))
+        .filter(user::Column::EmailVerifiedAt.is_null())
+        .exec(&txn)
+        .await?;
     void_all_tokens(&txn, &account.id, now).await?;
     state
         .lockouts

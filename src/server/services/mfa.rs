@@ -174,12 +174,16 @@ fn details_of(secret: &TotpSecret, account: &user::Model) -> Result<TotpSetupVie
 }
 
 /// Creates a new secret for setup (replacing an unfinished setup). Nothing is enforced until
-/// [`confirm_setup`] sees a code from the app.
+/// [`confirm_setup`] sees a code from the app. Returns the setup's [`setup_fingerprint`], for the
+/// session that started it.
 pub async fn start_setup(
     state: &AppState,
     meta: &RequestMeta,
     account: &user::Model,
-) -> Result<TotpSetupView, AuthError> {
+) -> Result<String, AuthError> {
+    if account.email_verified_at.is_none() {
+        return Err(AuthError::MfaNeedsConfirmedAddress);
+    }
     let now = now(state);
     let secret = TotpSecret::generate();
     let sealed = state
@@ -187,7 +191,7 @@ pub async fn start_setup(
         .seal(&secret.to_base32(), &secret_context(&account.id));
     let row = totp_credential::ActiveModel {
         user_id: Set(account.id.clone()),
-        secret: Set(sealed),
+        secret: Set(sealed.clone()),
         confirmed_at: Set(None),
         last_used_step: Set(None),
         created_at: Set(now),
@@ -224,11 +228,17 @@ pub async fn start_setup(
         Event::new("mfa_setup_started").user(&account.id),
     )
     .await?;
-    let credential = totp_credential::Entity::find_by_id(account.id.clone())
-        .one(&state.db)
-        .await?
-        .ok_or(AuthError::MfaSetupMissing)?;
-    setup_details(state, account, &credential)
+    Ok(setup_fingerprint(&sealed))
+}
+
+/// Which setup a session started: a digest of the pending secret as sealed (every sealing has a
+/// nonce of its own, so every setup its own digest). Until two-factor is on, sudo mode takes the
+/// password alone; someone else signed in with it could otherwise read the secret of the owner's
+/// setup from the settings page and, once the owner confirms it, sign in with both factors. So the
+/// secret is shown to, and confirmed from, the session that started the setup only.
+pub fn setup_fingerprint(sealed_secret: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    hex::encode(&Sha256::digest(sealed_secret.as_bytes())[..16])
 }
 
 /// Replaces every backup code of the account with ten new ones; returns them (the only time they
@@ -261,11 +271,16 @@ async fn replace_backup_codes<C: ConnectionTrait>(
 }
 
 /// Turns two-factor authentication on with the first code from the app; returns the backup codes.
+/// Turns two-factor authentication on with a code from the setup that this session started
+/// (`started_here`, its [`setup_fingerprint`]), and ends the account's other sessions but `keep`:
+/// their sudo mode, if any, took the password alone, which from now on is not enough.
 pub async fn confirm_setup(
     state: &AppState,
     meta: &RequestMeta,
     account: &user::Model,
     code_input: &str,
+    started_here: Option<&str>,
+    keep: Option<&str>,
 ) -> Result<Vec<String>, AuthError> {
     let Some(code) = totp::parse_totp_code(code_input) else {
         return Err(invalid(
@@ -282,6 +297,9 @@ pub async fn confirm_setup(
         Some(_) => return Err(AuthError::MfaAlreadyEnabled),
         None => return Err(AuthError::MfaSetupMissing),
     };
+    if started_here != Some(setup_fingerprint(&credential.secret).as_str()) {
+        return Err(AuthError::MfaSetupMissing);
+    }
     let secret = open_secret(state, &credential)?;
     let Some(step) = secret.matching_step(&code, now) else {
         return Err(invalid(
@@ -304,6 +322,7 @@ pub async fn confirm_setup(
         return Err(AuthError::MfaSetupMissing);
     }
     let codes = replace_backup_codes(&txn, state, &account.id, now).await?;
+    state.sessions.revoke_user(&txn, &account.id, keep).await?;
     let template = Template::MfaEnabled {
         name: account.display_name.clone(),
         settings_link: settings_link(state),

@@ -44,6 +44,9 @@ pub const CLIENT_UA_KEY: &str = "ua";
 /// Session data key of a sign-in waiting for its second factor ([`PendingMfa`]). A session holding it
 /// has no user: it is signed out for everything but the two-factor step.
 pub const MFA_PENDING_KEY: &str = "mfa_pending";
+/// Session data key of the two-factor setup this session started (`mfa::setup_fingerprint`): only
+/// this session is shown its secret and may confirm it.
+pub const MFA_SETUP_KEY: &str = "mfa_setup";
 /// The id of a household invitation opened before signing in: kept here, so the link's token appears
 /// in no other address (nor in the session data) while the visitor signs in.
 pub const INVITATION_KEY: &str = "invitation";
