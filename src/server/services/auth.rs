@@ -9,7 +9,7 @@
 use sea_orm::{
     ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, ConnectionTrait,
     DatabaseTransaction, DbErr, EntityTrait as _, IntoActiveModel as _, PaginatorTrait as _,
-    QueryFilter as _, QueryOrder as _, SqlErr,
+    QueryFilter as _, QueryOrder as _, QuerySelect as _, SqlErr,
 };
 
 use crate::routes;
@@ -839,6 +839,19 @@ async fn send_password_reset(
     }
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
+    // Read again under a lock: an email change confirmed since the read above voids every link and
+    // moves the account to another address, and a link issued after that must not go to the old one.
+    // (SQLite's write transaction already excludes the change; on PostgreSQL the row lock orders this
+    // against its update, which comes before its voiding of the links.)
+    let query = user::Entity::find_by_id(account.id.clone());
+    let query = if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        query.lock_exclusive()
+    } else {
+        query
+    };
+    let Some(account) = query.one(&txn).await?.filter(|a| a.email == email) else {
+        return Ok(());
+    };
     enqueue_reset_link(&txn, state, &account, now).await?;
     commit_with_event(
         txn,
