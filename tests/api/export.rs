@@ -661,8 +661,6 @@ async fn the_archive_holds_nothing_of_anyone_else() {
     assert_eq!(household["members"].as_array().map(Vec::len), Some(1));
 }
 
-/// Registers `address`, has its holder ask for a reset link, then move to another address: `address`
-/// is free again, with emails of its previous holder sent to it. Returns how many.
 /// Registers `address` and moves its account elsewhere, freeing it. Returns the account's browser and
 /// how many emails went to `address` meanwhile.
 async fn free_address(app: &TestApp, address: &str) -> (Browser, usize) {
@@ -707,6 +705,49 @@ async fn email_kinds(browser: &Browser) -> Vec<String> {
         .iter()
         .map(|e| e["kind"].as_str().expect("a kind").to_owned())
         .collect()
+}
+
+/// The archive does not tell whether someone has an account at an address: asking to move to a free
+/// address and to a taken one leave the same trace in it (a notice to the current address), since
+/// the link to confirm a new address is listed only once the address is the account's.
+#[tokio::test]
+async fn the_archive_does_not_tell_whether_an_address_is_taken() {
+    let app = spawn_app().await;
+    register_named(&app, "tia@example.org", "Tia Taken").await;
+    register_named(&app, "ash@example.org", "Ash Asker").await;
+    let ash = signed_in(&app, "ash@example.org", FIREFOX).await;
+    let change_to = |address: &'static str| {
+        let ash = &ash;
+        async move {
+            assert_ok(
+                ash.call(
+                    "change_email",
+                    &[("password", PASSWORD), ("new_email", address)],
+                )
+                .await,
+            )
+            .await;
+        }
+    };
+
+    change_to("free@example.org").await;
+    // The link went out, to the free address only.
+    assert_eq!(app.emails_to("free@example.org", 1).await.len(), 1);
+    let after_free = email_kinds(&ash).await;
+    assert_eq!(
+        after_free.last().map(String::as_str),
+        Some("email_change_notice")
+    );
+    assert!(
+        !after_free.iter().any(|kind| kind == "email_change_verify"),
+        "{after_free:?}"
+    );
+
+    change_to("tia@example.org").await;
+    let after_taken = email_kinds(&ash).await;
+    let mut expected = after_free.clone();
+    expected.push("email_change_notice".to_owned());
+    assert_eq!(after_taken, expected);
 }
 
 /// Whoever gives an address up keeps her mail: what went to it is still in her archive.

@@ -14,7 +14,8 @@ use std::io::Write;
 
 use axum::body::Bytes;
 use sea_orm::{
-    ColumnTrait as _, DbErr, EntityTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect as _,
+    ColumnTrait as _, Condition, DbErr, EntityTrait as _, QueryFilter as _, QueryOrder as _,
+    QuerySelect as _,
 };
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -501,8 +502,15 @@ async fn address_held_since(state: &AppState, account: &user::Model) -> Result<i
     Ok(changed.map_or(account.created_at, |at| at.max(account.created_at)))
 }
 
-/// The account's emails, at whatever address they went to, and those without a recorded owner (an
-/// invitation, or sent before owners were recorded) sent to its address since `since` (Unix seconds).
+/// The kind of the email with the link confirming a new address. It is queued only when the address
+/// is free, so one to an address the account does not hold (a change not confirmed, or since given
+/// up) stays out of the archive: otherwise asking to move to an address and downloading the archive
+/// would tell whether someone has an account there.
+const CHANGE_LINK_KIND: &str = "email_change_verify";
+
+/// The account's emails, at whatever address they went to (but see [`CHANGE_LINK_KIND`]), and those
+/// without a recorded owner (an invitation, or sent before owners were recorded) sent to its address
+/// since `since` (Unix seconds).
 fn write_emails(
     runtime: &tokio::runtime::Handle,
     state: &AppState,
@@ -524,6 +532,11 @@ fn write_emails(
                     outbox_email::Column::SentAt,
                 ])
                 .filter(outbox::mail_of(account, since))
+                .filter(
+                    Condition::any()
+                        .add(outbox_email::Column::Kind.ne(CHANGE_LINK_KIND))
+                        .add(outbox_email::Column::ToAddress.eq(&account.email)),
+                )
                 .filter(outbox_email::Column::Id.gt(after))
                 .order_by_asc(outbox_email::Column::Id)
                 .limit(PAGE)
