@@ -32,6 +32,11 @@ pub enum Limit {
     ExportPerAccount,
     /// Household invitations sent, per account.
     InvitePerAccount,
+    /// Emails that anyone can have sent to someone else's address (the "you already have an account"
+    /// note of a sign-up, the link of a move to a new address), per address: many IPs or throwaway
+    /// accounts must not flood one mailbox. Over the limit the email is not sent; the answer is the
+    /// same.
+    MailToAddress,
     /// Every other server function.
     Api,
 }
@@ -50,6 +55,7 @@ impl Limit {
             Limit::Mfa => "mfa",
             Limit::ExportPerAccount => "export_per_account",
             Limit::InvitePerAccount => "invite_per_account",
+            Limit::MailToAddress => "mail_to_address",
             Limit::Api => "api",
         }
     }
@@ -118,12 +124,13 @@ impl Allowances {
             Limit::Mfa => Allowance::per_minute(cfg.mfa_per_minute),
             Limit::ExportPerAccount => Allowance::per_hour(cfg.exports_per_hour),
             Limit::InvitePerAccount => Allowance::per_hour(cfg.invitations_per_hour),
+            Limit::MailToAddress => Allowance::per_hour(cfg.reset_per_account_per_hour),
             Limit::Api => Allowance::per_minute(cfg.api_per_minute),
         }
     }
 }
 
-const ALL: [Limit; 12] = [
+const ALL: [Limit; 13] = [
     Limit::SignIn,
     Limit::Register,
     Limit::ResetRequest,
@@ -135,6 +142,7 @@ const ALL: [Limit; 12] = [
     Limit::Mfa,
     Limit::ExportPerAccount,
     Limit::InvitePerAccount,
+    Limit::MailToAddress,
     Limit::Api,
 ];
 

@@ -152,6 +152,32 @@ async fn registration_explains_what_is_wrong_next_to_the_field() {
     assert_eq!(app.count("users").await, 0);
 }
 
+/// Every sign-up with a taken address tells its owner, up to the hourly allowance of such emails to
+/// one address (`RATE_LIMIT_RESET_PER_ACCOUNT_PER_HOUR`, 3): however many IPs try, the mailbox is not
+/// flooded. The answer stays the same throughout, so it tells nothing either.
+#[tokio::test]
+async fn sign_ups_with_a_taken_address_email_its_owner_a_few_times_an_hour_at_most() {
+    let app = spawn_app_with(|v| {
+        v.insert("RATE_LIMIT_REGISTER_PER_HOUR".into(), "100".into());
+    })
+    .await;
+    app.register_verified("ola@example.org", PASSWORD).await;
+    let mut answers = Vec::new();
+    for _ in 0..5 {
+        let response = app
+            .register("ola@example.org", "Someone Else", PASSWORD)
+            .await;
+        let location = response.headers().get("location").cloned();
+        answers.push((response.status(), location));
+    }
+    assert!(answers.iter().all(|a| a == &answers[0]), "{answers:?}");
+    assert_eq!(answers[0].0, 200);
+    let told = app
+        .count("outbox_emails WHERE to_address = 'ola@example.org' AND kind = 'already_registered'")
+        .await;
+    assert_eq!(told, 3);
+}
+
 #[tokio::test]
 async fn the_operator_can_close_registration() {
     let app = spawn_app_with(|v| {

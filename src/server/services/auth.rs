@@ -338,12 +338,14 @@ pub async fn register(
         .one(&txn)
         .await?
     {
-        let template = Template::AlreadyRegistered {
-            name: existing.display_name.clone(),
-            sign_in_link: page(state, routes::LOGIN),
-            reset_link: page(state, routes::FORGOT_PASSWORD),
-        };
-        outbox::enqueue_for(&txn, state, now, &existing, &template).await?;
+        if !refused(state, Limit::MailToAddress, &throttle_key(state, &email)).await? {
+            let template = Template::AlreadyRegistered {
+                name: existing.display_name.clone(),
+                sign_in_link: page(state, routes::LOGIN),
+                reset_link: page(state, routes::FORGOT_PASSWORD),
+            };
+            outbox::enqueue_for(&txn, state, now, &existing, &template).await?;
+        }
         return commit_with_event(
             txn,
             state,
@@ -1086,7 +1088,15 @@ pub async fn request_email_change(
         .await?
         > 0;
     // A taken address gets no link, but the answer is the same: the form must not reveal accounts.
-    if !taken {
+    // Nor does an address that has had its share of such links this hour.
+    if !taken
+        && !refused(
+            state,
+            Limit::MailToAddress,
+            &throttle_key(state, &new_email),
+        )
+        .await?
+    {
         let token = issue_token(
             &txn,
             state,
