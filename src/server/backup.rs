@@ -50,10 +50,17 @@ pub async fn backup(db: &DatabaseConnection, target: &Path) -> Result<u64, Backu
         return Err(BackupError::Exists(target.to_owned()));
     }
     if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        create_private_dir(dir)?;
     }
     let temporary = partial(target);
     let _ = std::fs::remove_file(&temporary);
+    // Created empty, readable by the service's user only, before SQLite writes the copy into it (which
+    // `VACUUM INTO` allows for an empty file): the data is never in a file others can read, not even
+    // while being written or if this is interrupted before the end.
+    create_private(&temporary)?;
+    // Removes the copy if this future is dropped half-way (the job's time limit, a shutdown), where
+    // the clean-up below never runs.
+    let mut unfinished = Unfinished(Some(temporary.clone()));
     let written = async {
         db.execute_raw(Statement::from_sql_and_values(
             DbBackend::Sqlite,
@@ -73,7 +80,66 @@ pub async fn backup(db: &DatabaseConnection, target: &Path) -> Result<u64, Backu
         return Err(err);
     }
     std::fs::rename(&temporary, target).map_err(io(target))?;
+    unfinished.0 = None;
     Ok(std::fs::metadata(target).map_err(io(target))?.len())
+}
+
+/// A copy being written, removed on drop unless it was finished (`None`).
+struct Unfinished(Option<PathBuf>);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Whether `name` is a copy that [`backup`] or [`restore`] began and did not finish (a process that
+/// was killed leaves one behind, named after its pid).
+pub fn is_unfinished_copy(name: &str) -> bool {
+    name.contains(".partial-")
+}
+
+/// Creates `dir` (and its missing parents) for the service's user only, if it does not exist: an
+/// interrupted copy may still be written after its clean-up (SQLite finishes a `VACUUM INTO` it has
+/// begun), with SQLite's default permissions, and then it sits in a folder nobody else can open. A
+/// folder that exists already is left as the operator made it.
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> Result<(), BackupError> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(io(dir))
+}
+
+#[cfg(not(unix))]
+fn create_private_dir(dir: &Path) -> Result<(), BackupError> {
+    std::fs::create_dir_all(dir).map_err(io(dir))
+}
+
+#[cfg(unix)]
+fn create_private(path: &Path) -> Result<(), BackupError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+        .map_err(io(path))
+}
+
+#[cfg(not(unix))]
+fn create_private(path: &Path) -> Result<(), BackupError> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map(drop)
+        .map_err(io(path))
 }
 
 /// Copies the backup at `source` to where `DATABASE_URL` points, which must not hold a database yet.

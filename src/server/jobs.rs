@@ -420,18 +420,16 @@ fn backup_file_name(now: i64) -> String {
 async fn backup(state: &AppState, now: i64) -> Result<String, JobError> {
     let dir = &state.settings.backup_dir;
     let target = dir.join(backup_file_name(now));
+    // Copies an earlier run began and never finished (the process was killed, or the copy outlived the
+    // job's time limit): whole copies of the database, which no retention below would ever count.
+    let mut unfinished = 0;
+    for path in backups_in(dir, crate::server::backup::is_unfinished_copy)? {
+        std::fs::remove_file(&path)?;
+        unfinished += 1;
+    }
     let bytes = crate::server::backup::backup(&state.db, &target).await?;
     // Keep the newest `BACKUPS_KEEP`.
-    let mut existing: Vec<std::path::PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("nestegg-") && n.ends_with(".db"))
-        })
-        .collect();
-    existing.sort();
+    let mut existing = backups_in(dir, |name| name.ends_with(".db"))?;
     let keep = state.settings.backups_keep as usize;
     let mut removed = 0;
     while existing.len() > keep {
@@ -439,10 +437,38 @@ async fn backup(state: &AppState, now: i64) -> Result<String, JobError> {
         std::fs::remove_file(&oldest)?;
         removed += 1;
     }
+    let leftovers = match unfinished {
+        0 => String::new(),
+        n => format!("; {n} unfinished copies removed"),
+    };
     Ok(format!(
-        "{} ({bytes} bytes); {removed} older backups removed",
+        "{} ({bytes} bytes); {removed} older backups removed{leftovers}",
         target.display()
     ))
+}
+
+/// The files of nightly backups in `dir` (`nestegg-…`) whose names pass `wanted`, in name order.
+/// A directory that does not exist yet holds none.
+fn backups_in(
+    dir: &std::path::Path,
+    wanted: impl Fn(&str) -> bool,
+) -> std::io::Result<Vec<std::path::PathBuf>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => return Err(err),
+    };
+    let mut found: Vec<std::path::PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("nestegg-") && wanted(n))
+        })
+        .collect();
+    found.sort();
+    Ok(found)
 }
 
 /// Every job's row, for the status page.

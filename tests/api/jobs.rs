@@ -324,9 +324,16 @@ async fn nightly_backups_are_written_and_only_the_newest_kept() {
     })
     .await;
     app.register_verified("ann@example.org", PASSWORD).await;
+    // A copy that a killed process began: whole data, never finished, never counted as a backup.
+    let left_over = backup_dir.join("nestegg-20261120-120000.db.partial-4242");
+    let stranger = backup_dir.join("notes.partial-1");
+    std::fs::create_dir_all(&backup_dir).unwrap();
+    std::fs::write(&left_over, b"half a database").unwrap();
+    std::fs::write(&stranger, b"not ours").unwrap();
     for _ in 0..3 {
         let tick = jobs::run_due(&app.state, "test").await.unwrap();
         assert!(tick.ran.contains(&(Job::Backup, "ok")), "{tick:?}");
+        assert!(!left_over.exists());
         app.clock
             .advance(time::Duration::days(1) + time::Duration::seconds(1));
     }
@@ -337,9 +344,38 @@ async fn nightly_backups_are_written_and_only_the_newest_kept() {
     files.sort();
     assert_eq!(
         files,
-        vec!["nestegg-20261123-120001.db", "nestegg-20261124-120002.db"]
+        vec![
+            "nestegg-20261123-120001.db",
+            "nestegg-20261124-120002.db",
+            "notes.partial-1"
+        ]
     );
     assert!(jobs::last_backup_at(&app.state).await.unwrap().is_some());
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode();
+        assert_eq!(mode(&backup_dir.join(&files[1])) & 0o777, 0o600);
+    }
+}
+
+/// The folder the nightly backups create for themselves is the service's own.
+#[tokio::test]
+async fn a_backup_folder_it_creates_is_private() {
+    if backend_is_postgres() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let backup_dir = dir.path().join("new").join("backups");
+    let configured = backup_dir.clone();
+    let app = spawn_app_with(move |vars| {
+        vars.insert("BACKUP_DIR".into(), configured.display().to_string());
+    })
+    .await;
+    let tick = jobs::run_due(&app.state, "test").await.unwrap();
+    assert!(tick.ran.contains(&(Job::Backup, "ok")), "{tick:?}");
+    let mode = std::fs::metadata(&backup_dir).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700);
 }
 
 #[tokio::test]
