@@ -678,10 +678,14 @@ impl Settings {
                 invitations_per_hour: invitations_per_hour?,
             })
         })();
+        // An explicit choice, for a Redis that nothing but Nest Egg can reach (its own host or a
+        // private network): production takes a Redis URL without a password only with it.
+        let redis_without_password = p.parse("REDIS_ALLOW_NO_PASSWORD", "false", parse_bool);
+        let needs_password = production && redis_without_password != Some(true);
         let redis_url = match p.secret_or("REDIS_URL", "") {
             Some(url) if url.is_empty() => Some(None),
             Some(url) => p
-                .check("REDIS_URL", validate_redis_url(&url))
+                .check("REDIS_URL", validate_redis_url(&url, needs_password))
                 .map(|()| Some(DatabaseUrl(url))),
             None => None,
         };
@@ -1003,13 +1007,32 @@ fn parse_public_url(v: &str, production: bool) -> Result<Url, String> {
     Ok(url)
 }
 
-fn validate_redis_url(url: &str) -> Result<(), String> {
+/// Passwords refused in production, for the database and for Redis (compared in lower case).
+const WEAK_PASSWORDS: [&str; 8] = [
+    "", "postgres", "password", "changeme", "secret", "admin", "root", "nestegg",
+];
+
+/// In production Redis needs a password (unless `REDIS_ALLOW_NO_PASSWORD`): whoever can write to it
+/// can sign in as anyone (a session record names its user, and the signed cookie only names the
+/// record) and clear every lock-out.
+fn validate_redis_url(url: &str, needs_password: bool) -> Result<(), String> {
     if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
         return Err("must start with redis:// or rediss://".to_owned());
     }
-    fred::types::config::Config::from_url(url)
-        .map(|_| ())
-        .map_err(|_| "is not a valid Redis URL, e.g. `redis://127.0.0.1:6379/0`".to_owned())
+    let config = fred::types::config::Config::from_url(url)
+        .map_err(|_| "is not a valid Redis URL, e.g. `redis://127.0.0.1:6379/0`".to_owned())?;
+    if needs_password {
+        let password = config.password.unwrap_or_default();
+        if WEAK_PASSWORDS.contains(&password.to_ascii_lowercase().as_str()) {
+            return Err(
+                "has an empty or default password; production needs a strong one, e.g. \
+                 `redis://:PASSWORD@host:6379/0` (see requirepass or ACL users in Redis); for a \
+                 Redis nothing else can reach, REDIS_ALLOW_NO_PASSWORD=true"
+                    .to_owned(),
+            );
+        }
+    }
+    Ok(())
 }
 
 fn validate_database_url(url: &str, production: bool) -> Result<(), String> {
@@ -1021,9 +1044,6 @@ fn validate_database_url(url: &str, production: bool) -> Result<(), String> {
     }
     let parsed = Url::parse(url).map_err(|_| "is not a valid PostgreSQL URL".to_owned())?;
     if production {
-        const WEAK: [&str; 8] = [
-            "", "postgres", "password", "changeme", "secret", "admin", "root", "nestegg",
-        ];
         // The driver also takes `?password=`; that one wins when both are given.
         let from_query = parsed
             .query_pairs()
@@ -1034,7 +1054,7 @@ fn validate_database_url(url: &str, production: bool) -> Result<(), String> {
                 .decode_utf8_lossy()
                 .into_owned()
         });
-        if WEAK.contains(&password.to_ascii_lowercase().as_str()) {
+        if WEAK_PASSWORDS.contains(&password.to_ascii_lowercase().as_str()) {
             return Err(
                 "has an empty or default password; production needs a strong one".to_owned(),
             );
@@ -1303,6 +1323,38 @@ mod tests {
             problems_of(&production(&[("DATABASE_URL", "mysql://x")])),
             vec!["DATABASE_URL"]
         );
+    }
+
+    #[test]
+    fn production_refuses_redis_without_a_strong_password() {
+        for url in [
+            "redis://redis:6379/0",
+            "redis://:password@redis:6379",
+            "rediss://app:changeme@redis:6380",
+        ] {
+            assert_eq!(
+                problems_of(&production(&[("REDIS_URL", url)])),
+                vec!["REDIS_URL"],
+                "{url}"
+            );
+        }
+        for url in [
+            "redis://:Sup3r-s3cret-9@redis:6379/0",
+            "rediss://app:Sup3r-s3cret-9@redis",
+        ] {
+            let settings = Settings::from_vars(&production(&[("REDIS_URL", url)]));
+            assert!(settings.is_ok(), "{url}: {:?}", settings.err());
+        }
+        // Unless the operator says nothing else can reach it.
+        let settings = Settings::from_vars(&production(&[
+            ("REDIS_URL", "redis://redis:6379/0"),
+            ("REDIS_ALLOW_NO_PASSWORD", "true"),
+        ]));
+        assert!(settings.is_ok(), "{:?}", settings.err());
+        // Development keeps the plain local Redis.
+        let mut dev = vars(&[("REDIS_URL", "redis://127.0.0.1:6379")]);
+        dev.extend(vars(&[("ENVIRONMENT", "development")]));
+        assert!(Settings::from_vars(&dev).is_ok());
     }
 
     #[test]
