@@ -378,7 +378,7 @@ impl RequestContext {
             .await
             .map_err(session_error)?;
         if with_code {
-            return self.session.cycle_id().await.map_err(session_error);
+            return self.renew_session_id().await;
         }
         self.mark_reauthenticated().await
     }
@@ -388,7 +388,7 @@ impl RequestContext {
     /// sessions page can tell, so ending the other sessions does not end it; renewing the id here
     /// does, before the copy could use the sudo mode or the new password this browser just proved.
     pub async fn mark_reauthenticated(&self) -> Result<(), AppError> {
-        self.session.cycle_id().await.map_err(session_error)?;
+        self.renew_session_id().await?;
         let now = self.state.clock.now().unix_timestamp();
         self.session
             .insert(AUTH_AT_KEY, now)
@@ -396,14 +396,19 @@ impl RequestContext {
             .map_err(session_error)
     }
 
-    /// A new session id for the same session (see [`Self::mark_reauthenticated`] for why).
+    /// A new session id for the same session (see [`Self::mark_reauthenticated`] for why), taking
+    /// over its stored record only if it still exists ([`renew_id`]).
+    ///
+    /// [`renew_id`]: crate::server::session_store::renew_id
     pub async fn renew_session_id(&self) -> Result<(), AppError> {
-        self.session.cycle_id().await.map_err(session_error)
+        crate::server::session_store::renew_id(&self.session)
+            .await
+            .map_err(session_error)
     }
 
-    /// Which two-factor setup this session started ([`mfa::setup_fingerprint`]), if any.
+    /// Which two-factor setup this session started ([`mfa::setup_started_here`]), if any.
     ///
-    /// [`mfa::setup_fingerprint`]: crate::server::services::mfa::setup_fingerprint
+    /// [`mfa::setup_started_here`]: crate::server::services::mfa::setup_started_here
     pub async fn mfa_setup_started_here(&self) -> Result<Option<String>, AppError> {
         self.session
             .get::<String>(MFA_SETUP_KEY)

@@ -686,6 +686,69 @@ fn session_id(cookie: &str) -> tower_sessions::session::Id {
         .expect("a session id after the signature")
 }
 
+/// A request renewing its session id (confirming the password, say) that was in flight when its
+/// session was ended must not store the session again under the new id: the stored record is re-keyed
+/// only if it is still there. Played in order, as in the test above: the intruder's session is read
+/// as its request would read it, the owner ends every other session, then the request renews the id
+/// and saves the session as the session layer does at the end.
+#[tokio::test]
+async fn a_renewal_in_flight_does_not_bring_back_a_session_ended_meanwhile() {
+    use std::sync::Arc;
+    use tower_sessions::SessionStore as _;
+
+    let app = spawn_app().await;
+    app.register_verified("ren@example.org", PASSWORD).await;
+    let owner_cookie =
+        session_cookie(&app.sign_in("ren@example.org", PASSWORD).await).expect("a session cookie");
+    let intruder = TestBrowser::new(&app);
+    let signed_in = intruder.sign_in_response("ren@example.org", PASSWORD).await;
+    let intruder_id = session_id(&session_cookie(&signed_in).expect("a session cookie"));
+    let store = Arc::new(app.state.sessions.clone());
+
+    let in_flight = tower_sessions::Session::new(Some(intruder_id), store.clone(), None);
+    let user: Option<String> = in_flight.get("uid").await.unwrap();
+    assert!(
+        user.is_some(),
+        "the intruder's request read a signed-in session"
+    );
+    let ended = app.call("revoke_other_sessions", &[]).await;
+    assert_eq!(ended.status(), 200);
+
+    nestegg::server::session_store::renew_id(&in_flight)
+        .await
+        .unwrap();
+    in_flight.save().await.unwrap();
+    let renewed = in_flight.id().expect("a new id");
+    assert_ne!(renewed, intruder_id);
+    assert!(
+        store.load(&renewed).await.unwrap().is_none(),
+        "not brought back"
+    );
+    assert!(store.load(&intruder_id).await.unwrap().is_none());
+    assert_eq!(intruder.current_user().await, None);
+
+    // A live session renewed the same way goes on under its new id, and only under it.
+    let owner_id = session_id(&owner_cookie);
+    let live = tower_sessions::Session::new(Some(owner_id), store.clone(), None);
+    nestegg::server::session_store::renew_id(&live)
+        .await
+        .unwrap();
+    live.save().await.unwrap();
+    let renewed = live.id().expect("a new id");
+    let record = store
+        .load(&renewed)
+        .await
+        .unwrap()
+        .expect("the session goes on");
+    assert!(record.data.contains_key("uid"));
+    assert!(
+        !record.data.contains_key("renews"),
+        "{:?}",
+        record.data.keys()
+    );
+    assert!(store.load(&owner_id).await.unwrap().is_none());
+}
+
 #[tokio::test]
 async fn the_email_address_changes_only_when_the_new_one_is_confirmed() {
     let app = spawn_app().await;

@@ -133,6 +133,32 @@ impl DbSessionStore {
             .await
     }
 
+    /// Moves the stored session `old_key` to `record`'s id, with `record`'s data, if it is still
+    /// stored; one that ended meanwhile stays ended ([`super::renew_id`]).
+    pub(super) async fn renew(
+        &self,
+        old_key: &str,
+        record: &mut Record,
+    ) -> session_store::Result<()> {
+        loop {
+            let mut model = self.active_model(record)?;
+            // The session goes on: it started when it started.
+            model.created_at = sea_orm::ActiveValue::NotSet;
+            match session::Entity::update_many()
+                .set(model)
+                .filter(session::Column::IdHash.eq(old_key))
+                .exec(&self.db)
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                    record.id = Id::default();
+                }
+                Err(err) => return Err(backend(err)),
+            }
+        }
+    }
+
     fn active_model(&self, record: &Record) -> session_store::Result<session::ActiveModel> {
         let data = serde_json::to_string(&record.data)
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;

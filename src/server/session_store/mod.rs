@@ -44,12 +44,16 @@ pub const CLIENT_UA_KEY: &str = "ua";
 /// Session data key of a sign-in waiting for its second factor ([`PendingMfa`]). A session holding it
 /// has no user: it is signed out for everything but the two-factor step.
 pub const MFA_PENDING_KEY: &str = "mfa_pending";
-/// Session data key of the two-factor setup this session started (`mfa::setup_fingerprint`): only
+/// Session data key of the two-factor setup this session started (`mfa::setup_started_here`): only
 /// this session is shown its secret and may confirm it.
 pub const MFA_SETUP_KEY: &str = "mfa_setup";
 /// The id of a household invitation opened before signing in: kept here, so the link's token appears
 /// in no other address (nor in the session data) while the visitor signs in.
 pub const INVITATION_KEY: &str = "invitation";
+
+/// Session data key set only while a session's id is renewed ([`renew_id`]): the key of the stored
+/// record the new id takes over.
+const RENEWS_KEY: &str = "renews";
 
 /// Session data key of [`ConsentSeen`].
 pub const CONSENTED_KEY: &str = "consented";
@@ -165,7 +169,7 @@ impl AppSessionStore {
     }
 
     /// Signed-in sessions, for the `sessions_active` gauge (in Redis: as indexed, so sessions that
-    /// ended by expiring count until the next purge).
+    /// ended by expiring, or were revoked while a request re-keyed them, count until the next purge).
     pub async fn count_signed_in(&self) -> Result<u64, DbErr> {
         match self {
             AppSessionStore::Database(store) => store.count_signed_in().await,
@@ -185,6 +189,27 @@ impl AppSessionStore {
 tokio::task_local! {
     /// Set when a store call failed during this request (see [`unavailable_when_the_store_fails`]).
     static STORE_FAILED: Cell<bool>;
+    /// Set while [`renew_id`] has tower-sessions cycle the id: the old record is kept for the re-key.
+    static RENEWING: ();
+}
+
+/// Gives a stored session a new id, keeping everything in it (the cookie changes, the session does
+/// not): a copy of the old cookie stops working.
+///
+/// tower-sessions' `cycle_id` deletes the old record at once and stores the session afresh when the
+/// response is sent, so a session ended meanwhile (signed out elsewhere, revoked, ended when two-factor
+/// was turned on) would be stored again under the new id, by a request that was in flight when it
+/// ended. Here the old record stays until the response, and is then re-keyed in one step if it still
+/// exists; a session ended meanwhile stays ended (the new cookie names nothing). A session not stored
+/// yet is simply cycled.
+pub async fn renew_id(
+    session: &tower_sessions::Session,
+) -> Result<(), tower_sessions::session::Error> {
+    let Some(id) = session.id() else {
+        return session.cycle_id().await;
+    };
+    session.insert(RENEWS_KEY, hash_id(&id)).await?;
+    RENEWING.scope((), session.cycle_id()).await
 }
 
 fn note_failure<T>(result: session_store::Result<T>) -> session_store::Result<T> {
@@ -197,9 +222,15 @@ fn note_failure<T>(result: session_store::Result<T>) -> session_store::Result<T>
 #[async_trait]
 impl SessionStore for AppSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
-        note_failure(match self {
-            AppSessionStore::Database(store) => store.create(record).await,
-            AppSessionStore::Redis(store) => store.create(record).await,
+        let renews = record
+            .data
+            .remove(RENEWS_KEY)
+            .and_then(|key| key.as_str().map(str::to_owned));
+        note_failure(match (self, renews) {
+            (AppSessionStore::Database(store), Some(old)) => store.renew(&old, record).await,
+            (AppSessionStore::Redis(store), Some(old)) => store.renew(&old, record).await,
+            (AppSessionStore::Database(store), None) => store.create(record).await,
+            (AppSessionStore::Redis(store), None) => store.create(record).await,
         })
     }
 
@@ -218,6 +249,10 @@ impl SessionStore for AppSessionStore {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        // The id being renewed: its record is re-keyed when the session is saved (see `renew_id`).
+        if RENEWING.try_with(|()| ()).is_ok() {
+            return Ok(());
+        }
         note_failure(match self {
             AppSessionStore::Database(store) => store.delete(id).await,
             AppSessionStore::Redis(store) => store.delete(id).await,

@@ -32,9 +32,25 @@ const EXPIRES_AT: &str = "__expires_at";
 /// An index outlives its newest session by this much (its entries are swept anyway).
 const INDEX_SLACK_SECS: i64 = 24 * 3600;
 
+/// Re-keys a session record and its entry in its owner's index, if the record still exists.
+/// KEYS: the old record, the new record, the index; ARGV: the old and the new key as indexed.
+const RENEW_LUA: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('RENAME', KEYS[1], KEYS[2])
+local started = redis.call('HGET', KEYS[3], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+if started then
+  redis.call('HSET', KEYS[3], ARGV[2], started)
+end
+return 1
+"#;
+
 #[derive(Clone, Debug)]
 pub struct RedisSessionStore {
     records: RedisStore<Pool>,
+    renew_script: fred::types::scripts::Script,
     redis: Redis,
     clock: SharedClock,
     idle: time::Duration,
@@ -65,6 +81,7 @@ impl RedisSessionStore {
     pub fn new(redis: Redis, clock: SharedClock, idle: time::Duration) -> Self {
         RedisSessionStore {
             records: RedisStore::new(redis.pool.clone()),
+            renew_script: fred::types::scripts::Script::from_lua(RENEW_LUA),
             redis,
             clock,
             idle,
@@ -193,6 +210,37 @@ impl RedisSessionStore {
         self.delete_key(key).await?;
         self.unindex(&index, vec![key.to_owned()]).await?;
         Ok(live)
+    }
+
+    /// Moves the stored session `old_key` to `record`'s id, with `record`'s data, if it is still
+    /// stored ([`super::renew_id`]). The move and its index entry are one script; a revocation that
+    /// read the index just before can still miss it, as it can miss a sign-in completing meanwhile.
+    pub(super) async fn renew(
+        &self,
+        old_key: &str,
+        record: &mut Record,
+    ) -> session_store::Result<()> {
+        let Some(old) = storage_id(old_key) else {
+            return Ok(());
+        };
+        let stored = self.to_stored(record);
+        let index = self.index(&owner(&record.data).unwrap_or_default());
+        let keys = vec![old.to_string(), stored.id.to_string(), index];
+        let moved: i64 = self
+            .renew_script
+            .evalsha_with_reload(
+                self.redis.pool.next(),
+                keys,
+                vec![old_key.to_owned(), hash_id(&record.id)],
+            )
+            .await
+            .map_err(backend)?;
+        if moved == 1 {
+            // SET XX: the data of this request, unless the session ended in the meantime.
+            self.records.save(&stored).await?;
+            self.index_session(record).await?;
+        }
+        Ok(())
     }
 
     pub(super) async fn revoke_user(
