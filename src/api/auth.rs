@@ -91,12 +91,13 @@ pub async fn verify_email(token: String) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Sends a fresh verification link to the signed-in person (cooldown 60 s, 5 an hour).
+/// Sends a fresh verification link to the signed-in person (cooldown 60 s, 5 an hour). Allowed before
+/// a required two-factor setup: the setup needs a confirmed address.
 #[server(prefix = "/api", endpoint = "resend_verification")]
 pub async fn resend_verification() -> Result<(), AppError> {
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
-    let user = ctx.require_user().await?;
+    let user = ctx.require_user_allowing_mfa_setup().await?;
     crate::server::services::auth::resend_verification(&ctx.state, &ctx.meta, &user)
         .await
         .map_err(s::auth_error)?;

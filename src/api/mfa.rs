@@ -32,12 +32,11 @@ async fn status(with_setup: bool) -> Result<TwoFactorView, AppError> {
         .map_err(s::auth_error)?;
     let reauth_needed = !ctx.recently_authenticated().await?;
     // The secret of an unfinished setup is shown only in sudo mode, like starting one, and only to the
-    // session that started it (see `mfa::setup_fingerprint`).
+    // session that started it (see `mfa::setup_started_here`).
     let setup = match (&status.pending_setup, reauth_needed) {
         (Some(credential), false) if with_setup => {
             let started_here = ctx.mfa_setup_started_here().await?;
-            if started_here.as_deref() == Some(mfa::setup_fingerprint(&credential.secret).as_str())
-            {
+            if mfa::setup_started_here(&ctx.state, credential, started_here.as_deref()) {
                 Some(mfa::setup_details(&ctx.state, &user, credential).map_err(s::auth_error)?)
             } else {
                 None

@@ -228,17 +228,28 @@ pub async fn start_setup(
         Event::new("mfa_setup_started").user(&account.id),
     )
     .await?;
-    Ok(setup_fingerprint(&sealed))
+    Ok(setup_fingerprint(state, &secret))
 }
 
-/// Which setup a session started: a digest of the pending secret as sealed (every sealing has a
-/// nonce of its own, so every setup its own digest). Until two-factor is on, sudo mode takes the
-/// password alone; someone else signed in with it could otherwise read the secret of the owner's
-/// setup from the settings page and, once the owner confirms it, sign in with both factors. So the
-/// secret is shown to, and confirmed from, the session that started the setup only.
-pub fn setup_fingerprint(sealed_secret: &str) -> String {
-    use sha2::{Digest as _, Sha256};
-    hex::encode(&Sha256::digest(sealed_secret.as_bytes())[..16])
+/// Which setup a session started: a keyed hash of its secret (of the secret itself, not of how it is
+/// sealed, which `rotate-keys` changes). Until two-factor is on, sudo mode takes the password alone;
+/// someone else signed in with it could otherwise read the secret of the owner's setup from the
+/// settings page and, once the owner confirms it, sign in with both factors. So the secret is shown
+/// to, and confirmed from, the session that started the setup only.
+fn setup_fingerprint(state: &AppState, secret: &TotpSecret) -> String {
+    hash_token(&state.settings.secret_key, "mfa-setup", &secret.to_base32())
+}
+
+/// Whether `started_here` (a session's [`setup_fingerprint`]) names the setup in progress.
+pub fn setup_started_here(
+    state: &AppState,
+    credential: &totp_credential::Model,
+    started_here: Option<&str>,
+) -> bool {
+    started_here.is_some_and(|fingerprint| {
+        open_secret(state, credential)
+            .is_ok_and(|secret| setup_fingerprint(state, &secret) == fingerprint)
+    })
 }
 
 /// Replaces every backup code of the account with ten new ones; returns them (the only time they
@@ -270,7 +281,6 @@ async fn replace_backup_codes<C: ConnectionTrait>(
     Ok(codes)
 }
 
-/// Turns two-factor authentication on with the first code from the app; returns the backup codes.
 /// Turns two-factor authentication on with a code from the setup that this session started
 /// (`started_here`, its [`setup_fingerprint`]), and ends the account's other sessions but `keep`:
 /// their sudo mode, if any, took the password alone, which from now on is not enough.
@@ -297,10 +307,10 @@ pub async fn confirm_setup(
         Some(_) => return Err(AuthError::MfaAlreadyEnabled),
         None => return Err(AuthError::MfaSetupMissing),
     };
-    if started_here != Some(setup_fingerprint(&credential.secret).as_str()) {
+    let secret = open_secret(state, &credential)?;
+    if started_here != Some(setup_fingerprint(state, &secret).as_str()) {
         return Err(AuthError::MfaSetupMissing);
     }
-    let secret = open_secret(state, &credential)?;
     let Some(step) = secret.matching_step(&code, now) else {
         return Err(invalid(
             "code",
