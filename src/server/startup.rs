@@ -383,8 +383,8 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
         // time holds a connection, not one of the few turns every other visitor waits for.
         .layer(from_fn_with_state(state.clone(), body_limit::limit_body))
         // A request waits for its turn here, before the layers below have started on it: 1000 waiting
-        // requests then hold little more than their headers (below those layers they held 16 MiB of
-        // middleware state at 1000 clients, bench/run.sh).
+        // requests then hold little more than their headers and bodies (at most MAX_BODY_BYTES each;
+        // below those layers they held 16 MiB of middleware state at 1000 clients, bench/run.sh).
         .layer(InProgressLimitLayer::new(MAX_IN_PROGRESS))
         // Inside the headers layer, so even the answer to a panic carries every security header.
         .layer(CatchPanicLayer::custom(internal_error))
