@@ -21,14 +21,19 @@ async fn app_for_lockout() -> TestApp {
     .await
 }
 
-async fn signed_in_user(app: &TestApp) -> Option<String> {
-    let response = app.call("current_user", &[]).await;
-    let body = response.text().await.unwrap();
-    let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+/// The address in a `current_user` answer (`null` when signed out).
+fn email_in(body: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_str(body).unwrap();
     value
         .get("email")
         .and_then(|e| e.as_str())
         .map(str::to_owned)
+}
+
+async fn signed_in_user(app: &TestApp) -> Option<String> {
+    let response = app.call("current_user", &[]).await;
+    let body = response.text().await.unwrap();
+    email_in(&body)
 }
 
 #[tokio::test]
@@ -556,11 +561,7 @@ async fn user_with_cookie(app: &TestApp, cookie: &str) -> Option<String> {
         .text()
         .await
         .unwrap();
-    let value: serde_json::Value = serde_json::from_str(&body).unwrap();
-    value
-        .get("email")
-        .and_then(|e| e.as_str())
-        .map(str::to_owned)
+    email_in(&body)
 }
 
 /// A copy of this browser's cookie (a shared computer, a leaked HAR file) is this session as far as
@@ -912,11 +913,7 @@ impl TestBrowser {
             .text()
             .await
             .unwrap();
-        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
-        value
-            .get("email")
-            .and_then(|e| e.as_str())
-            .map(str::to_owned)
+        email_in(&body)
     }
 }
 
