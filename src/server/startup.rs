@@ -381,7 +381,7 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
         ))
         // The body is read before the request takes a turn: a client sending its body a byte at a
         // time holds a connection, not one of the few turns every other visitor waits for.
-        .layer(from_fn_with_state(state.clone(), body_limit::limit_body))
+        .layer(body_limit::BodyLimitLayer::new(state.clone()))
         // A request waits for its turn here, before the layers below have started on it: 1000 waiting
         // requests then hold little more than their headers and bodies (at most MAX_BODY_BYTES each;
         // below those layers they held 16 MiB of middleware state at 1000 clients, bench/run.sh).

@@ -3,10 +3,15 @@
 //! Bodies are small here (forms and server-function calls), so buffering up to the limit is cheap and
 //! gives handlers a body that is known to fit.
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse as _, Response};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::{Body, HttpBody as _};
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use futures_util::TryFutureExt as _;
 use http::StatusCode;
 
 use crate::server::state::AppState;
@@ -69,7 +74,77 @@ fn nul_refused() -> Response {
     response
 }
 
-pub async fn limit_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Reads the body (up to `MAX_BODY_BYTES`) before the rest of the stack sees the request: see
+/// `startup::router`, where this comes before a request takes its turn. A request without a body
+/// (most of them: page loads) goes straight through, without a boxed future or a copy of the stack
+/// below, which 1000 waiting requests would otherwise each hold.
+#[derive(Clone, Debug)]
+pub struct BodyLimitLayer {
+    state: AppState,
+}
+
+impl BodyLimitLayer {
+    pub fn new(state: AppState) -> Self {
+        BodyLimitLayer { state }
+    }
+}
+
+impl<S> tower::Layer<S> for BodyLimitLayer {
+    type Service = BodyLimit<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BodyLimit {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BodyLimit<S> {
+    inner: S,
+    state: AppState,
+}
+
+type Buffered = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+/// The inner response as an axum one (the layers below change the body type).
+type Unbuffered<F, R> = futures_util::future::MapOk<F, fn(R) -> Response>;
+
+impl<S> tower::Service<Request> for BodyLimit<S>
+where
+    S: tower::Service<Request, Error = Infallible> + Clone + Send + 'static,
+    S::Response: IntoResponse,
+    S::Future: Send,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = futures_util::future::Either<Unbuffered<S::Future, S::Response>, Buffered>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        if request.body().is_end_stream() {
+            let into: fn(S::Response) -> Response = IntoResponse::into_response;
+            return futures_util::future::Either::Left(self.inner.call(request).map_ok(into));
+        }
+        // The ready service goes into the future; a fresh clone waits for the next request.
+        let fresh = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, fresh);
+        let state = self.state.clone();
+        futures_util::future::Either::Right(Box::pin(async move {
+            Ok(limit_body(&state, request, ready).await)
+        }))
+    }
+}
+
+async fn limit_body<S>(state: &AppState, request: Request, mut inner: S) -> Response
+where
+    S: tower::Service<Request, Error = Infallible>,
+    S::Response: IntoResponse,
+{
     let limit = state.settings.max_body_bytes;
     let declared = request
         .headers()
@@ -89,8 +164,13 @@ pub async fn limit_body(State(state): State<AppState>, request: Request, next: N
             if is_form(&parts.headers) {
                 parts.extensions.insert(RawForm(bytes.clone()));
             }
-            next.run(Request::from_parts(parts, Body::from(bytes)))
+            match inner
+                .call(Request::from_parts(parts, Body::from(bytes)))
                 .await
+            {
+                Ok(response) => response.into_response(),
+                Err(never) => match never {},
+            }
         }
         Err(_) => too_large(limit),
     }
