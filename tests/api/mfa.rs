@@ -86,6 +86,12 @@ impl Browser {
         self.call("verify_sign_in_code", &[("code", code)]).await
     }
 
+    /// Finishes a move to a new phone with a code from the new app.
+    async fn confirm_move(&self, code: &str) -> reqwest::Response {
+        self.call("confirm_two_factor_replacement", &[("code", code)])
+            .await
+    }
+
     /// `current_user`: `null` when signed out.
     async fn current_user(&self) -> Value {
         ok_json(self.call("current_user", &[]).await).await
@@ -1353,24 +1359,9 @@ async fn moving_to_a_new_phone_keeps_the_old_app_until_the_new_one_shows_a_code(
     next_step(&app);
 
     // A wrong code is refused next to the field, and nothing moves.
-    let wrong = expect_field_error(
-        owner
-            .call(
-                "confirm_two_factor_replacement",
-                &[("code", &wrong_code(&app, &new))],
-            )
-            .await,
-        "code",
-    )
-    .await;
+    let wrong = expect_field_error(owner.confirm_move(&wrong_code(&app, &new)).await, "code").await;
     assert!(wrong.contains("didn't match"), "{wrong}");
-    let not_a_code = expect_field_error(
-        owner
-            .call("confirm_two_factor_replacement", &[("code", "12ab")])
-            .await,
-        "code",
-    )
-    .await;
+    let not_a_code = expect_field_error(owner.confirm_move("12ab").await, "code").await;
     assert!(not_a_code.contains("6-digit code"), "{not_a_code}");
     assert_eq!(
         replacement_secret(&owner).await.to_base32(),
@@ -1379,12 +1370,7 @@ async fn moving_to_a_new_phone_keeps_the_old_app_until_the_new_one_shows_a_code(
 
     // The new app's code moves it: the old app stops working, the backup codes stay.
     let first = code_now(&app, &new);
-    assert_ok(
-        owner
-            .call("confirm_two_factor_replacement", &[("code", &first)])
-            .await,
-    )
-    .await;
+    assert_ok(owner.confirm_move(&first).await).await;
     let status = owner.two_factor_status().await;
     assert!(status["replacement"].is_null(), "{status}");
     assert_eq!(status["backup_codes_remaining"], 10);
@@ -1429,12 +1415,7 @@ async fn a_move_to_a_new_phone_can_be_given_up_and_needs_a_recent_password() {
     assert!(status["replacement"].is_null(), "{status}");
     assert_eq!(status["replacement_waiting"], false, "{status}");
     let refused = expect_error(
-        owner
-            .call(
-                "confirm_two_factor_replacement",
-                &[("code", &code_now(&app, &new))],
-            )
-            .await,
+        owner.confirm_move(&code_now(&app, &new)).await,
         400,
         "invalid_input",
     )
@@ -1465,12 +1446,7 @@ async fn a_move_to_a_new_phone_can_be_given_up_and_needs_a_recent_password() {
     )
     .await;
     expect_error(
-        owner
-            .call(
-                "confirm_two_factor_replacement",
-                &[("code", &code_now(&app, &new))],
-            )
-            .await,
+        owner.confirm_move(&code_now(&app, &new)).await,
         403,
         "reauth_required",
     )
@@ -1486,12 +1462,7 @@ async fn a_move_to_a_new_phone_can_be_given_up_and_needs_a_recent_password() {
     assert_eq!(status["replacement_waiting"], false, "{status}");
     next_step(&app);
     let expired = expect_error(
-        again
-            .call(
-                "confirm_two_factor_replacement",
-                &[("code", &code_now(&app, &new))],
-            )
-            .await,
+        again.confirm_move(&code_now(&app, &new)).await,
         400,
         "invalid_input",
     )
@@ -1656,14 +1627,7 @@ async fn when_everyone_must_use_it_nothing_but_the_setup_works_until_it_is_on() 
     next_step(&app);
     assert_ok(max.call("start_two_factor_replacement", &[]).await).await;
     let new = replacement_secret(&max).await;
-    assert_ok(
-        max.call(
-            "confirm_two_factor_replacement",
-            &[("code", &code_now(&app, &new))],
-        )
-        .await,
-    )
-    .await;
+    assert_ok(max.confirm_move(&code_now(&app, &new)).await).await;
     assert_eq!(max.current_user().await["mfa_setup_required"], false);
 }
 
