@@ -12,6 +12,7 @@ mod m20261122_000007_operators;
 mod m20261122_000008_jobs;
 mod m20261206_000009_outbox_owner;
 mod m20261206_000010_totp_replacement;
+mod m20261206_000011_invitation_email;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000008_jobs::Migration),
             Box::new(m20261206_000009_outbox_owner::Migration),
             Box::new(m20261206_000010_totp_replacement::Migration),
+            Box::new(m20261206_000011_invitation_email::Migration),
         ]
     }
 }

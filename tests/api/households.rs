@@ -2,14 +2,16 @@
 //! what only owners may do, removing, handing on and leaving, and that ids from another household are
 //! never found there.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use nestegg::server::config::Vars;
-use nestegg::server::entities::{household, household_member};
+use nestegg::server::entities::{household, household_member, user};
 use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
 use serde_json::Value;
 
 use crate::helpers::{Email, TestApp, spawn_app_with};
+use crate::smtp_sink::SmtpSink;
 
 const PASSWORD: &str = "glacier Minnow 47 paperclip orbit";
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
@@ -837,4 +839,199 @@ async fn a_removed_member_is_not_shown_the_owners_address_or_browser() {
         Some(""),
         "the owner's browser leaked"
     );
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Invitation emails that have not gone out yet
+// ---------------------------------------------------------------------------------------------------
+
+/// An app whose SMTP server refuses mail (451) until told otherwise, so emails wait in the outbox.
+async fn spawn_with_held_mail() -> (TestApp, SmtpSink) {
+    let sink = SmtpSink::start().await;
+    sink.failing.store(true, Ordering::SeqCst);
+    let url = sink.url();
+    let app = spawn_with(move |v| {
+        v.insert("SMTP_URL".into(), url);
+    })
+    .await;
+    (app, sink)
+}
+
+/// Registers `email` and confirms the address directly: its confirmation email is held too.
+async fn confirmed_account(app: &TestApp, email: &str, name: &str) {
+    let response = app.register(email, name, PASSWORD).await;
+    assert!(response.status().is_success(), "register {email}");
+    user::Entity::update_many()
+        .col_expr(user::Column::EmailVerifiedAt, 0.into())
+        .filter(user::Column::Email.eq(email))
+        .exec(&app.app_db)
+        .await
+        .unwrap();
+}
+
+/// Waits until every waiting email has had its (refused) first attempt and no worker holds one: from
+/// then on nothing is sent until the clock moves on, so what happens next cannot race a send.
+async fn outbox_settled(app: &TestApp) {
+    for _ in 0..200 {
+        if app
+            .count("outbox_emails WHERE status = 'pending' AND (attempts = 0 OR locked_until IS NOT NULL)")
+            .await
+            == 0
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the outbox did not settle");
+}
+
+/// Lets the SMTP server take mail again and delivers everything waiting; the invitation links
+/// delivered, by recipient.
+async fn release_mail(app: &TestApp, sink: &SmtpSink) -> Vec<(String, String)> {
+    sink.failing.store(false, Ordering::SeqCst);
+    // Past the retry of an email refused once or twice (at most 144 s), within the sessions' idle time.
+    app.clock.advance(time::Duration::minutes(3));
+    for _ in 0..200 {
+        app.state.mail_wakeup.notify_one();
+        if app.count("outbox_emails WHERE status = 'pending'").await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(app.count("outbox_emails WHERE status = 'pending'").await, 0);
+    sink.messages
+        .lock()
+        .await
+        .iter()
+        .map(|raw| crate::helpers::parse_email(raw))
+        .filter(|m| m.subject.contains(INVITED))
+        .map(|m| {
+            let token = m.token(app, JOIN);
+            (m.to, token)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_withdrawn_or_replaced_invitation_is_not_emailed_once_it_was_withdrawn() {
+    let (app, sink) = spawn_with_held_mail().await;
+    confirmed_account(&app, "ana@example.org", "Ana").await;
+    confirmed_account(&app, "ben@example.org", "Ben").await;
+    let ana = Browser::signed_in(&app, "ana@example.org").await;
+
+    for to in ["ben@example.org", "ben@example.org", "cy@example.org"] {
+        ana.ok("invite_member", &[("email", to)]).await;
+        outbox_settled(&app).await;
+    }
+    let for_cy = invitation_id(&ana.overview().await, "cy@example.org");
+    ana.ok("revoke_invitation", &[("id", for_cy.as_str())])
+        .await;
+    assert_eq!(pending(&ana.overview().await), ["ben@example.org"]);
+
+    // Ben gets one invitation, with the link that works; Cy gets none.
+    let delivered = release_mail(&app, &sink).await;
+    let recipients: Vec<&str> = delivered.iter().map(|(to, _)| to.as_str()).collect();
+    assert_eq!(recipients, ["ben@example.org"]);
+    let ben = Browser::signed_in(&app, "ben@example.org").await;
+    ben.ok("accept_invitation", &[("token", delivered[0].1.as_str())])
+        .await;
+    assert_eq!(
+        roles(&ana.overview().await),
+        ["ana@example.org owner", "ben@example.org member"]
+    );
+    let revoked = app
+        .count("security_events WHERE kind = 'household_invitation_revoked' AND details LIKE '%\"email_withdrawn\":true%'")
+        .await;
+    assert_eq!(revoked, 1, "the trail says the email never went out");
+}
+
+#[tokio::test]
+async fn invitations_whose_emails_have_not_gone_out_go_with_the_inviters_account() {
+    let (app, sink) = spawn_with_held_mail().await;
+    for (email, name) in [
+        ("ana@example.org", "Ana"),
+        ("ben@example.org", "Ben"),
+        ("eve@example.org", "Eve"),
+        ("gus@example.org", "Gus"),
+    ] {
+        confirmed_account(&app, email, name).await;
+    }
+    let ana = Browser::signed_in(&app, "ana@example.org").await;
+    let eve = Browser::signed_in(&app, "eve@example.org").await;
+
+    // Ben joins Ana's household and Gus Eve's, with the links as delivered.
+    ana.ok("invite_member", &[("email", "ben@example.org")])
+        .await;
+    eve.ok("invite_member", &[("email", "gus@example.org")])
+        .await;
+    let delivered = release_mail(&app, &sink).await;
+    let token_for = |to: &str| {
+        delivered
+            .iter()
+            .find(|(recipient, _)| recipient == to)
+            .map(|(_, token)| token.clone())
+            .expect("an invitation")
+    };
+    let ben = Browser::signed_in(&app, "ben@example.org").await;
+    ben.ok(
+        "accept_invitation",
+        &[("token", token_for("ben@example.org").as_str())],
+    )
+    .await;
+    let gus = Browser::signed_in(&app, "gus@example.org").await;
+    gus.ok(
+        "accept_invitation",
+        &[("token", token_for("gus@example.org").as_str())],
+    )
+    .await;
+
+    // Ana's invitation to Cy and Eve's to Dee wait in the outbox. Ana hands her household on to Ben
+    // and deletes her account; Eve hands hers on to Gus and leaves it, and Gus, alone in it, deletes
+    // his account, which takes the household (and Eve's invitation) with it.
+    sink.failing.store(true, Ordering::SeqCst);
+    ana.ok("invite_member", &[("email", "cy@example.org")])
+        .await;
+    eve.ok("invite_member", &[("email", "dee@example.org")])
+        .await;
+    outbox_settled(&app).await;
+    let ben_id = member_id(&ana.overview().await, "ben@example.org");
+    ana.ok("transfer_ownership", &[("id", ben_id.as_str())])
+        .await;
+    assert_eq!(pending(&ben.overview().await), ["cy@example.org"]);
+    let gus_id = member_id(&eve.overview().await, "gus@example.org");
+    eve.ok("transfer_ownership", &[("id", gus_id.as_str())])
+        .await;
+    eve.ok("leave_household", &[]).await;
+    assert_eq!(pending(&gus.overview().await), ["dee@example.org"]);
+    for (browser, email) in [(&ana, "ana@example.org"), (&gus, "gus@example.org")] {
+        let response = browser
+            .call(
+                "delete_account",
+                &[
+                    ("password", PASSWORD),
+                    ("code", ""),
+                    ("confirm_email", email),
+                ],
+            )
+            .await;
+        assert_eq!(response.status(), 200, "delete {email}");
+    }
+
+    let before = sink.messages.lock().await.len();
+    let delivered = release_mail(&app, &sink).await;
+    assert_eq!(
+        delivered.len(),
+        2,
+        "only those delivered before: {delivered:?}"
+    );
+    let subjects: Vec<String> = sink.messages.lock().await[before..]
+        .iter()
+        .map(|raw| crate::helpers::parse_email(raw).subject)
+        .collect();
+    assert!(
+        subjects.iter().all(|s| !s.contains(INVITED)),
+        "{subjects:?}"
+    );
+    // Cy's invitation is gone from the household's list too: nobody holds its link.
+    assert!(pending(&ben.overview().await).is_empty());
 }

@@ -17,6 +17,9 @@ pub struct Model {
     pub expires_at: i64,
     pub accepted_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// The email carrying the link (`outbox_emails.message_id`), withdrawn with the invitation if it
+    /// has not gone out yet. `None` for invitations from before it was recorded.
+    pub message_id: Option<String>,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

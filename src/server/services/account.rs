@@ -14,7 +14,7 @@ use crate::server::mail::Template;
 use crate::server::services::audit::Event;
 use crate::server::services::auth::{self, AuthError, commit_with_event, invalid, now};
 use crate::server::services::crypto::hash_token;
-use crate::server::services::households::ROLE_OWNER;
+use crate::server::services::households::{self, ROLE_OWNER};
 use crate::server::services::{mfa, outbox};
 use crate::server::state::AppState;
 
@@ -54,24 +54,28 @@ pub async fn delete_account(
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
     // Nobody joins (or changes) the household while it is decided whether it goes too.
-    match crate::server::services::households::locked_membership(&txn, &account.id, None).await {
+    match households::locked_membership(&txn, &account.id, None).await {
         Ok(_) | Err(AuthError::NotFound) => {}
         Err(err) => return Err(err),
     }
     if let Some(refusal) = last_owner_refusal(&txn, &account.id).await? {
         return Err(refusal);
     }
-    let mut households_deleted = 0u32;
-    for (membership, others) in memberships_with_others(&txn, &account.id).await? {
-        if others.is_empty() {
-            // Theirs alone: it goes, with everything in it (cascades).
-            household::Entity::delete_by_id(membership.household_id.clone())
-                .exec(&txn)
-                .await?;
-            households_deleted += 1;
-        }
-        // Otherwise the household stays with its other members; this membership cascades away.
+    // A household theirs alone goes, with everything in it (cascades). Otherwise the household stays
+    // with its other members; this membership cascades away.
+    let going: Vec<String> = memberships_with_others(&txn, &account.id)
+        .await?
+        .into_iter()
+        .filter(|(_, others)| others.is_empty())
+        .map(|(membership, _)| membership.household_id)
+        .collect();
+    households::withdraw_unsent_invitations(&txn, now, &account.id, &going).await?;
+    for household_id in &going {
+        household::Entity::delete_by_id(household_id.clone())
+            .exec(&txn)
+            .await?;
     }
+    let households_deleted = going.len();
     state.sessions.revoke_user(&txn, &account.id, None).await?;
     // Mail sent to them is personal data too (the receipt below is the last): theirs at any address
     // they had, and what reached their current address before it was recorded whose mail is whose.

@@ -12,7 +12,7 @@
 //! person without a household.
 
 use sea_orm::{
-    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, ConnectionTrait,
+    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, Condition, ConnectionTrait,
     DatabaseTransaction, DbBackend, DbErr, EntityTrait as _, PaginatorTrait as _, QueryFilter as _,
     QueryOrder as _, QuerySelect as _, SqlErr,
 };
@@ -208,6 +208,39 @@ fn pending(household_id: &str, now: i64) -> sea_orm::Select<household_invitation
         .filter(household_invitation::Column::ExpiresAt.gt(now))
 }
 
+/// For the deletion of `user_id`'s account, before its rows go: the invitation emails it caused that
+/// have not gone out are withdrawn (they carry its name), and so are those of `households_going`,
+/// which go with it. An invitation whose email is withdrawn is withdrawn too, since nobody holds its
+/// link; one already delivered stays: it belongs to the household, which stays.
+pub async fn withdraw_unsent_invitations(
+    txn: &DatabaseTransaction,
+    now: i64,
+    user_id: &str,
+    households_going: &[String],
+) -> Result<(), DbErr> {
+    let mut from = Condition::any().add(household_invitation::Column::InvitedBy.eq(user_id));
+    if !households_going.is_empty() {
+        from = from.add(household_invitation::Column::HouseholdId.is_in(households_going));
+    }
+    let invitations = household_invitation::Entity::find()
+        .filter(from)
+        .filter(household_invitation::Column::AcceptedAt.is_null())
+        .filter(household_invitation::Column::RevokedAt.is_null())
+        .filter(household_invitation::Column::MessageId.is_not_null())
+        .all(txn)
+        .await?;
+    for invitation in invitations {
+        if outbox::withdraw(txn, now, invitation.message_id).await? == 1 {
+            household_invitation::Entity::update_many()
+                .col_expr(household_invitation::Column::RevokedAt, now.into())
+                .filter(household_invitation::Column::Id.eq(&invitation.id))
+                .exec(txn)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 fn owners_only() -> AuthError {
     AuthError::Invalid {
         field: None,
@@ -320,7 +353,12 @@ pub async fn invite(
             format!("{email} is already a member of this household."),
         ));
     }
-    // A new link for the same address replaces the old one.
+    // A new link for the same address replaces the old one, and the old one's email, if still
+    // waiting to go out, is not sent at all: the address gets one invitation, with the live link.
+    let replaced = pending(&household_id, now)
+        .filter(household_invitation::Column::Email.eq(&email))
+        .all(&txn)
+        .await?;
     household_invitation::Entity::update_many()
         .col_expr(household_invitation::Column::RevokedAt, now.into())
         .filter(household_invitation::Column::HouseholdId.eq(&household_id))
@@ -329,6 +367,7 @@ pub async fn invite(
         .filter(household_invitation::Column::RevokedAt.is_null())
         .exec(&txn)
         .await?;
+    outbox::withdraw(&txn, now, replaced.into_iter().filter_map(|i| i.message_id)).await?;
     if pending(&household_id, now).count(&txn).await? >= MAX_PENDING_INVITATIONS {
         return Err(AuthError::Invalid {
             field: None,
@@ -339,6 +378,14 @@ pub async fn invite(
         });
     }
     let token = generate_token();
+    let template = Template::HouseholdInvitation {
+        // Whether the address has an account is not for the inviter's request to look up.
+        name: String::new(),
+        inviter: inviter.display_name.clone(),
+        household: membership.household.name.clone(),
+        link: link(state, routes::HOUSEHOLD_JOIN, &token),
+    };
+    let message_id = outbox::enqueue(&txn, state, now, &email, None, &template).await?;
     household_invitation::ActiveModel {
         id: Set(uuid::Uuid::new_v4().to_string()),
         household_id: Set(household_id.clone()),
@@ -353,17 +400,10 @@ pub async fn invite(
         expires_at: Set(now + INVITATION_TTL_SECS),
         accepted_at: Set(None),
         revoked_at: Set(None),
+        message_id: Set(Some(message_id)),
     }
     .insert(&txn)
     .await?;
-    let template = Template::HouseholdInvitation {
-        // Whether the address has an account is not for the inviter's request to look up.
-        name: String::new(),
-        inviter: inviter.display_name.clone(),
-        household: membership.household.name.clone(),
-        link: link(state, routes::HOUSEHOLD_JOIN, &token),
-    };
-    outbox::enqueue(&txn, state, now, &email, None, &template).await?;
     let event = Event::new("household_invitation_sent")
         .user(&inviter.id)
         .detail("household_id", household_id)
@@ -392,10 +432,13 @@ pub async fn revoke_invitation(
         .filter(household_invitation::Column::Id.eq(&invitation.id))
         .exec(&txn)
         .await?;
+    // A link that no longer works is not worth sending, nor is the owner's name to that address.
+    let withdrawn = outbox::withdraw(&txn, now, invitation.message_id).await?;
     let event = Event::new("household_invitation_revoked")
         .user(&owner.id)
         .detail("household_id", membership.household.id)
-        .detail("invitee", invitation.email);
+        .detail("invitee", invitation.email)
+        .detail("email_withdrawn", withdrawn > 0);
     commit_with_event(txn, state, meta, now, event).await
 }
 

@@ -3,6 +3,7 @@
 
 use sea_orm::{
     ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, Condition, ConnectionTrait, DbErr,
+    EntityTrait as _, QueryFilter as _,
 };
 
 use crate::server::entities::{outbox_email, user};
@@ -16,12 +17,13 @@ pub async fn enqueue_for<C: ConnectionTrait>(
     now: i64,
     account: &user::Model,
     template: &Template,
-) -> Result<(), DbErr> {
+) -> Result<String, DbErr> {
     enqueue(db, state, now, &account.email, Some(&account.id), template).await
 }
 
 /// Queues `template` for `to`. `owner` is the account the email belongs to, if any: deletion and the
-/// data export go by it, since an address can pass from one account to another.
+/// data export go by it, since an address can pass from one account to another. Returns the email's
+/// message id, by which it can be withdrawn.
 pub async fn enqueue<C: ConnectionTrait>(
     db: &C,
     state: &AppState,
@@ -29,7 +31,7 @@ pub async fn enqueue<C: ConnectionTrait>(
     to: &str,
     owner: Option<&str>,
     template: &Template,
-) -> Result<(), DbErr> {
+) -> Result<String, DbErr> {
     let settings = &state.settings;
     metrics::counter!("emails_queued_total", "kind" => template.kind()).increment(1);
     let rendered = template.render();
@@ -66,7 +68,37 @@ pub async fn enqueue<C: ConnectionTrait>(
             tracing::info!(kind = template.kind(), %message_id, "development email link: {link}");
         }
     }
-    Ok(())
+    Ok(message_id)
+}
+
+/// Withdraws the emails among `message_ids` that have not gone out and are not being sent right now
+/// (a worker's lease on one means it may already be on the wire: that one goes). Returns how many were
+/// withdrawn. On PostgreSQL a concurrent claim and this delete are ordered by the row lock, and the
+/// loser sees the winner's change; SQLite runs one writer at a time.
+pub async fn withdraw<C: ConnectionTrait>(
+    db: &C,
+    now: i64,
+    message_ids: impl IntoIterator<Item = String>,
+) -> Result<u64, DbErr> {
+    let message_ids: Vec<String> = message_ids.into_iter().collect();
+    if message_ids.is_empty() {
+        return Ok(0);
+    }
+    let withdrawn = outbox_email::Entity::delete_many()
+        .filter(outbox_email::Column::MessageId.is_in(message_ids))
+        .filter(outbox_email::Column::Status.eq(STATUS_PENDING))
+        .filter(
+            Condition::any()
+                .add(outbox_email::Column::LockedUntil.is_null())
+                .add(outbox_email::Column::LockedUntil.lt(now)),
+        )
+        .exec(db)
+        .await?
+        .rows_affected;
+    if withdrawn > 0 {
+        metrics::counter!("emails_withdrawn_total").increment(withdrawn);
+    }
+    Ok(withdrawn)
 }
 
 /// The account's mail: what was sent on its behalf, at whatever address, and mail without an owner
