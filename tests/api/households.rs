@@ -1035,3 +1035,86 @@ async fn invitations_whose_emails_have_not_gone_out_go_with_the_inviters_account
     // Cy's invitation is gone from the household's list too: nobody holds its link.
     assert!(pending(&ben.overview().await).is_empty());
 }
+
+#[tokio::test]
+async fn a_deleted_accounts_name_and_address_leave_the_others_activity() {
+    use nestegg::server::entities::security_event;
+
+    let app = spawn().await;
+    for (email, name) in [
+        ("ana@example.org", "Ana"),
+        ("ben@example.org", "Benedikt"),
+        ("cy@example.org", "Cyrano"),
+    ] {
+        account(&app, email, name).await;
+    }
+    let ana = Browser::signed_in(&app, "ana@example.org").await;
+    let ben = join(&app, &ana, "ben@example.org").await;
+    let ben_id = member_id(&ana.overview().await, "ben@example.org");
+    let ana_id = member_id(&ana.overview().await, "ana@example.org");
+    ana.ok("transfer_ownership", &[("id", ben_id.as_str())])
+        .await;
+    ben.ok("transfer_ownership", &[("id", ana_id.as_str())])
+        .await;
+    ana.ok("remove_member", &[("id", ben_id.as_str())]).await;
+    let _cy = join(&app, &ana, "cy@example.org").await;
+    let cy_id = member_id(&ana.overview().await, "cy@example.org");
+    ana.ok("remove_member", &[("id", cy_id.as_str())]).await;
+
+    let trail = || async {
+        security_event::Entity::find()
+            .filter(security_event::Column::UserId.eq(ana_id.as_str()))
+            .all(&app.app_db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| format!("{} {}", e.kind, e.details))
+            .collect::<Vec<_>>()
+    };
+    let before = trail().await;
+    assert!(before.iter().any(|e| e.contains("Benedikt")), "{before:#?}");
+    assert!(
+        before.iter().any(|e| e.contains("ben@example.org")),
+        "{before:#?}"
+    );
+
+    let response = ben
+        .call(
+            "delete_account",
+            &[("password", PASSWORD), ("confirm_email", "ben@example.org")],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+
+    // Ana still sees what happened, without Ben: not his name, address or id.
+    let after = trail().await;
+    assert_eq!(after.len(), before.len(), "{after:#?}");
+    for mention in ["Benedikt", "ben@example.org", ben_id.as_str()] {
+        assert!(
+            after.iter().all(|e| !e.contains(mention)),
+            "{mention} in {after:#?}"
+        );
+    }
+    // Cyrano, still here, is still named.
+    assert!(after.iter().any(|e| e.contains("Cyrano")), "{after:#?}");
+    assert!(
+        after.iter().any(|e| e.contains("cy@example.org")),
+        "{after:#?}"
+    );
+    let activity = ana
+        .ok("security_activity", &[("page", "1")])
+        .await
+        .to_string();
+    for described in [
+        "Removed a member from the household",
+        "Handed on ownership of the household",
+        "Became an owner of the household",
+        "Invited someone to the household",
+        "Removed Cyrano from the household",
+    ] {
+        assert!(
+            activity.contains(described),
+            "{described} not in {activity}"
+        );
+    }
+}

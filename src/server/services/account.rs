@@ -11,7 +11,7 @@ use sea_orm::{ColumnTrait as _, ConnectionTrait, DbErr, EntityTrait as _, QueryF
 use crate::server::api_support::RequestMeta;
 use crate::server::entities::{household, household_member, outbox_email, user};
 use crate::server::mail::Template;
-use crate::server::services::audit::Event;
+use crate::server::services::audit::{self, Event};
 use crate::server::services::auth::{self, AuthError, commit_with_event, invalid, now};
 use crate::server::services::crypto::hash_token;
 use crate::server::services::households::{self, ROLE_OWNER};
@@ -77,6 +77,8 @@ pub async fn delete_account(
     }
     let households_deleted = going.len();
     state.sessions.revoke_user(&txn, &account.id, None).await?;
+    // Co-members' trails keep what happened, without this person's name or address.
+    audit::forget_person(&txn, &account.id, &account.email).await?;
     // Mail sent to them is personal data too (the receipt below is the last): theirs at any address
     // they had, and what reached their current address before it was recorded whose mail is whose.
     outbox_email::Entity::delete_many()

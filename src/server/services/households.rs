@@ -681,6 +681,7 @@ pub async fn remove_member(
     audit::record(&txn, &RequestMeta::internal(), now, removed).await?;
     let event = Event::new("household_member_removed")
         .user(&owner.id)
+        .about(&person.id)
         .detail("household_id", membership.household.id)
         .detail("member", person.display_name);
     commit_with_event(txn, state, meta, now, event).await
@@ -716,11 +717,13 @@ pub async fn transfer_ownership(
     }
     let received = Event::new("household_ownership_received")
         .user(&person.id)
+        .about(&owner.id)
         .detail("household_id", membership.household.id.clone())
         .detail("from", owner.display_name.clone());
     audit::record(&txn, &RequestMeta::internal(), now, received).await?;
     let event = Event::new("household_ownership_transferred")
         .user(&owner.id)
+        .about(&person.id)
         .detail("household_id", membership.household.id)
         .detail("to", person.display_name);
     commit_with_event(txn, state, meta, now, event).await
