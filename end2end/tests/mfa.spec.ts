@@ -458,4 +458,44 @@ test.describe("two-factor authentication", () => {
     await expect(page).toHaveURL(/\/$/);
     await expectSignedIn(page, account.displayName);
   });
+  test("with two-factor on, moving to another email address takes a code too", async ({ page, problems }) => {
+    // Up to 30 s of it may be waiting for a new time step (see Authenticator).
+    test.setTimeout(150_000);
+    allowRefused(problems, "change_email");
+    const registered = Date.now();
+    const account = await register(page, "mfa-new-address");
+    await confirmEmail(page, account, registered);
+    await signInWithPassword(page, account);
+    await expectSignedIn(page, account.displayName);
+    const app = await turnOnTwoFactor(page);
+
+    await page.goto("/settings/profile");
+    await waitForHydration(page);
+    const form = page.locator("form.change-email-form");
+    const code = form.locator("#change-email-code");
+    const change = form.getByRole("button", { name: "Change email address" });
+    const newEmail = account.email.replace("@", ".moved@");
+    await expect(code).toBeVisible();
+    await form.locator("#change-email-new-email").fill(newEmail);
+    await form.locator("#change-email-password").fill(account.password);
+
+    // A wrong code is refused next to its field; what was typed stays.
+    await code.fill(await app.wrongCode());
+    expect((await submit(page, change, "change_email")).status()).toBe(400);
+    await expect(form.locator("#change-email-code-error")).toHaveText(
+      "That code didn't work. Enter the current code from your app, or an unused backup code.",
+    );
+    await expect(form.locator("#change-email-new-email")).toHaveValue(newEmail);
+
+    // The app's code sends the link to the new address.
+    await form.locator("#change-email-password").fill(account.password);
+    await code.fill(await app.freshCode(page));
+    const requested = Date.now();
+    expect((await submit(page, change, "change_email")).ok()).toBe(true);
+    await expect(page.locator(".form-success")).toHaveText(
+      "We sent a confirmation link to the new address. Your address changes when you open it.",
+    );
+    const mail = await waitForEmail(newEmail, { subjectIncludes: "Confirm your new email", after: requested });
+    expect(linkFrom(mail, "/confirm-email-change?token=")).toContain("/confirm-email-change?token=");
+  });
 });

@@ -186,14 +186,29 @@ pub async fn change_display_name(display_name: String) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Starts an email change: a link goes to the new address, a notice to the current one.
+/// Starts an email change: a link goes to the new address, a notice to the current one. Takes the
+/// password, and a code when two-factor authentication is on.
 #[server(prefix = "/api", endpoint = "change_email")]
-pub async fn change_email(password: String, new_email: String) -> Result<(), AppError> {
+pub async fn change_email(
+    password: String,
+    new_email: String,
+    code: Option<String>,
+) -> Result<(), AppError> {
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
     let user = ctx.require_user().await?;
+    // A code may be guessed here as at sign-in: the same allowance (without one, only the password
+    // is checked, which counts toward the account's lock-out).
+    if code.as_deref().is_some_and(|code| !code.trim().is_empty()) {
+        ctx.rate_limit(s::Limit::Mfa).await?;
+    }
     crate::server::services::auth::request_email_change(
-        &ctx.state, &ctx.meta, &user, &password, &new_email,
+        &ctx.state,
+        &ctx.meta,
+        &user,
+        &password,
+        code.as_deref().unwrap_or_default(),
+        &new_email,
     )
     .await
     .map_err(s::auth_error)?;

@@ -2042,3 +2042,51 @@ async fn a_password_reset_ends_sign_ins_waiting_for_a_code() {
     .await;
     assert!(browser.current_user().await.is_null());
 }
+
+#[tokio::test]
+async fn with_two_factor_on_moving_to_another_address_takes_a_code_too() {
+    let app = app_for_many_codes().await;
+    let lia = signed_in(&app, "lia@example.org").await;
+    let mfa = enable_mfa(&app, &lia).await;
+    let change = |code: String| {
+        let lia = &lia;
+        async move {
+            lia.call(
+                "change_email",
+                &[
+                    ("password", PASSWORD),
+                    ("new_email", "lia@elsewhere.example"),
+                    ("code", code.as_str()),
+                ],
+            )
+            .await
+        }
+    };
+
+    // The password alone (a session left signed in, a password seen) is not enough, nor a wrong code.
+    let missing = expect_field_error(change(String::new()).await, "code").await;
+    assert!(missing.contains("Enter a code"), "{missing}");
+    expect_field_error(change(wrong_code(&app, &mfa.secret)).await, "code").await;
+    let without_field = lia
+        .call(
+            "change_email",
+            &[
+                ("password", PASSWORD),
+                ("new_email", "lia@elsewhere.example"),
+            ],
+        )
+        .await;
+    expect_field_error(without_field, "code").await;
+    assert_eq!(
+        app.count("account_tokens WHERE purpose = 'change_email'")
+            .await,
+        0,
+        "no link was issued"
+    );
+
+    // A code from the app, or a backup code, completes it.
+    assert_ok(change(code_now(&app, &mfa.secret)).await).await;
+    email_about(&app, "lia@elsewhere.example", 1, "Confirm").await;
+    assert_ok(change(mfa.backup_codes[0].clone()).await).await;
+    assert_eq!(lia.two_factor_status().await["backup_codes_remaining"], 9);
+}

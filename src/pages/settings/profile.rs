@@ -4,6 +4,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api::auth::{ChangeDisplayName, ChangeEmail};
+use crate::api::mfa::two_factor_summary;
 use crate::components::auth_forms::{
     FormError, FormSuccess, PasswordField, SubmitButton, TextField, action_error, action_succeeded,
     field_error, form_error,
@@ -13,7 +14,7 @@ use crate::routes;
 use crate::types::UserView;
 
 /// The fields of the form, named exactly like the arguments of `change_email`.
-const FIELDS: &[&str] = &["new_email", "password"];
+const FIELDS: &[&str] = &["new_email", "password", "code"];
 
 #[component]
 pub fn SettingsProfilePage() -> impl IntoView {
@@ -40,6 +41,7 @@ fn ProfileSettings(
     let sent = action_succeeded(change_email);
     let form_ref = NodeRef::<leptos::html::Form>::new();
     let display_name = user.display_name.clone();
+    let two_factor = Resource::new(|| (), |_| two_factor_summary());
 
     // After a successful request, empty the form: the password must not stay in the page.
     Effect::new(move |_| {
@@ -94,6 +96,22 @@ fn ProfileSettings(
                     hint="To make sure it is really you."
                     error=field_error(error, "password")
                 />
+                <Transition>
+                    {move || Suspend::new(async move {
+                        let mfa_on = matches!(two_factor.await, Ok(view) if view.enabled_on.is_some());
+                        mfa_on.then(|| view! {
+                            <TextField
+                                id="change-email-code"
+                                name="code"
+                                label="Code from your app, or a backup code"
+                                autocomplete="one-time-code"
+                                maxlength="20"
+                                required=true
+                                error=field_error(error, "code")
+                            />
+                        })
+                    })}
+                </Transition>
                 <SubmitButton label="Change email address" pending=change_email.pending() />
             </ActionForm>
         </section>

@@ -1063,22 +1063,31 @@ pub fn mask_email(email: &str) -> String {
     }
 }
 
+/// Starts moving the account to another address: the password, and with two-factor on a code too
+/// (as to delete the account). Whoever controls the address controls resets and every notice, so a
+/// session and a password alone, say on a computer left signed in, must not be enough to take it.
 pub async fn request_email_change(
     state: &AppState,
     meta: &RequestMeta,
     account: &user::Model,
     password: &str,
+    code: &str,
     new_email_input: &str,
 ) -> Result<(), AuthError> {
     let new_email = normalize_email(new_email_input, "new_email")?;
-    check_own_password(state, meta, account, password, "password").await?;
+    // Before the credentials: spending a backup code on a request refused anyway would be a loss.
+    if new_email == account.email {
+        return Err(invalid("new_email", "That is already your email address."));
+    }
+    if crate::server::services::mfa::is_enabled(&state.db, &account.id).await? {
+        crate::server::services::mfa::reauthenticate(state, meta, account, password, code).await?;
+    } else {
+        check_own_password(state, meta, account, password, "password").await?;
+    }
     if refused(state, Limit::EmailChangePerAccount, &account.id).await? {
         return Err(AuthError::TooSoon {
             retry_after_secs: 3600,
         });
-    }
-    if new_email == account.email {
-        return Err(invalid("new_email", "That is already your email address."));
     }
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
