@@ -248,6 +248,41 @@ fn verify_stored(current: &Params, pool: &BlockPool, password: &[u8], stored: &s
     matches().unwrap_or(Verified::No)
 }
 
+/// The extra argon2 work that brings a failed check against `stored` (a hash made at an older, cheaper
+/// cost) up to the cost of one at `current`, as Django's `harden_runtime` does for PBKDF2. Without it,
+/// once the cost is raised, a wrong password for an account not signed in to since answers faster than
+/// one for an unknown address (checked against a dummy hash at the current cost): a hint that the
+/// account exists. argon2's time is about proportional to memory × passes, lanes being computed one
+/// after another here. `None` when `stored` costs as much or more (or cannot be read).
+fn padding_for(current: &Params, stored: &str) -> Option<Params> {
+    let parsed = PasswordHash::new(stored).ok()?;
+    let old = Params::try_from(&parsed).ok()?;
+    let work = |p: &Params| u64::from(p.m_cost()) * u64::from(p.t_cost());
+    let deficit = work(current).checked_sub(work(&old))?;
+    let memory = u64::from(current.m_cost());
+    // A pass over less memory than the current cost's, if less than one pass is missing.
+    let passes = deficit.div_ceil(memory);
+    let min_memory = 8 * u64::from(current.p_cost());
+    if deficit < min_memory {
+        return None;
+    }
+    let memory = (deficit / passes).max(min_memory);
+    Params::new(
+        u32::try_from(memory).ok()?,
+        u32::try_from(passes).ok()?,
+        current.p_cost(),
+        None,
+    )
+    .ok()
+}
+
+/// Spends the work of [`padding_for`] on a throwaway computation.
+fn pad(params: Params, pool: &BlockPool) {
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    let mut out = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    let _ = compute(&argon, pool, b"padding", b"padding salt", &mut out);
+}
+
 /// What one hash costs (`nestegg measure-hash`, bench/run.sh).
 #[derive(Clone, Copy, Debug)]
 pub struct HashTiming {
@@ -380,7 +415,8 @@ impl PasswordHasher {
     }
 
     /// Checks `password` against `stored`, or against the dummy hash when there is no account, so both
-    /// paths cost the same.
+    /// paths cost the same: a failed check against a hash made at a cheaper cost is padded up to the
+    /// current one ([`padding_for`]).
     pub async fn verify(
         &self,
         password: &str,
@@ -392,11 +428,18 @@ impl PasswordHasher {
         let password = password.to_owned();
         let params = self.params.clone();
         let pool = self.pool.clone();
+        let computed = self.computed.clone();
         tokio::task::spawn_blocking(move || {
             let (_permit, _demand) = (permit, demand);
             match verify_stored(&params, &pool, password.as_bytes(), &stored) {
                 verified @ Verified::Yes { .. } if known => verified,
-                _ => Verified::No,
+                _ => {
+                    if let Some(padding) = padding_for(&params, &stored) {
+                        computed.fetch_add(1, Ordering::Relaxed);
+                        pad(padding, &pool);
+                    }
+                    Verified::No
+                }
             }
         })
         .await
@@ -503,6 +546,59 @@ mod tests {
             stronger.verify("pw", Some(&old)).await.unwrap(),
             Verified::Yes { rehash: true }
         );
+    }
+
+    #[test]
+    fn a_cheaper_hash_is_padded_to_the_current_cost() {
+        let params = |m, t| Params::new(m, t, 1, None).unwrap();
+        let stored = |m, t| {
+            hash_new(
+                &params(m, t),
+                &BlockPool::new(&params(m, t), Keep::Always),
+                b"pw",
+            )
+            .unwrap()
+        };
+        let padding = |current: &Params, stored: &str| {
+            padding_for(current, stored).map(|p| (p.m_cost(), p.t_cost(), p.p_cost()))
+        };
+        let current = params(4096, 2);
+        // One pass short: one pass over the current memory.
+        assert_eq!(padding(&current, &stored(4096, 1)), Some((4096, 1, 1)));
+        // Less memory and fewer passes: the missing work, in as few passes as fit the memory.
+        assert_eq!(padding(&current, &stored(1024, 1)), Some((3584, 2, 1)));
+        assert_eq!(padding(&current, &stored(1024, 3)), Some((2560, 2, 1)));
+        // As costly or costlier: nothing to make up.
+        assert_eq!(padding(&current, &stored(4096, 2)), None);
+        assert_eq!(padding(&current, &stored(8192, 2)), None);
+        assert_eq!(padding(&current, &stored(2048, 4)), None);
+        assert_eq!(padding(&current, "not a hash"), None);
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_for_a_cheaper_hash_costs_a_current_one() {
+        let old = cheap().hash("pw").await.unwrap();
+        let stronger = PasswordHasher::new(
+            HashCost {
+                memory_kib: 2048,
+                iterations: 2,
+                parallelism: 1,
+            },
+            1,
+        )
+        .unwrap();
+        let current = stronger.hash("pw").await.unwrap();
+        let computed = |before| stronger.computed() - before;
+        for (password, stored, work) in [
+            ("wrong", Some(old.as_str()), 2),
+            ("pw", Some(old.as_str()), 1),
+            ("wrong", Some(current.as_str()), 1),
+            ("wrong", None, 1),
+        ] {
+            let before = stronger.computed();
+            stronger.verify(password, stored).await.unwrap();
+            assert_eq!(computed(before), work, "{password} against {stored:?}");
+        }
     }
 
     /// The pooled computation must agree with the argon2 crate's own PHC hashing and verifying, both
