@@ -751,6 +751,61 @@ async fn a_renewal_in_flight_does_not_bring_back_a_session_ended_meanwhile() {
 }
 
 #[tokio::test]
+async fn renewals_racing_a_revocation_of_every_session_do_not_escape_it() {
+    use std::sync::Arc;
+    use tower_sessions::SessionStore as _;
+
+    let app = spawn_app().await;
+    app.register_verified("ray@example.org", PASSWORD).await;
+    let user_id = {
+        use nestegg::server::entities::user;
+        use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+        user::Entity::find()
+            .filter(user::Column::Email.eq("ray@example.org"))
+            .one(&app.app_db)
+            .await
+            .unwrap()
+            .expect("the account")
+            .id
+    };
+    let store = Arc::new(app.state.sessions.clone());
+
+    // Many signed-in sessions, each renewing its id (as confirming the password does) while every
+    // session of the account is ended.
+    let mut sessions = Vec::new();
+    for _ in 0..40 {
+        let session = tower_sessions::Session::new(None, store.clone(), None);
+        session.insert("uid", &user_id).await.unwrap();
+        session.save().await.unwrap();
+        sessions.push(session);
+    }
+    let renewals = sessions.iter().map(|session| async move {
+        nestegg::server::session_store::renew_id(session)
+            .await
+            .unwrap();
+        session.save().await.unwrap();
+    });
+    let revocation = store.revoke_user(&app.app_db, &user_id, None);
+    let (ended, _) = tokio::join!(revocation, futures::future::join_all(renewals));
+
+    let mut survivors = 0;
+    for session in &sessions {
+        let id = session.id().expect("an id");
+        if store.load(&id).await.unwrap().is_some() {
+            survivors += 1;
+        }
+    }
+    assert_eq!(
+        survivors, 0,
+        "sessions renewed during the revocation live on"
+    );
+    assert!(
+        ended.unwrap() >= 40,
+        "each is counted, under one key or the other"
+    );
+}
+
+#[tokio::test]
 async fn the_email_address_changes_only_when_the_new_one_is_confirmed() {
     let app = spawn_app().await;
     app.register_verified("max@example.org", PASSWORD).await;

@@ -31,6 +31,9 @@ const SEEN_AT: &str = "__seen_at";
 const EXPIRES_AT: &str = "__expires_at";
 /// An index outlives its newest session by this much (its entries are swept anyway).
 const INDEX_SLACK_SECS: i64 = 24 * 3600;
+/// How many times ending all of a person's sessions reads their index again for sessions renewed
+/// meanwhile.
+const ROUNDS: usize = 4;
 
 /// Re-keys a session record and its entry in its owner's index, if the record still exists.
 /// KEYS: the old record, the new record, the index; ARGV: the old and the new key as indexed.
@@ -47,10 +50,22 @@ end
 return 1
 "#;
 
+/// Ends a session: takes its entry off the index and deletes its record in one step, if the entry
+/// is still there (a renewal moved it otherwise, and the caller looks again). A renewal after this
+/// finds no record ([`RENEW_LUA`]), so none in flight escapes a revocation; returns 1 when a record
+/// was deleted. KEYS: the index, the record; ARGV: the key as indexed.
+const END_LUA: &str = r#"
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then
+  return -1
+end
+return redis.call('DEL', KEYS[2])
+"#;
+
 #[derive(Clone, Debug)]
 pub struct RedisSessionStore {
     records: RedisStore<Pool>,
     renew_script: fred::types::scripts::Script,
+    end_script: fred::types::scripts::Script,
     redis: Redis,
     clock: SharedClock,
     idle: time::Duration,
@@ -82,6 +97,7 @@ impl RedisSessionStore {
         RedisSessionStore {
             records: RedisStore::new(redis.pool.clone()),
             renew_script: fred::types::scripts::Script::from_lua(RENEW_LUA),
+            end_script: fred::types::scripts::Script::from_lua(END_LUA),
             redis,
             clock,
             idle,
@@ -192,24 +208,33 @@ impl RedisSessionStore {
         Ok(sessions)
     }
 
-    pub(super) async fn revoke(&self, user_id: &str, key: &str) -> Result<bool, DbErr> {
-        let index = self.index(user_id);
-        let listed: bool = self
-            .redis
-            .pool
-            .hexists(&index, key)
+    /// Ends the session indexed under `key` in `index` ([`END_LUA`]): `None` when it is no longer
+    /// indexed there, else whether a record was deleted.
+    async fn end(&self, index: &str, key: &str) -> Result<Option<bool>, DbErr> {
+        let Some(id) = storage_id(key) else {
+            self.unindex(index, vec![key.to_owned()]).await?;
+            return Ok(None);
+        };
+        let ended: i64 = self
+            .end_script
+            .evalsha_with_reload(
+                self.redis.pool.next(),
+                vec![index.to_owned(), id.to_string()],
+                vec![key.to_owned()],
+            )
             .await
             .map_err(unreachable)?;
-        if !listed {
-            return Ok(false);
-        }
+        Ok((ended >= 0).then_some(ended == 1))
+    }
+
+    pub(super) async fn revoke(&self, user_id: &str, key: &str) -> Result<bool, DbErr> {
         let live = self
             .load_stored(key)
             .await?
             .is_some_and(|r| owner(&r.data).as_deref() == Some(user_id));
-        self.delete_key(key).await?;
-        self.unindex(&index, vec![key.to_owned()]).await?;
-        Ok(live)
+        // Not listed any more: ended meanwhile, or renewed under another key (which the database
+        // does not find either).
+        Ok(self.end(&self.index(user_id), key).await? == Some(true) && live)
     }
 
     /// Moves the stored session `old_key` to `record`'s id, with `record`'s data, if it is still
@@ -250,19 +275,26 @@ impl RedisSessionStore {
     ) -> Result<u64, DbErr> {
         let index = self.index(user_id);
         let mut ended = 0;
-        let mut gone = Vec::new();
-        for key in self.index_entries(&index).await?.into_keys() {
-            if Some(key.as_str()) == keep {
-                continue;
+        // Each session's entry and record go in one step ([`END_LUA`]). A session renewed after the
+        // index was read is indexed under a new key: read it again until none is left, as the
+        // database's one statement would have caught it. A sign-in completing meanwhile is ended too
+        // if it is seen; a few rounds bound this.
+        for _ in 0..ROUNDS {
+            let mut found = false;
+            for key in self.index_entries(&index).await?.into_keys() {
+                if Some(key.as_str()) == keep {
+                    continue;
+                }
+                found = true;
+                // Counted like rows deleted from the table: whatever was still stored.
+                if self.end(&index, &key).await? == Some(true) {
+                    ended += 1;
+                }
             }
-            // Counted like rows deleted from the table: whatever is still stored.
-            if self.load_raw(&key).await?.is_some() {
-                ended += 1;
+            if !found {
+                break;
             }
-            self.delete_key(&key).await?;
-            gone.push(key);
         }
-        self.unindex(&index, gone).await?;
         Ok(ended)
     }
 
