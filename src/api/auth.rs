@@ -49,7 +49,8 @@ pub async fn sign_in(
     ctx.rate_limit(s::Limit::SignIn).await?;
     use crate::server::services::auth::{self, SignIn};
     let next = crate::routes::safe_next(next.as_deref());
-    match auth::sign_in(&ctx.state, &ctx.meta, &email, &password)
+    let device = ctx.device_cookie();
+    match auth::sign_in(&ctx.state, &ctx.meta, &email, &password, device.as_deref())
         .await
         .map_err(s::auth_error)?
     {
@@ -57,6 +58,7 @@ pub async fn sign_in(
             let now = ctx.state.clock.now().unix_timestamp();
             ctx.start_session(&user.id, now, Some(user.password_changed_at))
                 .await?;
+            ctx.remember_device(&user)?;
             s::alert_new_device(&ctx, &user).await;
             leptos_axum::redirect(&next);
         }

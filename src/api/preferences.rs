@@ -33,15 +33,8 @@ pub fn initial_theme() -> Theme {
     {
         use_context::<http::request::Parts>()
             .and_then(|parts| {
-                parts
-                    .headers
-                    .get_all(http::header::COOKIE)
-                    .iter()
-                    .filter_map(|value| value.to_str().ok())
-                    .flat_map(|value| value.split(';'))
-                    .filter_map(|pair| pair.trim().split_once('='))
-                    .find(|(name, _)| *name == Theme::COOKIE_NAME)
-                    .and_then(|(_, value)| Theme::parse(value))
+                crate::server::api_support::cookie_value(&parts.headers, Theme::COOKIE_NAME)
+                    .and_then(Theme::parse)
             })
             .unwrap_or_default()
     }

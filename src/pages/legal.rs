@@ -60,7 +60,9 @@ pub fn PrivacyPage() -> impl IntoView {
             </ul>
             <h2>"Cookies"</h2>
             <p>
-                "We use a session cookie to keep you signed in and a cookie remembering your colour theme. "
+                "We use a session cookie to keep you signed in, a cookie remembering your colour theme, and a "
+                "security cookie on browsers you have signed in with, for 180 days, so that someone else guessing "
+                "your password cannot lock you out of your own devices. "
                 "No advertising or tracking cookies, and no third-party scripts."
             </p>
             <h2>"Your rights"</h2>

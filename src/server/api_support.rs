@@ -33,6 +33,18 @@ pub struct RequestMeta {
     pub user_agent: String,
 }
 
+/// The value of the cookie `name` in a request's `Cookie` headers.
+pub fn cookie_value<'a>(headers: &'a http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(http::header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(found, _)| *found == name)
+        .map(|(_, value)| value)
+}
+
 impl RequestMeta {
     /// The key rate limits count under: the address, or for IPv6 its /64, since one client usually
     /// holds a whole /64 and could otherwise rotate through it.
@@ -193,6 +205,35 @@ impl RequestContext {
             meta,
             session,
         })
+    }
+
+    /// The device cookie this browser sent, if any (`services::device_cookies`).
+    pub fn device_cookie(&self) -> Option<String> {
+        let parts = use_context::<http::request::Parts>()?;
+        cookie_value(&parts.headers, self.state.settings.device_cookie_name()).map(str::to_owned)
+    }
+
+    /// After a completed sign-in: this browser gets a new device cookie for `user`, so that a lock-out
+    /// of the address by someone else does not keep it out.
+    pub fn remember_device(&self, user: &user::Model) -> Result<(), AppError> {
+        use crate::server::services::device_cookies;
+        use tower_sessions::cookie::{Cookie, SameSite, time::Duration};
+        let response = use_context::<leptos_axum::ResponseOptions>().ok_or(AppError::Internal)?;
+        let settings = &self.state.settings;
+        let cookie = Cookie::build((
+            settings.device_cookie_name(),
+            device_cookies::issue(&self.state, user),
+        ))
+        .path("/")
+        .max_age(Duration::days(device_cookies::MAX_AGE_DAYS))
+        .same_site(SameSite::Strict)
+        .http_only(true)
+        .secure(settings.cookie_secure)
+        .build();
+        let value =
+            http::HeaderValue::from_str(&cookie.to_string()).map_err(|_| AppError::Internal)?;
+        response.append_header(http::header::SET_COOKIE, value);
+        Ok(())
     }
 
     pub async fn rate_limit(&self, limit: Limit) -> Result<(), AppError> {

@@ -803,6 +803,15 @@ impl Settings {
             "nestegg_session"
         }
     }
+
+    /// The device cookie's name (`services::device_cookies`), `__Host-` as for the session's.
+    pub fn device_cookie_name(&self) -> &'static str {
+        if self.cookie_secure {
+            "__Host-nestegg_device"
+        } else {
+            "nestegg_device"
+        }
+    }
 }
 
 struct Parser<'a> {

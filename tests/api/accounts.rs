@@ -377,6 +377,82 @@ async fn five_failures_lock_the_address_for_thirty_minutes_even_with_the_right_p
 }
 
 #[tokio::test]
+async fn a_browser_signed_in_before_is_not_locked_out_by_someone_elses_guesses() {
+    let app = app_for_lockout().await;
+    app.register_verified("kim@example.org", PASSWORD).await;
+    app.register_verified("lou@example.org", PASSWORD).await;
+    let own = TestBrowser::new(&app);
+    let signed_in = own.sign_in_response("kim@example.org", PASSWORD).await;
+    assert_eq!(signed_in.status(), 200);
+    let device = signed_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("nestegg_device="))
+        .expect("a device cookie")
+        .to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/", "Max-Age=15552000"] {
+        assert!(device.contains(attribute), "{attribute} in {device}");
+    }
+    assert_eq!(own.call("sign_out", &[]).await.status(), 200);
+
+    // Someone else locks the address; the browser Kim signed in with still gets in, nobody else.
+    let stranger = TestBrowser::new(&app);
+    let lock = |email: &'static str| {
+        let stranger = &stranger;
+        async move {
+            for _ in 0..5 {
+                stranger.sign_in(email, "not the password").await;
+            }
+            assert_eq!(
+                stranger.sign_in(email, PASSWORD).await,
+                400,
+                "{email} locked"
+            );
+        }
+    };
+    lock("kim@example.org").await;
+    assert_eq!(own.sign_in("kim@example.org", PASSWORD).await, 200);
+    assert_eq!(own.current_user().await.as_deref(), Some("kim@example.org"));
+    assert_eq!(
+        TestBrowser::new(&app)
+            .sign_in("kim@example.org", PASSWORD)
+            .await,
+        400
+    );
+
+    // The cookie is Kim's: it does not open Lou's locked address.
+    lock("lou@example.org").await;
+    assert_eq!(own.sign_in("lou@example.org", PASSWORD).await, 400);
+
+    // Wrong passwords from Kim's browser lock that browser too, after as many.
+    for _ in 0..5 {
+        assert_eq!(
+            own.sign_in("kim@example.org", "not the password").await,
+            400
+        );
+    }
+    assert_eq!(own.sign_in("kim@example.org", PASSWORD).await, 400);
+
+    // A password change withdraws the trust of the cookies issued before it.
+    app.clock.advance(time::Duration::minutes(31));
+    assert_eq!(own.sign_in("kim@example.org", PASSWORD).await, 200);
+    let changed = own
+        .call(
+            "change_password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", NEW_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(changed.status(), 200);
+    lock("kim@example.org").await;
+    assert_eq!(own.sign_in("kim@example.org", NEW_PASSWORD).await, 400);
+}
+
+#[tokio::test]
 async fn sign_in_attempts_are_rate_limited_per_ip_with_retry_after() {
     let app = spawn_app().await;
     for _ in 0..5 {
@@ -952,6 +1028,17 @@ impl TestBrowser {
             .post(format!("{}/api/sign_in", self.address))
             .header("origin", &self.address)
             .form(&[("email", email), ("password", password)])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Posts a form to a server function as a same-origin page would.
+    async fn call(&self, function: &str, form: &[(&str, &str)]) -> reqwest::Response {
+        self.client
+            .post(format!("{}/api/{function}", self.address))
+            .header("origin", &self.address)
+            .form(form)
             .send()
             .await
             .unwrap()

@@ -2090,3 +2090,30 @@ async fn with_two_factor_on_moving_to_another_address_takes_a_code_too() {
     assert_ok(change(mfa.backup_codes[0].clone()).await).await;
     assert_eq!(lia.two_factor_status().await["backup_codes_remaining"], 9);
 }
+
+#[tokio::test]
+async fn a_browser_signed_in_before_passes_both_steps_while_someone_else_locked_the_address() {
+    let app = app_for_many_codes().await;
+    let own = signed_in(&app, "mo@example.org").await;
+    let mfa = enable_mfa(&app, &own).await;
+    assert_ok(own.call("sign_out", &[]).await).await;
+
+    let stranger = Browser::new(&app);
+    for _ in 0..5 {
+        stranger.sign_in("mo@example.org", "not the password").await;
+    }
+    let refused = stranger.sign_in("mo@example.org", PASSWORD).await;
+    assert_eq!(refused.status(), 400, "the address is locked");
+
+    // Mo's own browser: the password, then the code, each counted under its device cookie.
+    let response = own.sign_in("mo@example.org", PASSWORD).await;
+    assert_eq!(location(&response).as_deref(), Some(TWO_FACTOR_STEP));
+    assert_ok(response).await;
+    let code = code_now(&app, &mfa.secret);
+    assert_ok(
+        own.call("verify_sign_in_code", &[("code", code.as_str())])
+            .await,
+    )
+    .await;
+    assert_eq!(own.user_email().await.as_deref(), Some("mo@example.org"));
+}

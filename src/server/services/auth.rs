@@ -18,6 +18,7 @@ use crate::server::entities::{account_token, consent, user};
 use crate::server::mail::Template;
 use crate::server::services::audit::{self, Event};
 use crate::server::services::crypto::{CryptoError, Verified, hash_token};
+use crate::server::services::device_cookies;
 use crate::server::services::outbox;
 use crate::server::services::password_policy::{self, PasswordPolicy};
 use crate::server::state::AppState;
@@ -647,21 +648,30 @@ pub enum SignIn {
     NeedsSecondFactor(user::Model),
 }
 
+/// Checks a password for `email_input`. `device_cookie` is the browser's device cookie, if any: one
+/// valid for the account has the attempt counted under its own key instead of the address's (see
+/// `device_cookies`).
 pub async fn sign_in(
     state: &AppState,
     meta: &RequestMeta,
     email_input: &str,
     password: &str,
+    device_cookie: Option<&str>,
 ) -> Result<SignIn, AuthError> {
     // Malformed addresses are counted like unknown ones: the answer must not tell them apart.
     let email =
         normalize_email(email_input, "email").unwrap_or_else(|_| email_input.trim().to_lowercase());
-    let key = throttle_key(state, &email);
     let now = now(state);
     let found = user::Entity::find()
         .filter(user::Column::Email.eq(&email))
         .one(&state.db)
         .await?;
+    let key = device_cookies::throttle_key(
+        state,
+        found.as_ref(),
+        device_cookie,
+        throttle_key(state, &email),
+    );
 
     // Count the attempt before checking it, so guesses racing each other all count.
     let (failures, locked_until) = count_attempt(state, &key, now).await?;

@@ -574,18 +574,19 @@ async fn consume_factor(
     Ok(None)
 }
 
-/// A second factor for `account`, counted against the account's lock-out like a password guess.
+/// A second factor for `account`, counted against the lock-out key `key` like a password guess (the
+/// address's, or at sign-in a trusted device's).
 async fn verify_second_factor(
     state: &AppState,
     meta: &RequestMeta,
     account: &user::Model,
     input: &str,
     failed_event: &'static str,
+    key: String,
 ) -> Result<Factor, AuthError> {
     let credential = confirmed_credential(&state.db, &account.id)
         .await?
         .ok_or(AuthError::MfaNotEnabled)?;
-    let key = throttle_key(state, &account.email);
     let now = now(state);
     let (failures, locked_until) = count_attempt(state, &key, now).await?;
     if locked_until.is_some_and(|until| until > now) {
@@ -615,12 +616,15 @@ async fn verify_second_factor(
 /// `password_changed_at` as read before that password was checked: when the password has changed
 /// since (the pending step was saved after a reset ended every session), the sign-in must start over,
 /// and is refused before the code is checked, so it spends no code and records no sign-in.
+/// `device_cookie` counts the code under a trusted device's key, as for the password
+/// (`auth::sign_in`).
 pub async fn complete_sign_in(
     state: &AppState,
     meta: &RequestMeta,
     user_id: &str,
     password_seen: Option<i64>,
     input: &str,
+    device_cookie: Option<&str>,
 ) -> Result<user::Model, AuthError> {
     let account = user::Entity::find_by_id(user_id.to_owned())
         .one(&state.db)
@@ -629,7 +633,14 @@ pub async fn complete_sign_in(
     if password_seen.is_some_and(|seen| seen != account.password_changed_at) {
         return Err(AuthError::MfaPendingMissing);
     }
-    let factor = verify_second_factor(state, meta, &account, input, "mfa_sign_in_failed").await?;
+    let key = crate::server::services::device_cookies::throttle_key(
+        state,
+        Some(&account),
+        device_cookie,
+        throttle_key(state, &account.email),
+    );
+    let factor =
+        verify_second_factor(state, meta, &account, input, "mfa_sign_in_failed", key).await?;
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
     if let Factor::BackupCode { remaining } = factor {
@@ -658,7 +669,8 @@ pub async fn reauthenticate(
         ));
     }
     auth::check_own_password_before_code(state, meta, account, password, "password").await?;
-    let factor = verify_second_factor(state, meta, account, code, "mfa_reauth_failed").await?;
+    let key = throttle_key(state, &account.email);
+    let factor = verify_second_factor(state, meta, account, code, "mfa_reauth_failed", key).await?;
     if let Factor::BackupCode { remaining } = factor {
         let now = now(state);
         let txn = crate::server::db::begin_write(&state.db).await?;
@@ -739,7 +751,8 @@ pub async fn disable(
         ));
     }
     auth::check_own_password_before_code(state, meta, account, password, "password").await?;
-    verify_second_factor(state, meta, account, code, "mfa_disable_failed").await?;
+    let key = throttle_key(state, &account.email);
+    verify_second_factor(state, meta, account, code, "mfa_disable_failed", key).await?;
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
     totp_credential::Entity::delete_by_id(account.id.clone())

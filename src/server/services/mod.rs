@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod consents;
 pub mod crypto;
+pub mod device_cookies;
 pub mod export;
 pub mod households;
 pub mod key_rotation;
