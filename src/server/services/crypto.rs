@@ -127,13 +127,17 @@ impl BlockPool {
         }
     }
 
+    /// A zeroed buffer of at least `blocks` (argon2 uses the first `blocks` of it). A smaller need
+    /// (a hash stored at a lower cost, the padding of a failed check) gets a buffer of the current
+    /// size too, as every other check does: a buffer of its own would cost other page faults and
+    /// another give-back, a timing difference between the two kinds of failure.
     fn take(&self, blocks: usize) -> Vec<Block> {
-        if blocks == self.blocks
+        if blocks <= self.blocks
             && let Some((_, buffer)) = self.lock().pop()
         {
             return buffer;
         }
-        vec![Block::default(); blocks]
+        vec![Block::default(); blocks.max(self.blocks)]
     }
 
     /// Called by a hash that still counts in `demand`: another one is waiting or running when more
