@@ -41,7 +41,12 @@ fn ProfileSettings(
     let sent = action_succeeded(change_email);
     let form_ref = NodeRef::<leptos::html::Form>::new();
     let display_name = user.display_name.clone();
-    let two_factor = Resource::new(|| (), |_| two_factor_summary());
+    // Asked again after each request: two-factor may have been turned on in another tab since, and
+    // the answer (a missing code) then shows the field it is about.
+    let two_factor = Resource::new(
+        move || change_email.version().get(),
+        |_| two_factor_summary(),
+    );
 
     // After a successful request, empty the form: the password must not stay in the page.
     Effect::new(move |_| {

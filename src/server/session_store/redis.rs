@@ -238,8 +238,9 @@ impl RedisSessionStore {
     }
 
     /// Moves the stored session `old_key` to `record`'s id, with `record`'s data, if it is still
-    /// stored ([`super::renew_id`]). The move and its index entry are one script; a revocation that
-    /// read the index just before can still miss it, as it can miss a sign-in completing meanwhile.
+    /// stored ([`super::renew_id`]). The move and its index entry are one script, and so is each
+    /// session's end in a revocation ([`END_LUA`]), which reads the index again for sessions moved
+    /// meanwhile: none escapes it.
     pub(super) async fn renew(
         &self,
         old_key: &str,
