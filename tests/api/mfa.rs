@@ -2089,6 +2089,12 @@ async fn with_two_factor_on_moving_to_another_address_takes_a_code_too() {
     email_about(&app, "lia@elsewhere.example", 1, "Confirm").await;
     assert_ok(change(mfa.backup_codes[0].clone()).await).await;
     assert_eq!(lia.two_factor_status().await["backup_codes_remaining"], 9);
+
+    // Past the hour's allowance (a wrong code used one try, an empty one none), a request is refused
+    // before its backup code is spent.
+    let refused = change(mfa.backup_codes[1].clone()).await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(lia.two_factor_status().await["backup_codes_remaining"], 9);
 }
 
 #[tokio::test]

@@ -1089,15 +1089,23 @@ pub async fn request_email_change(
     if new_email == account.email {
         return Err(invalid("new_email", "That is already your email address."));
     }
+    let too_soon = || AuthError::TooSoon {
+        retry_after_secs: 3600,
+    };
     if crate::server::services::mfa::is_enabled(&state.db, &account.id).await? {
+        // The hour's allowance first, for the same reason (a wrong password or code then uses up
+        // a try of it, which the per-IP allowance for codes bounds anyway; an empty code does not).
+        crate::server::services::mfa::require_code(code)?;
+        if refused(state, Limit::EmailChangePerAccount, &account.id).await? {
+            return Err(too_soon());
+        }
         crate::server::services::mfa::reauthenticate(state, meta, account, password, code).await?;
     } else {
+        // A mistyped password does not use up a try of the hour's allowance.
         check_own_password(state, meta, account, password, "password").await?;
-    }
-    if refused(state, Limit::EmailChangePerAccount, &account.id).await? {
-        return Err(AuthError::TooSoon {
-            retry_after_secs: 3600,
-        });
+        if refused(state, Limit::EmailChangePerAccount, &account.id).await? {
+            return Err(too_soon());
+        }
     }
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;

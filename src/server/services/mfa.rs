@@ -653,6 +653,17 @@ pub async fn complete_sign_in(
     Ok(account)
 }
 
+/// A field for a second-factor code left empty: asked for before anything is checked or counted.
+pub fn require_code(code: &str) -> Result<(), AuthError> {
+    if code.trim().is_empty() {
+        return Err(invalid(
+            "code",
+            "Enter a code from your authenticator app, or a backup code.",
+        ));
+    }
+    Ok(())
+}
+
 /// Re-authentication (sudo mode) for an account with two-factor authentication: the password and a
 /// code, as at sign-in.
 pub async fn reauthenticate(
@@ -662,12 +673,7 @@ pub async fn reauthenticate(
     password: &str,
     code: &str,
 ) -> Result<(), AuthError> {
-    if code.trim().is_empty() {
-        return Err(invalid(
-            "code",
-            "Enter a code from your authenticator app, or a backup code.",
-        ));
-    }
+    require_code(code)?;
     auth::check_own_password_before_code(state, meta, account, password, "password").await?;
     let key = throttle_key(state, &account.email);
     let factor = verify_second_factor(state, meta, account, code, "mfa_reauth_failed", key).await?;
