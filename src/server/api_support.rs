@@ -222,7 +222,7 @@ impl RequestContext {
         let settings = &self.state.settings;
         let cookie = Cookie::build((
             settings.device_cookie_name(),
-            device_cookies::issue(&self.state, user),
+            device_cookies::issue(&self.state, user, self.state.clock.now().unix_timestamp()),
         ))
         .path("/")
         .max_age(Duration::days(device_cookies::MAX_AGE_DAYS))

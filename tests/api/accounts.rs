@@ -435,6 +435,20 @@ async fn a_browser_signed_in_before_is_not_locked_out_by_someone_elses_guesses()
     }
     assert_eq!(own.sign_in("kim@example.org", PASSWORD).await, 400);
 
+    // Once every lock is over, a trusted browser's wrong guesses count toward the address too: a
+    // stolen device cookie gets no more guesses than the address allows.
+    app.clock.advance(time::Duration::minutes(31));
+    assert_eq!(own.sign_in("kim@example.org", PASSWORD).await, 200);
+    for _ in 0..5 {
+        own.sign_in("kim@example.org", "not the password").await;
+    }
+    assert_eq!(
+        TestBrowser::new(&app)
+            .sign_in("kim@example.org", PASSWORD)
+            .await,
+        400
+    );
+
     // A password change withdraws the trust of the cookies issued before it.
     app.clock.advance(time::Duration::minutes(31));
     assert_eq!(own.sign_in("kim@example.org", PASSWORD).await, 200);
@@ -448,6 +462,13 @@ async fn a_browser_signed_in_before_is_not_locked_out_by_someone_elses_guesses()
         )
         .await;
     assert_eq!(changed.status(), 200);
+    lock("kim@example.org").await;
+    assert_eq!(own.sign_in("kim@example.org", NEW_PASSWORD).await, 400);
+
+    // A cookie is trusted for 180 days from its sign-in, whatever the browser keeps.
+    app.clock.advance(time::Duration::minutes(31));
+    assert_eq!(own.sign_in("kim@example.org", NEW_PASSWORD).await, 200);
+    app.clock.advance(time::Duration::days(180));
     lock("kim@example.org").await;
     assert_eq!(own.sign_in("kim@example.org", NEW_PASSWORD).await, 400);
 }

@@ -528,6 +528,25 @@ pub(super) async fn count_attempt(
     state.lockouts.count(&state.db, key, now).await
 }
 
+/// A wrong guess from a trusted device (`address_key` set, see `device_cookies`) counts toward its
+/// address too, which is locked once the run there reaches the threshold: a stolen device cookie buys
+/// no more guesses than the address allows. No second email: the device's own lock sends one.
+pub(super) async fn count_toward_address(
+    state: &AppState,
+    address_key: Option<&str>,
+    now: i64,
+) -> Result<(), DbErr> {
+    let Some(key) = address_key else {
+        return Ok(());
+    };
+    let (failures, _) = count_attempt(state, key, now).await?;
+    if failures >= state.settings.accounts.lockout_threshold as i32 {
+        let until = now + state.settings.accounts.lockout_duration.as_secs() as i64;
+        state.lockouts.lock(&state.db, key, until).await?;
+    }
+    Ok(())
+}
+
 /// After a correct password: the run of failures ends, unless a concurrent failure locked the address
 /// meanwhile (then the lock wins). Returns whether the attempt may proceed.
 pub(super) async fn clear_attempts(state: &AppState, key: &str, now: i64) -> Result<bool, DbErr> {
@@ -666,11 +685,12 @@ pub async fn sign_in(
         .filter(user::Column::Email.eq(&email))
         .one(&state.db)
         .await?;
-    let key = device_cookies::throttle_key(
+    let device_cookies::ThrottleKeys { primary: key, also } = device_cookies::throttle_keys(
         state,
         found.as_ref(),
         device_cookie,
         throttle_key(state, &email),
+        now,
     );
 
     // Count the attempt before checking it, so guesses racing each other all count.
@@ -744,6 +764,7 @@ pub async fn sign_in(
             Ok(SignIn::Complete(account))
         }
         (_, found) => {
+            count_toward_address(state, also.as_deref(), now).await?;
             let locked =
                 record_failure(state, meta, &key, failures, found.as_ref(), now, failure).await?;
             Err(if locked {

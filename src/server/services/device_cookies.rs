@@ -1,13 +1,16 @@
 //! Device cookies (OWASP's answer to lock-out as a denial of service): a browser that has signed in to
-//! an account gets a cookie naming the account and a random nonce under a keyed MAC. Anyone can lock an
-//! address by typing wrong passwords for it; a sign-in from a browser holding a valid device cookie for
-//! the account is counted under the cookie's own key instead, so the owner still gets in on their own
-//! devices while a stranger hammers the address. Its wrong guesses lock that cookie after the same
-//! number of failures, so a stolen cookie buys no more guesses than the address has.
+//! an account gets a cookie naming the account, when it was issued and a random nonce, under a keyed
+//! MAC. Anyone can lock an address by typing wrong passwords for it; a sign-in from a browser holding
+//! a valid device cookie for the account is not refused for the address's lock, but counted under the
+//! cookie's own key, so the owner still gets in on their own devices while a stranger hammers the
+//! address. Its wrong guesses count toward the address as well, and lock the cookie after the same
+//! number: a stolen cookie gives at most the guesses the address allows (a lock of the cookie's own
+//! and then of the address), per cookie.
 //!
 //! The MAC also covers the account's `password_changed_at`: a password change or reset withdraws the
-//! trust of every device cookie issued before it (the next sign-in issues a new one). Nothing is stored
-//! on the server; the lock-out counters of a cookie's key expire like the address's.
+//! trust of every device cookie issued before it (the next sign-in issues a new one). A cookie is
+//! trusted for [`MAX_AGE_DAYS`] from its issue, whatever the browser keeps. Nothing but the lock-out
+//! counters of a cookie's key (which expire like the address's) is stored on the server.
 
 use subtle::ConstantTimeEq as _;
 
@@ -20,40 +23,65 @@ const PURPOSE_THROTTLE: &str = "device-throttle";
 /// How long a browser stays trusted without signing in again.
 pub const MAX_AGE_DAYS: i64 = 180;
 
-fn mac(state: &AppState, account: &user::Model, nonce: &str) -> String {
+fn mac(state: &AppState, account: &user::Model, issued_at: i64, nonce: &str) -> String {
     hash_token(
         &state.settings.secret_key,
         PURPOSE_MAC,
-        &format!("{}\n{}\n{nonce}", account.id, account.password_changed_at),
+        &format!(
+            "{}\n{}\n{issued_at}\n{nonce}",
+            account.id, account.password_changed_at
+        ),
     )
 }
 
-/// A new cookie value for `account` (after a completed sign-in).
-pub fn issue(state: &AppState, account: &user::Model) -> String {
+/// A new cookie value for `account` (after a completed sign-in at `now`).
+pub fn issue(state: &AppState, account: &user::Model, now: i64) -> String {
     let nonce = generate_token();
-    let mac = mac(state, account, &nonce);
-    format!("{nonce}.{mac}")
+    let mac = mac(state, account, now, &nonce);
+    format!("{now}.{nonce}.{mac}")
 }
 
-/// The lock-out key a sign-in to `account` counts under: the device cookie's own when `cookie` is a
-/// valid one for the account and its current password, else `address_key`.
-pub fn throttle_key(
+/// The lock-out keys a sign-in attempt counts under.
+pub struct ThrottleKeys {
+    /// Whose lock refuses the attempt, and whose run of failures a success ends: the device cookie's
+    /// when it is trusted, else the address's.
+    pub primary: String,
+    /// With a trusted device cookie, the address's: its failures count there too (but its lock does
+    /// not refuse them).
+    pub also: Option<String>,
+}
+
+/// The keys for a sign-in to `account` at `now`: the device cookie's own first when `cookie` is a
+/// valid one for the account and its current password, issued less than [`MAX_AGE_DAYS`] ago.
+pub fn throttle_keys(
     state: &AppState,
     account: Option<&user::Model>,
     cookie: Option<&str>,
     address_key: String,
-) -> String {
+    now: i64,
+) -> ThrottleKeys {
     let trusted = account.zip(cookie).and_then(|(account, cookie)| {
-        let (nonce, given) = cookie.split_once('.')?;
+        let (issued_at, rest) = cookie.split_once('.')?;
+        let (nonce, given) = rest.split_once('.')?;
         // A token from `generate_token` and a hex MAC: anything longer is not ours.
         if nonce.len() > 64 || given.len() != 64 {
             return None;
         }
-        let expected = mac(state, account, nonce);
+        let issued_at: i64 = issued_at.parse().ok()?;
+        if now.saturating_sub(issued_at) >= MAX_AGE_DAYS * 24 * 3600 {
+            return None;
+        }
+        let expected = mac(state, account, issued_at, nonce);
         bool::from(expected.as_bytes().ct_eq(given.as_bytes())).then(|| nonce.to_owned())
     });
     match trusted {
-        Some(nonce) => hash_token(&state.settings.secret_key, PURPOSE_THROTTLE, &nonce),
-        None => address_key,
+        Some(nonce) => ThrottleKeys {
+            primary: hash_token(&state.settings.secret_key, PURPOSE_THROTTLE, &nonce),
+            also: Some(address_key),
+        },
+        None => ThrottleKeys {
+            primary: address_key,
+            also: None,
+        },
     }
 }

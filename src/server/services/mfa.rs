@@ -18,10 +18,11 @@ use crate::server::entities::{backup_code, totp_credential, user};
 use crate::server::mail::Template;
 use crate::server::services::audit::{self, Event};
 use crate::server::services::auth::{
-    self, AuthError, Failure, clear_attempts, commit_with_event, count_attempt, invalid, now, page,
-    past_threshold, record_failure, throttle_key,
+    self, AuthError, Failure, clear_attempts, commit_with_event, count_attempt,
+    count_toward_address, invalid, now, page, past_threshold, record_failure, throttle_key,
 };
 use crate::server::services::crypto::hash_token;
+use crate::server::services::device_cookies::{self, ThrottleKeys};
 use crate::server::services::outbox;
 use crate::server::services::totp::{self, TotpSecret};
 use crate::server::state::AppState;
@@ -574,6 +575,14 @@ async fn consume_factor(
     Ok(None)
 }
 
+/// The lock-out key of checks in a signed-in session: the address's.
+fn address_only(state: &AppState, account: &user::Model) -> ThrottleKeys {
+    ThrottleKeys {
+        primary: throttle_key(state, &account.email),
+        also: None,
+    }
+}
+
 /// A second factor for `account`, counted against the lock-out key `key` like a password guess (the
 /// address's, or at sign-in a trusted device's).
 async fn verify_second_factor(
@@ -582,11 +591,12 @@ async fn verify_second_factor(
     account: &user::Model,
     input: &str,
     failed_event: &'static str,
-    key: String,
+    keys: ThrottleKeys,
 ) -> Result<Factor, AuthError> {
     let credential = confirmed_credential(&state.db, &account.id)
         .await?
         .ok_or(AuthError::MfaNotEnabled)?;
+    let ThrottleKeys { primary: key, also } = keys;
     let now = now(state);
     let (failures, locked_until) = count_attempt(state, &key, now).await?;
     if locked_until.is_some_and(|until| until > now) {
@@ -604,6 +614,7 @@ async fn verify_second_factor(
             Ok(factor)
         }
         None => {
+            count_toward_address(state, also.as_deref(), now).await?;
             if record_failure(state, meta, &key, failures, Some(account), now, failure).await? {
                 return Err(AuthError::LockedOut);
             }
@@ -633,14 +644,15 @@ pub async fn complete_sign_in(
     if password_seen.is_some_and(|seen| seen != account.password_changed_at) {
         return Err(AuthError::MfaPendingMissing);
     }
-    let key = crate::server::services::device_cookies::throttle_key(
+    let keys = device_cookies::throttle_keys(
         state,
         Some(&account),
         device_cookie,
         throttle_key(state, &account.email),
+        now(state),
     );
     let factor =
-        verify_second_factor(state, meta, &account, input, "mfa_sign_in_failed", key).await?;
+        verify_second_factor(state, meta, &account, input, "mfa_sign_in_failed", keys).await?;
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
     if let Factor::BackupCode { remaining } = factor {
@@ -675,8 +687,9 @@ pub async fn reauthenticate(
 ) -> Result<(), AuthError> {
     require_code(code)?;
     auth::check_own_password_before_code(state, meta, account, password, "password").await?;
-    let key = throttle_key(state, &account.email);
-    let factor = verify_second_factor(state, meta, account, code, "mfa_reauth_failed", key).await?;
+    let keys = address_only(state, account);
+    let factor =
+        verify_second_factor(state, meta, account, code, "mfa_reauth_failed", keys).await?;
     if let Factor::BackupCode { remaining } = factor {
         let now = now(state);
         let txn = crate::server::db::begin_write(&state.db).await?;
@@ -757,8 +770,8 @@ pub async fn disable(
         ));
     }
     auth::check_own_password_before_code(state, meta, account, password, "password").await?;
-    let key = throttle_key(state, &account.email);
-    verify_second_factor(state, meta, account, code, "mfa_disable_failed", key).await?;
+    let keys = address_only(state, account);
+    verify_second_factor(state, meta, account, code, "mfa_disable_failed", keys).await?;
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
     totp_credential::Entity::delete_by_id(account.id.clone())
