@@ -766,6 +766,36 @@ async fn emails_to_an_earlier_address_stay_in_the_archive() {
     );
 }
 
+/// Moving on again does not take the link that confirmed the address before out of the archive: the
+/// account held that address.
+#[tokio::test]
+async fn the_link_that_confirmed_an_earlier_address_stays_after_moving_on() {
+    let app = spawn_app().await;
+    let (wes, _) = free_address(&app, "wes@example.org").await;
+    let third = "wes.third@other.example";
+    assert_ok(
+        wes.call(
+            "change_email",
+            &[("password", PASSWORD), ("new_email", third)],
+        )
+        .await,
+    )
+    .await;
+    let token = app.emails_to(third, 1).await[0].token(&app, "/confirm-email-change");
+    assert_ok(app.call("confirm_email_change", &[("token", &token)]).await).await;
+    assert_eq!(
+        email_kinds(&wes).await,
+        [
+            "verify_email",
+            "password_reset",
+            "email_change_verify",
+            "email_change_notice",
+            "email_change_verify",
+            "email_change_notice"
+        ]
+    );
+}
+
 /// An invitation belongs to no account when it is sent (whether its address has one is not looked
 /// up): it is in the archive of whoever holds the address, if they held it then.
 #[tokio::test]

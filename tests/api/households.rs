@@ -1078,6 +1078,16 @@ async fn a_deleted_accounts_name_and_address_leave_the_others_activity() {
         "{before:#?}"
     );
 
+    // Ben moves to another address first: the one he was invited at is his no longer, but was.
+    let moved = "benedikt@new.example";
+    ben.ok(
+        "change_email",
+        &[("password", PASSWORD), ("new_email", moved)],
+    )
+    .await;
+    let token = app.emails_to(moved, 1).await[0].token(&app, "/confirm-email-change");
+    let confirmed = app.call("confirm_email_change", &[("token", &token)]).await;
+    assert_eq!(confirmed.status(), 200);
     let response = ben
         .call(
             "delete_account",

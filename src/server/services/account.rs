@@ -78,7 +78,8 @@ pub async fn delete_account(
     let households_deleted = going.len();
     state.sessions.revoke_user(&txn, &account.id, None).await?;
     // Co-members' trails keep what happened, without this person's name or address.
-    audit::forget_person(&txn, &account.id, &account.email).await?;
+    let addresses = audit::addresses_held(&txn, account).await?;
+    audit::forget_person(&txn, &account.id, &addresses).await?;
     // Mail sent to them is personal data too (the receipt below is the last): theirs at any address
     // they had, and what reached their current address before it was recorded whose mail is whose.
     outbox_email::Entity::delete_many()

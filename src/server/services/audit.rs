@@ -1,9 +1,10 @@
 //! The security-event trail: stored for the user (and operators) to read, and emitted as a structured
 //! log line. Details are non-secret facts only — never a password, token, code or link.
 
+use sea_orm::sea_query::LikeExpr;
 use sea_orm::{
     ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, Condition, ConnectionTrait, DbErr,
-    EntityTrait as _, QueryFilter as _,
+    EntityTrait as _, QueryFilter as _, QuerySelect as _,
 };
 
 use crate::server::api_support::RequestMeta;
@@ -11,7 +12,7 @@ use crate::server::entities::security_event;
 
 /// The detail holding the id of the other person an event names (a member removed, the new owner),
 /// so that their name can be taken out of it when their account is deleted ([`forget_person`]).
-const PERSON_ID: &str = "person_id";
+pub const PERSON_ID: &str = "person_id";
 /// Details that name that other person.
 const NAMING: [&str; 3] = ["member", "to", "from"];
 /// The detail naming the address an invitation went to.
@@ -79,29 +80,78 @@ pub async fn record<C: ConnectionTrait>(
     Ok(())
 }
 
-/// For the deletion of the account `user_id` (at `email`): other people's events keep what happened
-/// but no longer name it: its display name where an event is [`Event::about`] it, and its address
-/// where it was invited. Its own events go with the account (foreign key). Returns how many events
-/// were changed.
+/// Every address `account` has held that its `email_changed` events record, with the one it has now.
+pub async fn addresses_held<C: ConnectionTrait>(
+    db: &C,
+    account: &crate::server::entities::user::Model,
+) -> Result<Vec<String>, DbErr> {
+    let details: Vec<String> = security_event::Entity::find()
+        .select_only()
+        .column(security_event::Column::Details)
+        .filter(security_event::Column::UserId.eq(&account.id))
+        .filter(security_event::Column::Kind.eq("email_changed"))
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut held = vec![account.email.clone()];
+    for details in details {
+        let Ok(details) = serde_json::from_str::<serde_json::Value>(&details) else {
+            continue;
+        };
+        for key in ["previous_address", "address"] {
+            if let Some(address) = details.get(key).and_then(|a| a.as_str()) {
+                held.push(address.to_owned());
+            }
+        }
+    }
+    held.sort();
+    held.dedup();
+    Ok(held)
+}
+
+/// A LIKE pattern matching `text` anywhere, with `\`, `%` and `_` taken literally (used with
+/// `ESCAPE '\'`, so SQLite and PostgreSQL agree).
+fn contains(text: &str) -> LikeExpr {
+    let mut escaped = String::with_capacity(text.len() + 2);
+    escaped.push('%');
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped.push('%');
+    LikeExpr::new(escaped).escape('\\')
+}
+
+/// For the deletion of the account `user_id`, which held `addresses` ([`addresses_held`]): other
+/// people's events keep what happened but no longer name it: its display name where an event is
+/// [`Event::about`] it, and its addresses where one was invited. Its own events go with the account
+/// (foreign key). Returns how many events were changed.
 pub async fn forget_person<C: ConnectionTrait>(
     db: &C,
     user_id: &str,
-    email: &str,
+    addresses: &[String],
 ) -> Result<u64, DbErr> {
-    // LIKE only narrows the search (`_` in an address matches any character); each match is checked
-    // exactly below. Details are compact JSON, as `record` writes them.
+    // LIKE only narrows the search; each match is checked exactly below. Details are compact JSON,
+    // as `record` writes them.
     let quoted = |value: &str| serde_json::Value::from(value).to_string();
+    let mut naming = Condition::any().add(
+        security_event::Column::Details
+            .like(contains(&format!("\"{PERSON_ID}\":{}", quoted(user_id)))),
+    );
+    for address in addresses {
+        naming = naming.add(
+            security_event::Column::Details
+                .like(contains(&format!("\"{INVITEE}\":{}", quoted(address)))),
+        );
+    }
     let candidates = security_event::Entity::find()
+        .filter(naming)
         .filter(
             Condition::any()
-                .add(
-                    security_event::Column::Details
-                        .like(format!("%\"{PERSON_ID}\":{}%", quoted(user_id))),
-                )
-                .add(
-                    security_event::Column::Details
-                        .like(format!("%\"{INVITEE}\":{}%", quoted(email))),
-                ),
+                .add(security_event::Column::UserId.is_null())
+                .add(security_event::Column::UserId.ne(user_id)),
         )
         .all(db)
         .await?;
@@ -120,7 +170,11 @@ pub async fn forget_person<C: ConnectionTrait>(
             }
             forgot = true;
         }
-        if details.get(INVITEE).and_then(|v| v.as_str()) == Some(email) {
+        if details
+            .get(INVITEE)
+            .and_then(|v| v.as_str())
+            .is_some_and(|invitee| addresses.iter().any(|a| a == invitee))
+        {
             details.remove(INVITEE);
             forgot = true;
         }

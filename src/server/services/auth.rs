@@ -1207,7 +1207,7 @@ pub async fn confirm_email_change(
     }
     let old_email = account.email.clone();
     let mut update = account.into_active_model();
-    update.email = Set(new_email);
+    update.email = Set(new_email.clone());
     update.email_verified_at = Set(Some(now));
     update.updated_at = Set(now);
     update.update(&txn).await?;
@@ -1223,7 +1223,13 @@ pub async fn confirm_email_change(
         state,
         meta,
         now,
-        Event::new("email_changed").user(&row.user_id),
+        // The addresses held: the export lists the link that confirmed one (see
+        // `export::CHANGE_LINK_KIND`), and deletion takes them out of others' activity
+        // (`audit::addresses_held`).
+        Event::new("email_changed")
+            .user(&row.user_id)
+            .detail("previous_address", old_email)
+            .detail("address", new_email),
     )
     .await
 }

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use zip::write::SimpleFileOptions;
 
 use crate::server::entities::{consent, household_invitation, outbox_email, security_event, user};
-use crate::server::services::{activity, households, mfa, outbox, sessions};
+use crate::server::services::{activity, audit, households, mfa, outbox, sessions};
 use crate::server::state::AppState;
 
 /// Rows read per query for the files that can grow long.
@@ -257,7 +257,8 @@ fn write_archive(
 
     zip.start_file("emails.json", options)?;
     let since = runtime.block_on(address_held_since(state, account))?;
-    write_emails(runtime, state, account, since, &mut zip)?;
+    let held = runtime.block_on(audit::addresses_held(&state.db, account))?;
+    write_emails(runtime, state, account, since, &held, &mut zip)?;
 
     let mut sink = zip.finish()?;
     sink.flush()?;
@@ -459,8 +460,12 @@ fn write_events(
         let rows = rows
             .into_iter()
             .map(|row| {
-                let details: serde_json::Value =
+                let mut details: serde_json::Value =
                     serde_json::from_str(&row.details).unwrap_or_default();
+                // Another person's internal id is theirs, not this archive's (their name is here).
+                if let Some(details) = details.as_object_mut() {
+                    details.remove(audit::PERSON_ID);
+                }
                 EventJson {
                     at: iso(row.created_at),
                     description: activity::describe(&row.kind, &details),
@@ -503,9 +508,10 @@ async fn address_held_since(state: &AppState, account: &user::Model) -> Result<i
 }
 
 /// The kind of the email with the link confirming a new address. It is queued only when the address
-/// is free, so one to an address the account does not hold (a change not confirmed, or since given
-/// up) stays out of the archive: otherwise asking to move to an address and downloading the archive
-/// would tell whether someone has an account there.
+/// is free, so one to an address the account has not held (a change not confirmed) stays out of the
+/// archive: otherwise asking to move to an address and downloading the archive would tell whether
+/// someone has an account there. Addresses held are the current one and those its `email_changed`
+/// events record.
 const CHANGE_LINK_KIND: &str = "email_change_verify";
 
 /// The account's emails, at whatever address they went to (but see [`CHANGE_LINK_KIND`]), and those
@@ -516,6 +522,7 @@ fn write_emails(
     state: &AppState,
     account: &user::Model,
     since: i64,
+    held: &[String],
     out: &mut impl Write,
 ) -> Result<(), ExportError> {
     write_array(out, |after| {
@@ -535,7 +542,7 @@ fn write_emails(
                 .filter(
                     Condition::any()
                         .add(outbox_email::Column::Kind.ne(CHANGE_LINK_KIND))
-                        .add(outbox_email::Column::ToAddress.eq(&account.email)),
+                        .add(outbox_email::Column::ToAddress.is_in(held)),
                 )
                 .filter(outbox_email::Column::Id.gt(after))
                 .order_by_asc(outbox_email::Column::Id)
