@@ -1037,6 +1037,33 @@ async fn invitations_whose_emails_have_not_gone_out_go_with_the_inviters_account
 }
 
 #[tokio::test]
+async fn joining_another_household_withdraws_the_unsent_invitations_of_the_one_that_goes() {
+    let (app, sink) = spawn_with_held_mail().await;
+    confirmed_account(&app, "ana@example.org", "Ana").await;
+    confirmed_account(&app, "eve@example.org", "Eve").await;
+    let ana = Browser::signed_in(&app, "ana@example.org").await;
+    let eve = Browser::signed_in(&app, "eve@example.org").await;
+    ana.ok("invite_member", &[("email", "eve@example.org")])
+        .await;
+    let delivered = release_mail(&app, &sink).await;
+
+    // Eve invites Dee; the email waits when Eve joins Ana, and her own household goes.
+    sink.failing.store(true, Ordering::SeqCst);
+    eve.ok("invite_member", &[("email", "dee@example.org")])
+        .await;
+    outbox_settled(&app).await;
+    eve.ok("accept_invitation", &[("token", delivered[0].1.as_str())])
+        .await;
+    let before = sink.messages.lock().await.len();
+    release_mail(&app, &sink).await;
+    let invitations = sink.messages.lock().await[before..]
+        .iter()
+        .filter(|raw| crate::helpers::parse_email(raw).subject.contains(INVITED))
+        .count();
+    assert_eq!(invitations, 0, "Dee's invitation to a household gone");
+}
+
+#[tokio::test]
 async fn a_deleted_accounts_name_and_address_leave_the_others_activity() {
     use nestegg::server::entities::security_event;
 
@@ -1091,7 +1118,7 @@ async fn a_deleted_accounts_name_and_address_leave_the_others_activity() {
     let response = ben
         .call(
             "delete_account",
-            &[("password", PASSWORD), ("confirm_email", "ben@example.org")],
+            &[("password", PASSWORD), ("confirm_email", moved)],
         )
         .await;
     assert_eq!(response.status(), 200);

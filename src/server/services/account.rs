@@ -69,7 +69,7 @@ pub async fn delete_account(
         .filter(|(_, others)| others.is_empty())
         .map(|(membership, _)| membership.household_id)
         .collect();
-    households::withdraw_unsent_invitations(&txn, now, &account.id, &going).await?;
+    households::withdraw_unsent_invitations(&txn, now, Some(&account.id), &going).await?;
     for household_id in &going {
         household::Entity::delete_by_id(household_id.clone())
             .exec(&txn)

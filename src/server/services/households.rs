@@ -208,17 +208,21 @@ fn pending(household_id: &str, now: i64) -> sea_orm::Select<household_invitation
         .filter(household_invitation::Column::ExpiresAt.gt(now))
 }
 
-/// For the deletion of `user_id`'s account, before its rows go: the invitation emails it caused that
-/// have not gone out are withdrawn (they carry its name), and so are those of `households_going`,
-/// which go with it. An invitation whose email is withdrawn is withdrawn too, since nobody holds its
-/// link; one already delivered stays: it belongs to the household, which stays.
+/// Before `households_going` are deleted (and, for the deletion of an account, with the `inviter`'s
+/// account): the invitation emails of those households, and those the inviter sent, that have not
+/// gone out are withdrawn (they carry the inviter's name and a link about to stop working). An
+/// invitation whose email is withdrawn is withdrawn too, since nobody holds its link; one already
+/// delivered stays: it belongs to its household, which stays (or cascades away with it).
 pub async fn withdraw_unsent_invitations(
     txn: &DatabaseTransaction,
     now: i64,
-    user_id: &str,
+    inviter: Option<&str>,
     households_going: &[String],
 ) -> Result<(), DbErr> {
-    let mut from = Condition::any().add(household_invitation::Column::InvitedBy.eq(user_id));
+    let mut from = Condition::any();
+    if let Some(inviter) = inviter {
+        from = from.add(household_invitation::Column::InvitedBy.eq(inviter));
+    }
     if !households_going.is_empty() {
         from = from.add(household_invitation::Column::HouseholdId.is_in(households_going));
     }
@@ -598,6 +602,13 @@ pub async fn accept(
     match departure {
         Departure::Blocked(name) => return Err(last_owner_error(&name)),
         Departure::DeletesHousehold(_) => {
+            withdraw_unsent_invitations(
+                &txn,
+                now,
+                None,
+                std::slice::from_ref(&current.household.id),
+            )
+            .await?;
             household::Entity::delete_by_id(current.household.id.clone())
                 .exec(&txn)
                 .await?;
