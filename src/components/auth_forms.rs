@@ -408,3 +408,31 @@ mod tests {
         assert_eq!(strength_word(200), "strong");
     }
 }
+
+/// The field for a second-factor code in a form that asks for one when two-factor authentication is
+/// on (`status`, from `two_factor_summary`), and for nothing more otherwise.
+#[component]
+pub fn CodeFieldIfTwoFactorOn(
+    id: &'static str,
+    status: Resource<Result<crate::types::TwoFactorView, AppError>>,
+    error: Signal<Option<AppError>>,
+) -> impl IntoView {
+    view! {
+        <Transition>
+            {move || Suspend::new(async move {
+                let on = matches!(status.await, Ok(view) if view.enabled_on.is_some());
+                on.then(|| view! {
+                    <TextField
+                        id=id
+                        name="code"
+                        label="Code from your app, or a backup code"
+                        autocomplete="one-time-code"
+                        maxlength="20"
+                        required=true
+                        error=field_error(error, "code")
+                    />
+                })
+            })}
+        </Transition>
+    }
+}

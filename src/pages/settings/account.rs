@@ -6,7 +6,8 @@ use leptos_meta::Title;
 use crate::api::account::DeleteAccount;
 use crate::api::mfa::two_factor_summary;
 use crate::components::auth_forms::{
-    FormError, PasswordField, SubmitButton, TextField, action_error, field_error, form_error,
+    CodeFieldIfTwoFactorOn, FormError, PasswordField, SubmitButton, TextField, action_error,
+    field_error, form_error,
 };
 use crate::pages::settings::{SettingsLayout, SignedIn};
 use crate::routes;
@@ -47,22 +48,7 @@ fn DeleteAccountForm(user: UserView, delete: ServerAction<DeleteAccount>) -> imp
                     autocomplete="current-password"
                     error=field_error(error, "password")
                 />
-                <Transition>
-                    {move || Suspend::new(async move {
-                        let mfa_on = matches!(status.await, Ok(view) if view.enabled_on.is_some());
-                        mfa_on.then(|| view! {
-                            <TextField
-                                id="delete-code"
-                                name="code"
-                                label="Code from your app, or a backup code"
-                                autocomplete="one-time-code"
-                                maxlength="20"
-                                required=true
-                                error=field_error(error, "code")
-                            />
-                        })
-                    })}
-                </Transition>
+                <CodeFieldIfTwoFactorOn id="delete-code" status=status error=error />
                 <TextField
                     id="delete-confirm-email"
                     name="confirm_email"

@@ -6,8 +6,8 @@ use leptos_meta::Title;
 use crate::api::auth::{ChangeDisplayName, ChangeEmail};
 use crate::api::mfa::two_factor_summary;
 use crate::components::auth_forms::{
-    FormError, FormSuccess, PasswordField, SubmitButton, TextField, action_error, action_succeeded,
-    field_error, form_error,
+    CodeFieldIfTwoFactorOn, FormError, FormSuccess, PasswordField, SubmitButton, TextField,
+    action_error, action_succeeded, field_error, form_error,
 };
 use crate::pages::settings::{SettingsLayout, SignedIn};
 use crate::routes;
@@ -101,22 +101,7 @@ fn ProfileSettings(
                     hint="To make sure it is really you."
                     error=field_error(error, "password")
                 />
-                <Transition>
-                    {move || Suspend::new(async move {
-                        let mfa_on = matches!(two_factor.await, Ok(view) if view.enabled_on.is_some());
-                        mfa_on.then(|| view! {
-                            <TextField
-                                id="change-email-code"
-                                name="code"
-                                label="Code from your app, or a backup code"
-                                autocomplete="one-time-code"
-                                maxlength="20"
-                                required=true
-                                error=field_error(error, "code")
-                            />
-                        })
-                    })}
-                </Transition>
+                <CodeFieldIfTwoFactorOn id="change-email-code" status=two_factor error=error />
                 <SubmitButton label="Change email address" pending=change_email.pending() />
             </ActionForm>
         </section>

@@ -534,10 +534,9 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn changed_parameters_ask_for_a_rehash() {
-        let old = cheap().hash("pw").await.unwrap();
-        let stronger = PasswordHasher::new(
+    /// Twice the memory and passes of [`cheap`]: the cost raised.
+    fn stronger() -> PasswordHasher {
+        PasswordHasher::new(
             HashCost {
                 memory_kib: 2048,
                 iterations: 2,
@@ -545,7 +544,13 @@ mod tests {
             },
             1,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn changed_parameters_ask_for_a_rehash() {
+        let old = cheap().hash("pw").await.unwrap();
+        let stronger = stronger();
         assert_eq!(
             stronger.verify("pw", Some(&old)).await.unwrap(),
             Verified::Yes { rehash: true }
@@ -582,15 +587,7 @@ mod tests {
     #[tokio::test]
     async fn a_wrong_password_for_a_cheaper_hash_costs_a_current_one() {
         let old = cheap().hash("pw").await.unwrap();
-        let stronger = PasswordHasher::new(
-            HashCost {
-                memory_kib: 2048,
-                iterations: 2,
-                parallelism: 1,
-            },
-            1,
-        )
-        .unwrap();
+        let stronger = stronger();
         let current = stronger.hash("pw").await.unwrap();
         let computed = |before| stronger.computed() - before;
         for (password, stored, work) in [
