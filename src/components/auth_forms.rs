@@ -422,17 +422,26 @@ pub fn CodeFieldIfTwoFactorOn(
             {move || Suspend::new(async move {
                 let on = matches!(status.await, Ok(view) if view.enabled_on.is_some());
                 on.then(|| view! {
-                    <TextField
-                        id=id
-                        name="code"
-                        label="Code from your app, or a backup code"
-                        autocomplete="one-time-code"
-                        maxlength="20"
-                        required=true
-                        error=field_error(error, "code")
-                    />
+                    <SecondFactorCodeField id=id error=error />
                 })
             })}
         </Transition>
+    }
+}
+
+/// The field for a second-factor code (from the authenticator app, or a backup code), named `code`
+/// as every server function that takes one names it.
+#[component]
+pub fn SecondFactorCodeField(id: &'static str, error: Signal<Option<AppError>>) -> impl IntoView {
+    view! {
+        <TextField
+            id=id
+            name="code"
+            label="Code from your app, or a backup code"
+            autocomplete="one-time-code"
+            maxlength="20"
+            required=true
+            error=field_error(error, "code")
+        />
     }
 }

@@ -14,7 +14,8 @@ use leptos_router::components::A;
 
 use crate::api::auth::ConfirmPassword;
 use crate::components::auth_forms::{
-    FormError, PasswordField, SubmitButton, TextField, action_error, field_error, form_error,
+    FormError, PasswordField, SecondFactorCodeField, SubmitButton, action_error, field_error,
+    form_error,
 };
 use crate::components::user_menu::use_session_user;
 use crate::error::AppError;
@@ -129,15 +130,7 @@ pub fn ReauthForm(
                     error=field_error(error, "password")
                 />
                 {with_code.then(|| view! {
-                    <TextField
-                        id="reauth-code"
-                        name="code"
-                        label="Code from your app, or a backup code"
-                        autocomplete="one-time-code"
-                        maxlength="20"
-                        required=true
-                        error=field_error(error, "code")
-                    />
+                    <SecondFactorCodeField id="reauth-code" error=error />
                 })}
                 <SubmitButton label="Continue" pending=action.pending() />
             </ActionForm>

@@ -13,8 +13,8 @@ use crate::api::mfa::{
     RegenerateBackupCodes, StartTwoFactorReplacement, StartTwoFactorSetup, two_factor_status,
 };
 use crate::components::auth_forms::{
-    FormError, FormSuccess, PasswordField, SubmitButton, TextField, action_error, action_succeeded,
-    field_error, form_error,
+    FormError, FormSuccess, PasswordField, SecondFactorCodeField, SubmitButton, TextField,
+    action_error, action_succeeded, field_error, form_error,
 };
 use crate::pages::settings::{LoadError, ReauthForm, SettingsLayout, SignedIn};
 use crate::routes;
@@ -423,15 +423,7 @@ fn DisableForm(action: ServerAction<DisableTwoFactor>) -> impl IntoView {
                     autocomplete="current-password"
                     error=field_error(error, "password")
                 />
-                <TextField
-                    id="disable-code"
-                    name="code"
-                    label="Code from your app, or a backup code"
-                    autocomplete="one-time-code"
-                    maxlength="20"
-                    required=true
-                    error=field_error(error, "code")
-                />
+                <SecondFactorCodeField id="disable-code" error=error />
                 <SubmitButton
                     label="Turn off two-factor authentication"
                     pending=action.pending()
