@@ -410,22 +410,35 @@ mod tests {
 }
 
 /// The field for a second-factor code in a form that asks for one when two-factor authentication is
-/// on (`status`, from `two_factor_summary`), and for nothing more otherwise.
+/// on, and for nothing more otherwise.
+///
+/// Decided in the browser, after hydration: the server enforces the code either way, and asking while
+/// rendering cost the profile page about a quarter of its throughput. Until the browser knows, and
+/// always without JavaScript, a refusal that names the code (`error`) shows the field, with its
+/// message next to it; so does two-factor turned on in another tab since the page loaded.
 #[component]
-pub fn CodeFieldIfTwoFactorOn(
-    id: &'static str,
-    status: Resource<Result<crate::types::TwoFactorView, AppError>>,
-    error: Signal<Option<AppError>>,
-) -> impl IntoView {
+pub fn CodeFieldIfTwoFactorOn(id: &'static str, error: Signal<Option<AppError>>) -> impl IntoView {
+    // Not a resource: one read inside the page's `Suspense` would hold the server's stream open for
+    // an answer that only the browser fetches. Effects run only in the browser.
+    let known_on = RwSignal::new(false);
+    Effect::new(move |_| {
+        leptos::task::spawn_local(async move {
+            if let Ok(status) = crate::api::mfa::two_factor_summary().await {
+                known_on.set(status.enabled_on.is_some());
+            }
+        });
+    });
+    let on = move || {
+        known_on.get()
+            || error.with(|err| {
+                err.as_ref()
+                    .is_some_and(|err| err.for_field("code").is_some())
+            })
+    };
     view! {
-        <Transition>
-            {move || Suspend::new(async move {
-                let on = matches!(status.await, Ok(view) if view.enabled_on.is_some());
-                on.then(|| view! {
-                    <SecondFactorCodeField id=id error=error />
-                })
-            })}
-        </Transition>
+        <Show when=on>
+            <SecondFactorCodeField id=id error=error />
+        </Show>
     }
 }
 

@@ -1993,6 +1993,61 @@ async fn without_javascript_turning_it_on_is_refused_rather_than_losing_the_back
 }
 
 #[tokio::test]
+async fn without_javascript_a_refusal_for_a_missing_code_brings_its_field() {
+    let app = spawn_app().await;
+    let kim = signed_in(&app, "kim@example.org").await;
+    enable_mfa(&app, &kim).await;
+    let page = |url: String| {
+        let kim = &kim;
+        async move {
+            let response = kim.client.get(url).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            response.text().await.unwrap()
+        }
+    };
+    // The page does not ask while rendering whether two-factor is on: the browser does, once loaded.
+    let profile = page(format!("{}/settings/profile", kim.address)).await;
+    assert!(profile.contains("change-email-form"), "{profile}");
+    assert!(!profile.contains(r#"id="change-email-code""#));
+
+    // Without JavaScript, the form posts without a code, and the page it comes back to has the field,
+    // with what is missing next to it.
+    let response = kim
+        .client
+        .post(format!("{}/api/change_email", kim.address))
+        .header("origin", &kim.address)
+        .header("sec-fetch-site", "same-origin")
+        .header("accept", "text/html")
+        .header("referer", format!("{}/settings/profile", kim.address))
+        .form(&[
+            ("new_email", "kim@elsewhere.example"),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_redirection(), "{}", response.status());
+    let back = location(&response).unwrap();
+    assert!(back.contains("__err="), "{back}");
+    let back = if back.starts_with('/') {
+        format!("{}{back}", kim.address)
+    } else {
+        back
+    };
+    let refused = page(back).await;
+    assert!(refused.contains(r#"id="change-email-code""#), "{refused}");
+    assert!(
+        refused.contains("Enter a code from your authenticator app, or a backup code."),
+        "{refused}"
+    );
+    assert_eq!(
+        app.count("account_tokens WHERE purpose = 'change_email'")
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
 async fn cancelling_the_code_step_goes_back_to_the_password() {
     let app = spawn_app().await;
     let owner = signed_in(&app, "mo@example.org").await;

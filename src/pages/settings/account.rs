@@ -4,7 +4,6 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api::account::DeleteAccount;
-use crate::api::mfa::two_factor_summary;
 use crate::components::auth_forms::{
     CodeFieldIfTwoFactorOn, FormError, PasswordField, SubmitButton, TextField, action_error,
     field_error, form_error,
@@ -29,7 +28,6 @@ pub fn SettingsAccountPage() -> impl IntoView {
 #[component]
 fn DeleteAccountForm(user: UserView, delete: ServerAction<DeleteAccount>) -> impl IntoView {
     let error = action_error(delete);
-    let status = Resource::new(|| (), |_| two_factor_summary());
     view! {
         <section class="settings-section danger-zone">
             <h2>"Delete your account"</h2>
@@ -48,7 +46,7 @@ fn DeleteAccountForm(user: UserView, delete: ServerAction<DeleteAccount>) -> imp
                     autocomplete="current-password"
                     error=field_error(error, "password")
                 />
-                <CodeFieldIfTwoFactorOn id="delete-code" status=status error=error />
+                <CodeFieldIfTwoFactorOn id="delete-code" error=error />
                 <TextField
                     id="delete-confirm-email"
                     name="confirm_email"

@@ -4,7 +4,6 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api::auth::{ChangeDisplayName, ChangeEmail};
-use crate::api::mfa::two_factor_summary;
 use crate::components::auth_forms::{
     CodeFieldIfTwoFactorOn, FormError, FormSuccess, PasswordField, SubmitButton, TextField,
     action_error, action_succeeded, field_error, form_error,
@@ -41,13 +40,6 @@ fn ProfileSettings(
     let sent = action_succeeded(change_email);
     let form_ref = NodeRef::<leptos::html::Form>::new();
     let display_name = user.display_name.clone();
-    // Asked again after each request: two-factor may have been turned on in another tab since, and
-    // the answer (a missing code) then shows the field it is about.
-    let two_factor = Resource::new(
-        move || change_email.version().get(),
-        |_| two_factor_summary(),
-    );
-
     // After a successful request, empty the form: the password must not stay in the page.
     Effect::new(move |_| {
         change_email.version().track();
@@ -101,7 +93,7 @@ fn ProfileSettings(
                     hint="To make sure it is really you."
                     error=field_error(error, "password")
                 />
-                <CodeFieldIfTwoFactorOn id="change-email-code" status=two_factor error=error />
+                <CodeFieldIfTwoFactorOn id="change-email-code" error=error />
                 <SubmitButton label="Change email address" pending=change_email.pending() />
             </ActionForm>
         </section>
