@@ -49,8 +49,7 @@ pub async fn sign_in(
     ctx.rate_limit(s::Limit::SignIn).await?;
     use crate::server::services::auth::{self, SignIn};
     let next = crate::routes::safe_next(next.as_deref());
-    let device = ctx.device_cookie();
-    match auth::sign_in(&ctx.state, &ctx.meta, &email, &password, device.as_deref())
+    match auth::sign_in(&ctx.state, &ctx.meta, &email, &password)
         .await
         .map_err(s::auth_error)?
     {
@@ -171,6 +170,12 @@ pub async fn change_password(
         .await
         .map_err(|err| s::internal("checking two-factor status", &err))?;
     ctx.mark_password_changed(changed_at, has_mfa).await?;
+    // The change withdrew the trust of this browser's device cookie too: it gets one for the new
+    // password.
+    ctx.remember_device(&crate::server::entities::user::Model {
+        password_changed_at: changed_at,
+        ..user
+    })?;
     s::redirect_back_done("change_password");
     Ok(())
 }

@@ -227,14 +227,12 @@ pub async fn verify_sign_in_code(code: String) -> Result<(), AppError> {
             "Enter the 6-digit code from your authenticator app.",
         ));
     }
-    let device = ctx.device_cookie();
     let signed_in = mfa::complete_sign_in(
         &ctx.state,
         &ctx.meta,
         &pending.user_id,
         pending.password_changed_at,
         &code,
-        device.as_deref(),
     )
     .await;
     match signed_in {

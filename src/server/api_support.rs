@@ -17,6 +17,7 @@ use crate::routes;
 use crate::server::client_ip::client_ip;
 use crate::server::entities::user;
 use crate::server::services::auth::AuthError;
+use crate::server::services::device_cookies::DeviceCookie;
 use crate::server::session_store::{
     AUTH_AT_KEY, CLIENT_IP_KEY, CLIENT_UA_KEY, CONSENTED_KEY, ConsentSeen, INVITATION_KEY,
     MFA_PENDING_KEY, MFA_SETUP_KEY, PASSWORD_SEEN_KEY, PendingMfa, STARTED_AT_KEY, USER_KEY,
@@ -26,11 +27,14 @@ use crate::server::state::AppState;
 
 pub use crate::server::rate_limit::{Limit, LimitError};
 
-/// Where a request came from, for rate limits and the audit trail.
+/// Where a request came from, for rate limits, lock-outs and the audit trail.
 #[derive(Clone, Debug)]
 pub struct RequestMeta {
     pub ip: IpAddr,
     pub user_agent: String,
+    /// The browser's device cookie, if it sent one (`services::device_cookies`): checked, for the
+    /// account concerned, only where a password or code is.
+    pub device: Option<DeviceCookie>,
 }
 
 /// The value of the cookie `name` in a request's `Cookie` headers.
@@ -63,6 +67,7 @@ impl RequestMeta {
         RequestMeta {
             ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
             user_agent: String::new(),
+            device: None,
         }
     }
 }
@@ -96,9 +101,13 @@ pub async fn attach_request_meta(
         .filter(|c| !c.is_control())
         .take(512)
         .collect();
-    request
-        .extensions_mut()
-        .insert(RequestMeta { ip, user_agent });
+    let device = cookie_value(request.headers(), state.settings.device_cookie_name())
+        .and_then(DeviceCookie::new);
+    request.extensions_mut().insert(RequestMeta {
+        ip,
+        user_agent,
+        device,
+    });
     next.run(request).await
 }
 
@@ -207,14 +216,9 @@ impl RequestContext {
         })
     }
 
-    /// The device cookie this browser sent, if any (`services::device_cookies`).
-    pub fn device_cookie(&self) -> Option<String> {
-        let parts = use_context::<http::request::Parts>()?;
-        cookie_value(&parts.headers, self.state.settings.device_cookie_name()).map(str::to_owned)
-    }
-
-    /// After a completed sign-in: this browser gets a new device cookie for `user`, so that a lock-out
-    /// of the address by someone else does not keep it out.
+    /// After a completed sign-in or a password change (which withdrew the trust of earlier cookies):
+    /// this browser gets a new device cookie for `user`, so that a lock-out of the address by someone
+    /// else does not keep it out.
     pub fn remember_device(&self, user: &user::Model) -> Result<(), AppError> {
         use crate::server::services::device_cookies;
         use tower_sessions::cookie::{Cookie, SameSite, time::Duration};
@@ -845,6 +849,7 @@ mod tests {
         RequestMeta {
             ip: ip.parse().unwrap(),
             user_agent: String::new(),
+            device: None,
         }
         .limit_key()
     }

@@ -449,8 +449,11 @@ async fn a_browser_signed_in_before_is_not_locked_out_by_someone_elses_guesses()
         400
     );
 
-    // A password change withdraws the trust of the cookies issued before it.
+    // A password change withdraws the trust of the cookies issued before it, but for the browser it
+    // was made in, which gets a new one.
     app.clock.advance(time::Duration::minutes(31));
+    let other = TestBrowser::new(&app);
+    assert_eq!(other.sign_in("kim@example.org", PASSWORD).await, 200);
     assert_eq!(own.sign_in("kim@example.org", PASSWORD).await, 200);
     let changed = own
         .call(
@@ -463,7 +466,8 @@ async fn a_browser_signed_in_before_is_not_locked_out_by_someone_elses_guesses()
         .await;
     assert_eq!(changed.status(), 200);
     lock("kim@example.org").await;
-    assert_eq!(own.sign_in("kim@example.org", NEW_PASSWORD).await, 400);
+    assert_eq!(other.sign_in("kim@example.org", NEW_PASSWORD).await, 400);
+    assert_eq!(own.sign_in("kim@example.org", NEW_PASSWORD).await, 200);
 
     // A cookie is trusted for 180 days from its sign-in, whatever the browser keeps.
     app.clock.advance(time::Duration::minutes(31));
@@ -471,6 +475,95 @@ async fn a_browser_signed_in_before_is_not_locked_out_by_someone_elses_guesses()
     app.clock.advance(time::Duration::days(180));
     lock("kim@example.org").await;
     assert_eq!(own.sign_in("kim@example.org", NEW_PASSWORD).await, 400);
+}
+
+#[tokio::test]
+async fn someone_elses_guesses_do_not_lock_the_owner_out_of_their_own_settings() {
+    let app = app_for_lockout().await;
+    app.register_verified("max@example.org", PASSWORD).await;
+    let own = TestBrowser::new(&app);
+    let signed_in = own.sign_in_response("max@example.org", PASSWORD).await;
+    assert_eq!(signed_in.status(), 200);
+    let session_only = session_cookie(&signed_in).expect("a session cookie");
+    let confirm = |password: &'static str| {
+        let own = &own;
+        async move {
+            own.call("confirm_password", &[("password", password)])
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+    // The session without the browser's device cookie (a stolen session cookie, say).
+    let confirm_with_session_only = || async {
+        app.post_same_origin("/api/confirm_password")
+            .header("cookie", &session_only)
+            .form(&[("password", PASSWORD)])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+
+    // Someone else locks the address.
+    for _ in 0..6 {
+        TestBrowser::new(&app)
+            .sign_in("max@example.org", "not the password")
+            .await;
+    }
+    assert_eq!(
+        TestBrowser::new(&app)
+            .sign_in("max@example.org", PASSWORD)
+            .await,
+        400
+    );
+
+    // Max, in the browser he signed in with, still confirms his password and changes it; his session
+    // alone, without that browser's cookie, is refused.
+    assert_eq!(
+        confirm_with_session_only().await,
+        400,
+        "the address is locked"
+    );
+    assert_eq!(confirm(PASSWORD).await, 200);
+    let changed = own
+        .call(
+            "change_password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", NEW_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(changed.status(), 200);
+
+    // His browser's own wrong guesses lock it after as many as the address allows.
+    for _ in 0..5 {
+        assert_eq!(confirm("not the password").await, 400);
+    }
+    let locked = own
+        .call("confirm_password", &[("password", NEW_PASSWORD)])
+        .await;
+    assert_eq!(locked.status(), 400);
+    assert!(
+        locked.text().await.unwrap().contains("Too many attempts"),
+        "locked"
+    );
+
+    // Once every lock is over, those guesses count toward the address too: a stolen session with its
+    // browser's cookie gets no more guesses than the address allows.
+    app.clock.advance(time::Duration::minutes(31));
+    assert_eq!(own.sign_in("max@example.org", NEW_PASSWORD).await, 200);
+    for _ in 0..5 {
+        assert_eq!(confirm("not the password").await, 400);
+    }
+    assert_eq!(
+        TestBrowser::new(&app)
+            .sign_in("max@example.org", NEW_PASSWORD)
+            .await,
+        400
+    );
 }
 
 #[tokio::test]

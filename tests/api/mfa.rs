@@ -2177,4 +2177,16 @@ async fn a_browser_signed_in_before_passes_both_steps_while_someone_else_locked_
     )
     .await;
     assert_eq!(own.user_email().await.as_deref(), Some("mo@example.org"));
+
+    // Signed in, the same for confirming the password and a code before a sensitive change.
+    next_step(&app);
+    let code = code_now(&app, &mfa.secret);
+    assert_ok(
+        own.call(
+            "confirm_password",
+            &[("password", PASSWORD), ("code", code.as_str())],
+        )
+        .await,
+    )
+    .await;
 }

@@ -667,15 +667,13 @@ pub enum SignIn {
     NeedsSecondFactor(user::Model),
 }
 
-/// Checks a password for `email_input`. `device_cookie` is the browser's device cookie, if any: one
-/// valid for the account has the attempt counted under its own key instead of the address's (see
-/// `device_cookies`).
+/// Checks a password for `email_input`. A device cookie (`meta.device`) valid for the account has the
+/// attempt counted under its own key instead of the address's (see `device_cookies`).
 pub async fn sign_in(
     state: &AppState,
     meta: &RequestMeta,
     email_input: &str,
     password: &str,
-    device_cookie: Option<&str>,
 ) -> Result<SignIn, AuthError> {
     // Malformed addresses are counted like unknown ones: the answer must not tell them apart.
     let email =
@@ -688,7 +686,7 @@ pub async fn sign_in(
     let device_cookies::ThrottleKeys { primary: key, also } = device_cookies::throttle_keys(
         state,
         found.as_ref(),
-        device_cookie,
+        meta.device.as_ref(),
         throttle_key(state, &email),
         now,
     );
@@ -776,8 +774,26 @@ pub async fn sign_in(
     }
 }
 
+/// The lock-out keys of a check of `account`'s password or code from this browser: its device
+/// cookie's when it holds a valid one for the account, else the address's.
+pub(super) fn account_keys(
+    state: &AppState,
+    meta: &RequestMeta,
+    account: &user::Model,
+    now: i64,
+) -> device_cookies::ThrottleKeys {
+    device_cookies::throttle_keys(
+        state,
+        Some(account),
+        meta.device.as_ref(),
+        throttle_key(state, &account.email),
+        now,
+    )
+}
+
 /// Checks the signed-in person's own password before a sensitive change. Wrong guesses count toward the
-/// same lock-out as sign-in, so a stolen session cannot be used to guess the password.
+/// same lock-out as sign-in, so a stolen session cannot be used to guess the password; and as at
+/// sign-in, the owner's own browser is not refused for a lock of the address by someone else.
 pub async fn check_own_password(
     state: &AppState,
     meta: &RequestMeta,
@@ -808,8 +824,9 @@ async fn check_password_of(
     field: &'static str,
     code_follows: bool,
 ) -> Result<(), AuthError> {
-    let key = throttle_key(state, &account.email);
     let now = now(state);
+    let device_cookies::ThrottleKeys { primary: key, also } =
+        account_keys(state, meta, account, now);
     let (failures, locked_until) = count_attempt(state, &key, now).await?;
     if locked_until.is_some_and(|until| until > now) {
         return Err(AuthError::LockedOut);
@@ -824,6 +841,7 @@ async fn check_password_of(
             .await?
     };
     if verified == Verified::No {
+        count_toward_address(state, also.as_deref(), now).await?;
         if record_failure(state, meta, &key, failures, Some(account), now, failure).await? {
             return Err(AuthError::LockedOut);
         }

@@ -7,10 +7,16 @@
 //! number: a stolen cookie gives at most the guesses the address allows (a lock of the cookie's own
 //! and then of the address), per cookie.
 //!
+//! The same holds for the password (and code) checks of a signed-in session before a sensitive change
+//! (sudo mode, a new password or address, deleting the account, turning two-factor off): someone
+//! keeping the address locked does not keep its owner from those either.
+//!
 //! The MAC also covers the account's `password_changed_at`: a password change or reset withdraws the
 //! trust of every device cookie issued before it (the next sign-in issues a new one). A cookie is
 //! trusted for [`MAX_AGE_DAYS`] from its issue, whatever the browser keeps. Nothing but the lock-out
 //! counters of a cookie's key (which expire like the address's) is stored on the server.
+
+use std::fmt;
 
 use subtle::ConstantTimeEq as _;
 
@@ -32,6 +38,25 @@ fn mac(state: &AppState, account: &user::Model, issued_at: i64, nonce: &str) -> 
             account.id, account.password_changed_at
         ),
     )
+}
+
+/// A device cookie as the browser sent it. A credential: its `Debug` does not show it.
+#[derive(Clone)]
+pub struct DeviceCookie(String);
+
+impl DeviceCookie {
+    /// The longest value [`issue`] makes is far shorter; anything longer is not ours.
+    const MAX_LEN: usize = 256;
+
+    pub fn new(value: &str) -> Option<Self> {
+        (value.len() <= Self::MAX_LEN).then(|| DeviceCookie(value.to_owned()))
+    }
+}
+
+impl fmt::Debug for DeviceCookie {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DeviceCookie(…)")
+    }
 }
 
 /// A new cookie value for `account` (after a completed sign-in at `now`).
@@ -56,12 +81,12 @@ pub struct ThrottleKeys {
 pub fn throttle_keys(
     state: &AppState,
     account: Option<&user::Model>,
-    cookie: Option<&str>,
+    cookie: Option<&DeviceCookie>,
     address_key: String,
     now: i64,
 ) -> ThrottleKeys {
     let trusted = account.zip(cookie).and_then(|(account, cookie)| {
-        let (issued_at, rest) = cookie.split_once('.')?;
+        let (issued_at, rest) = cookie.0.split_once('.')?;
         let (nonce, given) = rest.split_once('.')?;
         // A token from `generate_token` and a hex MAC: anything longer is not ours.
         if nonce.len() > 64 || given.len() != 64 {
@@ -83,5 +108,18 @@ pub fn throttle_keys(
             primary: address_key,
             also: None,
         },
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)]
+mod tests {
+    use super::DeviceCookie;
+
+    #[test]
+    fn a_device_cookie_does_not_show_in_debug_output() {
+        let cookie = DeviceCookie::new("1795367100.nonce.mac").expect("short enough");
+        assert_eq!(format!("{cookie:?}"), "DeviceCookie(…)");
+        assert!(DeviceCookie::new(&"x".repeat(257)).is_none());
     }
 }

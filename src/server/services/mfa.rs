@@ -19,10 +19,10 @@ use crate::server::mail::Template;
 use crate::server::services::audit::{self, Event};
 use crate::server::services::auth::{
     self, AuthError, Failure, clear_attempts, commit_with_event, count_attempt,
-    count_toward_address, invalid, now, page, past_threshold, record_failure, throttle_key,
+    count_toward_address, invalid, now, page, past_threshold, record_failure,
 };
 use crate::server::services::crypto::hash_token;
-use crate::server::services::device_cookies::{self, ThrottleKeys};
+use crate::server::services::device_cookies::ThrottleKeys;
 use crate::server::services::outbox;
 use crate::server::services::totp::{self, TotpSecret};
 use crate::server::state::AppState;
@@ -575,14 +575,6 @@ async fn consume_factor(
     Ok(None)
 }
 
-/// The lock-out key of checks in a signed-in session: the address's.
-fn address_only(state: &AppState, account: &user::Model) -> ThrottleKeys {
-    ThrottleKeys {
-        primary: throttle_key(state, &account.email),
-        also: None,
-    }
-}
-
 /// A second factor for `account`, counted against the lock-out key `key` like a password guess (the
 /// address's, or at sign-in a trusted device's).
 async fn verify_second_factor(
@@ -627,7 +619,7 @@ async fn verify_second_factor(
 /// `password_changed_at` as read before that password was checked: when the password has changed
 /// since (the pending step was saved after a reset ended every session), the sign-in must start over,
 /// and is refused before the code is checked, so it spends no code and records no sign-in.
-/// `device_cookie` counts the code under a trusted device's key, as for the password
+/// A device cookie (`meta.device`) counts the code under a trusted device's key, as for the password
 /// (`auth::sign_in`).
 pub async fn complete_sign_in(
     state: &AppState,
@@ -635,7 +627,6 @@ pub async fn complete_sign_in(
     user_id: &str,
     password_seen: Option<i64>,
     input: &str,
-    device_cookie: Option<&str>,
 ) -> Result<user::Model, AuthError> {
     let account = user::Entity::find_by_id(user_id.to_owned())
         .one(&state.db)
@@ -644,13 +635,7 @@ pub async fn complete_sign_in(
     if password_seen.is_some_and(|seen| seen != account.password_changed_at) {
         return Err(AuthError::MfaPendingMissing);
     }
-    let keys = device_cookies::throttle_keys(
-        state,
-        Some(&account),
-        device_cookie,
-        throttle_key(state, &account.email),
-        now(state),
-    );
+    let keys = auth::account_keys(state, meta, &account, now(state));
     let factor =
         verify_second_factor(state, meta, &account, input, "mfa_sign_in_failed", keys).await?;
     let now = now(state);
@@ -687,7 +672,7 @@ pub async fn reauthenticate(
 ) -> Result<(), AuthError> {
     require_code(code)?;
     auth::check_own_password_before_code(state, meta, account, password, "password").await?;
-    let keys = address_only(state, account);
+    let keys = auth::account_keys(state, meta, account, now(state));
     let factor =
         verify_second_factor(state, meta, account, code, "mfa_reauth_failed", keys).await?;
     if let Factor::BackupCode { remaining } = factor {
@@ -770,7 +755,7 @@ pub async fn disable(
         ));
     }
     auth::check_own_password_before_code(state, meta, account, password, "password").await?;
-    let keys = address_only(state, account);
+    let keys = auth::account_keys(state, meta, account, now(state));
     verify_second_factor(state, meta, account, code, "mfa_disable_failed", keys).await?;
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
