@@ -126,7 +126,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests finish for at most
-    /// `SHUTDOWN_TIMEOUT_SECS`, and closes the database pool.
+    /// `SHUTDOWN_TIMEOUT_SECS`, and closes the database pool. The outbox worker stops claiming at the
+    /// same moment, and the email it has in hand is finished (see [`MAIL_STOP_WAIT`]).
     pub async fn run_until<F>(self, shutdown: F) -> std::io::Result<()>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -151,6 +152,7 @@ impl Application {
         // Purges, backups: see `jobs`. Due jobs are looked for every JOBS_TICK_SECS (30).
         let jobs = crate::server::jobs::spawn(state.clone(), state.settings.jobs_tick);
         let (stop_mail, mail_stop) = tokio::sync::watch::channel(false);
+        let stop_mail = Arc::new(stop_mail);
         let mut mail_worker = worker::spawn(
             state.secret_box.clone(),
             state.db.clone(),
@@ -163,10 +165,16 @@ impl Application {
         );
 
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-        let graceful = async move {
-            shutdown.await;
-            tracing::info!("shutting down: no new connections, finishing in-flight requests");
-            let _ = stopping_tx.send(());
+        let graceful = {
+            let stop_mail = stop_mail.clone();
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: no new connections, finishing in-flight requests");
+                // Now rather than after the requests: the email in hand finishes meanwhile. What
+                // they enqueue stays due for another instance, or for the next start.
+                let _ = stop_mail.send(true);
+                let _ = stopping_tx.send(());
+            }
         };
         let server =
             crate::server::serve::serve(listener, router, state.settings.header_timeout, graceful);
@@ -185,9 +193,8 @@ impl Application {
             }
         };
         jobs.abort();
-        // The email in hand is finished (sent and recorded) before the worker stops.
         let _ = stop_mail.send(true);
-        if tokio::time::timeout(Duration::from_secs(10), &mut mail_worker)
+        if tokio::time::timeout(MAIL_STOP_WAIT, &mut mail_worker)
             .await
             .is_err()
         {
@@ -204,6 +211,12 @@ impl Application {
         result
     }
 }
+
+/// How long a stopping instance waits for the outbox worker: the email in hand must be finished, sent
+/// *and* recorded, since stopping between the two has another instance send it again once its lease
+/// runs out. A send gives up after `SMTP_TIMEOUT`; recording it takes a moment more.
+const MAIL_STOP_WAIT: Duration =
+    Duration::from_secs(crate::server::mail::transport::SMTP_TIMEOUT.as_secs() + 5);
 
 /// The Redis connection when `REDIS_URL` is set (the scaled-out mode).
 pub async fn connect_redis(settings: &Settings) -> Result<Option<Redis>, StartupError> {

@@ -142,6 +142,57 @@ async fn graceful_shutdown_finishes_and_stops_accepting() {
 }
 
 #[tokio::test]
+async fn shutdown_finishes_the_email_being_sent_so_it_is_not_sent_again() {
+    use std::sync::atomic::Ordering;
+    let sink = crate::smtp_sink::SmtpSink::start().await;
+    // Longer than the 10 s the worker used to be given.
+    sink.reply_delay_ms.store(12_000, Ordering::SeqCst);
+    let url = sink.url();
+    let mut app = crate::helpers::spawn_app_with(move |vars| {
+        vars.insert("SMTP_URL".into(), url);
+        vars.insert("SHUTDOWN_TIMEOUT_SECS".into(), "1".into());
+    })
+    .await;
+    app.register("ola@example.org", "Ola", "correct horse battery staple")
+        .await;
+    // The server has the message and has not said yes yet.
+    for _ in 0..200 {
+        if !sink.messages.lock().await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(sink.messages.lock().await.len(), 1);
+
+    let database_url = app.settings.database.url.expose().to_owned();
+    app.stop();
+    let server = app.server.take().unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(40), server)
+        .await
+        .expect("the wait is bounded")
+        .unwrap()
+        .unwrap();
+    // Stopping the app closed its pool.
+    let db = sea_orm::Database::connect(database_url.as_str())
+        .await
+        .unwrap();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT status, locked_until FROM outbox_emails",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    // Recorded as sent: no other instance (nor this one, restarted) sends it again.
+    assert_eq!(row.try_get::<String>("", "status").unwrap(), "sent");
+    assert_eq!(
+        row.try_get::<Option<i64>>("", "locked_until").unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
 async fn start_up_migrations_can_be_turned_off() {
     let app = crate::helpers::spawn_app_with(|vars| {
         vars.insert("RUN_MIGRATIONS".into(), "false".into());

@@ -1,8 +1,10 @@
 //! A minimal SMTP server for tests: accepts mail and keeps it, or refuses it with a temporary error
-//! while `failing` is set (to exercise the outbox's retries).
+//! while `failing` is set (to exercise the outbox's retries). With `reply_delay_ms` set, it keeps a
+//! message (in `messages`) but answers its end of data only after that long: a slow server, whose
+//! sender cannot tell yet whether it was accepted.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpListener;
@@ -13,6 +15,7 @@ pub struct SmtpSink {
     pub port: u16,
     pub messages: Arc<Mutex<Vec<String>>>,
     pub failing: Arc<AtomicBool>,
+    pub reply_delay_ms: Arc<AtomicU64>,
 }
 
 impl SmtpSink {
@@ -65,6 +68,8 @@ impl SmtpSink {
                     message.push_str("\r\n");
                 }
                 self.messages.lock().await.push(message);
+                let delay = self.reply_delay_ms.load(Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
                 write.write_all(b"250 queued\r\n").await?;
             } else if upper == "QUIT" {
                 write.write_all(b"221 bye\r\n").await?;
