@@ -170,12 +170,12 @@ pub async fn change_password(
         .await
         .map_err(|err| s::internal("checking two-factor status", &err))?;
     ctx.mark_password_changed(changed_at, has_mfa).await?;
-    // The change withdrew the trust of this browser's device cookie too: it gets one for the new
-    // password.
-    ctx.remember_device(&crate::server::entities::user::Model {
+    // The change withdrew the trust of every device cookie, this browser's too: its own stays valid.
+    let after = crate::server::entities::user::Model {
         password_changed_at: changed_at,
-        ..user
-    })?;
+        ..user.clone()
+    };
+    ctx.rebind_device(&user, &after)?;
     s::redirect_back_done("change_password");
     Ok(())
 }

@@ -216,24 +216,37 @@ impl RequestContext {
         })
     }
 
-    /// After a completed sign-in or a password change (which withdrew the trust of earlier cookies):
-    /// this browser gets a new device cookie for `user`, so that a lock-out of the address by someone
-    /// else does not keep it out.
+    /// After a completed sign-in: this browser gets a new device cookie for `user`, so that a lock-out
+    /// of the address by someone else does not keep it out.
     pub fn remember_device(&self, user: &user::Model) -> Result<(), AppError> {
+        use crate::server::services::device_cookies;
+        let now = self.state.clock.now().unix_timestamp();
+        self.set_device_cookie(&device_cookies::issue(&self.state, user, now))
+    }
+
+    /// After `before` changed their password to make `after`: this browser's device cookie, if it
+    /// holds a valid one, stays valid (`device_cookies::rebind`).
+    pub fn rebind_device(&self, before: &user::Model, after: &user::Model) -> Result<(), AppError> {
+        use crate::server::services::device_cookies;
+        let now = self.state.clock.now().unix_timestamp();
+        match device_cookies::rebind(&self.state, before, after, self.meta.device.as_ref(), now) {
+            Some(value) => self.set_device_cookie(&value),
+            None => Ok(()),
+        }
+    }
+
+    fn set_device_cookie(&self, value: &str) -> Result<(), AppError> {
         use crate::server::services::device_cookies;
         use tower_sessions::cookie::{Cookie, SameSite, time::Duration};
         let response = use_context::<leptos_axum::ResponseOptions>().ok_or(AppError::Internal)?;
         let settings = &self.state.settings;
-        let cookie = Cookie::build((
-            settings.device_cookie_name(),
-            device_cookies::issue(&self.state, user, self.state.clock.now().unix_timestamp()),
-        ))
-        .path("/")
-        .max_age(Duration::days(device_cookies::MAX_AGE_DAYS))
-        .same_site(SameSite::Strict)
-        .http_only(true)
-        .secure(settings.cookie_secure)
-        .build();
+        let cookie = Cookie::build((settings.device_cookie_name(), value))
+            .path("/")
+            .max_age(Duration::days(device_cookies::MAX_AGE_DAYS))
+            .same_site(SameSite::Strict)
+            .http_only(true)
+            .secure(settings.cookie_secure)
+            .build();
         let value =
             http::HeaderValue::from_str(&cookie.to_string()).map_err(|_| AppError::Internal)?;
         response.append_header(http::header::SET_COOKIE, value);

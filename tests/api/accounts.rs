@@ -496,14 +496,14 @@ async fn someone_elses_guesses_do_not_lock_the_owner_out_of_their_own_settings()
     };
     // The session without the browser's device cookie (a stolen session cookie, say).
     let confirm_with_session_only = || async {
-        app.post_same_origin("/api/confirm_password")
+        let response = app
+            .post_same_origin("/api/confirm_password")
             .header("cookie", &session_only)
             .form(&[("password", PASSWORD)])
             .send()
             .await
-            .unwrap()
-            .status()
-            .as_u16()
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
     };
 
     // Someone else locks the address.
@@ -521,10 +521,11 @@ async fn someone_elses_guesses_do_not_lock_the_owner_out_of_their_own_settings()
 
     // Max, in the browser he signed in with, still confirms his password and changes it; his session
     // alone, without that browser's cookie, is refused.
-    assert_eq!(
-        confirm_with_session_only().await,
-        400,
-        "the address is locked"
+    let (status, body) = confirm_with_session_only().await;
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("Too many attempts"),
+        "the address is locked: {body}"
     );
     assert_eq!(confirm(PASSWORD).await, 200);
     let changed = own
@@ -537,6 +538,8 @@ async fn someone_elses_guesses_do_not_lock_the_owner_out_of_their_own_settings()
         )
         .await;
     assert_eq!(changed.status(), 200);
+    // The change kept his browser trusted, with the new password, while the address is still locked.
+    assert_eq!(confirm(NEW_PASSWORD).await, 200);
 
     // His browser's own wrong guesses lock it after as many as the address allows.
     for _ in 0..5 {

@@ -647,6 +647,51 @@ async fn five_wrong_codes_stop_the_sign_in_and_tell_the_owner() {
 }
 
 #[tokio::test]
+async fn changing_the_password_does_not_end_a_run_of_wrong_codes() {
+    let app = app_for_many_codes().await;
+    let ivy = signed_in(&app, "ivy@example.org").await;
+    let mfa = enable_mfa(&app, &ivy).await;
+    let confirm = |password: &'static str, code: String| {
+        let ivy = &ivy;
+        async move {
+            ivy.call(
+                "confirm_password",
+                &[("password", password), ("code", code.as_str())],
+            )
+            .await
+        }
+    };
+    // Someone with Ivy's session and password, but not her phone: four wrong codes …
+    for _ in 0..4 {
+        expect_field_error(
+            confirm(PASSWORD, wrong_code(&app, &mfa.secret)).await,
+            "code",
+        )
+        .await;
+    }
+    // … then a password change, which asks for no code, does not start them a new run …
+    assert_ok(
+        ivy.call(
+            "change_password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", NEW_PASSWORD),
+            ],
+        )
+        .await,
+    )
+    .await;
+    // … so the fifth wrong code locks this browser, and even the right code is refused now.
+    let fifth = confirm(NEW_PASSWORD, wrong_code(&app, &mfa.secret)).await;
+    let fifth = expect_error(fifth, 400, "invalid_input").await;
+    assert!(message(&fifth).contains("Too many attempts"), "{fifth}");
+    let refused = confirm(NEW_PASSWORD, code_now(&app, &mfa.secret)).await;
+    assert_eq!(refused.status(), 400);
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("Too many attempts"), "{body}");
+}
+
+#[tokio::test]
 async fn wrong_codes_count_toward_the_account_lock_out() {
     let app = app_for_many_codes().await;
     let owner = signed_in(&app, "eve@example.org").await;

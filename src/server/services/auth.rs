@@ -1068,7 +1068,14 @@ pub async fn change_password(
     new_password: &str,
     keep_session: Option<&str>,
 ) -> Result<i64, AuthError> {
-    check_own_password(state, meta, account, current, "current_password").await?;
+    // With two-factor on, a right password does not end the run of failures, wrong codes included:
+    // only a right code does. Otherwise a session and the password could guess codes without end,
+    // changing the password every few tries.
+    if crate::server::services::mfa::is_enabled(&state.db, &account.id).await? {
+        check_own_password_before_code(state, meta, account, current, "current_password").await?;
+    } else {
+        check_own_password(state, meta, account, current, "current_password").await?;
+    }
     check_password(
         state,
         new_password,

@@ -12,7 +12,9 @@
 //! keeping the address locked does not keep its owner from those either.
 //!
 //! The MAC also covers the account's `password_changed_at`: a password change or reset withdraws the
-//! trust of every device cookie issued before it (the next sign-in issues a new one). A cookie is
+//! trust of every device cookie issued before it (the next sign-in issues a new one), but for the browser
+//! that made a change, whose cookie is [`rebind`]ed to the new password: same nonce, so the same
+//! lock-out key and its run of failures, which a new cookie would have wiped. A cookie is
 //! trusted for [`MAX_AGE_DAYS`] from its issue, whatever the browser keeps. Nothing but the lock-out
 //! counters of a cookie's key (which expire like the address's) is stored on the server.
 
@@ -66,7 +68,46 @@ pub fn issue(state: &AppState, account: &user::Model, now: i64) -> String {
     format!("{now}.{nonce}.{mac}")
 }
 
-/// The lock-out keys a sign-in attempt counts under.
+/// `cookie`'s issue time and nonce, when it is valid for `account` and its current password, and was
+/// issued less than [`MAX_AGE_DAYS`] before `now`.
+fn verified<'a>(
+    state: &AppState,
+    account: &user::Model,
+    cookie: &'a DeviceCookie,
+    now: i64,
+) -> Option<(i64, &'a str)> {
+    let (issued_at, rest) = cookie.0.split_once('.')?;
+    let (nonce, given) = rest.split_once('.')?;
+    // A token from `generate_token` and a hex MAC: anything longer is not ours.
+    if nonce.len() > 64 || given.len() != 64 {
+        return None;
+    }
+    let issued_at: i64 = issued_at.parse().ok()?;
+    if now.saturating_sub(issued_at) >= MAX_AGE_DAYS * 24 * 3600 {
+        return None;
+    }
+    let expected = mac(state, account, issued_at, nonce);
+    bool::from(expected.as_bytes().ct_eq(given.as_bytes())).then_some((issued_at, nonce))
+}
+
+/// After `before` changed their password (`after`) in this browser: its cookie, if valid, made valid
+/// for the new password. The issue time and nonce stay, so its trust does not outlast the first
+/// cookie's, and its lock-out key (with the failures counted there) is the same: a new cookie would
+/// have started a clean run, letting whoever holds a session and the password guess codes again after
+/// each change of password.
+pub fn rebind(
+    state: &AppState,
+    before: &user::Model,
+    after: &user::Model,
+    cookie: Option<&DeviceCookie>,
+    now: i64,
+) -> Option<String> {
+    let (issued_at, nonce) = verified(state, before, cookie?, now)?;
+    let mac = mac(state, after, issued_at, nonce);
+    Some(format!("{issued_at}.{nonce}.{mac}"))
+}
+
+/// The lock-out keys an attempt counts under (a sign-in, or a check in a signed-in session).
 pub struct ThrottleKeys {
     /// Whose lock refuses the attempt, and whose run of failures a success ends: the device cookie's
     /// when it is trusted, else the address's.
@@ -76,7 +117,7 @@ pub struct ThrottleKeys {
     pub also: Option<String>,
 }
 
-/// The keys for a sign-in to `account` at `now`: the device cookie's own first when `cookie` is a
+/// The keys for an attempt on `account` at `now`: the device cookie's own first when `cookie` is a
 /// valid one for the account and its current password, issued less than [`MAX_AGE_DAYS`] ago.
 pub fn throttle_keys(
     state: &AppState,
@@ -85,23 +126,12 @@ pub fn throttle_keys(
     address_key: String,
     now: i64,
 ) -> ThrottleKeys {
-    let trusted = account.zip(cookie).and_then(|(account, cookie)| {
-        let (issued_at, rest) = cookie.0.split_once('.')?;
-        let (nonce, given) = rest.split_once('.')?;
-        // A token from `generate_token` and a hex MAC: anything longer is not ours.
-        if nonce.len() > 64 || given.len() != 64 {
-            return None;
-        }
-        let issued_at: i64 = issued_at.parse().ok()?;
-        if now.saturating_sub(issued_at) >= MAX_AGE_DAYS * 24 * 3600 {
-            return None;
-        }
-        let expected = mac(state, account, issued_at, nonce);
-        bool::from(expected.as_bytes().ct_eq(given.as_bytes())).then(|| nonce.to_owned())
-    });
+    let trusted = account
+        .zip(cookie)
+        .and_then(|(account, cookie)| verified(state, account, cookie, now));
     match trusted {
-        Some(nonce) => ThrottleKeys {
-            primary: hash_token(&state.settings.secret_key, PURPOSE_THROTTLE, &nonce),
+        Some((_, nonce)) => ThrottleKeys {
+            primary: hash_token(&state.settings.secret_key, PURPOSE_THROTTLE, nonce),
             also: Some(address_key),
         },
         None => ThrottleKeys {

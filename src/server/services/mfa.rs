@@ -576,7 +576,7 @@ async fn consume_factor(
 }
 
 /// A second factor for `account`, counted against the lock-out key `key` like a password guess (the
-/// address's, or at sign-in a trusted device's).
+/// address's, or a trusted device's: see `auth::account_keys`).
 async fn verify_second_factor(
     state: &AppState,
     meta: &RequestMeta,
