@@ -21,6 +21,19 @@ pub async fn two_factor_summary() -> Result<TwoFactorView, AppError> {
     status(false).await
 }
 
+/// Whether two-factor authentication is on, for forms that then ask for a code (deleting the account,
+/// moving to another address). Ungated like those forms: the account page stays open to someone asked
+/// to accept updated terms.
+#[server(prefix = "/api", endpoint = "two_factor_on")]
+pub async fn two_factor_on() -> Result<bool, AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    let user = ctx.require_user_ungated().await?;
+    crate::server::services::mfa::is_enabled(&ctx.state.db, &user.id)
+        .await
+        .map_err(|err| s::internal("checking two-factor status", &err))
+}
+
 #[cfg(feature = "ssr")]
 async fn status(with_setup: bool) -> Result<TwoFactorView, AppError> {
     use crate::server::api_support as s;

@@ -415,7 +415,8 @@ mod tests {
 /// Decided in the browser, after hydration: the server enforces the code either way, and asking while
 /// rendering cost the profile page about a quarter of its throughput. Until the browser knows, and
 /// always without JavaScript, a refusal that names the code (`error`) shows the field, with its
-/// message next to it; so does two-factor turned on in another tab since the page loaded.
+/// message next to it; so does two-factor turned on in another tab since the page loaded. Once shown,
+/// the field stays (with what was typed in it) whatever the next refusal is about.
 #[component]
 pub fn CodeFieldIfTwoFactorOn(id: &'static str, error: Signal<Option<AppError>>) -> impl IntoView {
     // Not a resource: one read inside the page's `Suspense` would hold the server's stream open for
@@ -423,20 +424,21 @@ pub fn CodeFieldIfTwoFactorOn(id: &'static str, error: Signal<Option<AppError>>)
     let known_on = RwSignal::new(false);
     Effect::new(move |_| {
         leptos::task::spawn_local(async move {
-            if let Ok(status) = crate::api::mfa::two_factor_summary().await {
-                known_on.set(status.enabled_on.is_some());
+            if let Ok(on) = crate::api::mfa::two_factor_on().await {
+                known_on.set(on);
             }
         });
     });
-    let on = move || {
-        known_on.get()
+    let on = Memo::new(move |shown: Option<&bool>| {
+        shown.copied().unwrap_or(false)
+            || known_on.get()
             || error.with(|err| {
                 err.as_ref()
                     .is_some_and(|err| err.for_field("code").is_some())
             })
-    };
+    });
     view! {
-        <Show when=on>
+        <Show when=move || on.get()>
             <SecondFactorCodeField id=id error=error />
         </Show>
     }

@@ -105,6 +105,12 @@ async fn updated_terms_must_be_accepted_before_anything_else() {
         "consent_required"
     );
     assert_eq!(json(&app, "start_two_factor_setup").await.0, 403);
+    // But the account page (deleting the account) stays open, and its form learns whether it must ask
+    // for a code.
+    assert_eq!(
+        json(&app, "two_factor_on").await,
+        (200, serde_json::json!(false))
+    );
 
     let response = app.call("accept_terms", &[]).await;
     assert_eq!(response.status(), 200);
