@@ -64,6 +64,9 @@ pub struct Settings {
     /// How long a client may take to send a request's headers, and how long a kept-alive connection
     /// may wait for its next request (see `server::serve`).
     pub header_timeout: Duration,
+    /// At most this many client connections at once (`MAX_CONNECTIONS`); unset, as many as the
+    /// open-file limit leaves room for (see `server::serve::connection_cap`).
+    pub max_connections: Option<usize>,
     pub shutdown_timeout: Duration,
     pub session_idle_timeout: Duration,
     /// A signed-in session ends this long after the sign-in, however active it is.
@@ -494,6 +497,10 @@ impl Settings {
         });
         let request_timeout = p.parse("REQUEST_TIMEOUT_SECS", "30", |v| parse_secs(v, 1, 3600));
         let shutdown_timeout = p.parse("SHUTDOWN_TIMEOUT_SECS", "20", |v| parse_secs(v, 1, 3600));
+        let max_client_connections = p.parse("MAX_CONNECTIONS", "", |v| match v {
+            "" => Ok(None),
+            v => parse_range(v, 1, 1_000_000).map(Some),
+        });
         let session_idle_timeout = p.parse("SESSION_IDLE_TIMEOUT_MINS", "30", |v| {
             parse_range(v, 1, 7 * 24 * 60).map(|m: u64| Duration::from_secs(m * 60))
         });
@@ -758,6 +765,7 @@ impl Settings {
                 max_body_bytes: max_body_bytes?,
                 request_timeout: request_timeout?,
                 header_timeout: header_timeout?,
+                max_connections: max_client_connections?,
                 shutdown_timeout: shutdown_timeout?,
                 session_idle_timeout: session_idle_timeout?,
                 session_absolute_lifetime: session_absolute_lifetime?,

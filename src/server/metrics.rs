@@ -161,8 +161,10 @@ pub fn spawn_admin_listener(
     tokio::spawn(async move {
         let header_timeout = state.settings.header_timeout;
         let app = admin_router(state);
-        // The same connection limits as the app's own listener; it ends when aborted.
-        crate::server::serve::serve(listener, app, header_timeout, std::future::pending()).await;
+        // The same connection limits as the app's own listener (a scraper needs a few connections at
+        // most); it ends when aborted.
+        crate::server::serve::serve(listener, app, header_timeout, 64, std::future::pending())
+            .await;
     })
 }
 

@@ -8,10 +8,16 @@
 //! faces clients with no proxy in front to cut them off. `REQUEST_TIMEOUT_SECS` (the `TimeoutLayer`)
 //! bounds everything after the headers, a slow body included.
 //!
+//! At most `MAX_CONNECTIONS` connections are served at once; more wait in the listen queue until one
+//! closes. Without a cap, a flood of connections runs the process out of file descriptors (then the
+//! database pool cannot reconnect, and every request fails) and each waiting request holds its body
+//! in memory. The default is what the open-file limit leaves room for.
+//!
 //! HTTP/1.1 only: the app serves plain HTTP behind a proxy or on localhost, where browsers never use
 //! HTTP/2; skipping the protocol detection also means no read that the header timer does not cover.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -20,20 +26,77 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
 
-/// Serves `router` on `listener` until `shutdown` completes; then stops accepting and returns once
-/// every open connection has finished the request it was on (callers bound that wait).
-pub async fn serve<F>(listener: TcpListener, router: Router, header_timeout: Duration, shutdown: F)
-where
+/// File descriptors kept for everything but client connections: the database pool, Redis, SMTP, the
+/// SQLite files and backups, logs.
+const RESERVED_FILES: u64 = 256;
+
+/// How many client connections to serve at once: `configured` (`MAX_CONNECTIONS`), but never more
+/// than the open-file limit leaves room for. The soft limit is raised to the hard one first, as
+/// servers do (it is often 1024 by default, for the sake of programs that `select()`).
+pub fn connection_cap(configured: Option<usize>) -> usize {
+    let open_files = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not read the open-file limit; assuming 1024");
+            1024
+        }
+    };
+    let fits =
+        usize::try_from(open_files.saturating_sub(RESERVED_FILES).max(16)).unwrap_or(usize::MAX);
+    match configured {
+        Some(wanted) if wanted > fits => {
+            tracing::warn!(
+                wanted,
+                open_files,
+                serving = fits,
+                "MAX_CONNECTIONS is more than the open-file limit leaves room for; raise the limit (ulimit -n, LimitNOFILE)"
+            );
+            fits
+        }
+        Some(wanted) => wanted,
+        None => fits,
+    }
+}
+
+/// Serves `router` on `listener`, at most `max_connections` at once, until `shutdown` completes; then
+/// stops accepting and returns once every open connection has finished the request it was on
+/// (callers bound that wait).
+pub async fn serve<F>(
+    listener: TcpListener,
+    router: Router,
+    header_timeout: Duration,
+    max_connections: usize,
+    shutdown: F,
+) where
     F: Future<Output = ()>,
 {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
     let connections = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let mut at_cap = false;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
+        // A free slot first: until one is, new connections wait in the listen queue.
+        if slots.available_permits() == 0 && !at_cap {
+            tracing::warn!(
+                max_connections,
+                "connection limit reached; new connections wait"
+            );
+        }
+        at_cap = slots.available_permits() == 0;
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                // Never closed; were it, serving could not go on.
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -62,6 +125,7 @@ where
             if let Err(err) = connection.await {
                 tracing::trace!(error = %err, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);

@@ -176,8 +176,15 @@ impl Application {
                 let _ = stopping_tx.send(());
             }
         };
-        let server =
-            crate::server::serve::serve(listener, router, state.settings.header_timeout, graceful);
+        let max_connections = crate::server::serve::connection_cap(state.settings.max_connections);
+        tracing::info!(max_connections, "serving");
+        let server = crate::server::serve::serve(
+            listener,
+            router,
+            state.settings.header_timeout,
+            max_connections,
+            graceful,
+        );
         let grace = state.settings.shutdown_timeout;
         let deadline = async move {
             match stopping_rx.await {

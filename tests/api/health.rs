@@ -193,6 +193,40 @@ async fn shutdown_finishes_the_email_being_sent_so_it_is_not_sent_again() {
 }
 
 #[tokio::test]
+async fn connections_beyond_the_cap_wait_for_a_free_one() {
+    let app = crate::helpers::spawn_app_with(|vars| {
+        vars.insert("MAX_CONNECTIONS".into(), "2".into());
+    })
+    .await;
+    // Two clients that connect and send nothing take both slots.
+    let first = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    let _second = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    // A third waits, unserved …
+    let url = app.url("/health/live");
+    let mut third = tokio::spawn(async move { reqwest::get(url).await.map(|r| r.status()) });
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_secs(1), &mut third)
+            .await
+            .is_err(),
+        "served beyond the cap"
+    );
+    // … until one of the two closes.
+    drop(first);
+    let status = tokio::time::timeout(std::time::Duration::from_secs(5), third)
+        .await
+        .expect("served once a slot is free")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
 async fn start_up_migrations_can_be_turned_off() {
     let app = crate::helpers::spawn_app_with(|vars| {
         vars.insert("RUN_MIGRATIONS".into(), "false".into());
