@@ -29,14 +29,20 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
 
-/// File descriptors kept for everything but client connections: the database pool, Redis, SMTP, the
-/// SQLite files and backups, logs.
+/// File descriptors kept for everything but client connections and the database pool: Redis, SMTP,
+/// the SQLite files and backups, logs.
 const RESERVED_FILES: u64 = 256;
+/// Descriptors per pooled database connection, at most (SQLite in WAL mode: the database, its
+/// write-ahead log and shared memory).
+const FILES_PER_DB_CONNECTION: u64 = 3;
+/// The most connections served at once whatever the limit (none where there is no limit).
+const MOST: usize = 1_000_000;
 
 /// How many client connections to serve at once: `configured` (`MAX_CONNECTIONS`), but never more
-/// than the open-file limit leaves room for. The soft limit is raised to the hard one first, as
-/// servers do (it is often 1024 by default, for the sake of programs that `select()`).
-pub fn connection_cap(configured: Option<usize>) -> usize {
+/// than the open-file limit leaves room for beside the database pool (`db_connections`). The soft
+/// limit is raised to the hard one first, as servers do (it is often 1024 by default, for the sake
+/// of programs that `select()`).
+pub fn connection_cap(configured: Option<usize>, db_connections: u32) -> usize {
     let open_files = match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => limit,
         Err(err) => {
@@ -44,8 +50,10 @@ pub fn connection_cap(configured: Option<usize>) -> usize {
             1024
         }
     };
-    let fits =
-        usize::try_from(open_files.saturating_sub(RESERVED_FILES).max(16)).unwrap_or(usize::MAX);
+    let reserved = RESERVED_FILES + FILES_PER_DB_CONNECTION * u64::from(db_connections);
+    let fits = usize::try_from(open_files.saturating_sub(reserved).max(16))
+        .unwrap_or(MOST)
+        .min(MOST);
     match configured {
         Some(wanted) if wanted > fits => {
             tracing::warn!(
@@ -77,18 +85,21 @@ pub async fn serve<F>(
     http.timer(TokioTimer::new())
         .header_read_timeout(header_timeout);
     let connections = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(max_connections));
-    let mut at_cap = false;
+    let slots = Arc::new(Semaphore::new(max_connections.clamp(1, MOST)));
+    let mut warned_at: Option<std::time::Instant> = None;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        // A free slot first: until one is, new connections wait in the listen queue.
-        if slots.available_permits() == 0 && !at_cap {
+        // A free slot first: until one is, new connections wait in the listen queue. Said at most
+        // once a minute: at the cap, slots free up and fill again all the time.
+        if slots.available_permits() == 0
+            && warned_at.is_none_or(|at| at.elapsed() >= Duration::from_secs(60))
+        {
             tracing::warn!(
                 max_connections,
                 "connection limit reached; new connections wait"
             );
+            warned_at = Some(std::time::Instant::now());
         }
-        at_cap = slots.available_permits() == 0;
         let slot = tokio::select! {
             slot = slots.clone().acquire_owned() => match slot {
                 Ok(slot) => slot,

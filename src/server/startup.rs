@@ -165,18 +165,26 @@ impl Application {
         );
 
         let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+        // When the shutdown started: the worker's time to finish runs from then, alongside the
+        // requests' grace period rather than after it.
+        let stopping_since = Arc::new(std::sync::OnceLock::<tokio::time::Instant>::new());
         let graceful = {
             let stop_mail = stop_mail.clone();
+            let stopping_since = stopping_since.clone();
             async move {
                 shutdown.await;
                 tracing::info!("shutting down: no new connections, finishing in-flight requests");
                 // Now rather than after the requests: the email in hand finishes meanwhile. What
                 // they enqueue stays due for another instance, or for the next start.
+                let _ = stopping_since.set(tokio::time::Instant::now());
                 let _ = stop_mail.send(true);
                 let _ = stopping_tx.send(());
             }
         };
-        let max_connections = crate::server::serve::connection_cap(state.settings.max_connections);
+        let max_connections = crate::server::serve::connection_cap(
+            state.settings.max_connections,
+            state.settings.database.max_connections,
+        );
         tracing::info!(max_connections, "serving");
         let server = crate::server::serve::serve(
             listener,
@@ -201,7 +209,11 @@ impl Application {
         };
         jobs.abort();
         let _ = stop_mail.send(true);
-        if tokio::time::timeout(MAIL_STOP_WAIT, &mut mail_worker)
+        let since = stopping_since
+            .get()
+            .copied()
+            .unwrap_or_else(tokio::time::Instant::now);
+        if tokio::time::timeout_at(since + MAIL_STOP_WAIT, &mut mail_worker)
             .await
             .is_err()
         {

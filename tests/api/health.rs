@@ -193,6 +193,75 @@ async fn shutdown_finishes_the_email_being_sent_so_it_is_not_sent_again() {
 }
 
 #[tokio::test]
+async fn a_stopping_instance_claims_no_more_email() {
+    use nestegg::server::clock::Clock as _;
+    use tokio::io::AsyncWriteExt as _;
+    let sink = crate::smtp_sink::SmtpSink::start().await;
+    let url = sink.url();
+    let mut app = crate::helpers::spawn_app_with(move |vars| {
+        vars.insert("SMTP_URL".into(), url);
+        vars.insert("SHUTDOWN_TIMEOUT_SECS".into(), "3".into());
+    })
+    .await;
+    // A request whose body never finishes keeps the shutdown in its grace period.
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /api/theme HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 100\r\n\r\ntheme=",
+        app.port
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    app.stop();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    // An email enqueued meanwhile (by a request finishing, say) is left for another instance, or
+    // for the next start, rather than begun by one about to stop.
+    let template = nestegg::server::mail::Template::PasswordChanged {
+        name: "Ola".to_owned(),
+    };
+    let now = app.clock.now().unix_timestamp();
+    nestegg::server::services::outbox::enqueue(
+        &app.app_db,
+        &app.state,
+        now,
+        "ola@example.org",
+        None,
+        &template,
+    )
+    .await
+    .unwrap();
+    app.state.mail_wakeup.notify_one();
+
+    let database_url = app.settings.database.url.expose().to_owned();
+    let server = app.server.take().unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(15), server)
+        .await
+        .expect("the grace period bounds the wait")
+        .unwrap()
+        .unwrap();
+    assert!(sink.messages.lock().await.is_empty());
+    let db = sea_orm::Database::connect(database_url.as_str())
+        .await
+        .unwrap();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT status, locked_until FROM outbox_emails",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get::<String>("", "status").unwrap(), "pending");
+    assert_eq!(
+        row.try_get::<Option<i64>>("", "locked_until").unwrap(),
+        None
+    );
+    drop(stream);
+}
+
+#[tokio::test]
 async fn connections_beyond_the_cap_wait_for_a_free_one() {
     let app = crate::helpers::spawn_app_with(|vars| {
         vars.insert("MAX_CONNECTIONS".into(), "2".into());
