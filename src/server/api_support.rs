@@ -614,7 +614,8 @@ impl RequestContext {
     }
 
     /// The signed-in person with no gate at all: only for answering the gates themselves (accepting
-    /// updated terms, reading what was accepted) and for deleting the account.
+    /// updated terms, reading what was accepted), for deleting the account and what its form needs
+    /// (confirming the password, whether two-factor is on).
     pub async fn require_user_ungated(&self) -> Result<user::Model, AppError> {
         self.user().await?.ok_or(AppError::Unauthenticated)
     }

@@ -450,7 +450,7 @@ async fn a_browser_signed_in_before_is_not_locked_out_by_someone_elses_guesses()
     );
 
     // A password change withdraws the trust of the cookies issued before it, but for the browser it
-    // was made in, which gets a new one.
+    // was made in, whose cookie is re-signed for the new password.
     app.clock.advance(time::Duration::minutes(31));
     let other = TestBrowser::new(&app);
     assert_eq!(other.sign_in("kim@example.org", PASSWORD).await, 200);
