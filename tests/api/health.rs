@@ -164,10 +164,23 @@ async fn shutdown_finishes_the_email_being_sent_so_it_is_not_sent_again() {
     }
     assert_eq!(sink.messages.lock().await.len(), 1);
 
-    let database_url = app.settings.database.url.expose().to_owned();
     app.stop();
+    // Recorded as sent: no other instance (nor this one, restarted) sends it again.
+    assert_eq!(
+        the_email_once_stopped(&mut app, 40).await,
+        ("sent".to_owned(), None)
+    );
+}
+
+/// Waits (at most `within` seconds) for the stopping `app` to stop, and returns the status and lease
+/// of the one email in its outbox.
+async fn the_email_once_stopped(
+    app: &mut crate::helpers::TestApp,
+    within: u64,
+) -> (String, Option<i64>) {
+    let database_url = app.settings.database.url.expose().to_owned();
     let server = app.server.take().unwrap();
-    tokio::time::timeout(std::time::Duration::from_secs(40), server)
+    tokio::time::timeout(std::time::Duration::from_secs(within), server)
         .await
         .expect("the wait is bounded")
         .unwrap()
@@ -184,12 +197,10 @@ async fn shutdown_finishes_the_email_being_sent_so_it_is_not_sent_again() {
         .await
         .unwrap()
         .unwrap();
-    // Recorded as sent: no other instance (nor this one, restarted) sends it again.
-    assert_eq!(row.try_get::<String>("", "status").unwrap(), "sent");
-    assert_eq!(
-        row.try_get::<Option<i64>>("", "locked_until").unwrap(),
-        None
-    );
+    (
+        row.try_get("", "status").unwrap(),
+        row.try_get("", "locked_until").unwrap(),
+    )
 }
 
 #[tokio::test]
@@ -234,30 +245,11 @@ async fn a_stopping_instance_claims_no_more_email() {
     .unwrap();
     app.state.mail_wakeup.notify_one();
 
-    let database_url = app.settings.database.url.expose().to_owned();
-    let server = app.server.take().unwrap();
-    tokio::time::timeout(std::time::Duration::from_secs(15), server)
-        .await
-        .expect("the grace period bounds the wait")
-        .unwrap()
-        .unwrap();
-    assert!(sink.messages.lock().await.is_empty());
-    let db = sea_orm::Database::connect(database_url.as_str())
-        .await
-        .unwrap();
-    let row = db
-        .query_one_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT status, locked_until FROM outbox_emails",
-        ))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(row.try_get::<String>("", "status").unwrap(), "pending");
     assert_eq!(
-        row.try_get::<Option<i64>>("", "locked_until").unwrap(),
-        None
+        the_email_once_stopped(&mut app, 15).await,
+        ("pending".to_owned(), None)
     );
+    assert!(sink.messages.lock().await.is_empty());
     drop(stream);
 }
 
