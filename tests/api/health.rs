@@ -206,7 +206,6 @@ async fn the_email_once_stopped(
 #[tokio::test]
 async fn a_stopping_instance_claims_no_more_email() {
     use nestegg::server::clock::Clock as _;
-    use tokio::io::AsyncWriteExt as _;
     let sink = crate::smtp_sink::SmtpSink::start().await;
     let url = sink.url();
     let mut app = crate::helpers::spawn_app_with(move |vars| {
@@ -215,15 +214,7 @@ async fn a_stopping_instance_claims_no_more_email() {
     })
     .await;
     // A request whose body never finishes keeps the shutdown in its grace period.
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
-        .await
-        .unwrap();
-    let head = format!(
-        "POST /api/theme HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 100\r\n\r\ntheme=",
-        app.port
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let stream = request_in_flight(&app).await;
     app.stop();
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
@@ -303,14 +294,9 @@ async fn start_up_migrations_can_be_turned_off() {
     assert_eq!(app.get("/health/live").send().await.unwrap().status(), 200);
 }
 
-#[tokio::test]
-async fn shutdown_waits_for_a_request_in_flight_but_only_for_the_grace_period() {
+/// A request to `app` whose body never finishes: its connection stays busy while the stream lives.
+async fn request_in_flight(app: &crate::helpers::TestApp) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt as _;
-    let mut app = crate::helpers::spawn_app_with(|vars| {
-        vars.insert("SHUTDOWN_TIMEOUT_SECS".into(), "2".into());
-    })
-    .await;
-    // A request whose body never finishes keeps its connection busy.
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", app.port))
         .await
         .unwrap();
@@ -322,6 +308,17 @@ async fn shutdown_waits_for_a_request_in_flight_but_only_for_the_grace_period() 
     // Time for the server to read the head: a connection whose request has not started yet is idle,
     // and is closed at once (200 ms was too short on a loaded CI machine, on PostgreSQL).
     tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    stream
+}
+
+#[tokio::test]
+async fn shutdown_waits_for_a_request_in_flight_but_only_for_the_grace_period() {
+    let mut app = crate::helpers::spawn_app_with(|vars| {
+        vars.insert("SHUTDOWN_TIMEOUT_SECS".into(), "2".into());
+    })
+    .await;
+    // A request whose body never finishes keeps its connection busy.
+    let _stream = request_in_flight(&app).await;
 
     let started = std::time::Instant::now();
     app.stop();
