@@ -478,6 +478,43 @@ async fn a_browser_signed_in_before_is_not_locked_out_by_someone_elses_guesses()
 }
 
 #[tokio::test]
+async fn a_lock_of_the_address_set_by_a_trusted_browser_is_recorded_and_emailed_once() {
+    let app = app_for_lockout().await;
+    app.register_verified("meg@example.org", PASSWORD).await;
+    let own = TestBrowser::new(&app);
+    assert_eq!(own.sign_in("meg@example.org", PASSWORD).await, 200);
+    let locks = || app.count("security_events WHERE kind = 'locked_out'");
+    let lock_emails =
+        || app.count("outbox_emails WHERE to_address = 'meg@example.org' AND kind = 'locked_out'");
+
+    // Three guesses from elsewhere, then two from Meg's browser: the fifth at the address locks it,
+    // though the browser's own run is only at two.
+    let stranger = TestBrowser::new(&app);
+    for _ in 0..3 {
+        assert_eq!(stranger.sign_in("meg@example.org", "not it").await, 400);
+    }
+    for _ in 0..2 {
+        assert_eq!(own.sign_in("meg@example.org", "not it").await, 400);
+    }
+    assert_eq!(stranger.sign_in("meg@example.org", PASSWORD).await, 400);
+    assert_eq!(locks().await, 1, "the address's lock is in the activity");
+    assert_eq!(lock_emails().await, 1, "and its owner told");
+    // The browser itself is not locked by it.
+    assert_eq!(own.sign_in("meg@example.org", PASSWORD).await, 200);
+
+    // Later, five wrong guesses from the browser alone lock it and the address with one guess: one
+    // lock in the activity, one email.
+    app.clock.advance(time::Duration::minutes(31));
+    for _ in 0..5 {
+        assert_eq!(own.sign_in("meg@example.org", "not it").await, 400);
+    }
+    assert_eq!(own.sign_in("meg@example.org", PASSWORD).await, 400);
+    assert_eq!(stranger.sign_in("meg@example.org", PASSWORD).await, 400);
+    assert_eq!(locks().await, 2);
+    assert_eq!(lock_emails().await, 2);
+}
+
+#[tokio::test]
 async fn someone_elses_guesses_do_not_lock_the_owner_out_of_their_own_settings() {
     let app = app_for_lockout().await;
     app.register_verified("max@example.org", PASSWORD).await;

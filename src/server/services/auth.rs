@@ -528,25 +528,6 @@ pub(super) async fn count_attempt(
     state.lockouts.count(&state.db, key, now).await
 }
 
-/// A wrong guess from a trusted device (`address_key` set, see `device_cookies`) counts toward its
-/// address too, which is locked once the run there reaches the threshold: a stolen device cookie buys
-/// no more guesses than the address allows. No second email: the device's own lock sends one.
-pub(super) async fn count_toward_address(
-    state: &AppState,
-    address_key: Option<&str>,
-    now: i64,
-) -> Result<(), DbErr> {
-    let Some(key) = address_key else {
-        return Ok(());
-    };
-    let (failures, _) = count_attempt(state, key, now).await?;
-    if failures >= state.settings.accounts.lockout_threshold as i32 {
-        let until = now + state.settings.accounts.lockout_duration.as_secs() as i64;
-        state.lockouts.lock(&state.db, key, until).await?;
-    }
-    Ok(())
-}
-
 /// After a correct password: the run of failures ends, unless a concurrent failure locked the address
 /// meanwhile (then the lock wins). Returns whether the attempt may proceed.
 pub(super) async fn clear_attempts(state: &AppState, key: &str, now: i64) -> Result<bool, DbErr> {
@@ -585,23 +566,36 @@ impl Failure {
     }
 }
 
-/// After a wrong password or code: locks the address once the threshold is reached. The request that
-/// sets the lock (exactly one, even under concurrency) records it and emails the owner.
+/// After a wrong password or code: locks `key` once its run reaches the threshold. A wrong guess from a
+/// trusted device (`address_key` set, see `device_cookies`) counts toward its address too, which locks
+/// the same way: a stolen device cookie buys no more guesses than the address allows. The request that
+/// sets a lock (exactly one per lock, even under concurrency) records it and emails the owner; once,
+/// when it sets both.
 pub(super) async fn record_failure(
     state: &AppState,
     meta: &RequestMeta,
-    key: &str,
+    (key, address_key): (&str, Option<&str>),
     failures: i32,
     account: Option<&user::Model>,
     now: i64,
     failure: Failure,
 ) -> Result<bool, AuthError> {
     let threshold = state.settings.accounts.lockout_threshold as i32;
+    let until = now + state.settings.accounts.lockout_duration.as_secs() as i64;
+    let address_failures = match address_key {
+        Some(address_key) => count_attempt(state, address_key, now).await?.0,
+        None => 0,
+    };
     let txn = crate::server::db::begin_write(&state.db).await?;
     let mut locked_now = false;
     if failures >= threshold {
-        let until = now + state.settings.accounts.lockout_duration.as_secs() as i64;
         locked_now = state.lockouts.lock(&txn, key, until).await?;
+    }
+    if let Some(address_key) = address_key
+        && address_failures >= threshold
+    {
+        // Not short-circuited: the address is locked even when this guess also locks the device.
+        locked_now |= state.lockouts.lock(&txn, address_key, until).await?;
     }
     let mut failed = Event::new(failure.event()).detail("consecutive_failures", failures);
     if let Some(account) = account {
@@ -654,7 +648,7 @@ pub(super) async fn past_threshold(
         return Ok(false);
     }
     let refused = Failure::Password("attempt_refused_past_threshold");
-    record_failure(state, meta, key, failures, account, now, refused).await?;
+    record_failure(state, meta, (key, None), failures, account, now, refused).await?;
     Ok(true)
 }
 
@@ -762,9 +756,9 @@ pub async fn sign_in(
             Ok(SignIn::Complete(account))
         }
         (_, found) => {
-            count_toward_address(state, also.as_deref(), now).await?;
+            let keys = (key.as_str(), also.as_deref());
             let locked =
-                record_failure(state, meta, &key, failures, found.as_ref(), now, failure).await?;
+                record_failure(state, meta, keys, failures, found.as_ref(), now, failure).await?;
             Err(if locked {
                 AuthError::LockedOut
             } else {
@@ -841,8 +835,8 @@ async fn check_password_of(
             .await?
     };
     if verified == Verified::No {
-        count_toward_address(state, also.as_deref(), now).await?;
-        if record_failure(state, meta, &key, failures, Some(account), now, failure).await? {
+        let keys = (key.as_str(), also.as_deref());
+        if record_failure(state, meta, keys, failures, Some(account), now, failure).await? {
             return Err(AuthError::LockedOut);
         }
         return Err(invalid(field, "That is not your current password."));

@@ -18,8 +18,8 @@ use crate::server::entities::{backup_code, totp_credential, user};
 use crate::server::mail::Template;
 use crate::server::services::audit::{self, Event};
 use crate::server::services::auth::{
-    self, AuthError, Failure, clear_attempts, commit_with_event, count_attempt,
-    count_toward_address, invalid, now, page, past_threshold, record_failure,
+    self, AuthError, Failure, clear_attempts, commit_with_event, count_attempt, invalid, now, page,
+    past_threshold, record_failure,
 };
 use crate::server::services::crypto::hash_token;
 use crate::server::services::device_cookies::ThrottleKeys;
@@ -606,8 +606,8 @@ async fn verify_second_factor(
             Ok(factor)
         }
         None => {
-            count_toward_address(state, also.as_deref(), now).await?;
-            if record_failure(state, meta, &key, failures, Some(account), now, failure).await? {
+            let keys = (key.as_str(), also.as_deref());
+            if record_failure(state, meta, keys, failures, Some(account), now, failure).await? {
                 return Err(AuthError::LockedOut);
             }
             Err(AuthError::WrongCode)
