@@ -946,6 +946,36 @@ async fn a_withdrawn_or_replaced_invitation_is_not_emailed_once_it_was_withdrawn
 }
 
 #[tokio::test]
+async fn an_invitation_email_that_failed_for_good_goes_with_the_withdrawn_invitation() {
+    let (app, _sink) = spawn_with_held_mail().await;
+    confirmed_account(&app, "ana@example.org", "Ana").await;
+    let ana = Browser::signed_in(&app, "ana@example.org").await;
+    ana.ok("invite_member", &[("email", "cy@example.org")])
+        .await;
+    outbox_settled(&app).await;
+    // The worker gave up on it: an operator could send it again from the failed-email list.
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &app.app_db,
+        "UPDATE outbox_emails SET status = 'failed' WHERE to_address = 'cy@example.org'",
+    )
+    .await
+    .unwrap();
+    let for_cy = invitation_id(&ana.overview().await, "cy@example.org");
+    ana.ok("revoke_invitation", &[("id", for_cy.as_str())])
+        .await;
+    assert_eq!(
+        app.count("outbox_emails WHERE to_address = 'cy@example.org'")
+            .await,
+        0,
+        "nothing left to retry"
+    );
+    let revoked = app
+        .count("security_events WHERE kind = 'household_invitation_revoked' AND details LIKE '%\"email_withdrawn\":true%'")
+        .await;
+    assert_eq!(revoked, 1);
+}
+
+#[tokio::test]
 async fn invitations_whose_emails_have_not_gone_out_go_with_the_inviters_account() {
     let (app, sink) = spawn_with_held_mail().await;
     for (email, name) in [

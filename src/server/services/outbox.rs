@@ -72,8 +72,8 @@ pub async fn enqueue<C: ConnectionTrait>(
 }
 
 /// Withdraws the emails among `message_ids` that have not gone out and are not being sent right now
-/// (a worker's lease on one means it may already be on the wire: that one goes). Returns how many were
-/// withdrawn. On PostgreSQL a concurrent claim and this delete are ordered by the row lock, and the
+/// (a worker's lease on one means it may already be on the wire: that one goes). Failed ones go too,
+/// so an operator's retry cannot send what was withdrawn. Returns how many were withdrawn. On PostgreSQL a concurrent claim and this delete are ordered by the row lock, and the
 /// loser sees the winner's change; SQLite runs one writer at a time.
 pub async fn withdraw<C: ConnectionTrait>(
     db: &C,
@@ -86,7 +86,7 @@ pub async fn withdraw<C: ConnectionTrait>(
     }
     let withdrawn = outbox_email::Entity::delete_many()
         .filter(outbox_email::Column::MessageId.is_in(message_ids))
-        .filter(outbox_email::Column::Status.eq(STATUS_PENDING))
+        .filter(outbox_email::Column::Status.is_in([STATUS_PENDING, STATUS_FAILED]))
         .filter(
             Condition::any()
                 .add(outbox_email::Column::LockedUntil.is_null())
