@@ -1085,6 +1085,45 @@ async fn the_email_address_changes_only_when_the_new_one_is_confirmed() {
 }
 
 #[tokio::test]
+async fn asking_for_a_taken_address_ends_the_earlier_link_as_asking_for_a_free_one_does() {
+    let app = spawn_app().await;
+    app.register_verified("ida@example.org", PASSWORD).await;
+    app.register_verified("max@example.org", PASSWORD).await;
+    app.sign_in("max@example.org", PASSWORD).await;
+    let change_to = |address: &'static str| {
+        let app = &app;
+        async move {
+            let response = app
+                .call(
+                    "change_email",
+                    &[("password", PASSWORD), ("new_email", address)],
+                )
+                .await;
+            assert_eq!(response.status(), 200, "{address}");
+        }
+    };
+    change_to("max@new.example").await;
+    let earlier = app.emails_to("max@new.example", 1).await[0].token(&app, "/confirm-email-change");
+    // Ida's address gets no link; whether the earlier one still works must not tell that it is taken.
+    change_to("ida@example.org").await;
+    let confirmed = app
+        .call("confirm_email_change", &[("token", &earlier)])
+        .await;
+    assert_eq!(confirmed.status(), 400);
+    assert!(
+        confirmed
+            .text()
+            .await
+            .unwrap()
+            .contains("expired or was already used")
+    );
+    assert_eq!(
+        signed_in_user(&app).await.as_deref(),
+        Some("max@example.org")
+    );
+}
+
+#[tokio::test]
 async fn email_survives_smtp_failures_and_is_delivered_exactly_once_without_logging_secrets() {
     let sink = SmtpSink::start().await;
     sink.failing

@@ -177,6 +177,23 @@ pub(super) fn now(state: &AppState) -> i64 {
     state.clock.now().unix_timestamp()
 }
 
+/// Voids the user's unused links for `purpose`.
+async fn void_unused_tokens(
+    txn: &DatabaseTransaction,
+    user_id: &str,
+    purpose: &'static str,
+    now: i64,
+) -> Result<(), DbErr> {
+    account_token::Entity::update_many()
+        .col_expr(account_token::Column::UsedAt, now.into())
+        .filter(account_token::Column::UserId.eq(user_id))
+        .filter(account_token::Column::Purpose.eq(purpose))
+        .filter(account_token::Column::UsedAt.is_null())
+        .exec(txn)
+        .await?;
+    Ok(())
+}
+
 /// Issues a token for `purpose`, voiding the user's earlier unused ones, and returns it (for the link).
 /// "This wasn't me" links are the exception: each new-sign-in email keeps its own working link.
 pub(super) async fn issue_token(
@@ -189,13 +206,7 @@ pub(super) async fn issue_token(
     ttl: i64,
 ) -> Result<String, DbErr> {
     if purpose != crate::server::services::sign_in_alerts::PURPOSE_NOT_ME {
-        account_token::Entity::update_many()
-            .col_expr(account_token::Column::UsedAt, now.into())
-            .filter(account_token::Column::UserId.eq(user_id))
-            .filter(account_token::Column::Purpose.eq(purpose))
-            .filter(account_token::Column::UsedAt.is_null())
-            .exec(txn)
-            .await?;
+        void_unused_tokens(txn, user_id, purpose, now).await?;
     }
     let token = crate::server::services::crypto::generate_token();
     account_token::ActiveModel {
@@ -1149,6 +1160,9 @@ pub async fn request_email_change(
     }
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
+    // Every request ends the links sent before it, whether or not a new one goes out: otherwise
+    // whether an earlier link still worked would tell a taken address from a free one.
+    void_unused_tokens(&txn, &account.id, PURPOSE_CHANGE_EMAIL, now).await?;
     let taken = user::Entity::find()
         .filter(user::Column::Email.eq(&new_email))
         .count(&txn)
@@ -1212,24 +1226,32 @@ pub async fn confirm_email_change(
     ) else {
         return Err(AuthError::LinkInvalid);
     };
-    let taken = user::Entity::find()
+    let taken = || AuthError::Invalid {
+        field: None,
+        message: "That address now belongs to another account, so it cannot be yours too."
+            .to_owned(),
+    };
+    if user::Entity::find()
         .filter(user::Column::Email.eq(&new_email))
         .count(&txn)
         .await?
-        > 0;
-    if taken {
-        return Err(AuthError::Invalid {
-            field: None,
-            message: "That address now belongs to another account, so it cannot be yours too."
-                .to_owned(),
-        });
+        > 0
+    {
+        return Err(taken());
     }
     let old_email = account.email.clone();
     let mut update = account.into_active_model();
     update.email = Set(new_email.clone());
     update.email_verified_at = Set(Some(now));
     update.updated_at = Set(now);
-    update.update(&txn).await?;
+    // The check above does not hold off a sign-up or another confirmation committing the address
+    // meanwhile (PostgreSQL reads committed data); the unique index does.
+    if let Err(err) = update.update(&txn).await {
+        if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+            return Err(taken());
+        }
+        return Err(err.into());
+    }
     // Links that went to the old address (reset, verification) must not outlive it.
     void_all_tokens(&txn, &row.user_id, now).await?;
     // Sign-in throttling follows the address; the old one's counter has no owner any more.
