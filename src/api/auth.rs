@@ -155,7 +155,7 @@ pub async fn change_password(
     let ctx = s::RequestContext::current().await?;
     let user = ctx.require_user().await?;
     let keep = ctx.session_key();
-    let changed_at = crate::server::services::auth::change_password(
+    let changed = crate::server::services::auth::change_password(
         &ctx.state,
         &ctx.meta,
         &user,
@@ -165,14 +165,19 @@ pub async fn change_password(
     )
     .await
     .map_err(s::auth_error)?;
-    // This session stays signed in: it proved the new password just now.
-    let has_mfa = crate::server::services::mfa::is_enabled(&ctx.state.db, &user.id)
+    // This session stays signed in: it proved the new password just now. The password has changed
+    // whatever happens here: should the session store fail, the answer still says so, and this
+    // session, no longer matching the password, asks to sign in again on its next request.
+    if ctx
+        .mark_password_changed(changed.changed_at, changed.two_factor)
         .await
-        .map_err(|err| s::internal("checking two-factor status", &err))?;
-    ctx.mark_password_changed(changed_at, has_mfa).await?;
+        .is_err()
+    {
+        tracing::warn!("the password changed, but this session could not be kept signed in");
+    }
     // The change withdrew the trust of every device cookie, this browser's too: its own stays valid.
     let after = crate::server::entities::user::Model {
-        password_changed_at: changed_at,
+        password_changed_at: changed.changed_at,
         ..user.clone()
     };
     ctx.rebind_device(&user, &after)?;

@@ -1065,6 +1065,15 @@ pub(super) async fn void_all_tokens<C: ConnectionTrait>(
     Ok(())
 }
 
+/// A password changed by [`change_password`].
+#[derive(Debug, Clone, Copy)]
+pub struct PasswordChanged {
+    /// The account's new `password_changed_at`.
+    pub changed_at: i64,
+    /// Whether the account has two-factor on (it was checked for the change).
+    pub two_factor: bool,
+}
+
 pub async fn change_password(
     state: &AppState,
     meta: &RequestMeta,
@@ -1072,11 +1081,12 @@ pub async fn change_password(
     current: &str,
     new_password: &str,
     keep_session: Option<&str>,
-) -> Result<i64, AuthError> {
+) -> Result<PasswordChanged, AuthError> {
     // With two-factor on, a right password does not end the run of failures, wrong codes included:
     // only a right code does. Otherwise a session and the password could guess codes without end,
     // changing the password every few tries.
-    if crate::server::services::mfa::is_enabled(&state.db, &account.id).await? {
+    let two_factor = crate::server::services::mfa::is_enabled(&state.db, &account.id).await?;
+    if two_factor {
         check_own_password_before_code(state, meta, account, current, "current_password").await?;
     } else {
         check_own_password(state, meta, account, current, "current_password").await?;
@@ -1110,7 +1120,10 @@ pub async fn change_password(
         Event::new("password_changed").user(&account.id),
     )
     .await?;
-    Ok(changed_at)
+    Ok(PasswordChanged {
+        changed_at,
+        two_factor,
+    })
 }
 
 /// `j•••@example.org`: enough for the owner to recognise, not enough to harvest.
