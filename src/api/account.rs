@@ -67,6 +67,9 @@ pub async fn revoke_other_sessions() -> Result<u64, AppError> {
     )
     .await
     .map_err(|err| s::internal("ending sessions", &err))?;
+    // A copy of this browser's cookie (a shared computer, a leaked HAR file) is this session as far
+    // as the list can tell: it ends too, and this browser goes on under a new id.
+    ctx.renew_session_id().await?;
     s::redirect_back_done("revoke_other_sessions");
     Ok(ended)
 }

@@ -836,6 +836,28 @@ async fn a_copied_session_cookie_ends_when_the_password_is_confirmed_or_changed(
     );
 }
 
+#[tokio::test]
+async fn a_copied_session_cookie_ends_when_every_other_session_is_signed_out() {
+    let app = spawn_app().await;
+    app.register_verified("di@example.org", PASSWORD).await;
+    let copy = session_cookie(&app.sign_in("di@example.org", PASSWORD).await).expect("a cookie");
+    assert_eq!(
+        user_with_cookie(&app, &copy).await.as_deref(),
+        Some("di@example.org")
+    );
+    let ended = app.call("revoke_other_sessions", &[]).await;
+    assert_eq!(ended.status(), 200);
+    assert_eq!(user_with_cookie(&app, &copy).await, None, "the copy ends");
+    assert!(
+        session_cookie(&ended).is_some(),
+        "this browser goes on under a new id"
+    );
+    assert_eq!(
+        signed_in_user(&app).await.as_deref(),
+        Some("di@example.org")
+    );
+}
+
 /// A sign-in that checked the old password can save its session after a concurrent reset ended every
 /// session: it is still verifying (argon2, tens of milliseconds) while the reset commits, and its
 /// clock then reads the same second as the reset's or later. That session must be over all the same.
@@ -929,8 +951,7 @@ async fn a_renewal_in_flight_does_not_bring_back_a_session_ended_meanwhile() {
 
     let app = spawn_app().await;
     app.register_verified("ren@example.org", PASSWORD).await;
-    let owner_cookie =
-        session_cookie(&app.sign_in("ren@example.org", PASSWORD).await).expect("a session cookie");
+    app.sign_in("ren@example.org", PASSWORD).await;
     let intruder = TestBrowser::new(&app);
     let signed_in = intruder.sign_in_response("ren@example.org", PASSWORD).await;
     let intruder_id = session_id(&session_cookie(&signed_in).expect("a session cookie"));
@@ -944,6 +965,8 @@ async fn a_renewal_in_flight_does_not_bring_back_a_session_ended_meanwhile() {
     );
     let ended = app.call("revoke_other_sessions", &[]).await;
     assert_eq!(ended.status(), 200);
+    // Signing out the others renews the id of the session that asked.
+    let owner_cookie = session_cookie(&ended).expect("a session cookie");
 
     nestegg::server::session_store::renew_id(&in_flight)
         .await
