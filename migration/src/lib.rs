@@ -13,6 +13,7 @@ mod m20261122_000008_jobs;
 mod m20261206_000009_outbox_owner;
 mod m20261206_000010_totp_replacement;
 mod m20261206_000011_invitation_email;
+mod m20261207_000012_two_factor_enabled_at;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000009_outbox_owner::Migration),
             Box::new(m20261206_000010_totp_replacement::Migration),
             Box::new(m20261206_000011_invitation_email::Migration),
+            Box::new(m20261207_000012_two_factor_enabled_at::Migration),
         ]
     }
 }

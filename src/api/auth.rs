@@ -55,7 +55,7 @@ pub async fn sign_in(
     {
         SignIn::Complete(user) => {
             let now = ctx.state.clock.now().unix_timestamp();
-            ctx.start_session(&user.id, now, Some(user.password_changed_at))
+            ctx.start_session(&user, now, Some(user.password_changed_at))
                 .await?;
             ctx.remember_device(&user)?;
             s::alert_new_device(&ctx, &user).await;

@@ -117,7 +117,7 @@ pub async fn enable_two_factor(code: String) -> Result<BackupCodesView, AppError
     ctx.require_recent_auth().await?;
     let started_here = ctx.mfa_setup_started_here().await?;
     let keep = ctx.session_key();
-    let codes = crate::server::services::mfa::confirm_setup(
+    let enabled = crate::server::services::mfa::confirm_setup(
         &ctx.state,
         &ctx.meta,
         &user,
@@ -127,8 +127,11 @@ pub async fn enable_two_factor(code: String) -> Result<BackupCodesView, AppError
     )
     .await
     .map_err(s::auth_error)?;
-    // The other sessions just ended; a copy of this one's cookie ends too.
+    // The other sessions just ended, and any still signing in end on their next request; this one
+    // stays, and a copy of its cookie ends too.
+    ctx.mark_two_factor_seen(Some(enabled.at)).await?;
     ctx.renew_session_id().await?;
+    let codes = enabled.backup_codes;
     Ok(BackupCodesView { codes })
 }
 
@@ -250,7 +253,7 @@ pub async fn verify_sign_in_code(code: String) -> Result<(), AppError> {
     .await;
     match signed_in {
         Ok(user) => {
-            ctx.start_session(&user.id, pending.started_at, pending.password_changed_at)
+            ctx.start_session(&user, pending.started_at, pending.password_changed_at)
                 .await?;
             ctx.remember_device(&user)?;
             s::alert_new_device(&ctx, &user).await;

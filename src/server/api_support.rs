@@ -20,8 +20,8 @@ use crate::server::services::auth::AuthError;
 use crate::server::services::device_cookies::DeviceCookie;
 use crate::server::session_store::{
     AUTH_AT_KEY, CLIENT_IP_KEY, CLIENT_UA_KEY, CONSENTED_KEY, ConsentSeen, INVITATION_KEY,
-    MFA_PENDING_KEY, MFA_SETUP_KEY, PASSWORD_SEEN_KEY, PendingMfa, STARTED_AT_KEY, USER_KEY,
-    hash_id,
+    MFA_PENDING_KEY, MFA_SETUP_KEY, PASSWORD_SEEN_KEY, PendingMfa, STARTED_AT_KEY,
+    TWO_FACTOR_SEEN_KEY, USER_KEY, hash_id,
 };
 use crate::server::state::AppState;
 
@@ -266,16 +266,18 @@ impl RequestContext {
             .map_err(limit_error)
     }
 
-    /// Signs `user_id` in on this session, under a new session id (no fixation). `password_at` is when
+    /// Signs `user` in on this session, under a new session id (no fixation). `password_at` is when
     /// the password was checked (the start of sudo mode); `password_changed_at` is the account's value
     /// of it as read before that check ([`PASSWORD_SEEN_KEY`]), or `None` for a sign-in begun before
-    /// it was recorded.
+    /// it was recorded. `user` must have been read before the sign-in decided whether a code was
+    /// needed ([`TWO_FACTOR_SEEN_KEY`]).
     pub async fn start_session(
         &self,
-        user_id: &str,
+        user: &user::Model,
         password_at: i64,
         password_changed_at: Option<i64>,
     ) -> Result<(), AppError> {
+        let user_id = user.id.as_str();
         self.session.cycle_id().await.map_err(session_error)?;
         self.session
             .remove_value(MFA_PENDING_KEY)
@@ -298,6 +300,8 @@ impl RequestContext {
                 .map(|_| ()),
         }
         .map_err(session_error)?;
+        self.mark_two_factor_seen(user.two_factor_enabled_at)
+            .await?;
         // What the sessions list shows about this sign-in.
         let now = self.state.clock.now().unix_timestamp();
         self.session
@@ -441,6 +445,15 @@ impl RequestContext {
         self.mark_reauthenticated().await
     }
 
+    /// Records the account's `two_factor_enabled_at` as this session's ([`TWO_FACTOR_SEEN_KEY`]): at
+    /// sign-in, and in the session that turned two-factor authentication on.
+    pub async fn mark_two_factor_seen(&self, enabled_at: Option<i64>) -> Result<(), AppError> {
+        self.session
+            .insert(TWO_FACTOR_SEEN_KEY, enabled_at.unwrap_or(0))
+            .await
+            .map_err(session_error)
+    }
+
     /// The password (and code) were just checked again: sudo mode starts now, under a new session id.
     /// A copy of the cookie (a shared computer, a leaked HAR file) is the same session as far as the
     /// sessions page can tell, so ending the other sessions does not end it; renewing the id here
@@ -530,6 +543,15 @@ impl RequestContext {
             Some(seen) => seen == u.password_changed_at,
             // Sessions from before the value was recorded: by time, as they always were.
             None => auth_at >= u.password_changed_at,
+        });
+        // Nor does a sign-in outlive two-factor authentication turned on while it was under way.
+        let two_factor_seen = self
+            .session
+            .get::<i64>(TWO_FACTOR_SEEN_KEY)
+            .await
+            .map_err(session_error)?;
+        let found = found.filter(|u| {
+            two_factor_seen.is_none_or(|seen| seen == u.two_factor_enabled_at.unwrap_or(0))
         });
         // However active, a session lasts `SESSION_LIFETIME_HOURS` from its sign-in.
         let now = self.state.clock.now().unix_timestamp();

@@ -6,7 +6,7 @@ use nestegg::server::services::auth::throttle_key;
 
 use crate::helpers::{
     TestApp, attempts_in_flight, lockout_counters, logs, parallel_sign_ins, session_cookie,
-    spawn_app, spawn_app_with,
+    session_id, spawn_app, spawn_app_with,
 };
 use crate::smtp_sink::SmtpSink;
 
@@ -928,15 +928,6 @@ async fn changing_the_password_twice_in_one_second_keeps_this_session() {
             Some("ola@example.org")
         );
     }
-}
-
-/// The session id inside a signed `nestegg_session=…` cookie: the value is the signature (44
-/// characters of base64) followed by the id.
-fn session_id(cookie: &str) -> tower_sessions::session::Id {
-    let value = cookie.trim_start_matches("nestegg_session=");
-    value[44..]
-        .parse()
-        .expect("a session id after the signature")
 }
 
 /// A request renewing its session id (confirming the password, say) that was in flight when its

@@ -354,6 +354,15 @@ pub fn session_cookie(response: &reqwest::Response) -> Option<String> {
         .map(|c| c.split(';').next().unwrap_or_default().to_owned())
 }
 
+/// The session id inside a signed `nestegg_session=…` cookie: the value is the signature (44
+/// characters of base64) followed by the id.
+pub fn session_id(cookie: &str) -> tower_sessions::session::Id {
+    let value = cookie.trim_start_matches("nestegg_session=");
+    value[44..]
+        .parse()
+        .expect("a session id after the signature")
+}
+
 /// Every log line the test process writes, as JSON, so tests can assert what was (and was not) logged.
 pub mod logs {
     use super::*;

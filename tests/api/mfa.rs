@@ -23,7 +23,7 @@ use sea_orm::EntityTrait as _;
 use serde_json::Value;
 
 use crate::helpers::{
-    Email, KEY_A, KEY_B, TestApp, logs, session_cookie, spawn_app, spawn_app_with,
+    Email, KEY_A, KEY_B, TestApp, logs, session_cookie, session_id, spawn_app, spawn_app_with,
 };
 
 const PASSWORD: &str = "glacier Minnow 47 paperclip orbit";
@@ -1099,6 +1099,73 @@ async fn a_setup_belongs_to_the_session_that_started_it_and_turning_it_on_ends_t
     assert_eq!(replay.text().await.unwrap(), "null");
     let status = owner.two_factor_status().await;
     assert!(status["enabled_on"].is_string(), "{status}");
+}
+
+/// A password-only sign-in still under way when two-factor authentication is turned on saves its
+/// session after the switch ended the others (it read "off" just before). Played out in order, as
+/// for a password reset (`accounts.rs`): the intruder's session is taken from the store, the switch
+/// ends it, and it is put back as the late save would.
+#[tokio::test]
+async fn a_password_only_sign_in_racing_the_switch_to_two_factor_does_not_outlive_it() {
+    use tower_sessions::SessionStore as _;
+
+    let app = spawn_app().await;
+    let owner = signed_in(&app, "ria@example.org").await;
+    let intruder = Browser::new(&app);
+    let signed_in = intruder.sign_in("ria@example.org", PASSWORD).await;
+    let id = session_id(&session_cookie(&signed_in).expect("a session cookie"));
+    assert_ok(signed_in).await;
+    let late_save = app.state.sessions.load(&id).await.unwrap().unwrap();
+
+    // The test clock stands still from here: everything happens in one second.
+    let turn_on = || async {
+        assert_ok(owner.call("start_two_factor_setup", &[]).await).await;
+        let key = setup_key(&owner.two_factor_status().await);
+        let secret = TotpSecret::from_base32(&key).unwrap();
+        let enabled = owner
+            .call("enable_two_factor", &[("code", &code_now(&app, &secret))])
+            .await;
+        backup_codes_of(enabled).await
+    };
+    // The switch ends `browser`'s session (`id`, as loaded before it), which its late save puts back.
+    let store = &app.state.sessions;
+    let late_save_after_switch = |id, mut late_save| async move {
+        assert!(store.load(&id).await.unwrap().is_none());
+        store.create(&mut late_save).await.unwrap();
+        assert_eq!(late_save.id, id);
+    };
+    let backup_codes = turn_on().await;
+    late_save_after_switch(id, late_save).await;
+    assert_eq!(
+        intruder.user_email().await,
+        None,
+        "the switch ends the late session too"
+    );
+    assert_eq!(
+        owner.user_email().await.as_deref(),
+        Some("ria@example.org"),
+        "the session that turned it on stays"
+    );
+
+    // Turned off and on again within that second: a password-only sign-in from between ends too.
+    assert_ok(
+        owner
+            .call(
+                "disable_two_factor",
+                &[("password", PASSWORD), ("code", &backup_codes[0])],
+            )
+            .await,
+    )
+    .await;
+    let between = Browser::new(&app);
+    let signed_in = between.sign_in("ria@example.org", PASSWORD).await;
+    let id = session_id(&session_cookie(&signed_in).expect("a session cookie"));
+    assert_ok(signed_in).await;
+    let late_save = app.state.sessions.load(&id).await.unwrap().unwrap();
+    turn_on().await;
+    late_save_after_switch(id, late_save).await;
+    assert_eq!(between.user_email().await, None);
+    assert_eq!(owner.user_email().await.as_deref(), Some("ria@example.org"));
 }
 
 /// When everyone must use two-factor, someone whose address is not confirmed yet can still have the

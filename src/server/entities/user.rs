@@ -16,6 +16,9 @@ pub struct Model {
     pub password_hash: String,
     pub email_verified_at: Option<i64>,
     pub password_changed_at: i64,
+    /// When two-factor authentication was last turned on (kept when it is turned off); see
+    /// `session_store::TWO_FACTOR_SEEN_KEY`.
+    pub two_factor_enabled_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }

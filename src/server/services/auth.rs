@@ -376,6 +376,7 @@ pub async fn register(
         password_hash: Set(password_hash),
         email_verified_at: Set(None),
         password_changed_at: Set(now),
+        two_factor_enabled_at: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }

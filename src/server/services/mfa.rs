@@ -282,9 +282,18 @@ async fn replace_backup_codes<C: ConnectionTrait>(
     Ok(codes)
 }
 
+/// Two-factor authentication turned on by [`confirm_setup`].
+pub struct Enabled {
+    /// The account's new `two_factor_enabled_at`.
+    pub at: i64,
+    /// The first set of backup codes, to show once.
+    pub backup_codes: Vec<String>,
+}
+
 /// Turns two-factor authentication on with a code from the setup that this session started
 /// (`started_here`, its [`setup_fingerprint`]), and ends the account's other sessions but `keep`:
-/// their sudo mode, if any, took the password alone, which from now on is not enough.
+/// they took the password alone, which from now on is not enough. Sessions still being signed in
+/// with the password alone end too, on their next request (`two_factor_enabled_at`).
 pub async fn confirm_setup(
     state: &AppState,
     meta: &RequestMeta,
@@ -292,7 +301,7 @@ pub async fn confirm_setup(
     code_input: &str,
     started_here: Option<&str>,
     keep: Option<&str>,
-) -> Result<Vec<String>, AuthError> {
+) -> Result<Enabled, AuthError> {
     let Some(code) = totp::parse_totp_code(code_input) else {
         return Err(invalid(
             "code",
@@ -333,6 +342,13 @@ pub async fn confirm_setup(
         return Err(AuthError::MfaSetupMissing);
     }
     let codes = replace_backup_codes(&txn, state, &account.id, now).await?;
+    // A new value even when turned off and on again within the second: sessions compare it.
+    let enabled_at = std::cmp::max(now, account.two_factor_enabled_at.map_or(0, |at| at + 1));
+    user::Entity::update_many()
+        .col_expr(user::Column::TwoFactorEnabledAt, Some(enabled_at).into())
+        .filter(user::Column::Id.eq(&account.id))
+        .exec(&txn)
+        .await?;
     state.sessions.revoke_user(&txn, &account.id, keep).await?;
     let template = Template::MfaEnabled {
         name: account.display_name.clone(),
@@ -347,7 +363,10 @@ pub async fn confirm_setup(
         Event::new("mfa_enabled").user(&account.id),
     )
     .await?;
-    Ok(codes)
+    Ok(Enabled {
+        at: enabled_at,
+        backup_codes: codes,
+    })
 }
 
 pub async fn regenerate_backup_codes(

@@ -35,6 +35,12 @@ pub const AUTH_AT_KEY: &str = "auth_at";
 /// save its session after a concurrent reset has ended every session, and its clock may read later
 /// than the reset's.
 pub const PASSWORD_SEEN_KEY: &str = "pw_changed_at";
+/// Session data key holding the account's `two_factor_enabled_at` (0 for none) as read by the sign-in,
+/// before it decided whether a code was needed. A session is over once the account's value differs:
+/// turning two-factor authentication on ends the other sessions, and one whose password-only sign-in
+/// was still under way then, and saved its session afterwards, must end too. By value, as above.
+/// Sessions from before it was recorded have none and are not checked.
+pub const TWO_FACTOR_SEEN_KEY: &str = "tfa_enabled_at";
 /// Session data keys describing the sign-in, for the sessions list: when (Unix seconds), from which IP
 /// and with which user agent.
 pub const STARTED_AT_KEY: &str = "started_at";
