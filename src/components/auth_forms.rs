@@ -39,10 +39,35 @@ where
     // `?done=<endpoint>` (see `api_support::redirect_back_done`).
     let query = leptos_router::hooks::use_query_map();
     let endpoint = S::PATH.rsplit('/').next().unwrap_or_default();
-    Memo::new(move |_| {
-        matches!(action.value().get(), Some(Ok(_)))
-            || query.with(|q| q.get("done").is_some_and(|done| done == endpoint))
+    // Once the action has run in this page, its result decides: the `done` left in the URL by an
+    // earlier plain post says nothing about it.
+    Memo::new(move |_| match action.value().get() {
+        Some(result) => result.is_ok(),
+        None => query.with(|q| q.get("done").is_some_and(|done| done == endpoint)),
     })
+}
+
+/// Of the actions whose outcomes share one place in a page, the one that finished last (its index in
+/// `versions`, their `version()` signals; none before any has finished here), so that a later
+/// outcome replaces an earlier one instead of showing beside it.
+pub fn last_finished(versions: Vec<RwSignal<usize>>) -> ReadSignal<Option<usize>> {
+    let last = RwSignal::new(None);
+    for (index, version) in versions.into_iter().enumerate() {
+        Effect::new(move |previous: Option<usize>| {
+            let finished = version.get();
+            if previous.is_some_and(|previous| previous != finished) {
+                last.set(Some(index));
+            }
+            finished
+        });
+    }
+    last.read_only()
+}
+
+/// Whether the outcome of the action at `index` is the one to show, given [`last_finished`]: before
+/// any has finished in this page, each may (a plain post's result in the URL names one at most).
+pub fn outcome_shown(last: ReadSignal<Option<usize>>, index: usize) -> bool {
+    last.get().is_none_or(|last| last == index)
 }
 
 /// The message that belongs next to the field called `name`.
@@ -149,6 +174,15 @@ fn described_by(
     }
 }
 
+/// What was typed in the field `name` of a form refused without JavaScript: such a form comes back
+/// as a new page, and the server carries its non-secret fields back as `keep_<name>` (see
+/// `middleware::api_errors`) so nothing typed is lost.
+pub fn kept_value(name: &str) -> Option<String> {
+    leptos_router::hooks::use_query_map()
+        .with_untracked(|q| q.get(&format!("keep_{name}")))
+        .filter(|v| v.len() <= 254)
+}
+
 /// A labelled text-like input (text, email) with an optional hint and its error underneath.
 ///
 /// The value is never bound to a signal: the browser keeps what was typed when the server answers
@@ -171,11 +205,7 @@ pub fn TextField(
     let hint_id = hint.map(|_| format!("{id}-hint"));
     let describedby = described_by(hint_id.clone(), None, error_id.clone(), error);
     let is_email = input_type == "email";
-    // Without JavaScript a refused form comes back as a new page: the server carries non-secret
-    // fields back as `keep_<name>` (see `middleware::api_errors`) so nothing typed is lost.
-    let kept = leptos_router::hooks::use_query_map()
-        .with_untracked(|q| q.get(&format!("keep_{name}")))
-        .filter(|v| v.len() <= 254);
+    let kept = kept_value(name);
     view! {
         <div class="field">
             <label for=id>{label}</label>

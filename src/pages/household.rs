@@ -10,7 +10,7 @@ use crate::api::households::{
 };
 use crate::components::auth_forms::{
     FormError, FormSuccess, SubmitButton, TextField, action_error, action_succeeded, field_error,
-    form_error,
+    form_error, kept_value,
 };
 use crate::pages::settings::{LoadError, SignedIn};
 use crate::routes;
@@ -265,10 +265,13 @@ fn RenameSection(name: String, action: ServerAction<RenameHousehold>) -> impl In
                         type="text"
                         maxlength="80"
                         required=true
-                        value=name
+                        value=kept_value("name").unwrap_or(name)
                         aria-invalid=move || field_error(error, "name").with(Option::is_some).then_some("true")
+                        aria-describedby="household-name-error"
                     />
-                    <p class="field-error" role="alert">{move || field_error(error, "name").get()}</p>
+                    <p class="field-error" id="household-name-error" role="alert">
+                        {move || field_error(error, "name").get()}
+                    </p>
                 </div>
                 <SubmitButton label="Rename" pending=action.pending() button_class="button button-secondary" />
             </ActionForm>

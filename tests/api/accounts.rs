@@ -1407,6 +1407,163 @@ async fn without_javascript_a_refused_form_comes_back_with_its_error_and_what_wa
     );
 }
 
+/// A plain (no-JavaScript) form post to `/api/{function}` from the page at `referer`: where the
+/// server sends the browser back to, and the page found there.
+async fn post_plain_form(
+    app: &TestApp,
+    function: &str,
+    referer: &str,
+    form: &[(&str, &str)],
+) -> (String, String) {
+    let response = app
+        .post_same_origin(&format!("/api/{function}"))
+        .header("accept", "text/html")
+        .header("referer", app.url(referer))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 302);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let page = app
+        .get(&path_and_query(&location))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    (location, page)
+}
+
+/// The path and query of `location`, an absolute URL or a path.
+fn path_and_query(location: &str) -> String {
+    match url::Url::parse(location) {
+        Ok(url) => format!("{}?{}", url.path(), url.query().unwrap_or_default()),
+        Err(_) => location.to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn without_javascript_a_second_refusal_shows_only_its_own_error_and_fields() {
+    let app = spawn_app().await;
+    let form = |email: &'static str, password: &'static str, terms: &'static str| {
+        [
+            ("email", email),
+            ("display_name", "Quinn"),
+            ("password", password),
+            ("accept_terms", terms),
+            ("accept_privacy", "on"),
+        ]
+    };
+    let (first, page) = post_plain_form(
+        &app,
+        "register",
+        "/register",
+        &form("quinn@example.org", "short", "on"),
+    )
+    .await;
+    assert!(page.contains("Use at least 12 characters"), "{first}");
+    // Corrected on that page, but for another mistake.
+    let (second, page) = post_plain_form(
+        &app,
+        "register",
+        &path_and_query(&first),
+        &form("quinn2@example.org", PASSWORD, ""),
+    )
+    .await;
+    assert_eq!(second.matches("__err=").count(), 1, "{second}");
+    assert_eq!(second.matches("__path=").count(), 1, "{second}");
+    assert_eq!(second.matches("keep_email=").count(), 1, "{second}");
+    assert!(
+        page.contains("Please accept the terms of service"),
+        "the new error shows"
+    );
+    assert!(
+        !page.contains("Use at least 12 characters"),
+        "the old one is gone"
+    );
+    assert!(
+        page.contains(r#"value="quinn2@example.org""#),
+        "the new value is kept"
+    );
+}
+
+#[tokio::test]
+async fn without_javascript_a_refusal_after_a_success_shows_no_success() {
+    let app = spawn_app().await;
+    let (done, page) = post_plain_form(
+        &app,
+        "request_password_reset",
+        "/forgot-password",
+        &[("email", "rae@example.org")],
+    )
+    .await;
+    let sent = "If an account exists for that address";
+    assert!(page.contains(sent), "{done}");
+    let (refused, page) = post_plain_form(
+        &app,
+        "request_password_reset",
+        &path_and_query(&done),
+        &[("email", "not an address")],
+    )
+    .await;
+    assert!(!refused.contains("done="), "{refused}");
+    assert!(page.contains("Enter an email address like name@example.org."));
+    assert!(!page.contains(sent), "no success beside the refusal");
+}
+
+#[tokio::test]
+async fn without_javascript_refused_settings_forms_keep_what_was_typed() {
+    let app = spawn_app().await;
+    app.register_verified("ned@example.org", PASSWORD).await;
+    app.sign_in("ned@example.org", PASSWORD).await;
+    let too_long = format!("Ned {}", "x".repeat(80));
+    let at_most = "Use at most 80 characters.";
+    let kept = |page: &str, value: &str| page.contains(&format!(r#"value="{value}""#));
+
+    let (_, page) = post_plain_form(
+        &app,
+        "change_display_name",
+        "/settings/profile",
+        &[("display_name", &too_long)],
+    )
+    .await;
+    assert!(page.contains(at_most));
+    assert!(
+        kept(&page, &too_long),
+        "the typed name, not the current one"
+    );
+
+    let (_, page) = post_plain_form(
+        &app,
+        "rename_household",
+        "/household",
+        &[("name", &too_long)],
+    )
+    .await;
+    assert!(page.contains(at_most));
+    assert!(kept(&page, &too_long), "the typed household name");
+
+    let (_, page) = post_plain_form(
+        &app,
+        "delete_account",
+        "/settings/account",
+        &[
+            ("password", PASSWORD),
+            ("code", ""),
+            ("confirm_email", "ned@example.com"),
+        ],
+    )
+    .await;
+    assert!(page.contains("Type your account's email address exactly"));
+    assert!(kept(&page, "ned@example.com"), "the typed confirmation");
+    assert_eq!(
+        signed_in_user(&app).await.as_deref(),
+        Some("ned@example.org")
+    );
+}
+
 #[tokio::test]
 async fn without_javascript_a_success_says_so_on_the_page() {
     let app = spawn_app().await;

@@ -6,7 +6,7 @@ use leptos_meta::Title;
 use crate::api::auth::{ChangeDisplayName, ChangeEmail};
 use crate::components::auth_forms::{
     CodeFieldIfTwoFactorOn, FormError, FormSuccess, PasswordField, SubmitButton, TextField,
-    action_error, action_succeeded, field_error, form_error,
+    action_error, action_succeeded, field_error, form_error, kept_value,
 };
 use crate::pages::settings::{SettingsLayout, SignedIn};
 use crate::routes;
@@ -129,7 +129,7 @@ fn DisplayNameForm(current: String, rename: ServerAction<ChangeDisplayName>) -> 
                         autocomplete="name"
                         maxlength="80"
                         required=true
-                        value=current
+                        value=kept_value("display_name").unwrap_or(current)
                         aria-invalid=move || field_error(error, "display_name").with(Option::is_some).then_some("true")
                         aria-describedby="profile-display-name-error"
                     />

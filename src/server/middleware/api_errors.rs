@@ -15,7 +15,9 @@ use crate::routes;
 use crate::server::middleware::body_limit::RawForm;
 
 /// A plain form post that failed is redirected back with `__err` in the URL; add the non-secret
-/// fields it carried as `keep_<name>`.
+/// fields it carried as `keep_<name>`. The page's URL may still hold an earlier result (a success's
+/// `done`, an earlier refusal's `__path`, `__err` and `keep_` fields), which would show beside this
+/// refusal, or instead of it where the page reads the first `__err`: only this refusal's stay.
 fn keep_form_fields(response: &mut Response, form: &RawForm) {
     let Some(mut location) = response
         .headers()
@@ -26,8 +28,22 @@ fn keep_form_fields(response: &mut Response, form: &RawForm) {
     else {
         return;
     };
+    let pairs: Vec<(String, String)> = location.query_pairs().into_owned().collect();
+    // The server-function runtime appends this refusal's pair after whatever the page had.
+    let latest = |name: &str| pairs.iter().rposition(|(key, _)| key == name);
+    let (path_at, error_at) = (latest("__path"), latest("__err"));
+    let current = pairs
+        .iter()
+        .enumerate()
+        .filter(|(at, (key, _))| match key.as_str() {
+            "__path" => Some(*at) == path_at,
+            "__err" => Some(*at) == error_at,
+            key => key != "done" && !key.starts_with("keep_"),
+        })
+        .map(|(_, pair)| pair);
     {
         let mut query = location.query_pairs_mut();
+        query.clear().extend_pairs(current);
         for (key, value) in url::form_urlencoded::parse(&form.0) {
             if KEPT_FIELDS.contains(&key.as_ref()) && value.len() <= 254 {
                 query.append_pair(&format!("keep_{key}"), &value);
@@ -44,7 +60,14 @@ const MAX_ERROR_BODY: usize = 16 * 1024;
 
 /// Form fields a refused plain (no-JavaScript) form gets back, so the person need not type them
 /// again. Never passwords or tokens.
-const KEPT_FIELDS: [&str; 3] = ["email", "display_name", "new_email"];
+const KEPT_FIELDS: [&str; 5] = [
+    "email",
+    "display_name",
+    "new_email",
+    "confirm_email",
+    // A household's name.
+    "name",
+];
 
 pub async fn map_server_fn_errors(request: Request, next: Next) -> Response {
     if !request.uri().path().starts_with(routes::API_PREFIX) {
