@@ -15,8 +15,8 @@ pub fn HomePage() -> impl IntoView {
             <div class="hero-text">
                 <h1>"Grow your household's nest egg, together."</h1>
                 <p class="lead">
-                    "Nest Egg brings a household's savings goals, shared budgets and plans into one calm place — "
-                    "with the security controls of a bank, not an afterthought."
+                    "Nest Egg gives a household one shared, calm place to plan its savings — each person with their "
+                    "own sign-in, and the security controls of a bank, not an afterthought."
                 </p>
                 <div class="hero-actions">
                     <a class="button" href="#features">
@@ -43,8 +43,8 @@ pub fn HomePage() -> impl IntoView {
                 </li>
                 <li class="feature-card">
                     <span class="feature-icon" aria-hidden="true">"◎"</span>
-                    <h3>"Goals that add up"</h3>
-                    <p>"See how monthly savings compound, and how far a goal is from done."</p>
+                    <h3>"Savings that add up"</h3>
+                    <p>"See how a monthly amount compounds over the years, at the rate you expect."</p>
                 </li>
                 <li class="feature-card">
                     <span class="feature-icon" aria-hidden="true">"⇩"</span>

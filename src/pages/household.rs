@@ -161,7 +161,7 @@ fn MemberItem(member: MemberView, can_manage: bool, actions: Actions) -> impl In
                         <summary class="button button-small button-secondary">"Remove"</summary>
                         <p>
                             {format!(
-                                "{} will no longer see this household's records. They keep their account, with a household of their own.",
+                                "{} will no longer be a member of this household. They keep their account, with a household of their own.",
                                 member.display_name,
                             )}
                         </p>
@@ -301,7 +301,7 @@ fn LeaveSection(view: HouseholdView, actions: Actions) -> impl IntoView {
             } else {
                 view! {
                     <p>
-                        "You will no longer see this household's records, and you will get a household of your own. "
+                        "You will no longer be a member of this household, and you will get a household of your own. "
                         "To come back, an owner has to invite you again."
                     </p>
                     <details class="confirm leave-household">
