@@ -2,11 +2,12 @@
 //! and the account part of the header: sign-in links, or the user menu.
 
 use leptos::prelude::*;
+use leptos::server_fn::ServerFn;
 use leptos_router::components::A;
 use leptos_router::hooks::use_location;
 
 use crate::api::auth::{SignOut, current_user};
-use crate::components::auth_forms::SubmitButton;
+use crate::components::auth_forms::{FormError, SubmitButton, url_error_for};
 use crate::error::AppError;
 use crate::routes;
 use crate::types::UserView;
@@ -147,6 +148,16 @@ pub fn UserMenu(user: UserView) -> impl IntoView {
             session.refetch();
         }
     });
+    // Someone at a shared computer must not walk away believing they signed out. The menu is outside
+    // `<Routes>`, so a no-JavaScript post's error is read from the URL here.
+    let url_error = url_error_for(<SignOut as ServerFn>::PATH);
+    let failed = Signal::derive(move || {
+        match sign_out.value().get() {
+            Some(result) => result.err(),
+            None => url_error.get(),
+        }
+        .map(|err| format!("You are still signed in. {err}"))
+    });
 
     view! {
         <div class="user-menu" role="group" aria-label="Your account">
@@ -171,6 +182,7 @@ pub fn UserMenu(user: UserView) -> impl IntoView {
                     button_class="nav-link sign-out-button"
                 />
             </ActionForm>
+            <FormError message=failed />
         </div>
     }
 }

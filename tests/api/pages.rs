@@ -67,6 +67,22 @@ async fn content_pages_render() {
 }
 
 #[tokio::test]
+async fn the_updated_terms_page_does_not_say_all_is_accepted_when_it_cannot_tell() {
+    let app = spawn_app().await;
+    // Signed out (the Back button after signing out, say): nobody's consents to look up.
+    let page = app
+        .get("/accept-terms")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Please sign in to continue."), "{page}");
+    assert!(!page.contains("Nothing to do here"));
+}
+
+#[tokio::test]
 async fn unknown_pages_get_a_friendly_404_without_internals() {
     let app = spawn_app().await;
     for path in ["/no-such-page", "/api/no-such-function"] {

@@ -7,6 +7,7 @@ use leptos_meta::Title;
 use crate::api::account::{AcceptTerms, outstanding_consents};
 use crate::api::auth::SignOut;
 use crate::components::auth_forms::{FormError, SubmitButton, action_error, form_error};
+use crate::pages::settings::LoadError;
 use crate::routes;
 
 #[component]
@@ -14,6 +15,7 @@ pub fn AcceptTermsPage() -> impl IntoView {
     let accept = ServerAction::<AcceptTerms>::new();
     let decline = ServerAction::<SignOut>::new();
     let error = action_error(accept);
+    let decline_error = action_error(decline);
     let outstanding = Resource::new(|| (), |_| outstanding_consents());
 
     view! {
@@ -22,7 +24,11 @@ pub fn AcceptTermsPage() -> impl IntoView {
             <h1>"We updated our terms"</h1>
             <Transition fallback=|| view! { <p class="hint">"Loading…"</p> }>
                 {move || Suspend::new(async move {
-                    let documents = outstanding.await.unwrap_or_default();
+                    // Not "nothing to do" when it could not be found out (signed out, an outage).
+                    let documents = match outstanding.await {
+                        Ok(documents) => documents,
+                        Err(error) => return view! { <LoadError error=error /> }.into_any(),
+                    };
                     if documents.is_empty() {
                         return view! {
                             <p>"You have accepted the current versions. Nothing to do here."</p>
@@ -45,7 +51,12 @@ pub fn AcceptTermsPage() -> impl IntoView {
                             <SubmitButton label="Accept and continue" pending=accept.pending() />
                         </ActionForm>
                         <ActionForm action=decline attr:class="decline-terms-form">
-                            <button type="submit" class="button button-secondary">"Decline and sign out"</button>
+                            <FormError message=form_error(decline_error, &[]) />
+                            <SubmitButton
+                                label="Decline and sign out"
+                                pending=decline.pending()
+                                button_class="button button-secondary"
+                            />
                         </ActionForm>
                         <p class="hint">
                             "Don't want to continue? Before you decline, you can "

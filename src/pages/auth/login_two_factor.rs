@@ -8,6 +8,7 @@ use crate::api::mfa::{CancelSignIn, VerifySignInCode, pending_sign_in};
 use crate::components::auth_forms::{
     FormError, SubmitButton, TextField, action_error, field_error, form_error,
 };
+use crate::pages::settings::LoadError;
 use crate::routes;
 
 #[component]
@@ -26,7 +27,10 @@ pub fn LoginTwoFactorPage() -> impl IntoView {
                 {move || Suspend::new(async move {
                     match pending.await {
                         Ok(true) => view! { <CodeForm verify=verify use_backup=use_backup /> }.into_any(),
-                        _ => view! { <Expired verify=verify /> }.into_any(),
+                        Ok(false) => view! { <Expired verify=verify /> }.into_any(),
+                        // Not "expired" when it could not be found out (an outage, a rate limit):
+                        // the sign-in may well be waiting still.
+                        Err(error) => view! { <LoadError error=error /> }.into_any(),
                     }
                 })}
             </Transition>
@@ -89,7 +93,8 @@ fn CodeForm(verify: ServerAction<VerifySignInCode>, use_backup: Memo<bool>) -> i
             }
         }}
         <ActionForm action=cancel attr:class="cancel-sign-in-form">
-            <button type="submit" class="link-button">"Cancel and sign in again"</button>
+            <FormError message=form_error(action_error(cancel), &[]) />
+            <SubmitButton label="Cancel and sign in again" pending=cancel.pending() button_class="link-button" />
         </ActionForm>
     }
 }
