@@ -5,6 +5,7 @@ import {
   expectSignedIn,
   register,
   signInWithPassword,
+  signOut,
   submit,
 } from "./journeys";
 
@@ -61,6 +62,58 @@ test.describe("account settings", () => {
     await expect(whats.first()).toHaveText("Signed out another session");
     await expect(whats).toContainText(["Signed in", "Signed in", "Confirmed the email address", "Created the account"]);
     await expect(page.locator(".activity-list .activity-meta").first()).toContainText("127.0.0.1");
+  });
+
+  test("on the sessions page a later outcome replaces an earlier one", async ({ page, browser, problems }) => {
+    // The refusal below is the point: a session that is gone answers 404.
+    problems.allowConsoleError(({ text, url }) => /status of 404\b/.test(text) && url.endsWith("/api/revoke_session"));
+    const started = Date.now();
+    const account = await register(page, "outcomes");
+    await confirmEmail(page, account, started);
+    await signInWithPassword(page, account);
+    await expectSignedIn(page, account.displayName);
+
+    // Two more browsers, told apart in the list by their user agents.
+    const signedInElsewhere = async (userAgent: string) => {
+      const context = await browser.newContext({ baseURL: test.info().project.use.baseURL, userAgent });
+      const other = await context.newPage();
+      await signInWithPassword(other, account);
+      await expectSignedIn(other, account.displayName);
+      return { context, page: other };
+    };
+    const firefox = await signedInElsewhere(
+      "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    );
+    const chrome = await signedInElsewhere(
+      "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36",
+    );
+
+    await page.goto("/settings/sessions");
+    await waitForHydration(page);
+    await expect(page.locator(".session-list .session-item")).toHaveCount(3);
+    // Firefox signs out by itself; the list here still shows it, and signing it out fails.
+    await firefox.page.goto("/settings/security");
+    await waitForHydration(firefox.page);
+    await signOut(firefox.page);
+    await firefox.context.close();
+    const firefoxItem = page.locator(".session-item", { hasText: "Firefox" });
+    await expect(async () => {
+      const answer = await submit(page, firefoxItem.getByRole("button", { name: "Sign out" }), "revoke_session");
+      expect(answer.status()).toBe(404);
+    }).toPass();
+    const error = page.locator(".settings-section > .form-error");
+    await expect(error).toHaveText("We could not find that.");
+
+    // Then signing out every other session works: its success shows, and the old error is gone.
+    const answer = await submit(
+      page,
+      page.getByRole("button", { name: "Sign out of all other sessions" }),
+      "revoke_other_sessions",
+    );
+    expect(answer.ok()).toBe(true);
+    await expect(page.locator(".form-success")).toHaveText("Every other session was signed out.");
+    await expect(error).toHaveCount(0);
+    await chrome.context.close();
   });
 
   test("deleting the account signs out, sends a receipt, and the password no longer works", async ({

@@ -136,7 +136,7 @@ pub fn FormSuccess(message: &'static str) -> impl IntoView {
 /// The submit button: disabled, busy and with "…" while the action runs.
 #[component]
 pub fn SubmitButton(
-    label: &'static str,
+    #[prop(into)] label: String,
     #[prop(into)] pending: Signal<bool>,
     #[prop(default = "button")] button_class: &'static str,
 ) -> impl IntoView {
@@ -147,7 +147,7 @@ pub fn SubmitButton(
             disabled=move || pending.get()
             aria-busy=move || pending.get().then_some("true")
         >
-            {move || if pending.get() { format!("{label}…") } else { label.to_owned() }}
+            {move || if pending.get() { format!("{label}…") } else { label.clone() }}
         </button>
     }
 }

@@ -8,7 +8,7 @@ use leptos_router::hooks::use_query_map;
 
 use crate::api::admin::{RetryEmail, admin_security_events, failed_emails, security_status};
 use crate::components::auth_forms::{
-    FormError, FormSuccess, action_error, action_succeeded, form_error,
+    FormError, FormSuccess, SubmitButton, action_error, action_succeeded, form_error,
 };
 use crate::error::AppError;
 use crate::pages::not_found::NotFoundPage;
@@ -150,7 +150,11 @@ fn FailedEmails() -> impl IntoView {
                                             </div>
                                             <ActionForm action=retry attr:class="retry-email-form">
                                                 <input type="hidden" name="id" value=e.id />
-                                                <button type="submit" class="button button-small button-secondary">"Retry"</button>
+                                                <SubmitButton
+                                                    label="Retry"
+                                                    pending=retry.pending()
+                                                    button_class="button button-small button-secondary"
+                                                />
                                             </ActionForm>
                                         </li>
                                     })

@@ -10,7 +10,7 @@ use crate::api::households::{
 };
 use crate::components::auth_forms::{
     FormError, FormSuccess, SubmitButton, TextField, action_error, action_succeeded, field_error,
-    form_error, kept_value,
+    form_error, kept_value, last_finished, outcome_shown,
 };
 use crate::pages::settings::{LoadError, SignedIn};
 use crate::routes;
@@ -60,6 +60,13 @@ fn Household(actions: Actions) -> impl IntoView {
         },
         |_| household_overview(),
     );
+    // These four show their outcome at the top of the page: only the latest one's.
+    let last = last_finished(vec![
+        actions.revoke.version(),
+        actions.remove.version(),
+        actions.transfer.version(),
+        actions.leave.version(),
+    ]);
     let failures = [
         action_error(actions.revoke),
         action_error(actions.remove),
@@ -69,13 +76,18 @@ fn Household(actions: Actions) -> impl IntoView {
     let errors = Signal::derive(move || {
         failures
             .iter()
-            .find_map(|error| error.get())
+            .enumerate()
+            .filter(|(index, _)| outcome_shown(last, *index))
+            .find_map(|(_, error)| error.get())
             .map(|e| e.to_string())
     });
-    let removed = action_succeeded(actions.remove);
-    let transferred = action_succeeded(actions.transfer);
-    let left = action_succeeded(actions.leave);
-    let revoked = action_succeeded(actions.revoke);
+    let succeeded = |index: usize, done: Memo<bool>| {
+        Signal::derive(move || outcome_shown(last, index) && done.get())
+    };
+    let revoked = succeeded(0, action_succeeded(actions.revoke));
+    let removed = succeeded(1, action_succeeded(actions.remove));
+    let transferred = succeeded(2, action_succeeded(actions.transfer));
+    let left = succeeded(3, action_succeeded(actions.leave));
 
     view! {
         <Transition fallback=|| view! { <p class="hint">"Loading…"</p> }>
@@ -151,9 +163,11 @@ fn MemberItem(member: MemberView, can_manage: bool, actions: Actions) -> impl In
                             </p>
                             <ActionForm action=actions.transfer attr:class="transfer-ownership-form">
                                 <input type="hidden" name="id" value=id.clone() />
-                                <button type="submit" class="button button-small">
-                                    {format!("Make {name} the owner")}
-                                </button>
+                                <SubmitButton
+                                    label=format!("Make {name} the owner")
+                                    pending=actions.transfer.pending()
+                                    button_class="button button-small"
+                                />
                             </ActionForm>
                         </details>
                     })}
@@ -167,9 +181,11 @@ fn MemberItem(member: MemberView, can_manage: bool, actions: Actions) -> impl In
                         </p>
                         <ActionForm action=actions.remove attr:class="remove-member-form">
                             <input type="hidden" name="id" value=member.id.clone() />
-                            <button type="submit" class="button button-small button-danger">
-                                {format!("Remove {}", member.display_name)}
-                            </button>
+                            <SubmitButton
+                                label=format!("Remove {}", member.display_name)
+                                pending=actions.remove.pending()
+                                button_class="button button-small button-danger"
+                            />
                         </ActionForm>
                     </details>
                 </div>
@@ -236,7 +252,11 @@ fn InviteSection(invitations: Vec<InvitationView>, actions: Actions) -> impl Int
                                 </div>
                                 <ActionForm action=actions.revoke attr:class="revoke-invitation-form">
                                     <input type="hidden" name="id" value=invitation.id />
-                                    <button type="submit" class="button button-small button-secondary">"Withdraw"</button>
+                                    <SubmitButton
+                                        label="Withdraw"
+                                        pending=actions.revoke.pending()
+                                        button_class="button button-small button-secondary"
+                                    />
                                 </ActionForm>
                             </li>
                         })
@@ -307,9 +327,11 @@ fn LeaveSection(view: HouseholdView, actions: Actions) -> impl IntoView {
                     <details class="confirm leave-household">
                         <summary class="button button-secondary">"Leave household"</summary>
                         <ActionForm action=actions.leave attr:class="leave-household-form">
-                            <button type="submit" class="button button-danger">
-                                {format!("Leave {}", view.name)}
-                            </button>
+                            <SubmitButton
+                                label=format!("Leave {}", view.name)
+                                pending=actions.leave.pending()
+                                button_class="button button-danger"
+                            />
                         </ActionForm>
                     </details>
                 }

@@ -4,7 +4,10 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 
 use crate::api::account::{RevokeOtherSessions, RevokeSession, list_sessions};
-use crate::components::auth_forms::{FormError, FormSuccess, action_error, action_succeeded};
+use crate::components::auth_forms::{
+    FormError, FormSuccess, SubmitButton, action_error, action_succeeded, last_finished,
+    outcome_shown,
+};
 use crate::pages::settings::{LoadError, SettingsLayout, SignedIn};
 use crate::routes;
 use crate::types::SessionView;
@@ -31,10 +34,14 @@ fn SessionList(
         move || (revoke.version().get(), revoke_others.version().get()),
         |_| list_sessions(),
     );
+    // Both show their outcome in one place: only the latest one's.
+    let last = last_finished(vec![revoke.version(), revoke_others.version()]);
     let revoke_error = action_error(revoke);
     let others_error = action_error(revoke_others);
     let revoked = action_succeeded(revoke);
     let others_revoked = action_succeeded(revoke_others);
+    let revoked = Signal::derive(move || outcome_shown(last, 0) && revoked.get());
+    let others_revoked = Signal::derive(move || outcome_shown(last, 1) && others_revoked.get());
 
     view! {
         <section class="settings-section">
@@ -49,7 +56,9 @@ fn SessionList(
                     .then(|| view! { <FormSuccess message="Every other session was signed out." /> })
             }}
             <FormError message=Signal::derive(move || {
-                revoke_error.get().or(others_error.get()).map(|e| e.to_string())
+                let revoke_error = outcome_shown(last, 0).then(|| revoke_error.get()).flatten();
+                let others_error = outcome_shown(last, 1).then(|| others_error.get()).flatten();
+                revoke_error.or(others_error).map(|e| e.to_string())
             }) />
             <Transition fallback=|| view! { <p class="hint">"Loading…"</p> }>
                 {move || Suspend::new(async move {
@@ -65,9 +74,11 @@ fn SessionList(
                                 </ul>
                                 {(others > 0).then(|| view! {
                                     <ActionForm action=revoke_others attr:class="revoke-others-form">
-                                        <button type="submit" class="button button-secondary">
-                                            "Sign out of all other sessions"
-                                        </button>
+                                        <SubmitButton
+                                            label="Sign out of all other sessions"
+                                            pending=revoke_others.pending()
+                                            button_class="button button-secondary"
+                                        />
                                     </ActionForm>
                                 })}
                             }
@@ -102,9 +113,11 @@ fn SessionItem(session: SessionView, revoke: ServerAction<RevokeSession>) -> imp
             {(!session.current).then(|| view! {
                 <ActionForm action=revoke attr:class="revoke-session-form">
                     <input type="hidden" name="id" value=session.id />
-                    <button type="submit" class="button button-small button-secondary">
-                        "Sign out"
-                    </button>
+                    <SubmitButton
+                        label="Sign out"
+                        pending=revoke.pending()
+                        button_class="button button-small button-secondary"
+                    />
                 </ActionForm>
             })}
         </li>
