@@ -59,6 +59,9 @@ enum UserAction {
     RevokeSessions { email: String },
     /// Sign out everywhere, make the password unusable and email a reset link.
     ForceReset { email: String },
+    /// Turn off two-factor authentication (a lost phone and no backup code left, or an authenticator
+    /// someone else added), sign out everywhere and email the owner. Check who is asking first.
+    RemoveTwoFactor { email: String },
 }
 
 #[derive(Subcommand)]
@@ -398,6 +401,24 @@ async fn user(settings: Settings, action: UserAction) -> ExitCode {
                 })
             })
             .map_err(|e| e.to_string()),
+        UserAction::RemoveTwoFactor { email } => {
+            crate::server::services::mfa::remove_by_operator(&state, email)
+                .await
+                .map(|outcome| {
+                    outcome.map(|removed| {
+                        if removed {
+                            format!(
+                                "{email}: two-factor authentication removed, signed out everywhere"
+                            )
+                        } else {
+                            format!(
+                                "{email}: two-factor authentication was not on; nothing changed"
+                            )
+                        }
+                    })
+                })
+                .map_err(|e| e.to_string())
+        }
     };
     let _ = state.db.close_by_ref().await;
     match outcome {

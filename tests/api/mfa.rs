@@ -1872,6 +1872,56 @@ async fn the_secret_and_backup_codes_are_never_stored_or_logged_in_the_clear() {
     assert!(!log.contains("otpauth://"), "the setup URI was logged");
 }
 
+#[tokio::test]
+async fn an_operator_removes_two_factor_for_an_owner_who_lost_their_phone() {
+    let app = spawn_app().await;
+    let url = app.settings.database.url.expose().to_owned();
+    let owner = signed_in(&app, "lee@example.org").await;
+    enable_mfa(&app, &owner).await;
+    let pending = sign_in_pending(&app, "lee@example.org").await;
+    let remove = |email: &'static str| {
+        let (app, url) = (&app, url.clone());
+        async move { crate::operations::nestegg(app, &url, &["user", "remove-two-factor", email]).await }
+    };
+
+    let removed = remove("Lee@Example.org").await;
+    assert!(removed.status.success(), "{}", stderr_of(&removed));
+    assert_eq!(
+        stdout_of(&removed).trim(),
+        "Lee@Example.org: two-factor authentication removed, signed out everywhere"
+    );
+    assert_eq!(owner.user_email().await, None, "signed out everywhere");
+    let stopped = expect_error(pending.verify_code("123456").await, 400, "invalid_input").await;
+    assert!(message(&stopped).contains("sign in again"), "{stopped}");
+    assert_eq!(app.count("totp_credentials").await, 0);
+    assert_eq!(app.count("backup_codes").await, 0);
+    assert_eq!(
+        app.count("outbox_emails WHERE kind = 'mfa_disabled' AND to_address = 'lee@example.org'")
+            .await,
+        1,
+        "the owner is told"
+    );
+    assert_eq!(
+        app.count("security_events WHERE kind = 'mfa_removed_by_operator'")
+            .await,
+        1
+    );
+    // The password alone signs in again.
+    let back = Browser::new(&app);
+    let response = back.sign_in("lee@example.org", PASSWORD).await;
+    assert_eq!(location(&response).as_deref(), Some("/"));
+    assert_ok(response).await;
+
+    // Nothing left to remove, and an address nobody has.
+    let again = remove("lee@example.org").await;
+    assert!(again.status.success(), "{}", stderr_of(&again));
+    assert!(stdout_of(&again).contains("was not on; nothing changed"));
+    assert_eq!(back.user_email().await.as_deref(), Some("lee@example.org"));
+    let unknown = remove("nobody@example.org").await;
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(stderr_of(&unknown).contains("no account has this address"));
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Key rotation
 // ---------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ const PASSWORD: &str = "glacier Minnow 47 paperclip orbit";
 
 /// `nestegg <args>` in an empty directory with only the app's database and keys (no `.env`, nothing
 /// inherited), off the async runtime so the app under test keeps serving.
-async fn nestegg(app: &TestApp, database_url: &str, args: &[&str]) -> Output {
+pub(crate) async fn nestegg(app: &TestApp, database_url: &str, args: &[&str]) -> Output {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_nestegg"));
     cmd.env_clear()

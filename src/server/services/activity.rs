@@ -132,6 +132,10 @@ pub fn describe(kind: &str, details: &serde_json::Value) -> String {
         "display_name_changed" => "Changed the display name".to_owned(),
         "data_exported" => "Downloaded a copy of your data".to_owned(),
         "sessions_revoked_by_operator" => "An administrator signed out every session".to_owned(),
+        "mfa_removed_by_operator" => {
+            "An administrator turned off two-factor authentication and signed out every session"
+                .to_owned()
+        }
         "password_reset_forced" => {
             "An administrator required a new password and signed out every session".to_owned()
         }

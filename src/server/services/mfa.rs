@@ -750,6 +750,45 @@ pub async fn abandon_sign_in(
     commit_with_event(txn, state, meta, now, event).await
 }
 
+/// For an operator (`nestegg user remove-two-factor EMAIL`), once the owner has shown who they are in
+/// some other way: a lost phone with no backup code left, or an authenticator someone else added
+/// with the password. The authenticator and backup codes go, every session ends (a pending code
+/// step too), and the owner is told. `Ok(None)` when no account has this address, `Ok(Some(false))`
+/// when it has no two-factor authentication on (nothing changes then).
+pub async fn remove_by_operator(state: &AppState, email: &str) -> Result<Option<bool>, AuthError> {
+    let now = now(state);
+    let txn = crate::server::db::begin_write(&state.db).await?;
+    let Some(account) = user::Entity::find()
+        .filter(user::Column::Email.eq(email.trim().to_lowercase()))
+        .one(&txn)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let removed = totp_credential::Entity::delete_many()
+        .filter(totp_credential::Column::UserId.eq(&account.id))
+        .filter(totp_credential::Column::ConfirmedAt.is_not_null())
+        .exec(&txn)
+        .await?
+        .rows_affected;
+    if removed == 0 {
+        return Ok(Some(false));
+    }
+    backup_code::Entity::delete_many()
+        .filter(backup_code::Column::UserId.eq(&account.id))
+        .exec(&txn)
+        .await?;
+    state.sessions.revoke_user(&txn, &account.id, None).await?;
+    let template = Template::MfaDisabled {
+        name: account.display_name.clone(),
+        settings_link: settings_link(state),
+    };
+    outbox::enqueue_for(&txn, state, now, &account, &template).await?;
+    let event = Event::new("mfa_removed_by_operator").user(&account.id);
+    commit_with_event(txn, state, &RequestMeta::internal(), now, event).await?;
+    Ok(Some(true))
+}
+
 /// Turns two-factor authentication off; needs the password and a current code or a backup code.
 pub async fn disable(
     state: &AppState,
