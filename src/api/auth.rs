@@ -165,16 +165,9 @@ pub async fn change_password(
     )
     .await
     .map_err(s::auth_error)?;
-    // This session stays signed in: it proved the new password just now. The password has changed
-    // whatever happens here: should the session store fail, the answer still says so, and this
-    // session, no longer matching the password, asks to sign in again on its next request.
-    if ctx
-        .mark_password_changed(changed.changed_at, changed.two_factor)
-        .await
-        .is_err()
-    {
-        tracing::warn!("the password changed, but this session could not be kept signed in");
-    }
+    // This session stays signed in: it proved the new password just now.
+    ctx.mark_password_changed(changed.changed_at, changed.two_factor)
+        .await?;
     // The change withdrew the trust of every device cookie, this browser's too: its own stays valid.
     let after = crate::server::entities::user::Model {
         password_changed_at: changed.changed_at,
