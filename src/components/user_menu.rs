@@ -142,18 +142,22 @@ pub fn UserMenu(user: UserView) -> impl IntoView {
     let session = use_session_user();
     let sign_out = ServerAction::<SignOut>::new();
     // The server redirects home; when that is the current page nothing navigates, so reload the
-    // person explicitly.
+    // person explicitly. Only after a success: reloading rebuilds this menu, and with it the action
+    // whose error must stay on screen.
     Effect::new(move |_| {
-        if sign_out.version().get() > 0 {
+        if matches!(sign_out.value().get(), Some(Ok(()))) {
             session.refetch();
         }
     });
     // Someone at a shared computer must not walk away believing they signed out. The menu is outside
-    // `<Routes>`, so a no-JavaScript post's error is read from the URL here.
+    // `<Routes>`, so a no-JavaScript post's error is read from the URL here (but for the updated-terms
+    // page, whose "Decline and sign out" shows the same error next to itself).
     let url_error = url_error_for(<SignOut as ServerFn>::PATH);
+    let location = use_location();
     let failed = Signal::derive(move || {
         match sign_out.value().get() {
             Some(result) => result.err(),
+            None if location.pathname.get() == routes::ACCEPT_TERMS => None,
             None => url_error.get(),
         }
         .map(|err| format!("You are still signed in. {err}"))
