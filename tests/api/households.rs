@@ -889,9 +889,10 @@ async fn outbox_settled(app: &TestApp) {
 /// delivered, by recipient.
 async fn release_mail(app: &TestApp, sink: &SmtpSink) -> Vec<(String, String)> {
     sink.failing.store(false, Ordering::SeqCst);
-    // Past the retry of an email refused once or twice (at most 144 s), within the sessions' idle time.
-    app.clock.advance(time::Duration::minutes(3));
-    for _ in 0..200 {
+    // Past the retry of an email however often it was refused (at most 12 min: under load the worker
+    // may have tried more than twice), within the sessions' idle time.
+    app.clock.advance(time::Duration::minutes(13));
+    for _ in 0..800 {
         app.state.mail_wakeup.notify_one();
         if app.count("outbox_emails WHERE status = 'pending'").await == 0 {
             break;
