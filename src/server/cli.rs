@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
 
 use crate::server::clock::SystemClock;
 use crate::server::config::{KeyMode, Settings};
@@ -378,10 +377,7 @@ async fn user(settings: Settings, action: UserAction) -> ExitCode {
     };
     let outcome: Result<Option<String>, String> = match &action {
         UserAction::RevokeSessions { email } => {
-            let account = crate::server::entities::user::Entity::find()
-                .filter(
-                    crate::server::entities::user::Column::Email.eq(email.trim().to_lowercase()),
-                )
+            let account = crate::server::entities::user::Entity::find_by_typed_email(email)
                 .one(&state.db)
                 .await;
             match account {

@@ -28,6 +28,14 @@ pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
 
+impl Entity {
+    /// The account with this address as an operator typed it (any case, spaces around): addresses
+    /// are stored normalized.
+    pub fn find_by_typed_email(email: &str) -> Select<Entity> {
+        Self::find().filter(Column::Email.eq(email.trim().to_lowercase()))
+    }
+}
+
 /// Written by hand so the password hash cannot reach a log through `{:?}`.
 impl std::fmt::Debug for Model {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -758,11 +758,7 @@ pub async fn abandon_sign_in(
 pub async fn remove_by_operator(state: &AppState, email: &str) -> Result<Option<bool>, AuthError> {
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
-    let Some(account) = user::Entity::find()
-        .filter(user::Column::Email.eq(email.trim().to_lowercase()))
-        .one(&txn)
-        .await?
-    else {
+    let Some(account) = user::Entity::find_by_typed_email(email).one(&txn).await? else {
         return Ok(None);
     };
     let removed = totp_credential::Entity::delete_many()

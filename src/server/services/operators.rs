@@ -62,10 +62,7 @@ async fn account_by_email<C: ConnectionTrait>(
     db: &C,
     email: &str,
 ) -> Result<Option<user::Model>, DbErr> {
-    user::Entity::find()
-        .filter(user::Column::Email.eq(email.trim().to_lowercase()))
-        .one(db)
-        .await
+    user::Entity::find_by_typed_email(email).one(db).await
 }
 
 /// Grants operator rights to the account with `email`.

@@ -257,8 +257,7 @@ pub async fn events(
         query = query.filter(security_event::Column::Kind.eq(kind));
     }
     if let Some(email) = email.map(str::trim).filter(|e| !e.is_empty()) {
-        let account = user::Entity::find()
-            .filter(user::Column::Email.eq(email.to_lowercase()))
+        let account = user::Entity::find_by_typed_email(email)
             .one(&state.db)
             .await?;
         let Some(account) = account else {

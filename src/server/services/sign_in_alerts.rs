@@ -128,11 +128,7 @@ pub async fn force_reset(state: &AppState, email: &str) -> Result<bool, AuthErro
         .hash(&crate::server::services::crypto::generate_token())
         .await?;
     let txn = crate::server::db::begin_write(&state.db).await?;
-    let Some(account) = user::Entity::find()
-        .filter(user::Column::Email.eq(email.trim().to_lowercase()))
-        .one(&txn)
-        .await?
-    else {
+    let Some(account) = user::Entity::find_by_typed_email(email).one(&txn).await? else {
         return Ok(false);
     };
     secure_account(&txn, state, &account, now, unusable).await?;
