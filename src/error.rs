@@ -39,6 +39,11 @@ pub enum AppError {
     NotFound,
     #[error("Too many requests. Please wait {retry_after_secs} seconds and try again.")]
     RateLimited { retry_after_secs: u64 },
+    /// Turned away before any server function ran: a body over the limit, a cross-site post, a method
+    /// or media type the endpoint does not take. `status` is the 4xx it was sent with; `message` is
+    /// the refusal's own explanation.
+    #[error("{message}")]
+    Refused { status: u16, message: String },
     #[error("Nest Egg is temporarily unavailable. Please try again in a moment.")]
     Unavailable,
     #[error("Something went wrong on our side. Please try again.")]
@@ -65,6 +70,7 @@ impl AppError {
             AppError::Forbidden => "forbidden",
             AppError::NotFound => "not_found",
             AppError::RateLimited { .. } => "rate_limited",
+            AppError::Refused { .. } => "refused",
             AppError::Unavailable => "unavailable",
             AppError::Internal => "internal",
         }
@@ -82,6 +88,8 @@ impl AppError {
             AppError::Forbidden => 403,
             AppError::NotFound => 404,
             AppError::RateLimited { .. } => 429,
+            AppError::Refused { status, .. } if (400..500).contains(status) => *status,
+            AppError::Refused { .. } => 400,
             AppError::Unavailable => 503,
             AppError::Internal => 500,
         }
@@ -118,6 +126,16 @@ impl FromServerFnError for AppError {
             _ => AppError::Internal,
         }
     }
+
+    /// Nest Egg answers every server-function error with one of these as JSON (even the refusals
+    /// made before a function runs: `middleware::api_errors::explain_refusals`). An error body that
+    /// is not one came from something between the browser and Nest Egg (a proxy's 502 page, a load
+    /// balancer's timeout) or was cut short: Nest Egg could not be reached. (The default called it
+    /// malformed input, and told the person to check the form.)
+    fn de(data: leptos::server_fn::Bytes) -> Self {
+        <Self::Encoder as leptos::server_fn::Decodes<Self>>::decode(data)
+            .unwrap_or(AppError::Unavailable)
+    }
 }
 
 #[cfg(test)]
@@ -137,6 +155,22 @@ mod tests {
         ));
         assert!(!err.to_string().contains("missing field"));
         assert_eq!(err.status(), 400);
+    }
+
+    #[test]
+    fn an_error_body_that_is_not_ours_means_unreachable() {
+        let ours = AppError::invalid("email", "Enter an email address");
+        assert_eq!(AppError::de(ours.ser()), ours);
+        for body in [
+            &b"<html><body><h1>502 Bad Gateway</h1></body></html>"[..],
+            b"",
+            b"{\"code\":\"unavail",
+        ] {
+            assert_eq!(
+                AppError::de(leptos::server_fn::Bytes::from_static(body)),
+                AppError::Unavailable
+            );
+        }
     }
 
     #[test]

@@ -200,6 +200,56 @@ test("sign in shows the user menu and sign out returns to the signed-out header"
   await expectSignedOut(page);
 });
 
+test("a sign-out that fails says so, and the header still shows who is signed in", async ({ page, problems }) => {
+  const account = await newAccount(page, "signout-fails");
+  const answer = await signIn(page, account.email, account.password);
+  expect(answer.ok()).toBe(true);
+  await expectSignedIn(page, account.displayName);
+
+  // The app's own answer when its session store is out of reach.
+  problems.allowConsoleError(
+    ({ text, url }) => /status of 503\b/.test(text) && new URL(url, "http://x").pathname === "/api/sign_out",
+  );
+  await page.route("**/api/sign_out", (route) =>
+    route.fulfill({ status: 503, contentType: "application/json", body: JSON.stringify({ code: "unavailable" }) }),
+  );
+  const refused = await submit(page, header(page).signOut, "sign_out");
+  expect(refused.status()).toBe(503);
+  await expect(header(page).userMenu.locator(".form-error")).toHaveText(
+    "You are still signed in. Nest Egg is temporarily unavailable. Please try again in a moment.",
+  );
+  await expectSignedIn(page, account.displayName);
+
+  // Once it works, the error goes with the menu.
+  await page.unroute("**/api/sign_out");
+  await submit(page, header(page).signOut, "sign_out");
+  await expectSignedOut(page);
+  await expect(page.locator("header.site-header .form-error")).toHaveCount(0);
+});
+
+test("an error page from something in front of the app says it could not be reached, not that the form was wrong", async ({
+  page,
+  problems,
+}) => {
+  // A reverse proxy's or load balancer's own page, as when every instance is down. (The app's own
+  // refusals are error objects; this one is not, and was shown as "The form was incomplete or
+  // malformed. Please check it and try again.")
+  problems.allowConsoleError(
+    ({ text, url }) => /status of 502\b/.test(text) && new URL(url, "http://x").pathname === "/api/sign_in",
+  );
+  await page.route("**/api/sign_in", (route) =>
+    route.fulfill({ status: 502, contentType: "text/html", body: "<html><body><h1>502 Bad Gateway</h1></body></html>" }),
+  );
+  await page.goto("/login");
+  await waitForHydration(page);
+  const answer = await submitSignIn(page, "someone@example.org", "any password at all");
+  expect(answer.status()).toBe(502);
+  const f = loginForm(page);
+  await expect(f.error).toHaveText("Nest Egg is temporarily unavailable. Please try again in a moment.");
+  await expect(f.email).toHaveValue("someone@example.org");
+  await expectSignedOut(page);
+});
+
 test("wrong passwords lock the account, even the right one is refused, and the owner is told", async ({
   page,
   problems,

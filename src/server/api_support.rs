@@ -6,8 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
-use axum::response::{IntoResponse as _, Response};
-use http::{HeaderValue, StatusCode};
+use axum::response::Response;
 use leptos::prelude::*;
 use sea_orm::EntityTrait as _;
 use tower_sessions::Session;
@@ -16,6 +15,7 @@ use crate::error::AppError;
 use crate::routes;
 use crate::server::client_ip::client_ip;
 use crate::server::entities::user;
+use crate::server::middleware::api_errors;
 use crate::server::services::auth::AuthError;
 use crate::server::services::device_cookies::DeviceCookie;
 use crate::server::session_store::{
@@ -133,55 +133,22 @@ pub async fn limit_api_calls(
         }
         Err(err @ LimitError::Unavailable(_)) => {
             tracing::warn!(error = %err, "cannot count the request");
-            let error = AppError::Unavailable;
-            (
-                StatusCode::from_u16(error.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
-                axum::Json(error),
+            api_errors::answer(
+                &api_errors::Asked::from_request(&request),
+                AppError::Unavailable,
             )
-                .into_response()
         }
     }
 }
 
 fn rate_limited_response(request: &Request, wait: u64) -> Response {
-    let error = AppError::RateLimited {
-        retry_after_secs: wait,
-    };
-    // A plain form post (no JavaScript) goes back to its page with the error, as server functions do.
-    let plain_form = request
-        .headers()
-        .get(http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"));
-    let referer = request
-        .headers()
-        .get(http::header::REFERER)
-        .and_then(|v| v.to_str().ok());
-    if plain_form
-        && let Some(referer) = referer
-        && let Ok(url) =
-            leptos::server_fn::error::ServerFnUrlError::new(request.uri().path(), error.clone())
-                .to_url(referer)
-        && let Ok(location) = HeaderValue::from_str(url.as_str())
-    {
-        let mut response = StatusCode::SEE_OTHER.into_response();
-        response
-            .headers_mut()
-            .insert(http::header::LOCATION, location);
-        return response;
-    }
-    let body = serde_json::to_string(&error).unwrap_or_default();
-    let mut response = (StatusCode::TOO_MANY_REQUESTS, body).into_response();
-    if let Ok(value) = HeaderValue::from_str(&wait.to_string()) {
-        response
-            .headers_mut()
-            .insert(http::header::RETRY_AFTER, value);
-    }
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    let asked = api_errors::Asked::from_request(request);
+    api_errors::answer(
+        &asked,
+        AppError::RateLimited {
+            retry_after_secs: wait,
+        },
+    )
 }
 
 pub struct RequestContext {

@@ -406,6 +406,8 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
             state.clone(),
             security_headers::set_security_headers,
         ))
+        // Outside every layer below that can turn a server-function call away in plain text.
+        .layer(from_fn(api_errors::explain_refusals))
         // Covers reading the body and the wait for a turn, below.
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -472,9 +474,18 @@ fn compression_layer() -> CompressionLayer<impl tower_http::compression::Predica
     use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate as _};
     // A moderate level: the defaults (brotli's is its slowest, 11) cost more CPU per page than
     // rendering it, and the WASM bundle is compressed on every download.
+    // Not errors either: they are short, and `api_errors::explain_refusals` reads their text.
+    let not_an_error =
+        |status: StatusCode, _: http::Version, _: &http::HeaderMap, _: &http::Extensions| {
+            !status.is_client_error() && !status.is_server_error()
+        };
     CompressionLayer::new()
         .quality(tower_http::CompressionLevel::Precise(4))
-        .compress_when(DefaultPredicate::new().and(NotForContentType::const_new("application/zip")))
+        .compress_when(
+            DefaultPredicate::new()
+                .and(NotForContentType::const_new("application/zip"))
+                .and(not_an_error),
+        )
 }
 
 /// CORS for the sites in `CORS_ORIGINS` (none by default): exact origins, with credentials.

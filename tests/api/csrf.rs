@@ -1,3 +1,5 @@
+use nestegg::error::AppError;
+
 use crate::helpers::spawn_app;
 
 const FORM: &str = "application/x-www-form-urlencoded";
@@ -14,6 +16,7 @@ async fn a_cross_site_post_is_refused_and_changes_nothing() {
             .client
             .post(app.url("/api/theme"))
             .header(name, value)
+            .header("accept-encoding", "gzip, br")
             .header("content-type", FORM)
             .body("theme=dark")
             .send()
@@ -21,12 +24,12 @@ async fn a_cross_site_post_is_refused_and_changes_nothing() {
             .unwrap();
         assert_eq!(response.status(), 403, "{name}: {value}");
         assert!(response.headers().get("set-cookie").is_none());
+        // An error object the page's server-function client can show, with the refusal's own words
+        // (not compressed, which would leave only a generic message).
+        let error: AppError = serde_json::from_str(&response.text().await.unwrap()).unwrap();
         assert!(
-            response
-                .text()
-                .await
-                .unwrap()
-                .contains("came from another website")
+            matches!(&error, AppError::Refused { status: 403, message } if message.contains("came from another website")),
+            "{error:?}"
         );
     }
     // Nothing was stored: the next page still renders the default theme.

@@ -1,5 +1,7 @@
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
+use nestegg::error::AppError;
+
 use crate::helpers::{spawn_app, spawn_app_with};
 
 #[tokio::test]
@@ -52,12 +54,39 @@ async fn an_oversized_body_is_refused_with_413() {
         .await
         .unwrap();
     assert_eq!(response.status(), 413);
+    // As an error object, which the browser's server-function client shows as it is.
+    let error: AppError = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    let AppError::Refused { status, message } = error else {
+        panic!("{error:?}");
+    };
+    assert_eq!(status, 413);
+    assert!(message.contains("the limit is 64 KiB"), "{message}");
+
+    // A plain form post (no JavaScript) goes back to its page, with the error in the address.
+    let body = format!("display_name={}", "a".repeat(70 * 1024));
+    let response = app
+        .post_same_origin("/api/change_display_name")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "text/html")
+        // An earlier success and refusal still in the page's address: they go.
+        .header(
+            "referer",
+            app.url("/settings/profile?done=change_display_name&keep_display_name=Old"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    assert_eq!(location.path(), "/settings/profile");
+    let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+    assert_eq!(query["__path"], "/api/change_display_name");
+    assert_eq!(query.len(), 2, "{location}");
+    let error = leptos::server_fn::error::ServerFnUrlError::<AppError>::decode_err(&query["__err"]);
     assert!(
-        response
-            .text()
-            .await
-            .unwrap()
-            .contains("the limit is 64 KiB")
+        matches!(&error, AppError::Refused { status: 413, message } if message.contains("64 KiB")),
+        "{error:?}"
     );
 }
 
@@ -295,4 +324,24 @@ async fn html_css_and_wasm_are_compressed() {
             "{path} is compressed"
         );
     }
+}
+
+#[tokio::test]
+async fn a_nul_in_a_plain_form_goes_back_to_the_form_with_the_error() {
+    let app = spawn_app().await;
+    let response = app
+        .post_same_origin("/api/sign_in")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("accept", "text/html")
+        .header("referer", app.url("/login"))
+        .body("email=a%00b%40example.org&password=whatever")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    assert_eq!(location.path(), "/login");
+    let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+    let error = leptos::server_fn::error::ServerFnUrlError::<AppError>::decode_err(&query["__err"]);
+    assert!(error.to_string().contains("(NUL)"), "{error:?}");
 }

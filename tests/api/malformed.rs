@@ -626,7 +626,7 @@ fn leak_in(text: &str) -> Option<&'static str> {
 
 /// Never a server fault; a refusal is an `AppError` (whose human message is its `Display`: the
 /// `message` field for `invalid_input`, fixed text for the other codes) with the matching status.
-fn judge(status: u16, body: &[u8]) -> Result<(), String> {
+fn judge(path: &str, status: u16, body: &[u8]) -> Result<(), String> {
     if status >= 500 {
         return Err(format!("{status}: {}", excerpt(body)));
     }
@@ -654,10 +654,15 @@ fn judge(status: u16, body: &[u8]) -> Result<(), String> {
     {
         return Ok(());
     }
+    // A server function's caller (the browser's server-function client) reads only error objects,
+    // even for what is turned away before the function runs. The data export is a plain download:
+    // its edge refusals (body limit, CSRF, routing, method, media type) are plain text.
     match status {
-        // The body limit answers in plain text, before any handler.
+        _ if path.starts_with("/api/") => Err(format!(
+            "{status} is not an error object: {}",
+            excerpt(body)
+        )),
         413 if text.contains("Request too large") => Ok(()),
-        // Edge refusals (CSRF, routing, method, media type) are plain text too.
         403 | 404 | 405 | 415 => Ok(()),
         _ => Err(format!(
             "{status} is not an error object: {}",
@@ -699,7 +704,7 @@ async fn send_probe(app: &TestApp, big: &reqwest::Client, probe: &Probe) -> Resu
     if probe.oversized && status != 413 {
         return Err(format!("{}: {status} instead of 413", label()));
     }
-    judge(status, &body).map_err(|why| format!("{}: {why}", label()))?;
+    judge(&probe.path, status, &body).map_err(|why| format!("{}: {why}", label()))?;
     Ok(status)
 }
 
@@ -944,7 +949,7 @@ async fn oversized_passwords_are_refused_before_any_hashing() {
                     "{function} with {chars} chars: {text}"
                 );
             }
-            judge(status, &body).unwrap_or_else(|why| panic!("{function}: {why}"));
+            judge("/api/", status, &body).unwrap_or_else(|why| panic!("{function}: {why}"));
         }
     }
     assert_eq!(

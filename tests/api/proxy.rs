@@ -215,6 +215,25 @@ async fn cors_allows_only_the_listed_origins_with_credentials() {
         .unwrap();
     assert_eq!(call.status(), 403);
     assert!(!call.headers().contains_key("access-control-allow-origin"));
+
+    // A refusal made before any function runs (no such function) is an error object the listed
+    // site can read: it keeps its CORS headers.
+    let call = app
+        .client
+        .post(app.url("/api/no_such_function"))
+        .header("origin", "https://app.example.org")
+        .header("sec-fetch-site", "cross-site")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(call.status(), 404);
+    assert_eq!(
+        call.headers()["access-control-allow-origin"],
+        "https://app.example.org"
+    );
+    let error: nestegg::error::AppError =
+        serde_json::from_str(&call.text().await.unwrap()).unwrap();
+    assert_eq!(error, nestegg::error::AppError::NotFound);
 }
 
 #[tokio::test]

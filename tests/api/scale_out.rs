@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fred::prelude::KeysInterface as _;
+use nestegg::error::AppError;
 use serde_json::Value;
 
 use crate::helpers::{
@@ -434,6 +435,27 @@ async fn without_redis_nothing_passes_for_signed_in_or_out_and_it_recovers_by_it
         .await
         .unwrap();
     assert_eq!(sign_in.status(), 503, "nobody signs in");
+    // Said in the error object the browser's server-function client reads (as plain text it showed
+    // "The form was incomplete or malformed").
+    let error: AppError = serde_json::from_str(&sign_in.text().await.unwrap()).unwrap();
+    assert_eq!(error, AppError::Unavailable);
+    // Without JavaScript: back to the form, with the error in the address as for any refusal.
+    let plain = browser()
+        .post(app.url("/api/sign_in"))
+        .header("origin", &app.address)
+        .header("sec-fetch-site", "same-origin")
+        .header("accept", "text/html")
+        .header("referer", app.url("/login"))
+        .form(&[("email", "ann@example.org"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(plain.status(), 303, "the form, again");
+    let location = plain.headers()["location"].to_str().unwrap();
+    assert!(
+        location.starts_with(&app.url("/login?")) && location.contains("__err="),
+        "{location}"
+    );
     let ready = app.get("/health/ready").send().await.unwrap();
     assert_eq!(ready.status(), 503);
     let ready: Value = serde_json::from_str(&ready.text().await.unwrap()).unwrap();

@@ -7,29 +7,20 @@
 use axum::body::Body;
 use axum::extract::Request;
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use http::{HeaderValue, StatusCode};
 
 use crate::error::AppError;
 use crate::routes;
 use crate::server::middleware::body_limit::RawForm;
 
-/// A plain form post that failed is redirected back with `__err` in the URL; add the non-secret
-/// fields it carried as `keep_<name>`. The page's URL may still hold an earlier result (a success's
-/// `done`, an earlier refusal's `__path`, `__err` and `keep_` fields), which would show beside this
-/// refusal, or instead of it where the page reads the first `__err`: only this refusal's stay.
-fn keep_form_fields(response: &mut Response, form: &RawForm) {
-    let Some(mut location) = response
-        .headers()
-        .get(http::header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .filter(|l| l.contains("__err="))
-        .and_then(|l| url::Url::parse(l).ok())
-    else {
-        return;
-    };
+/// The address a refused plain form post (no JavaScript) is sent back to: its page's, with this
+/// refusal's `__path` and `__err` appended (by the server-function runtime, or by [`answer`]). The
+/// page's address may still hold an earlier result (a success's `done`, an earlier refusal's
+/// `__path`, `__err` and `keep_` fields), which would show beside this refusal, or instead of it
+/// where the page reads the first `__err`: only this refusal's stay.
+fn only_this_refusal(location: &mut url::Url) {
     let pairs: Vec<(String, String)> = location.query_pairs().into_owned().collect();
-    // The server-function runtime appends this refusal's pair after whatever the page had.
     let latest = |name: &str| pairs.iter().rposition(|(key, _)| key == name);
     let (path_at, error_at) = (latest("__path"), latest("__err"));
     let current = pairs
@@ -41,9 +32,24 @@ fn keep_form_fields(response: &mut Response, form: &RawForm) {
             key => key != "done" && !key.starts_with("keep_"),
         })
         .map(|(_, pair)| pair);
+    location.query_pairs_mut().clear().extend_pairs(current);
+}
+
+/// A plain form post that failed is redirected back with `__err` in the URL ([`only_this_refusal`]);
+/// add the non-secret fields it carried as `keep_<name>`.
+fn keep_form_fields(response: &mut Response, form: &RawForm) {
+    let Some(mut location) = response
+        .headers()
+        .get(http::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|l| l.contains("__err="))
+        .and_then(|l| url::Url::parse(l).ok())
+    else {
+        return;
+    };
+    only_this_refusal(&mut location);
     {
         let mut query = location.query_pairs_mut();
-        query.clear().extend_pairs(current);
         for (key, value) in url::form_urlencoded::parse(&form.0) {
             if KEPT_FIELDS.contains(&key.as_ref()) && value.len() <= 254 {
                 query.append_pair(&format!("keep_{key}"), &value);
@@ -57,6 +63,152 @@ fn keep_form_fields(response: &mut Response, form: &RawForm) {
 
 /// Error bodies are a small JSON object; anything larger is not one of ours.
 const MAX_ERROR_BODY: usize = 16 * 1024;
+
+/// What a request asked for, read before it is passed on: enough to answer it with an error later.
+pub struct Asked {
+    /// The page a plain form (no JavaScript) was posted from, to send it back to with the error.
+    plain_form_from: Option<String>,
+    path: String,
+}
+
+impl Asked {
+    pub fn from_request(request: &Request) -> Self {
+        Self::new(request.headers(), request.uri())
+    }
+
+    pub fn new(headers: &http::HeaderMap, uri: &http::Uri) -> Self {
+        let plain_form = headers
+            .get(http::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("text/html"));
+        let referer = headers
+            .get(http::header::REFERER)
+            .and_then(|v| v.to_str().ok());
+        Asked {
+            plain_form_from: referer.filter(|_| plain_form).map(str::to_owned),
+            path: uri.path().to_owned(),
+        }
+    }
+}
+
+/// Answers a server-function call with `error` the way the server functions answer their own: a plain
+/// form post goes back to its page with the error in the address (`__err`), anything else gets the
+/// error object as JSON with its status (and `Retry-After` for a rate limit).
+pub fn answer(asked: &Asked, error: AppError) -> Response {
+    if let Some(referer) = &asked.plain_form_from
+        && let Ok(mut url) =
+            leptos::server_fn::error::ServerFnUrlError::new(&asked.path, error.clone())
+                .to_url(referer)
+    {
+        only_this_refusal(&mut url);
+        if let Ok(location) = HeaderValue::from_str(url.as_str()) {
+            let mut response = StatusCode::SEE_OTHER.into_response();
+            response
+                .headers_mut()
+                .insert(http::header::LOCATION, location);
+            return response;
+        }
+    }
+    let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let retry_after = match &error {
+        AppError::RateLimited { retry_after_secs } => {
+            HeaderValue::from_str(&retry_after_secs.to_string()).ok()
+        }
+        _ => None,
+    };
+    let mut response = (status, axum::Json(error)).into_response();
+    if let Some(value) = retry_after {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, value);
+    }
+    response
+}
+
+/// Around every layer that can turn a server-function call away on its own, before the function
+/// runs: the request timeout, the body limit, the wait for a turn, a panic, the host and cross-site
+/// checks, the session store. Those answer in plain text (or nothing), which the browser's
+/// server-function client cannot decode: it showed "The form was incomplete or malformed" for an
+/// outage, and a form without JavaScript got a bare text page. Here such an answer becomes the
+/// [`AppError`] its status means, answered as the server functions answer theirs ([`answer`]).
+pub async fn explain_refusals(request: Request, next: Next) -> Response {
+    // Server functions are called with POST; someone opening an `/api/…` address gets the site's
+    // pages (its 404 page, say).
+    if request.method() != http::Method::POST
+        || !request.uri().path().starts_with(routes::API_PREFIX)
+    {
+        return next.run(request).await;
+    }
+    let asked = Asked::from_request(&request);
+    let response = next.run(request).await;
+    let status = response.status();
+    // A server function's own error (its runtime sends no content type), or one of the edge's
+    // answers that is an error object already (a rate limit, a NUL in the body).
+    let ours = response
+        .headers()
+        .contains_key(leptos::server_fn::error::SERVER_FN_ERROR_HEADER)
+        || response
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || ours {
+        return response;
+    }
+    // The rest of what it carried goes on (CORS, `Vary`, a session cookie, `Retry-After`); not what
+    // described its body.
+    let mut carried = response.headers().clone();
+    for described in [
+        http::header::CONTENT_TYPE,
+        http::header::CONTENT_LENGTH,
+        http::header::CONTENT_ENCODING,
+        http::header::TRANSFER_ENCODING,
+    ] {
+        carried.remove(described);
+    }
+    let error = match status {
+        // No such function (the site's own 404 page answers it).
+        StatusCode::NOT_FOUND => AppError::NotFound,
+        StatusCode::INTERNAL_SERVER_ERROR => AppError::Internal,
+        _ if status.is_server_error() => AppError::Unavailable,
+        _ => AppError::Refused {
+            status: status.as_u16(),
+            message: refusal_text(response).await.unwrap_or_else(|| {
+                "This request was turned away. Please reload the page and try again.".to_owned()
+            }),
+        },
+    };
+    let mut answer = answer(&asked, error);
+    let own: Vec<http::HeaderName> = answer.headers().keys().cloned().collect();
+    for (name, value) in &carried {
+        if !own.contains(name) {
+            answer.headers_mut().append(name, value.clone());
+        }
+    }
+    answer
+}
+
+/// The explanation a refusal was sent with, when it is short plain text: the edge's own words (the
+/// body limit's, the cross-site check's), not a library's.
+async fn refusal_text(response: Response) -> Option<String> {
+    let plain = response
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !plain
+        || response
+            .headers()
+            .contains_key(http::header::CONTENT_ENCODING)
+    {
+        return None;
+    }
+    let bytes = axum::body::to_bytes(response.into_body(), MAX_ERROR_BODY)
+        .await
+        .ok()?;
+    let text = std::str::from_utf8(&bytes).ok()?.trim();
+    (!text.is_empty() && text.chars().count() <= 500).then(|| text.to_owned())
+}
 
 /// Form fields a refused plain (no-JavaScript) form gets back, so the person need not type them
 /// again. Never passwords or tokens.

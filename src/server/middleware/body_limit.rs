@@ -55,23 +55,15 @@ fn has_nul(body: &[u8]) -> bool {
     body.contains(&0) || percent_encoding::percent_decode(body).any(|b| b == 0)
 }
 
-fn nul_refused() -> Response {
+fn nul_refused(parts: &http::request::Parts) -> Response {
     let error = crate::error::AppError::InvalidInput {
         field: None,
         message: "What you sent contains a character that is not allowed (NUL). Remove it and try \
                   again."
             .to_owned(),
     };
-    let mut response = (
-        StatusCode::BAD_REQUEST,
-        serde_json::to_string(&error).unwrap_or_default(),
-    )
-        .into_response();
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/json"),
-    );
-    response
+    let asked = crate::server::middleware::api_errors::Asked::new(&parts.headers, &parts.uri);
+    crate::server::middleware::api_errors::answer(&asked, error)
 }
 
 /// Reads the body (up to `MAX_BODY_BYTES`) before the rest of the stack sees the request: see
@@ -157,7 +149,7 @@ where
     let (mut parts, body) = request.into_parts();
     match axum::body::to_bytes(body, limit).await {
         Ok(bytes) if parts.uri.path().starts_with(crate::routes::API_PREFIX) && has_nul(&bytes) => {
-            nul_refused()
+            nul_refused(&parts)
         }
         Ok(bytes) => {
             // Kept for `api_errors`, which hands non-secret fields back to a refused plain form.
