@@ -103,6 +103,8 @@ test("register without JavaScript: a refused password comes back next to its fie
   await expect(f.email).toHaveValue(email);
   await expect(f.displayName).toHaveValue(displayName);
   await expect(f.password).toHaveValue("");
+  await expect(f.acceptTerms).toBeChecked();
+  await expect(f.acceptPrivacy).toBeChecked();
 
   expect(urls.filter(carriesPassword), "URLs that carry a password").toEqual([]);
 

@@ -263,6 +263,8 @@ pub fn CheckboxField(
                     name=name
                     type="checkbox"
                     value="on"
+                    // Ticked again after a refused form without JavaScript (`keep_…`).
+                    checked=kept_value(name).is_some_and(|v| v == "on")
                     required=true
                     aria-invalid=move || error.with(Option::is_some).then_some("true")
                     aria-describedby=describedby

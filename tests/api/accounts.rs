@@ -1419,6 +1419,38 @@ async fn without_javascript_a_refused_form_comes_back_with_its_error_and_what_wa
         page.contains(r#"value="Quinn &lt;Q&gt;""#),
         "the name is kept, escaped"
     );
+    for id in ["register-accept-terms", "register-accept-privacy"] {
+        assert!(
+            input_tag(&page, id).contains(" checked"),
+            "{id} is ticked again"
+        );
+    }
+    // A box that was not ticked stays unticked.
+    let (location, page) = post_plain_form(
+        &app,
+        "register",
+        "/register",
+        &[
+            ("email", "quinn@example.org"),
+            ("display_name", "Quinn"),
+            ("password", "short"),
+            ("accept_terms", "on"),
+        ],
+    )
+    .await;
+    assert!(location.contains("__err="), "{location}");
+    assert!(input_tag(&page, "register-accept-terms").contains(" checked"));
+    assert!(!input_tag(&page, "register-accept-privacy").contains(" checked"));
+}
+
+/// The `<input …>` tag with this id in a page.
+fn input_tag<'p>(page: &'p str, id: &str) -> &'p str {
+    let at = page
+        .find(&format!(r#"id="{id}""#))
+        .unwrap_or_else(|| panic!("no #{id}"));
+    let start = page[..at].rfind("<input").unwrap();
+    let end = at + page[at..].find('>').unwrap();
+    &page[start..end]
 }
 
 /// A plain (no-JavaScript) form post to `/api/{function}` from the page at `referer`: where the

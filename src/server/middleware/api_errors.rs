@@ -212,13 +212,16 @@ async fn refusal_text(response: Response) -> Option<String> {
 
 /// Form fields a refused plain (no-JavaScript) form gets back, so the person need not type them
 /// again. Never passwords or tokens.
-const KEPT_FIELDS: [&str; 5] = [
+const KEPT_FIELDS: [&str; 7] = [
     "email",
     "display_name",
     "new_email",
     "confirm_email",
     // A household's name.
     "name",
+    // The registration's consent boxes (sent only when ticked).
+    "accept_terms",
+    "accept_privacy",
 ];
 
 pub async fn map_server_fn_errors(request: Request, next: Next) -> Response {
