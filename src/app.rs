@@ -160,6 +160,14 @@ pub fn mark_hydrated() {
     }
 }
 
+/// Whether [`mark_hydrated`] has run: the page is live.
+#[cfg(feature = "hydrate")]
+pub fn is_hydrated() -> bool {
+    document()
+        .document_element()
+        .is_some_and(|root| root.has_attribute("data-hydrated"))
+}
+
 /// The root component: the same tree renders on the server and hydrates in the browser.
 #[component]
 pub fn App() -> impl IntoView {

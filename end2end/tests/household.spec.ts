@@ -94,4 +94,29 @@ test.describe("households", () => {
     await expect(inviteePage.getByRole("button", { name: "Join the household" })).toHaveCount(0);
     await other.close();
   });
+
+  test("a value kept from a refusal without JavaScript does not come back once the page is live", async ({ page }) => {
+    const started = Date.now();
+    const owner = await register(page, "hh-kept");
+    await confirmEmail(page, owner, started);
+    await signInWithPassword(page, owner);
+    await expectSignedIn(page, owner.displayName);
+
+    // As the server sends a refused invitation back to a browser without JavaScript.
+    await page.goto("/household?keep_email=typo%40example");
+    await waitForHydration(page);
+    const form = page.locator("form.invite-form");
+    const email = form.locator('input[name="email"]');
+    await expect(email).toHaveValue("typo@example");
+
+    // Corrected and sent: the form empties itself for the next one (a reset, which goes back to the
+    // value the field was drawn with), rather than showing the old typo again.
+    const invitee = `kept-${Date.now()}@example.org`;
+    await email.fill(invitee);
+    const answer = await submit(page, form.getByRole("button", { name: "Send invitation" }), "invite_member");
+    expect(answer.ok()).toBe(true);
+    await expect(page.locator(".form-success")).toHaveText(`Invitation sent to ${invitee}.`);
+    await expect(page.locator(`.invitation-item[data-email="${invitee}"]`)).toBeVisible();
+    await expect(email).toHaveValue("");
+  });
 });

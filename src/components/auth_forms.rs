@@ -177,7 +177,15 @@ fn described_by(
 /// What was typed in the field `name` of a form refused without JavaScript: such a form comes back
 /// as a new page, and the server carries its non-secret fields back as `keep_<name>` (see
 /// `middleware::api_errors`) so nothing typed is lost.
+///
+/// Only for the page as the server sent it (and its hydration). Once the page is live, a part of it
+/// drawn again (the household's sections, after any action there; a form rebuilt after a rename)
+/// would put back what the URL kept from that earlier refusal, over what was typed or saved since.
 pub fn kept_value(name: &str) -> Option<String> {
+    #[cfg(feature = "hydrate")]
+    if crate::app::is_hydrated() {
+        return None;
+    }
     leptos_router::hooks::use_query_map()
         .with_untracked(|q| q.get(&format!("keep_{name}")))
         .filter(|v| v.len() <= 254)

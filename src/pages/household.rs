@@ -285,10 +285,7 @@ fn RenameSection(name: String, action: ServerAction<RenameHousehold>) -> impl In
                         type="text"
                         maxlength="80"
                         required=true
-                        value=kept_value("name")
-                            // Only until a rename runs here (see the display name's form).
-                            .filter(|_| action.version().get_untracked() == 0)
-                            .unwrap_or(name)
+                        value=kept_value("name").unwrap_or(name)
                         aria-invalid=move || field_error(error, "name").with(Option::is_some).then_some("true")
                         aria-describedby="household-name-error"
                     />

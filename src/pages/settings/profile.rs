@@ -129,11 +129,7 @@ fn DisplayNameForm(current: String, rename: ServerAction<ChangeDisplayName>) -> 
                         autocomplete="name"
                         maxlength="80"
                         required=true
-                        value=kept_value("display_name")
-                            // Only until a rename runs here: after one, the form is rebuilt with the
-                            // saved name, and the URL still holds the earlier refusal's.
-                            .filter(|_| rename.version().get_untracked() == 0)
-                            .unwrap_or(current)
+                        value=kept_value("display_name").unwrap_or(current)
                         aria-invalid=move || field_error(error, "display_name").with(Option::is_some).then_some("true")
                         aria-describedby="profile-display-name-error"
                     />
