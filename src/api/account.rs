@@ -67,6 +67,8 @@ pub async fn revoke_other_sessions() -> Result<u64, AppError> {
     )
     .await
     .map_err(|err| s::internal("ending sessions", &err))?;
+    // Not answered as done if the renewal cannot be saved (`keep_answer_if_not_saved`): the copy
+    // would live on. Trying again ends no more sessions, and renews the id.
     // A copy of this browser's cookie (a shared computer, a leaked HAR file) is this session as far
     // as the list can tell: it ends too, and this browser goes on under a new id.
     ctx.renew_session_id().await?;

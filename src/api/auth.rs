@@ -165,6 +165,8 @@ pub async fn change_password(
     )
     .await
     .map_err(s::auth_error)?;
+    // Changed: a session that cannot be saved now must not turn "changed" into "try again".
+    crate::server::session_store::keep_answer_if_not_saved();
     // This session stays signed in: it proved the new password just now.
     ctx.mark_password_changed(changed.changed_at, changed.two_factor)
         .await?;

@@ -230,6 +230,8 @@ pub async fn accept_invitation(token: String) -> Result<(), AppError> {
     )
     .await
     .map_err(s::auth_error)?;
+    // Joined: forgetting the used invitation may fail to be saved, the answer stands.
+    crate::server::session_store::keep_answer_if_not_saved();
     ctx.forget_invitation().await?;
     leptos_axum::redirect(crate::routes::HOUSEHOLD);
     Ok(())

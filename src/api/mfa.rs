@@ -127,6 +127,8 @@ pub async fn enable_two_factor(code: String) -> Result<BackupCodesView, AppError
     )
     .await
     .map_err(s::auth_error)?;
+    // On, and its backup codes are shown only in this answer.
+    crate::server::session_store::keep_answer_if_not_saved();
     // The other sessions just ended, and any still signing in end on their next request; this one
     // stays, and a copy of its cookie ends too.
     ctx.mark_two_factor_seen(Some(enabled.at)).await?;

@@ -8,18 +8,22 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fred::prelude::KeysInterface as _;
-use nestegg::error::AppError;
 use serde_json::Value;
+
+use nestegg::error::AppError;
+use nestegg::server::services::totp::TotpSecret;
+use nestegg::server::session_store::hash_id;
 
 use crate::helpers::{
     KEY_A, KEY_B, PostgresDatabase, backend_is_postgres, make_site_root, parse_email,
-    spawn_app_with, test_redis_url,
+    session_cookie, session_id, spawn_app_with, test_redis_url,
 };
 use crate::smtp_sink::SmtpSink;
 use crate::tcp_proxy::TcpProxy;
 
 const PASSWORD: &str = "glacier Minnow 47 paperclip orbit";
 const WRONG: &str = "not the password at all 93";
+const NEW_PASSWORD: &str = "fresh Lantern 58 quartz meadow";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -483,6 +487,277 @@ async fn without_redis_nothing_passes_for_signed_in_or_out_and_it_recovers_by_it
     assert_eq!(me.status(), 200);
     assert!(me.text().await.unwrap().contains("ann@example.org"));
     assert_eq!(page(&app).await.unwrap().status(), 200);
+}
+
+/// The app on a Redis reached through `proxy`.
+async fn app_through(proxy: &TcpProxy) -> crate::helpers::TestApp {
+    let port = proxy.port;
+    spawn_app_with(move |vars| {
+        vars.insert("REDIS_URL".into(), format!("redis://127.0.0.1:{port}/0"));
+    })
+    .await
+}
+
+/// Cuts the link to Redis no more, and waits until the app has reconnected.
+async fn restore(proxy: &TcpProxy, app: &crate::helpers::TestApp) {
+    proxy.restore();
+    for _ in 0..100 {
+        if app.get("/health/ready").send().await.unwrap().status() == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("not ready again");
+}
+
+/// Signs in on a browser of its own, which the test then watches for being signed out.
+async fn another_browser(
+    app: &crate::helpers::TestApp,
+    email: &str,
+    password: &str,
+) -> reqwest::Client {
+    let other = browser();
+    let signed_in = other
+        .post(app.url("/api/sign_in"))
+        .header("origin", &app.address)
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("email", email), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 200);
+    other
+}
+
+async fn is_signed_in(app: &crate::helpers::TestApp, client: &reqwest::Client) -> bool {
+    let response = client
+        .post(app.url("/api/current_user"))
+        .header("origin", &app.address)
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let me: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    !me.is_null()
+}
+
+/// Redis lost just when the session is saved, at the end of a request whose change has been made:
+/// the answer says what was done (it used to be a 503 "try again", and trying again failed on the
+/// old password), and this browser is signed out rather than left half-renewed.
+#[tokio::test]
+async fn a_change_made_is_answered_even_when_the_session_cannot_be_saved_after_it() {
+    if !backend_is_postgres() {
+        return; // The scaled-out arrangement: PostgreSQL and Redis.
+    }
+    let redis = url::Url::parse(&test_redis_url()).unwrap();
+    let target = format!(
+        "{}:{}",
+        redis.host_str().unwrap_or("127.0.0.1"),
+        redis.port().unwrap_or(6379)
+    );
+    let proxy = TcpProxy::start(&target).await;
+    let app = app_through(&proxy).await;
+    app.register_verified("ann@example.org", PASSWORD).await;
+    let signed_in = app.sign_in("ann@example.org", PASSWORD).await;
+    assert_eq!(signed_in.status(), 200);
+    // The renewal at the end of the request moves the record stored under this key; nothing in the
+    // request before it names the key.
+    let key = hash_id(&session_id(&session_cookie(&signed_in).unwrap()));
+    let other = another_browser(&app, "ann@example.org", PASSWORD).await;
+
+    proxy.cut_when_sent(key.as_bytes());
+    let changed = app
+        .call(
+            "change_password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", NEW_PASSWORD),
+            ],
+        )
+        .await;
+    let status = changed.status();
+    assert_eq!(status, 200, "{}", changed.text().await.unwrap());
+    restore(&proxy, &app).await;
+
+    assert!(
+        !is_signed_in(&app, &other).await,
+        "the other browser is out"
+    );
+    assert!(
+        !is_signed_in(&app, &app.client).await,
+        "this browser signs in again"
+    );
+    assert_eq!(app.sign_in("ann@example.org", PASSWORD).await.status(), 400);
+    let again = app.sign_in("ann@example.org", NEW_PASSWORD).await;
+    assert_eq!(again.status(), 200, "the new password is the one");
+
+    // Ending the other sessions is not answered as done when this one's renewal is lost: the old
+    // id, which a copy of this browser's cookie holds, would live on. Trying again finishes it.
+    let key = hash_id(&session_id(&session_cookie(&again).unwrap()));
+    let other = another_browser(&app, "ann@example.org", NEW_PASSWORD).await;
+    proxy.cut_when_sent(key.as_bytes());
+    let refused = app.call("revoke_other_sessions", &[]).await;
+    assert_eq!(refused.status(), 503);
+    restore(&proxy, &app).await;
+    assert!(
+        is_signed_in(&app, &app.client).await,
+        "still signed in, under the old id"
+    );
+    let ended = app.call("revoke_other_sessions", &[]).await;
+    assert_eq!(ended.status(), 200);
+    assert!(
+        !is_signed_in(&app, &other).await,
+        "the other browser is out"
+    );
+    assert!(
+        is_signed_in(&app, &app.client).await,
+        "this one goes on under a new id"
+    );
+}
+
+/// Two-factor turned on as Redis goes: its backup codes are shown once, in this answer, and must not
+/// be lost to a 503.
+#[tokio::test]
+async fn backup_codes_are_shown_even_when_the_session_cannot_be_saved_after_them() {
+    if !backend_is_postgres() {
+        return; // The scaled-out arrangement: PostgreSQL and Redis.
+    }
+    let redis = url::Url::parse(&test_redis_url()).unwrap();
+    let target = format!(
+        "{}:{}",
+        redis.host_str().unwrap_or("127.0.0.1"),
+        redis.port().unwrap_or(6379)
+    );
+    let proxy = TcpProxy::start(&target).await;
+    let app = app_through(&proxy).await;
+    app.register_verified("ann@example.org", PASSWORD).await;
+    let signed_in = app.sign_in("ann@example.org", PASSWORD).await;
+    assert_eq!(signed_in.status(), 200);
+    let key = hash_id(&session_id(&session_cookie(&signed_in).unwrap()));
+    assert_eq!(app.call("start_two_factor_setup", &[]).await.status(), 200);
+    let status: Value = serde_json::from_str(
+        &app.call("two_factor_status", &[])
+            .await
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let manual_key = status["setup"]["manual_key"]
+        .as_str()
+        .unwrap()
+        .replace(' ', "");
+    let secret = TotpSecret::from_base32(&manual_key).unwrap();
+    let now = nestegg::server::clock::Clock::now(&app.clock).unix_timestamp() as u64;
+    proxy.cut_when_sent(key.as_bytes());
+    let enabled = app
+        .call(
+            "enable_two_factor",
+            &[("code", &secret.code_at(now).unwrap())],
+        )
+        .await;
+    assert_eq!(enabled.status(), 200);
+    let codes: Value = serde_json::from_str(&enabled.text().await.unwrap()).unwrap();
+    assert_eq!(codes["codes"].as_array().map(Vec::len), Some(10), "{codes}");
+    restore(&proxy, &app).await;
+}
+
+/// A session change that must not be lost (a wrong code counted toward the limit at the code step)
+/// still answers 503 when it cannot be saved, even on a request that also slides the idle timeout.
+#[tokio::test]
+async fn a_wrong_code_that_cannot_be_counted_is_not_answered_as_counted() {
+    if !backend_is_postgres() {
+        return; // The scaled-out arrangement: PostgreSQL and Redis.
+    }
+    let redis = url::Url::parse(&test_redis_url()).unwrap();
+    let target = format!(
+        "{}:{}",
+        redis.host_str().unwrap_or("127.0.0.1"),
+        redis.port().unwrap_or(6379)
+    );
+    let proxy = TcpProxy::start(&target).await;
+    let app = app_through(&proxy).await;
+    app.register_verified("ann@example.org", PASSWORD).await;
+    assert_eq!(app.sign_in("ann@example.org", PASSWORD).await.status(), 200);
+    assert_eq!(app.call("start_two_factor_setup", &[]).await.status(), 200);
+    let status: Value = serde_json::from_str(
+        &app.call("two_factor_status", &[])
+            .await
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let manual_key = status["setup"]["manual_key"]
+        .as_str()
+        .unwrap()
+        .replace(' ', "");
+    let secret = TotpSecret::from_base32(&manual_key).unwrap();
+    let now = nestegg::server::clock::Clock::now(&app.clock).unix_timestamp() as u64;
+    let enabled = app
+        .call(
+            "enable_two_factor",
+            &[("code", &secret.code_at(now).unwrap())],
+        )
+        .await;
+    assert_eq!(enabled.status(), 200);
+    assert_eq!(app.call("sign_out", &[]).await.status(), 200);
+
+    // The password step: the code step is next, in a session of its own.
+    let password_step = app.sign_in("ann@example.org", PASSWORD).await;
+    assert_eq!(password_step.status(), 200);
+    let key = hash_id(&session_id(&session_cookie(&password_step).unwrap()));
+    app.clock.advance(time::Duration::minutes(2));
+    proxy.cut_when_sent(key.as_bytes());
+    let wrong = app.call("verify_sign_in_code", &[("code", "000000")]).await;
+    assert_eq!(wrong.status(), 503, "{}", wrong.text().await.unwrap());
+    restore(&proxy, &app).await;
+}
+
+/// A request that changed nothing in its session, whose only save is the once-a-minute one that
+/// slides the idle timeout: Redis lost just then does not turn what the request did into a 503.
+#[tokio::test]
+async fn a_failed_touch_of_the_session_leaves_the_answer_and_the_session_as_they_were() {
+    if !backend_is_postgres() {
+        return; // The scaled-out arrangement: PostgreSQL and Redis.
+    }
+    let redis = url::Url::parse(&test_redis_url()).unwrap();
+    let target = format!(
+        "{}:{}",
+        redis.host_str().unwrap_or("127.0.0.1"),
+        redis.port().unwrap_or(6379)
+    );
+    let proxy = TcpProxy::start(&target).await;
+    let app = app_through(&proxy).await;
+    app.register_verified("ann@example.org", PASSWORD).await;
+    let signed_in = app.sign_in("ann@example.org", PASSWORD).await;
+    assert_eq!(signed_in.status(), 200);
+    // The save that slides the timeout indexes the session under this key.
+    let key = hash_id(&session_id(&session_cookie(&signed_in).unwrap()));
+    // The first request after signing in notes in the session that the terms were accepted: after
+    // it, a request changes nothing there.
+    assert!(is_signed_in(&app, &app.client).await);
+    app.clock.advance(time::Duration::minutes(2));
+
+    proxy.cut_when_sent(key.as_bytes());
+    let renamed = app
+        .call("rename_household", &[("name", "Harbour House")])
+        .await;
+    let status = renamed.status();
+    assert_eq!(status, 200, "{}", renamed.text().await.unwrap());
+    restore(&proxy, &app).await;
+    assert!(
+        is_signed_in(&app, &app.client).await,
+        "the session is as it was"
+    );
+    let overview = app
+        .call("household_overview", &[])
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(overview.contains("Harbour House"), "{overview}");
 }
 
 #[tokio::test]

@@ -1,55 +1,112 @@
 //! A TCP relay between the app and a service (Redis), which a test can cut and restore: an outage of
-//! that service for this app alone, while other tests keep using the real one.
+//! that service for this app alone, while other tests keep using the real one. It can also cut at a
+//! chosen moment: when the app sends a given byte string (a key only one command names).
 
 use std::sync::{Arc, Mutex};
 
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 pub struct TcpProxy {
     pub port: u16,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     up: watch::Sender<bool>,
-    links: Arc<Mutex<Vec<AbortHandle>>>,
+    links: Mutex<Vec<AbortHandle>>,
+    /// Cut everything, before passing it on, when the app sends this.
+    cut_on: Mutex<Option<Vec<u8>>>,
+}
+
+impl Shared {
+    fn cut(&self) {
+        self.up.send_replace(false);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
 }
 
 impl TcpProxy {
     pub async fn start(target: &str) -> TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (up, watch_up) = watch::channel(true);
-        let links: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let shared = Arc::new(Shared {
+            up: watch::channel(true).0,
+            links: Mutex::default(),
+            cut_on: Mutex::default(),
+        });
         let target = target.to_owned();
-        let shared = links.clone();
+        let relay = shared.clone();
         tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 // While cut, connections are accepted and closed at once: the client sees its
                 // connection fail, as it would with the service down.
-                if !*watch_up.borrow() {
+                if !*relay.up.borrow() {
                     drop(inbound);
                     continue;
                 }
                 let target = target.clone();
+                let shared = relay.clone();
                 let link = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    if let Ok(outbound) = TcpStream::connect(&target).await {
+                        link_up(inbound, outbound, &shared).await;
                     }
                 });
-                shared.lock().unwrap().push(link.abort_handle());
+                relay.links.lock().unwrap().push(link.abort_handle());
             }
         });
-        TcpProxy { port, up, links }
+        TcpProxy { port, shared }
     }
 
     /// Drops every open connection and refuses new ones.
     pub fn cut(&self) {
-        self.up.send_replace(false);
-        for link in self.links.lock().unwrap().drain(..) {
-            link.abort();
-        }
+        self.shared.cut();
+    }
+
+    /// Cuts (as [`Self::cut`]) as soon as the app sends `bytes`, which the service never receives.
+    pub fn cut_when_sent(&self, bytes: &[u8]) {
+        *self.shared.cut_on.lock().unwrap() = Some(bytes.to_vec());
     }
 
     pub fn restore(&self) {
-        self.up.send_replace(true);
+        *self.shared.cut_on.lock().unwrap() = None;
+        self.shared.up.send_replace(true);
     }
+}
+
+async fn link_up(inbound: TcpStream, outbound: TcpStream, shared: &Shared) {
+    let (mut from_app, mut to_app) = inbound.into_split();
+    let (mut from_service, mut to_service) = outbound.into_split();
+    let answers = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut from_service, &mut to_app).await;
+    });
+    let mut buffer = vec![0u8; 16 * 1024];
+    // The end of what was sent before, so a string split across two reads is still seen.
+    let mut seen: Vec<u8> = Vec::new();
+    loop {
+        let read = match from_app.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(read) => read,
+        };
+        let sent = &buffer[..read];
+        let cut_on = shared.cut_on.lock().unwrap().clone();
+        if let Some(pattern) = cut_on {
+            seen.extend_from_slice(sent);
+            if seen.windows(pattern.len()).any(|w| w == pattern.as_slice()) {
+                answers.abort();
+                shared.cut();
+                return;
+            }
+            let keep = seen.len().saturating_sub(pattern.len());
+            seen.drain(..keep);
+        }
+        if to_service.write_all(sent).await.is_err() {
+            break;
+        }
+    }
+    answers.abort();
 }

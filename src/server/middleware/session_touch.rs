@@ -41,6 +41,12 @@ pub async fn touch_session(
     }
     let now = state.clock.now().unix_timestamp();
     if touched.is_none_or(|at| now - at >= TOUCH_EVERY_SECS) {
+        // Saved only to slide the idle timeout: a store failing then is no reason to replace the
+        // answer (what the request did is done) with a 503. A session the request changed itself
+        // still gets one.
+        if !session.is_modified() {
+            crate::server::session_store::keep_answer_if_not_saved();
+        }
         // Marks the session changed, so the session layer saves it (and sends the cookie again).
         let _ = session.insert(TOUCHED_AT_KEY, now).await;
     }

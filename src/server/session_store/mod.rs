@@ -195,6 +195,9 @@ impl AppSessionStore {
 tokio::task_local! {
     /// Set when a store call failed during this request (see [`unavailable_when_the_store_fails`]).
     static STORE_FAILED: Cell<bool>;
+    /// Set by [`keep_answer_if_not_saved`]: a failure to save the session at the end of this request
+    /// does not replace its answer.
+    static KEEP_ANSWER: Cell<bool>;
     /// Set while [`renew_id`] has tower-sessions cycle the id: the old record is kept for the re-key.
     static RENEWING: ();
 }
@@ -225,6 +228,34 @@ fn note_failure<T>(result: session_store::Result<T>) -> session_store::Result<T>
     result
 }
 
+/// The session is saved once the answer is ready, and a store failing then replaces the answer with
+/// a 503 "try again". After a change that has been committed (a new password, two-factor turned on
+/// and its backup codes shown once, a household joined), that answer would be false, and trying
+/// again would fail or do it twice: so a request that has made such a change calls this, and a
+/// failed save at its end is only logged. The session then stays as it was stored before, which must
+/// be safe: ended where the change ends it (the password or two-factor value it recorded is out of
+/// date), and this browser's renewed cookie names nothing, so it signs in again. Never where the
+/// save is the point (a failed code's count, a sign-in; ending the other sessions, whose renewal
+/// ends a copy of this cookie): those still answer 503, and trying again finishes them.
+pub fn keep_answer_if_not_saved() {
+    let _ = KEEP_ANSWER.try_with(|keep| keep.set(true));
+}
+
+/// A failed save or create at the end of a request that asked to keep its answer: logged, and
+/// reported as done, so that the session layer sends the answer.
+fn unless_answer_kept(result: session_store::Result<()>) -> session_store::Result<()> {
+    match result {
+        Err(err) if KEEP_ANSWER.try_with(Cell::get).unwrap_or(false) => {
+            tracing::warn!(
+                error = %err,
+                "the session could not be saved after a committed change; it stays as it was stored"
+            );
+            Ok(())
+        }
+        result => note_failure(result),
+    }
+}
+
 #[async_trait]
 impl SessionStore for AppSessionStore {
     async fn create(&self, record: &mut Record) -> session_store::Result<()> {
@@ -232,7 +263,7 @@ impl SessionStore for AppSessionStore {
             .data
             .remove(RENEWS_KEY)
             .and_then(|key| key.as_str().map(str::to_owned));
-        note_failure(match (self, renews) {
+        unless_answer_kept(match (self, renews) {
             (AppSessionStore::Database(store), Some(old)) => store.renew(&old, record).await,
             (AppSessionStore::Redis(store), Some(old)) => store.renew(&old, record).await,
             (AppSessionStore::Database(store), None) => store.create(record).await,
@@ -241,7 +272,7 @@ impl SessionStore for AppSessionStore {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        note_failure(match self {
+        unless_answer_kept(match self {
             AppSessionStore::Database(store) => store.save(record).await,
             AppSessionStore::Redis(store) => store.save(record).await,
         })
@@ -271,9 +302,10 @@ impl SessionStore for AppSessionStore {
 /// A request whose session could not be read never counts as signed in nor as signed out: the
 /// handlers answer 503 themselves, and this catches the save at the end.
 pub async fn unavailable_when_the_store_fails(request: Request, next: Next) -> Response {
+    let answer = KEEP_ANSWER.scope(Cell::new(false), next.run(request));
     STORE_FAILED
         .scope(Cell::new(false), async move {
-            let response = next.run(request).await;
+            let response = answer.await;
             let failed = STORE_FAILED.try_with(Cell::get).unwrap_or(false);
             if failed && response.status() == http::StatusCode::INTERNAL_SERVER_ERROR {
                 tracing::warn!("the session store failed; answering 503");
