@@ -23,7 +23,21 @@ pub enum BackupError {
     Database(#[from] DbErr),
     #[error("{path} failed its integrity check: {detail}")]
     Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "an earlier backup is still being copied (one given up on keeps going until SQLite is done \
+         with it): try again once it has finished"
+    )]
+    Busy,
+    #[error("the copy was stopped: {0}")]
+    Stopped(String),
 }
+
+/// One `VACUUM INTO` of a database at a time (the app keeps one in its state), held by the task that
+/// runs it for as long as SQLite is at it. SQLite cannot stop a `VACUUM INTO` it has begun: a backup
+/// that gives up on it (the job's time limit) leaves it running, and a retry must not start a second
+/// whole copy beside it.
+#[derive(Clone, Debug, Default)]
+pub struct Turn(std::sync::Arc<tokio::sync::Mutex<()>>);
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BackupError + '_ {
     move |source| BackupError::Io {
@@ -42,13 +56,22 @@ fn partial(path: &Path) -> PathBuf {
 
 /// Writes a consistent copy of the live database to `target` (which must not exist yet), checks it,
 /// and returns its size in bytes.
-pub async fn backup(db: &DatabaseConnection, target: &Path) -> Result<u64, BackupError> {
+pub async fn backup(
+    db: &DatabaseConnection,
+    target: &Path,
+    turn: &Turn,
+) -> Result<u64, BackupError> {
     if db.get_database_backend() != DbBackend::Sqlite {
         return Err(BackupError::NotSqlite);
     }
     if target.exists() {
         return Err(BackupError::Exists(target.to_owned()));
     }
+    let turn = turn
+        .0
+        .clone()
+        .try_lock_owned()
+        .map_err(|_| BackupError::Busy)?;
     if let Some(dir) = target.parent().filter(|d| !d.as_os_str().is_empty()) {
         create_private_dir(dir)?;
     }
@@ -62,12 +85,30 @@ pub async fn backup(db: &DatabaseConnection, target: &Path) -> Result<u64, Backu
     // the clean-up below never runs.
     let mut unfinished = Unfinished(Some(temporary.clone()));
     let written = async {
-        db.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Sqlite,
-            "VACUUM INTO ?",
-            [temporary.display().to_string().into()],
-        ))
-        .await?;
+        // In a task of its own, which keeps the turn until SQLite is done, even once this future
+        // is dropped; then nobody waits for the copy, and the task removes it (SQLite may have
+        // written it after `Unfinished` removed the empty file).
+        let (done, copied) = tokio::sync::oneshot::channel();
+        {
+            let db = db.clone();
+            let into = temporary.clone();
+            tokio::spawn(async move {
+                let _turn = turn;
+                let result = db
+                    .execute_raw(Statement::from_sql_and_values(
+                        DbBackend::Sqlite,
+                        "VACUUM INTO ?",
+                        [into.display().to_string().into()],
+                    ))
+                    .await;
+                if done.send(result).is_err() {
+                    let _ = std::fs::remove_file(&into);
+                }
+            });
+        }
+        copied
+            .await
+            .map_err(|err| BackupError::Stopped(err.to_string()))??;
         check_integrity(&temporary).await?;
         // Password hashes and personal data: readable by the service's user only.
         restrict(&temporary)?;
@@ -221,5 +262,32 @@ async fn check_integrity(path: &Path) -> Result<(), BackupError> {
             path: path.to_owned(),
             detail: verdict,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_copy_waits_its_turn_behind_one_still_running() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live.db");
+        let db = Database::connect(format!("sqlite://{}?mode=rwc", live.display()))
+            .await
+            .unwrap();
+        db.execute_unprepared("CREATE TABLE t (x INTEGER)")
+            .await
+            .unwrap();
+        let turn = Turn::default();
+        // Stands for a copy that a backup gave up on and SQLite is still writing.
+        let running = turn.0.lock().await;
+        let target = dir.path().join("copy.db");
+        let refused = backup(&db, &target, &turn).await;
+        assert!(matches!(refused, Err(BackupError::Busy)), "{refused:?}");
+        assert!(!target.exists());
+        drop(running);
+        assert!(backup(&db, &target, &turn).await.unwrap() > 0);
     }
 }

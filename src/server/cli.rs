@@ -452,7 +452,8 @@ async fn backup(settings: Settings, path: &std::path::Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = crate::server::backup::backup(&conn, path).await;
+    let result =
+        crate::server::backup::backup(&conn, path, &crate::server::backup::Turn::default()).await;
     let _ = conn.close().await;
     match result {
         Ok(bytes) => {

@@ -427,7 +427,7 @@ async fn backup(state: &AppState, now: i64) -> Result<String, JobError> {
         std::fs::remove_file(&path)?;
         unfinished += 1;
     }
-    let bytes = crate::server::backup::backup(&state.db, &target).await?;
+    let bytes = crate::server::backup::backup(&state.db, &target, &state.backup_turn).await?;
     // Keep the newest `BACKUPS_KEEP`.
     let mut existing = backups_in(dir, |name| name.ends_with(".db"))?;
     let keep = state.settings.backups_keep as usize;

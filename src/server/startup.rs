@@ -294,6 +294,7 @@ pub fn new_state(
             crate::server::services::export::MAX_CONCURRENT,
         )),
         secret_box,
+        backup_turn: crate::server::backup::Turn::default(),
     }))
 }
 

@@ -56,6 +56,8 @@ pub struct AppStateInner {
     pub exports: Arc<tokio::sync::Semaphore>,
     /// Seals sensitive fields at rest under `ENCRYPTION_KEY`.
     pub secret_box: Arc<SecretBox>,
+    /// Held while SQLite writes a backup: see `backup::backup`.
+    pub backup_turn: crate::server::backup::Turn,
 }
 
 impl FromRef<AppState> for LeptosOptions {
