@@ -270,6 +270,14 @@ async fn a_member_leaves_a_shared_household_which_stays_with_the_others() {
     );
     assert_eq!(app.count(&format!("users WHERE id = '{dee}'")).await, 0);
     assert_eq!(app.count("households").await, 1);
+    // Named after Cy, who is called "Test Person" as Dee was: the name stays.
+    assert_eq!(
+        app.count(&format!(
+            "households WHERE id = '{shared}' AND name = 'Test Person''s household'"
+        ))
+        .await,
+        1
+    );
 }
 
 #[tokio::test]
@@ -302,6 +310,12 @@ async fn the_last_owner_of_a_shared_household_is_asked_to_hand_it_on_first() {
     );
 
     // With a second owner, Eve may go; the household stays with Fin.
+    user::Entity::update_many()
+        .col_expr(user::Column::DisplayName, "Fin".into())
+        .filter(user::Column::Id.eq(&fin))
+        .exec(&app.app_db)
+        .await
+        .unwrap();
     household_member::Entity::update_many()
         .col_expr(household_member::Column::Role, "owner".into())
         .filter(household_member::Column::UserId.eq(&fin))
@@ -320,6 +334,10 @@ async fn the_last_owner_of_a_shared_household_is_asked_to_hand_it_on_first() {
             .await,
         1
     );
+    // It was named after Eve ("Test Person's household"), and Fin is called something else: the name
+    // goes with her.
+    let named = |name: &str| format!("households WHERE id = '{shared}' AND name = '{name}'");
+    assert_eq!(app.count(&named("Our household")).await, 1);
 }
 
 #[tokio::test]

@@ -6,7 +6,10 @@
 //! owner, deletion is refused until they hand ownership on. A pseudonymous event (a keyed hash of the
 //! id, no personal data) is kept for the audit trail.
 
-use sea_orm::{ColumnTrait as _, ConnectionTrait, DbErr, EntityTrait as _, QueryFilter as _};
+use sea_orm::{
+    ColumnTrait as _, ConnectionTrait, DbErr, EntityTrait as _, PaginatorTrait as _,
+    QueryFilter as _,
+};
 
 use crate::server::api_support::RequestMeta;
 use crate::server::entities::{household, household_member, outbox_email, user};
@@ -62,13 +65,15 @@ pub async fn delete_account(
         return Err(refusal);
     }
     // A household theirs alone goes, with everything in it (cascades). Otherwise the household stays
-    // with its other members; this membership cascades away.
-    let going: Vec<String> = memberships_with_others(&txn, &account.id)
+    // with its other members; this membership cascades away, and a name that is still theirs too.
+    let (going, staying): (Vec<_>, Vec<_>) = memberships_with_others(&txn, &account.id)
         .await?
         .into_iter()
-        .filter(|(_, others)| others.is_empty())
-        .map(|(membership, _)| membership.household_id)
-        .collect();
+        .partition(|(_, others)| others.is_empty());
+    let going: Vec<String> = going.into_iter().map(|(m, _)| m.household_id).collect();
+    for (membership, others) in staying {
+        rename_if_named_after(&txn, account, &membership.household_id, &others).await?;
+    }
     households::withdraw_unsent_invitations(&txn, now, Some(&account.id), &going).await?;
     for household_id in &going {
         household::Entity::delete_by_id(household_id.clone())
@@ -104,6 +109,34 @@ pub async fn delete_account(
         .detail("households_deleted", households_deleted);
     // Recorded without the request's address and browser: the trail keeps no personal data.
     commit_with_event(txn, state, &RequestMeta::internal(), now, event).await
+}
+
+/// A household that stays with `others` and is still named after `account` ([`households::default_name`])
+/// is renamed ([`households::NAME_WITHOUT_ITS_NAMESAKE`]), unless one of them has the same name.
+async fn rename_if_named_after<C: ConnectionTrait>(
+    db: &C,
+    account: &user::Model,
+    household_id: &str,
+    others: &[household_member::Model],
+) -> Result<(), DbErr> {
+    let namesakes = user::Entity::find()
+        .filter(user::Column::Id.is_in(others.iter().map(|m| m.user_id.clone())))
+        .filter(user::Column::DisplayName.eq(&account.display_name))
+        .count(db)
+        .await?;
+    if namesakes > 0 {
+        return Ok(());
+    }
+    household::Entity::update_many()
+        .col_expr(
+            household::Column::Name,
+            sea_orm::sea_query::Expr::value(households::NAME_WITHOUT_ITS_NAMESAKE),
+        )
+        .filter(household::Column::Id.eq(household_id))
+        .filter(household::Column::Name.eq(households::default_name(&account.display_name)))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// Each household `user_id` belongs to, with its other members.

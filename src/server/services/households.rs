@@ -88,6 +88,15 @@ pub struct InvitationDetails {
     pub id: String,
 }
 
+/// The name a household gets from the person it was made for ([`create_own`]).
+pub fn default_name(display_name: &str) -> String {
+    format!("{display_name}'s household")
+}
+
+/// What a household still named after someone who deleted their account ([`default_name`]) is
+/// called from then on by the members it stays with: the name is that person's, and goes with them.
+pub const NAME_WITHOUT_ITS_NAMESAKE: &str = "Our household";
+
 /// A new household with `user_id` as its owner (at registration, and for someone who leaves or is
 /// removed from a shared one).
 pub async fn create_own<C: ConnectionTrait>(
@@ -99,7 +108,7 @@ pub async fn create_own<C: ConnectionTrait>(
     let household_id = uuid::Uuid::new_v4().to_string();
     household::ActiveModel {
         id: Set(household_id.clone()),
-        name: Set(format!("{display_name}'s household")),
+        name: Set(default_name(display_name)),
         created_at: Set(now),
     }
     .insert(db)
