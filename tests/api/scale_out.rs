@@ -400,18 +400,7 @@ async fn without_redis_nothing_passes_for_signed_in_or_out_and_it_recovers_by_it
     if !backend_is_postgres() {
         return; // The scaled-out arrangement: PostgreSQL and Redis.
     }
-    let redis = url::Url::parse(&test_redis_url()).unwrap();
-    let target = format!(
-        "{}:{}",
-        redis.host_str().unwrap_or("127.0.0.1"),
-        redis.port().unwrap_or(6379)
-    );
-    let proxy = TcpProxy::start(&target).await;
-    let port = proxy.port;
-    let app = spawn_app_with(move |vars| {
-        vars.insert("REDIS_URL".into(), format!("redis://127.0.0.1:{port}/0"));
-    })
-    .await;
+    let (proxy, app) = app_behind_a_proxy().await;
     app.register_verified("ann@example.org", PASSWORD).await;
     assert_eq!(app.sign_in("ann@example.org", PASSWORD).await.status(), 200);
     let page = |app: &crate::helpers::TestApp| {
@@ -489,13 +478,62 @@ async fn without_redis_nothing_passes_for_signed_in_or_out_and_it_recovers_by_it
     assert_eq!(page(&app).await.unwrap().status(), 200);
 }
 
-/// The app on a Redis reached through `proxy`.
-async fn app_through(proxy: &TcpProxy) -> crate::helpers::TestApp {
+/// The app on the test Redis, reached through a proxy the test can cut.
+async fn app_behind_a_proxy() -> (TcpProxy, crate::helpers::TestApp) {
+    let redis = url::Url::parse(&test_redis_url()).unwrap();
+    let target = format!(
+        "{}:{}",
+        redis.host_str().unwrap_or("127.0.0.1"),
+        redis.port().unwrap_or(6379)
+    );
+    let proxy = TcpProxy::start(&target).await;
     let port = proxy.port;
-    spawn_app_with(move |vars| {
+    let app = spawn_app_with(move |vars| {
         vars.insert("REDIS_URL".into(), format!("redis://127.0.0.1:{port}/0"));
     })
-    .await
+    .await;
+    (proxy, app)
+}
+
+/// Ann, signed in on the app behind a proxy ([`app_behind_a_proxy`]), and the key her session is
+/// stored under ([`stored_key`]); none unless the tests run on PostgreSQL (the scaled-out
+/// arrangement).
+async fn ann_signed_in_behind_a_proxy() -> Option<(TcpProxy, crate::helpers::TestApp, String)> {
+    if !backend_is_postgres() {
+        return None;
+    }
+    let (proxy, app) = app_behind_a_proxy().await;
+    app.register_verified("ann@example.org", PASSWORD).await;
+    let signed_in = app.sign_in("ann@example.org", PASSWORD).await;
+    assert_eq!(signed_in.status(), 200);
+    let key = stored_key(&signed_in);
+    Some((proxy, app, key))
+}
+
+/// The key the session a response started is stored under, which the session store sends Redis
+/// only when it saves the session.
+fn stored_key(response: &reqwest::Response) -> String {
+    hash_id(&session_id(&session_cookie(response).unwrap()))
+}
+
+/// Starts two-factor setup for the signed-in caller; the authenticator's current code confirms it.
+async fn current_setup_code(app: &crate::helpers::TestApp) -> String {
+    assert_eq!(app.call("start_two_factor_setup", &[]).await.status(), 200);
+    let status: Value = serde_json::from_str(
+        &app.call("two_factor_status", &[])
+            .await
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let manual_key = status["setup"]["manual_key"]
+        .as_str()
+        .unwrap()
+        .replace(' ', "");
+    let secret = TotpSecret::from_base32(&manual_key).unwrap();
+    let now = nestegg::server::clock::Clock::now(&app.clock).unix_timestamp() as u64;
+    secret.code_at(now).unwrap()
 }
 
 /// Cuts the link to Redis no more, and waits until the app has reconnected.
@@ -547,23 +585,11 @@ async fn is_signed_in(app: &crate::helpers::TestApp, client: &reqwest::Client) -
 /// old password), and this browser is signed out rather than left half-renewed.
 #[tokio::test]
 async fn a_change_made_is_answered_even_when_the_session_cannot_be_saved_after_it() {
-    if !backend_is_postgres() {
+    let Some((proxy, app, key)) = ann_signed_in_behind_a_proxy().await else {
         return; // The scaled-out arrangement: PostgreSQL and Redis.
-    }
-    let redis = url::Url::parse(&test_redis_url()).unwrap();
-    let target = format!(
-        "{}:{}",
-        redis.host_str().unwrap_or("127.0.0.1"),
-        redis.port().unwrap_or(6379)
-    );
-    let proxy = TcpProxy::start(&target).await;
-    let app = app_through(&proxy).await;
-    app.register_verified("ann@example.org", PASSWORD).await;
-    let signed_in = app.sign_in("ann@example.org", PASSWORD).await;
-    assert_eq!(signed_in.status(), 200);
+    };
     // The renewal at the end of the request moves the record stored under this key; nothing in the
     // request before it names the key.
-    let key = hash_id(&session_id(&session_cookie(&signed_in).unwrap()));
     let other = another_browser(&app, "ann@example.org", PASSWORD).await;
 
     proxy.cut_when_sent(key.as_bytes());
@@ -594,7 +620,7 @@ async fn a_change_made_is_answered_even_when_the_session_cannot_be_saved_after_i
 
     // Ending the other sessions is not answered as done when this one's renewal is lost: the old
     // id, which a copy of this browser's cookie holds, would live on. Trying again finishes it.
-    let key = hash_id(&session_id(&session_cookie(&again).unwrap()));
+    let key = stored_key(&again);
     let other = another_browser(&app, "ann@example.org", NEW_PASSWORD).await;
     proxy.cut_when_sent(key.as_bytes());
     let refused = app.call("revoke_other_sessions", &[]).await;
@@ -620,43 +646,12 @@ async fn a_change_made_is_answered_even_when_the_session_cannot_be_saved_after_i
 /// be lost to a 503.
 #[tokio::test]
 async fn backup_codes_are_shown_even_when_the_session_cannot_be_saved_after_them() {
-    if !backend_is_postgres() {
+    let Some((proxy, app, key)) = ann_signed_in_behind_a_proxy().await else {
         return; // The scaled-out arrangement: PostgreSQL and Redis.
-    }
-    let redis = url::Url::parse(&test_redis_url()).unwrap();
-    let target = format!(
-        "{}:{}",
-        redis.host_str().unwrap_or("127.0.0.1"),
-        redis.port().unwrap_or(6379)
-    );
-    let proxy = TcpProxy::start(&target).await;
-    let app = app_through(&proxy).await;
-    app.register_verified("ann@example.org", PASSWORD).await;
-    let signed_in = app.sign_in("ann@example.org", PASSWORD).await;
-    assert_eq!(signed_in.status(), 200);
-    let key = hash_id(&session_id(&session_cookie(&signed_in).unwrap()));
-    assert_eq!(app.call("start_two_factor_setup", &[]).await.status(), 200);
-    let status: Value = serde_json::from_str(
-        &app.call("two_factor_status", &[])
-            .await
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    let manual_key = status["setup"]["manual_key"]
-        .as_str()
-        .unwrap()
-        .replace(' ', "");
-    let secret = TotpSecret::from_base32(&manual_key).unwrap();
-    let now = nestegg::server::clock::Clock::now(&app.clock).unix_timestamp() as u64;
+    };
+    let code = current_setup_code(&app).await;
     proxy.cut_when_sent(key.as_bytes());
-    let enabled = app
-        .call(
-            "enable_two_factor",
-            &[("code", &secret.code_at(now).unwrap())],
-        )
-        .await;
+    let enabled = app.call("enable_two_factor", &[("code", &code)]).await;
     assert_eq!(enabled.status(), 200);
     let codes: Value = serde_json::from_str(&enabled.text().await.unwrap()).unwrap();
     assert_eq!(codes["codes"].as_array().map(Vec::len), Some(10), "{codes}");
@@ -667,47 +662,18 @@ async fn backup_codes_are_shown_even_when_the_session_cannot_be_saved_after_them
 /// still answers 503 when it cannot be saved, even on a request that also slides the idle timeout.
 #[tokio::test]
 async fn a_wrong_code_that_cannot_be_counted_is_not_answered_as_counted() {
-    if !backend_is_postgres() {
+    let Some((proxy, app, _)) = ann_signed_in_behind_a_proxy().await else {
         return; // The scaled-out arrangement: PostgreSQL and Redis.
-    }
-    let redis = url::Url::parse(&test_redis_url()).unwrap();
-    let target = format!(
-        "{}:{}",
-        redis.host_str().unwrap_or("127.0.0.1"),
-        redis.port().unwrap_or(6379)
-    );
-    let proxy = TcpProxy::start(&target).await;
-    let app = app_through(&proxy).await;
-    app.register_verified("ann@example.org", PASSWORD).await;
-    assert_eq!(app.sign_in("ann@example.org", PASSWORD).await.status(), 200);
-    assert_eq!(app.call("start_two_factor_setup", &[]).await.status(), 200);
-    let status: Value = serde_json::from_str(
-        &app.call("two_factor_status", &[])
-            .await
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
-    let manual_key = status["setup"]["manual_key"]
-        .as_str()
-        .unwrap()
-        .replace(' ', "");
-    let secret = TotpSecret::from_base32(&manual_key).unwrap();
-    let now = nestegg::server::clock::Clock::now(&app.clock).unix_timestamp() as u64;
-    let enabled = app
-        .call(
-            "enable_two_factor",
-            &[("code", &secret.code_at(now).unwrap())],
-        )
-        .await;
+    };
+    let code = current_setup_code(&app).await;
+    let enabled = app.call("enable_two_factor", &[("code", &code)]).await;
     assert_eq!(enabled.status(), 200);
     assert_eq!(app.call("sign_out", &[]).await.status(), 200);
 
     // The password step: the code step is next, in a session of its own.
     let password_step = app.sign_in("ann@example.org", PASSWORD).await;
     assert_eq!(password_step.status(), 200);
-    let key = hash_id(&session_id(&session_cookie(&password_step).unwrap()));
+    let key = stored_key(&password_step);
     app.clock.advance(time::Duration::minutes(2));
     proxy.cut_when_sent(key.as_bytes());
     let wrong = app.call("verify_sign_in_code", &[("code", "000000")]).await;
@@ -719,22 +685,10 @@ async fn a_wrong_code_that_cannot_be_counted_is_not_answered_as_counted() {
 /// slides the idle timeout: Redis lost just then does not turn what the request did into a 503.
 #[tokio::test]
 async fn a_failed_touch_of_the_session_leaves_the_answer_and_the_session_as_they_were() {
-    if !backend_is_postgres() {
+    let Some((proxy, app, key)) = ann_signed_in_behind_a_proxy().await else {
         return; // The scaled-out arrangement: PostgreSQL and Redis.
-    }
-    let redis = url::Url::parse(&test_redis_url()).unwrap();
-    let target = format!(
-        "{}:{}",
-        redis.host_str().unwrap_or("127.0.0.1"),
-        redis.port().unwrap_or(6379)
-    );
-    let proxy = TcpProxy::start(&target).await;
-    let app = app_through(&proxy).await;
-    app.register_verified("ann@example.org", PASSWORD).await;
-    let signed_in = app.sign_in("ann@example.org", PASSWORD).await;
-    assert_eq!(signed_in.status(), 200);
+    };
     // The save that slides the timeout indexes the session under this key.
-    let key = hash_id(&session_id(&session_cookie(&signed_in).unwrap()));
     // The first request after signing in notes in the session that the terms were accepted: after
     // it, a request changes nothing there.
     assert!(is_signed_in(&app, &app.client).await);
