@@ -77,13 +77,10 @@ async fn an_oversized_body_is_refused_with_413() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 303);
-    let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    let (location, query, error) = sent_back(&response);
     assert_eq!(location.path(), "/settings/profile");
-    let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
     assert_eq!(query["__path"], "/api/change_display_name");
     assert_eq!(query.len(), 2, "{location}");
-    let error = leptos::server_fn::error::ServerFnUrlError::<AppError>::decode_err(&query["__err"]);
     assert!(
         matches!(&error, AppError::Refused { status: 413, message } if message.contains("64 KiB")),
         "{error:?}"
@@ -338,10 +335,23 @@ async fn a_nul_in_a_plain_form_goes_back_to_the_form_with_the_error() {
         .send()
         .await
         .unwrap();
+    let (location, _, error) = sent_back(&response);
+    assert_eq!(location.path(), "/login");
+    assert!(error.to_string().contains("(NUL)"), "{error:?}");
+}
+
+/// Where a refused plain form post (no JavaScript) is sent back to (a 303), its query, and the error
+/// in it.
+fn sent_back(
+    response: &reqwest::Response,
+) -> (
+    url::Url,
+    std::collections::HashMap<String, String>,
+    AppError,
+) {
     assert_eq!(response.status(), 303);
     let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
-    assert_eq!(location.path(), "/login");
     let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
     let error = leptos::server_fn::error::ServerFnUrlError::<AppError>::decode_err(&query["__err"]);
-    assert!(error.to_string().contains("(NUL)"), "{error:?}");
+    (location, query, error)
 }
