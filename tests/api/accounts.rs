@@ -1333,6 +1333,42 @@ async fn a_sign_out_that_fails_says_so() {
 }
 
 #[tokio::test]
+async fn without_javascript_a_form_turned_away_before_its_function_ran_keeps_what_was_typed() {
+    let app = spawn_app_with(|v| {
+        v.insert("RATE_LIMIT_API_PER_MINUTE".into(), "3".into());
+    })
+    .await;
+    for _ in 0..3 {
+        assert_eq!(app.call("current_user", &[]).await.status(), 200);
+    }
+    let (location, page) = post_plain_form(
+        &app,
+        "register",
+        "/register",
+        &[
+            ("email", "rue@example.org"),
+            ("display_name", "Rue"),
+            ("password", PASSWORD),
+            ("accept_terms", "on"),
+        ],
+    )
+    .await;
+    assert!(location.contains("__err="), "{location}");
+    assert!(
+        !location.contains("password") && !location.contains("glacier"),
+        "passwords never travel in URLs: {location}"
+    );
+    assert!(page.contains("Too many requests"), "the refusal is shown");
+    assert!(
+        page.contains(r#"value="rue@example.org""#),
+        "the email is kept"
+    );
+    assert!(page.contains(r#"value="Rue""#), "the name is kept");
+    assert!(input_tag(&page, "register-accept-terms").contains(" checked"));
+    assert!(!input_tag(&page, "register-accept-privacy").contains(" checked"));
+}
+
+#[tokio::test]
 async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
     let app = spawn_app_with(|v| {
         v.insert("TRUSTED_PROXIES".into(), "127.0.0.1/32".into());

@@ -38,6 +38,44 @@ async fn a_cross_site_post_is_refused_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn without_javascript_a_refused_cross_site_form_goes_back_with_what_was_typed() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/api/register"))
+        .header("sec-fetch-site", "cross-site")
+        .header("accept", "text/html")
+        .header("referer", app.url("/register"))
+        .form(&[
+            ("email", "kit@example.org"),
+            ("email", "second@example.org"),
+            ("display_name", "Kit"),
+            ("password", "glacier Minnow 47 paperclip orbit"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let location = url::Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    assert_eq!(location.path(), "/register");
+    let kept: Vec<(String, String)> = location
+        .query_pairs()
+        .into_owned()
+        .filter(|(key, _)| key.starts_with("keep_"))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("keep_email".to_owned(), "kit@example.org".to_owned()),
+            ("keep_display_name".to_owned(), "Kit".to_owned()),
+        ],
+        "the first of each, never the password"
+    );
+    assert!(!location.as_str().contains("glacier"), "{location}");
+    assert_eq!(app.count("users").await, 0);
+}
+
+#[tokio::test]
 async fn a_same_origin_post_is_accepted() {
     let app = spawn_app().await;
     let response = app

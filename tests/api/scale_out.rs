@@ -449,6 +449,14 @@ async fn without_redis_nothing_passes_for_signed_in_or_out_and_it_recovers_by_it
         location.starts_with(&app.url("/login?")) && location.contains("__err="),
         "{location}"
     );
+    assert!(
+        location.contains("keep_email=ann%40example.org"),
+        "with what was typed: {location}"
+    );
+    assert!(
+        !location.contains("glacier"),
+        "never the password: {location}"
+    );
     let ready = app.get("/health/ready").send().await.unwrap();
     assert_eq!(ready.status(), 503);
     let ready: Value = serde_json::from_str(&ready.text().await.unwrap()).unwrap();

@@ -12,7 +12,7 @@ use http::{HeaderValue, StatusCode};
 
 use crate::error::AppError;
 use crate::routes;
-use crate::server::middleware::body_limit::RawForm;
+use crate::server::middleware::body_limit::{FormSlot, RawForm};
 
 /// The address a refused plain form post (no JavaScript) is sent back to: its page's, with this
 /// refusal's `__path` and `__err` appended (by the server-function runtime, or by [`answer`]). The
@@ -35,9 +35,23 @@ fn only_this_refusal(location: &mut url::Url) {
     location.query_pairs_mut().clear().extend_pairs(current);
 }
 
-/// A plain form post that failed is redirected back with `__err` in the URL ([`only_this_refusal`]);
-/// add the non-secret fields it carried as `keep_<name>`.
-fn keep_form_fields(response: &mut Response, form: &RawForm) {
+/// Adds the non-secret fields a refused plain form carried to the address it is sent back to, as
+/// `keep_<name>`, so the person need not type them again.
+fn keep_form_fields(location: &mut url::Url, form: &RawForm) {
+    let mut kept = Vec::new();
+    let mut query = location.query_pairs_mut();
+    for (key, value) in url::form_urlencoded::parse(&form.0) {
+        // The first of a field sent more than once: the form has one of each.
+        if KEPT_FIELDS.contains(&key.as_ref()) && value.len() <= 254 && !kept.contains(&key) {
+            query.append_pair(&format!("keep_{key}"), &value);
+            kept.push(key);
+        }
+    }
+}
+
+/// A plain form post that the server function refused is redirected back with `__err` in the URL;
+/// only this refusal stays there ([`only_this_refusal`]), with what the form carried.
+fn send_back_what_was_typed(response: &mut Response, form: &RawForm) {
     let Some(mut location) = response
         .headers()
         .get(http::header::LOCATION)
@@ -48,14 +62,7 @@ fn keep_form_fields(response: &mut Response, form: &RawForm) {
         return;
     };
     only_this_refusal(&mut location);
-    {
-        let mut query = location.query_pairs_mut();
-        for (key, value) in url::form_urlencoded::parse(&form.0) {
-            if KEPT_FIELDS.contains(&key.as_ref()) && value.len() <= 254 {
-                query.append_pair(&format!("keep_{key}"), &value);
-            }
-        }
-    }
+    keep_form_fields(&mut location, form);
     if let Ok(value) = HeaderValue::from_str(location.as_str()) {
         response.headers_mut().insert(http::header::LOCATION, value);
     }
@@ -69,11 +76,15 @@ pub struct Asked {
     /// The page a plain form (no JavaScript) was posted from, to send it back to with the error.
     plain_form_from: Option<String>,
     path: String,
+    /// The form it carried, once the body limit has read it.
+    form: Option<RawForm>,
 }
 
 impl Asked {
     pub fn from_request(request: &Request) -> Self {
-        Self::new(request.headers(), request.uri())
+        let mut asked = Self::new(request.headers(), request.uri());
+        asked.form = request.extensions().get::<RawForm>().cloned();
+        asked
     }
 
     pub fn new(headers: &http::HeaderMap, uri: &http::Uri) -> Self {
@@ -87,13 +98,14 @@ impl Asked {
         Asked {
             plain_form_from: referer.filter(|_| plain_form).map(str::to_owned),
             path: uri.path().to_owned(),
+            form: None,
         }
     }
 }
 
 /// Answers a server-function call with `error` the way the server functions answer their own: a plain
-/// form post goes back to its page with the error in the address (`__err`), anything else gets the
-/// error object as JSON with its status (and `Retry-After` for a rate limit).
+/// form post goes back to its page with the error in the address (`__err`) and what was typed in it,
+/// anything else gets the error object as JSON with its status (and `Retry-After` for a rate limit).
 pub fn answer(asked: &Asked, error: AppError) -> Response {
     if let Some(referer) = &asked.plain_form_from
         && let Ok(mut url) =
@@ -101,6 +113,9 @@ pub fn answer(asked: &Asked, error: AppError) -> Response {
                 .to_url(referer)
     {
         only_this_refusal(&mut url);
+        if let Some(form) = &asked.form {
+            keep_form_fields(&mut url, form);
+        }
         if let Ok(location) = HeaderValue::from_str(url.as_str()) {
             let mut response = StatusCode::SEE_OTHER.into_response();
             response
@@ -131,7 +146,7 @@ pub fn answer(asked: &Asked, error: AppError) -> Response {
 /// server-function client cannot decode: it showed "The form was incomplete or malformed" for an
 /// outage, and a form without JavaScript got a bare text page. Here such an answer becomes the
 /// [`AppError`] its status means, answered as the server functions answer theirs ([`answer`]).
-pub async fn explain_refusals(request: Request, next: Next) -> Response {
+pub async fn explain_refusals(mut request: Request, next: Next) -> Response {
     // Server functions are called with POST; someone opening an `/api/…` address gets the site's
     // pages (its 404 page, say).
     if request.method() != http::Method::POST
@@ -139,7 +154,10 @@ pub async fn explain_refusals(request: Request, next: Next) -> Response {
     {
         return next.run(request).await;
     }
-    let asked = Asked::from_request(&request);
+    // The form is read further in: the slot brings it back.
+    let mut asked = Asked::new(request.headers(), request.uri());
+    let slot = FormSlot::default();
+    request.extensions_mut().insert(slot.clone());
     let response = next.run(request).await;
     let status = response.status();
     // A server function's own error (its runtime sends no content type), or one of the edge's
@@ -155,6 +173,8 @@ pub async fn explain_refusals(request: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) || ours {
         return response;
     }
+    // Read below this layer (`body_limit`), whichever layer refused it.
+    asked.form = slot.0.get().cloned();
     // The rest of what it carried goes on (CORS, `Vary`, a session cookie, `Retry-After`); not what
     // described its body.
     let mut carried = response.headers().clone();
@@ -231,7 +251,7 @@ pub async fn map_server_fn_errors(request: Request, next: Next) -> Response {
     let form = request.extensions().get::<RawForm>().cloned();
     let mut response = next.run(request).await;
     if let Some(form) = form {
-        keep_form_fields(&mut response, &form);
+        send_back_what_was_typed(&mut response, &form);
     }
     // A plain HTML form post that failed is redirected back with the error in the URL; leave it be.
     if !response

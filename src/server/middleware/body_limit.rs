@@ -30,6 +30,11 @@ mod tests {
 #[derive(Clone, Debug)]
 pub struct RawForm(pub axum::body::Bytes);
 
+/// Where the body read here is handed to a layer outside this one (`api_errors::explain_refusals`),
+/// which answers for whichever layer refused the request, even one that dropped it (the timeout).
+#[derive(Clone, Debug, Default)]
+pub struct FormSlot(pub std::sync::Arc<std::sync::OnceLock<RawForm>>);
+
 fn is_form(headers: &http::HeaderMap) -> bool {
     headers
         .get(http::header::CONTENT_TYPE)
@@ -62,6 +67,7 @@ fn nul_refused(parts: &http::request::Parts) -> Response {
                   again."
             .to_owned(),
     };
+    // Without the form: what was typed holds the NUL, and would be refused again.
     let asked = crate::server::middleware::api_errors::Asked::new(&parts.headers, &parts.uri);
     crate::server::middleware::api_errors::answer(&asked, error)
 }
@@ -152,9 +158,14 @@ where
             nul_refused(&parts)
         }
         Ok(bytes) => {
-            // Kept for `api_errors`, which hands non-secret fields back to a refused plain form.
+            // Kept for `api_errors`, which hands non-secret fields back to a refused plain form: with
+            // the request for the layers and functions below, and in the slot for the layers above.
             if is_form(&parts.headers) {
-                parts.extensions.insert(RawForm(bytes.clone()));
+                let form = RawForm(bytes.clone());
+                if let Some(slot) = parts.extensions.get::<FormSlot>() {
+                    let _ = slot.0.set(form.clone());
+                }
+                parts.extensions.insert(form);
             }
             match inner
                 .call(Request::from_parts(parts, Body::from(bytes)))
