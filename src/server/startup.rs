@@ -475,17 +475,22 @@ fn compression_layer() -> CompressionLayer<impl tower_http::compression::Predica
     use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate as _};
     // A moderate level: the defaults (brotli's is its slowest, 11) cost more CPU per page than
     // rendering it, and the WASM bundle is compressed on every download.
-    // Not errors either: they are short, and `api_errors::explain_refusals` reads their text.
-    let not_an_error =
-        |status: StatusCode, _: http::Version, _: &http::HeaderMap, _: &http::Extensions| {
-            !status.is_client_error() && !status.is_server_error()
+    // Of the errors, only pages (the 404 page, the outage page: the whole site's shell). The others
+    // are short, and `api_errors::explain_refusals` reads their text.
+    let a_page_if_an_error =
+        |status: StatusCode, _: http::Version, headers: &http::HeaderMap, _: &http::Extensions| {
+            !(status.is_client_error() || status.is_server_error())
+                || headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v.starts_with("text/html"))
         };
     CompressionLayer::new()
         .quality(tower_http::CompressionLevel::Precise(4))
         .compress_when(
             DefaultPredicate::new()
                 .and(NotForContentType::const_new("application/zip"))
-                .and(not_an_error),
+                .and(a_page_if_an_error),
         )
 }
 

@@ -324,6 +324,38 @@ async fn html_css_and_wasm_are_compressed() {
 }
 
 #[tokio::test]
+async fn error_pages_are_compressed_and_error_objects_are_not() {
+    let app = spawn_app().await;
+    let page = app
+        .get("/no/such/page")
+        .header("accept", "text/html")
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 404);
+    assert_eq!(page.headers()["content-encoding"], "gzip", "a whole page");
+    let compressed = page.bytes().await.unwrap();
+    let mut html = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(&compressed[..]),
+        &mut html,
+    )
+    .unwrap();
+    assert!(html.contains("Page not found"), "{html}");
+
+    let refusal = app
+        .post_same_origin("/api/sign_in")
+        .header("accept-encoding", "gzip")
+        .form(&[("email", "nobody@example.org"), ("password", "not the one")])
+        .send()
+        .await
+        .unwrap();
+    assert!(refusal.status().is_client_error(), "{}", refusal.status());
+    assert!(!refusal.headers().contains_key("content-encoding"));
+}
+
+#[tokio::test]
 async fn a_nul_in_a_plain_form_goes_back_to_the_form_with_the_error() {
     let app = spawn_app().await;
     let response = app
