@@ -1189,3 +1189,112 @@ async fn a_deleted_accounts_name_and_address_leave_the_others_activity() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_household_named_after_a_deleted_account_leaves_the_others_activity_under_that_name() {
+    use nestegg::server::entities::security_event;
+
+    let app = spawn().await;
+    for (email, name) in [
+        ("ana@example.org", "Ana"),
+        ("ben@example.org", "Benedikt"),
+        ("cy@example.org", "Cyrano"),
+        ("bo@example.org", "Benedikt"),
+        ("dee@example.org", "Dee"),
+        ("fay@example.org", "Fay"),
+        ("gil@example.org", "Fay"),
+        ("hal@example.org", "Hal"),
+    ] {
+        account(&app, email, name).await;
+    }
+    async fn trail(app: &TestApp, email: &str) -> Vec<String> {
+        let id = user::Entity::find_by_typed_email(email)
+            .one(&app.app_db)
+            .await
+            .unwrap()
+            .expect("the account")
+            .id;
+        security_event::Entity::find()
+            .filter(security_event::Column::UserId.eq(id))
+            .all(&app.app_db)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| format!("{} {}", e.kind, e.details))
+            .collect()
+    }
+    async fn deletes_account(browser: &Browser, email: &str) {
+        let response = browser
+            .call(
+                "delete_account",
+                &[("password", PASSWORD), ("confirm_email", email)],
+            )
+            .await;
+        assert_eq!(response.status(), 200, "delete {email}");
+    }
+    async fn activity(browser: &Browser) -> String {
+        browser
+            .ok("security_activity", &[("page", "1")])
+            .await
+            .to_string()
+    }
+
+    // Ana stays in Benedikt's household and becomes its owner; Cyrano joins it and leaves.
+    let ben = Browser::signed_in(&app, "ben@example.org").await;
+    let ana = join(&app, &ben, "ana@example.org").await;
+    let cy = join(&app, &ben, "cy@example.org").await;
+    cy.ok("leave_household", &[]).await;
+    let ana_id = member_id(&ben.overview().await, "ana@example.org");
+    ben.ok("transfer_ownership", &[("id", ana_id.as_str())])
+        .await;
+    for email in ["ana@example.org", "cy@example.org"] {
+        let before = trail(&app, email).await;
+        assert!(
+            before.iter().any(|e| e.contains("Benedikt's household")),
+            "{before:#?}"
+        );
+    }
+    // Another Benedikt's household, with Dee in it: nothing to do with the one who goes.
+    let bo = Browser::signed_in(&app, "bo@example.org").await;
+    let _dee = join(&app, &bo, "dee@example.org").await;
+    deletes_account(&ben, "ben@example.org").await;
+    let (ana_after, cy_after) = (
+        trail(&app, "ana@example.org").await,
+        trail(&app, "cy@example.org").await,
+    );
+    for after in [&ana_after, &cy_after] {
+        assert!(after.iter().all(|e| !e.contains("Benedikt")), "{after:#?}");
+    }
+    assert!(
+        ana_after.iter().any(|e| e.starts_with("household_joined")),
+        "the event stays: {ana_after:#?}"
+    );
+    assert!(activity(&ana).await.contains("Joined a household"));
+    assert!(activity(&cy).await.contains("Left a household"));
+    assert_eq!(ana.overview().await["name"], "Our household");
+    let dee_after = trail(&app, "dee@example.org").await;
+    assert!(
+        dee_after
+            .iter()
+            .any(|e| e.starts_with("household_joined") && e.contains("Benedikt's household")),
+        "{dee_after:#?}"
+    );
+
+    // Gil is called Fay too: the household Fay leaves to him keeps its name, in Hal's trail as well.
+    let fay = Browser::signed_in(&app, "fay@example.org").await;
+    let gil = join(&app, &fay, "gil@example.org").await;
+    let hal = join(&app, &fay, "hal@example.org").await;
+    hal.ok("leave_household", &[]).await;
+    let gil_id = member_id(&fay.overview().await, "gil@example.org");
+    fay.ok("transfer_ownership", &[("id", gil_id.as_str())])
+        .await;
+    deletes_account(&fay, "fay@example.org").await;
+    assert_eq!(gil.overview().await["name"], "Fay's household");
+    let hal_after = trail(&app, "hal@example.org").await;
+    assert!(
+        hal_after
+            .iter()
+            .any(|e| e.starts_with("household_left") && e.contains("Fay's household")),
+        "{hal_after:#?}"
+    );
+}

@@ -71,8 +71,13 @@ pub async fn delete_account(
         .into_iter()
         .partition(|(_, others)| others.is_empty());
     let going: Vec<String> = going.into_iter().map(|(m, _)| m.household_id).collect();
+    // The households whose name, if it is still theirs, goes with them: in others' trails as well.
+    let mut named_after_them = going.clone();
     for (membership, others) in staying {
-        rename_if_named_after(&txn, account, &membership.household_id, &others).await?;
+        if !has_namesake(&txn, account, &others).await? {
+            rename_if_named_after(&txn, account, &membership.household_id).await?;
+            named_after_them.push(membership.household_id);
+        }
     }
     households::withdraw_unsent_invitations(&txn, now, Some(&account.id), &going).await?;
     for household_id in &going {
@@ -82,9 +87,17 @@ pub async fn delete_account(
     }
     let households_deleted = going.len();
     state.sessions.revoke_user(&txn, &account.id, None).await?;
-    // Co-members' trails keep what happened, without this person's name or address.
+    // Co-members' trails keep what happened, without this person's name or address, nor the
+    // name their households were given after them.
     let addresses = audit::addresses_held(&txn, account).await?;
     audit::forget_person(&txn, &account.id, &addresses).await?;
+    audit::forget_household_name(
+        &txn,
+        &account.id,
+        &households::default_name(&account.display_name),
+        &named_after_them,
+    )
+    .await?;
     // Mail sent to them is personal data too (the receipt below is the last): theirs at any address
     // they had, and what reached their current address before it was recorded whose mail is whose.
     outbox_email::Entity::delete_many()
@@ -111,22 +124,28 @@ pub async fn delete_account(
     commit_with_event(txn, state, &RequestMeta::internal(), now, event).await
 }
 
-/// A household that stays with `others` and is still named after `account` ([`households::default_name`])
-/// is renamed ([`households::NAME_WITHOUT_ITS_NAMESAKE`]), unless one of them has the same name.
-async fn rename_if_named_after<C: ConnectionTrait>(
+/// One of `others` has the same display name as `account`: a household named after `account`
+/// ([`households::default_name`]) is named after them too, and keeps its name.
+async fn has_namesake<C: ConnectionTrait>(
     db: &C,
     account: &user::Model,
-    household_id: &str,
     others: &[household_member::Model],
-) -> Result<(), DbErr> {
+) -> Result<bool, DbErr> {
     let namesakes = user::Entity::find()
         .filter(user::Column::Id.is_in(others.iter().map(|m| m.user_id.clone())))
         .filter(user::Column::DisplayName.eq(&account.display_name))
         .count(db)
         .await?;
-    if namesakes > 0 {
-        return Ok(());
-    }
+    Ok(namesakes > 0)
+}
+
+/// A household that stays with others and is still named after `account` ([`households::default_name`])
+/// is renamed ([`households::NAME_WITHOUT_ITS_NAMESAKE`]).
+async fn rename_if_named_after<C: ConnectionTrait>(
+    db: &C,
+    account: &user::Model,
+    household_id: &str,
+) -> Result<(), DbErr> {
     household::Entity::update_many()
         .col_expr(
             household::Column::Name,

@@ -109,6 +109,77 @@ pub async fn addresses_held<C: ConnectionTrait>(
     Ok(held)
 }
 
+/// Details that hold a household's name.
+const HOUSEHOLD_NAMING: [&str; 2] = ["household", "name"];
+
+/// For the deletion of the account `user_id`: other people's events about `households` no longer hold
+/// `name`, the name those households were given after it
+/// ([`crate::server::services::households::default_name`]). The event keeps what happened ("Left a
+/// household"). Returns how many events were changed.
+pub async fn forget_household_name<C: ConnectionTrait>(
+    db: &C,
+    user_id: &str,
+    name: &str,
+    households: &[String],
+) -> Result<u64, DbErr> {
+    if households.is_empty() {
+        return Ok(0);
+    }
+    // LIKE only narrows the search; each match is checked exactly below.
+    let quoted = |value: &str| serde_json::Value::from(value).to_string();
+    let mut naming = Condition::any();
+    for key in HOUSEHOLD_NAMING {
+        naming = naming.add(
+            security_event::Column::Details.like(contains(&format!("\"{key}\":{}", quoted(name)))),
+        );
+    }
+    let mut about = Condition::any();
+    for id in households {
+        about = about.add(
+            security_event::Column::Details
+                .like(contains(&format!("\"household_id\":{}", quoted(id)))),
+        );
+    }
+    let candidates = security_event::Entity::find()
+        .filter(naming)
+        .filter(about)
+        .filter(
+            Condition::any()
+                .add(security_event::Column::UserId.is_null())
+                .add(security_event::Column::UserId.ne(user_id)),
+        )
+        .all(db)
+        .await?;
+    let mut changed = 0;
+    for event in candidates {
+        let Ok(serde_json::Value::Object(mut details)) =
+            serde_json::from_str::<serde_json::Value>(&event.details)
+        else {
+            continue;
+        };
+        let household = details.get("household_id").and_then(|v| v.as_str());
+        if !household.is_some_and(|id| households.iter().any(|h| h == id)) {
+            continue;
+        }
+        let before = details.len();
+        details.retain(|key, value| {
+            !(HOUSEHOLD_NAMING.contains(&key.as_str()) && value.as_str() == Some(name))
+        });
+        if details.len() < before {
+            security_event::Entity::update_many()
+                .col_expr(
+                    security_event::Column::Details,
+                    serde_json::Value::Object(details).to_string().into(),
+                )
+                .filter(security_event::Column::Id.eq(event.id))
+                .exec(db)
+                .await?;
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
 /// A LIKE pattern matching `text` anywhere, with `\`, `%` and `_` taken literally (used with
 /// `ESCAPE '\'`, so SQLite and PostgreSQL agree).
 fn contains(text: &str) -> LikeExpr {
