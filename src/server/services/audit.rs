@@ -125,59 +125,23 @@ pub async fn forget_household_name<C: ConnectionTrait>(
     if households.is_empty() {
         return Ok(0);
     }
-    // LIKE only narrows the search; each match is checked exactly below.
-    let quoted = |value: &str| serde_json::Value::from(value).to_string();
-    let mut naming = Condition::any();
-    for key in HOUSEHOLD_NAMING {
-        naming = naming.add(
-            security_event::Column::Details.like(contains(&format!("\"{key}\":{}", quoted(name)))),
-        );
-    }
-    let mut about = Condition::any();
-    for id in households {
-        about = about.add(
-            security_event::Column::Details
-                .like(contains(&format!("\"household_id\":{}", quoted(id)))),
-        );
-    }
-    let candidates = security_event::Entity::find()
-        .filter(naming)
-        .filter(about)
-        .filter(
-            Condition::any()
-                .add(security_event::Column::UserId.is_null())
-                .add(security_event::Column::UserId.ne(user_id)),
-        )
-        .all(db)
-        .await?;
-    let mut changed = 0;
-    for event in candidates {
-        let Ok(serde_json::Value::Object(mut details)) =
-            serde_json::from_str::<serde_json::Value>(&event.details)
-        else {
-            continue;
-        };
+    let search = Condition::all()
+        .add(holding_any(HOUSEHOLD_NAMING.map(|key| (key, name))))
+        .add(holding_any(
+            households.iter().map(|id| ("household_id", id.as_str())),
+        ));
+    rewrite_others_events(db, user_id, search, |details| {
         let household = details.get("household_id").and_then(|v| v.as_str());
         if !household.is_some_and(|id| households.iter().any(|h| h == id)) {
-            continue;
+            return false;
         }
         let before = details.len();
         details.retain(|key, value| {
             !(HOUSEHOLD_NAMING.contains(&key.as_str()) && value.as_str() == Some(name))
         });
-        if details.len() < before {
-            security_event::Entity::update_many()
-                .col_expr(
-                    security_event::Column::Details,
-                    serde_json::Value::Object(details).to_string().into(),
-                )
-                .filter(security_event::Column::Id.eq(event.id))
-                .exec(db)
-                .await?;
-            changed += 1;
-        }
-    }
-    Ok(changed)
+        details.len() < before
+    })
+    .await
 }
 
 /// A LIKE pattern matching `text` anywhere, with `\`, `%` and `_` taken literally (used with
@@ -204,35 +168,11 @@ pub async fn forget_person<C: ConnectionTrait>(
     user_id: &str,
     addresses: &[String],
 ) -> Result<u64, DbErr> {
-    // LIKE only narrows the search; each match is checked exactly below. Details are compact JSON,
-    // as `record` writes them.
-    let quoted = |value: &str| serde_json::Value::from(value).to_string();
-    let mut naming = Condition::any().add(
-        security_event::Column::Details
-            .like(contains(&format!("\"{PERSON_ID}\":{}", quoted(user_id)))),
+    let search = holding_any(
+        std::iter::once((PERSON_ID, user_id))
+            .chain(addresses.iter().map(|address| (INVITEE, address.as_str()))),
     );
-    for address in addresses {
-        naming = naming.add(
-            security_event::Column::Details
-                .like(contains(&format!("\"{INVITEE}\":{}", quoted(address)))),
-        );
-    }
-    let candidates = security_event::Entity::find()
-        .filter(naming)
-        .filter(
-            Condition::any()
-                .add(security_event::Column::UserId.is_null())
-                .add(security_event::Column::UserId.ne(user_id)),
-        )
-        .all(db)
-        .await?;
-    let mut changed = 0;
-    for event in candidates {
-        let Ok(serde_json::Value::Object(mut details)) =
-            serde_json::from_str::<serde_json::Value>(&event.details)
-        else {
-            continue;
-        };
+    rewrite_others_events(db, user_id, search, |details| {
         let mut forgot = false;
         if details.get(PERSON_ID).and_then(|v| v.as_str()) == Some(user_id) {
             details.remove(PERSON_ID);
@@ -249,7 +189,47 @@ pub async fn forget_person<C: ConnectionTrait>(
             details.remove(INVITEE);
             forgot = true;
         }
-        if forgot {
+        forgot
+    })
+    .await
+}
+
+/// Events whose details hold any of the `(key, value)` pairs. LIKE only narrows the search (the
+/// details are compact JSON, as [`record`] writes them): whoever uses it checks each match exactly.
+fn holding_any<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Condition {
+    pairs
+        .into_iter()
+        .fold(Condition::any(), |any, (key, value)| {
+            let value = serde_json::Value::from(value).to_string();
+            any.add(security_event::Column::Details.like(contains(&format!("\"{key}\":{value}"))))
+        })
+}
+
+/// Changes the details of the events matching `search` that are not `user_id`'s own, where `forget`
+/// says it changed them; returns how many were changed.
+async fn rewrite_others_events<C: ConnectionTrait>(
+    db: &C,
+    user_id: &str,
+    search: Condition,
+    mut forget: impl FnMut(&mut serde_json::Map<String, serde_json::Value>) -> bool,
+) -> Result<u64, DbErr> {
+    let candidates = security_event::Entity::find()
+        .filter(search)
+        .filter(
+            Condition::any()
+                .add(security_event::Column::UserId.is_null())
+                .add(security_event::Column::UserId.ne(user_id)),
+        )
+        .all(db)
+        .await?;
+    let mut changed = 0;
+    for event in candidates {
+        let Ok(serde_json::Value::Object(mut details)) =
+            serde_json::from_str::<serde_json::Value>(&event.details)
+        else {
+            continue;
+        };
+        if forget(&mut details) {
             security_event::Entity::update_many()
                 .col_expr(
                     security_event::Column::Details,
