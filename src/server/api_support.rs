@@ -283,6 +283,14 @@ impl RequestContext {
             .insert(CLIENT_UA_KEY, &self.meta.user_agent)
             .await
             .map_err(session_error)?;
+        // Found out now, while the session is being saved anyway: otherwise the first page would
+        // read the ledger and save the session again to record it ([`Self::consent_required`]).
+        if self.all_consents_given(user).await? {
+            self.session
+                .insert(CONSENTED_KEY, self.consent_in_force(user))
+                .await
+                .map_err(session_error)?;
+        }
         Ok(())
     }
 
@@ -613,11 +621,7 @@ impl RequestContext {
     /// page and call of a signed-in person, so the answer "all accepted" is kept in the session
     /// ([`ConsentSeen`]) and the ledger is read again only when a version in force goes up.
     pub async fn consent_required(&self, user: &user::Model) -> Result<bool, AppError> {
-        let in_force = ConsentSeen {
-            user_id: user.id.clone(),
-            terms: self.state.settings.accounts.terms_version,
-            privacy: self.state.settings.accounts.privacy_version,
-        };
+        let in_force = self.consent_in_force(user);
         let seen = self
             .session
             .get::<ConsentSeen>(CONSENTED_KEY)
@@ -630,10 +634,7 @@ impl RequestContext {
         }) {
             return Ok(false);
         }
-        let outstanding = crate::server::services::consents::outstanding(&self.state, &user.id)
-            .await
-            .map_err(|err| internal("checking consents", &err))?;
-        if !outstanding.is_empty() {
+        if !self.all_consents_given(user).await? {
             return Ok(true);
         }
         // A session without an id is one this request would otherwise not create.
@@ -644,6 +645,23 @@ impl RequestContext {
                 .map_err(session_error)?;
         }
         Ok(false)
+    }
+
+    /// The versions of the terms and the privacy policy in force, as [`ConsentSeen`] by `user`.
+    fn consent_in_force(&self, user: &user::Model) -> ConsentSeen {
+        ConsentSeen {
+            user_id: user.id.clone(),
+            terms: self.state.settings.accounts.terms_version,
+            privacy: self.state.settings.accounts.privacy_version,
+        }
+    }
+
+    /// `user` has accepted the versions in force (the ledger says so).
+    async fn all_consents_given(&self, user: &user::Model) -> Result<bool, AppError> {
+        let outstanding = crate::server::services::consents::outstanding(&self.state, &user.id)
+            .await
+            .map_err(|err| internal("checking consents", &err))?;
+        Ok(outstanding.is_empty())
     }
 
     /// `REQUIRE_MFA` applies to this person.

@@ -166,3 +166,16 @@ async fn one_persons_accepted_terms_do_not_carry_over_to_the_next_sign_in() {
     );
     assert_eq!(json(&app, "list_sessions").await.0, 200);
 }
+
+#[tokio::test]
+async fn signing_in_records_that_all_is_accepted_so_the_first_page_need_not_ask() {
+    let app = spawn_app_with_terms_v2().await;
+    app.register_verified("ana@example.org", PASSWORD).await;
+    app.sign_in("ana@example.org", PASSWORD).await;
+    // What the sign-in found is kept in the session: the ledger is not read again for it.
+    accepted_terms_v1(&app, "ana@example.org").await;
+    assert_eq!(
+        json(&app, "current_user").await.1["consent_required"],
+        false
+    );
+}
