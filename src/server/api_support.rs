@@ -285,7 +285,10 @@ impl RequestContext {
             .map_err(session_error)?;
         // Found out now, while the session is being saved anyway: otherwise the first page would
         // read the ledger and save the session again to record it ([`Self::consent_required`]).
-        if self.all_consents_given(user).await? {
+        // Only a shortcut: if the ledger cannot be read, the first page asks it. Failing here would
+        // lose a sign-in already counted (the lock-out cleared, a backup code spent).
+        // A failure was logged where it happened.
+        if let Ok(true) = self.all_consents_given(user).await {
             self.session
                 .insert(CONSENTED_KEY, self.consent_in_force(user))
                 .await

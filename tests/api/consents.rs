@@ -179,3 +179,19 @@ async fn signing_in_records_that_all_is_accepted_so_the_first_page_need_not_ask(
         false
     );
 }
+
+#[tokio::test]
+async fn a_consent_ledger_that_cannot_be_read_does_not_undo_a_sign_in() {
+    let app = spawn_app().await;
+    app.register_verified("ana@example.org", PASSWORD).await;
+    // The sign-in's own look at the ledger fails; the password was right, and that stands.
+    sea_orm::ConnectionTrait::execute_unprepared(&app.app_db, "DROP TABLE consents")
+        .await
+        .unwrap();
+    let response = app.sign_in("ana@example.org", PASSWORD).await;
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers().contains_key("set-cookie"),
+        "a session for the sign-in"
+    );
+}
