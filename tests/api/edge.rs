@@ -285,13 +285,7 @@ async fn html_css_and_wasm_are_compressed() {
         .await
         .unwrap();
     assert_eq!(response.headers()["content-encoding"], "gzip");
-    let compressed = response.bytes().await.unwrap();
-    let mut html = String::new();
-    std::io::Read::read_to_string(
-        &mut flate2::read::GzDecoder::new(&compressed[..]),
-        &mut html,
-    )
-    .unwrap();
+    let html = gunzip(&response.bytes().await.unwrap());
     assert!(html.contains("Nest Egg"));
 
     let response = app
@@ -323,6 +317,14 @@ async fn html_css_and_wasm_are_compressed() {
     }
 }
 
+/// A gzip-compressed text body, as text.
+fn gunzip(compressed: &[u8]) -> String {
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(compressed), &mut text)
+        .unwrap();
+    text
+}
+
 #[tokio::test]
 async fn error_pages_are_compressed_and_error_objects_are_not() {
     let app = spawn_app().await;
@@ -335,13 +337,7 @@ async fn error_pages_are_compressed_and_error_objects_are_not() {
         .unwrap();
     assert_eq!(page.status(), 404);
     assert_eq!(page.headers()["content-encoding"], "gzip", "a whole page");
-    let compressed = page.bytes().await.unwrap();
-    let mut html = String::new();
-    std::io::Read::read_to_string(
-        &mut flate2::read::GzDecoder::new(&compressed[..]),
-        &mut html,
-    )
-    .unwrap();
+    let html = gunzip(&page.bytes().await.unwrap());
     assert!(html.contains("Page not found"), "{html}");
 
     let refusal = app
