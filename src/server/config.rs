@@ -4,7 +4,7 @@
 //! Parsing works on a plain map of variables so the rules are unit-tested without touching the process
 //! environment. `*_FILE` variants read secrets from files (Docker/systemd credentials).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -286,8 +286,43 @@ impl SecretKey {
         if distinct.len() < 12 {
             return Err("does not look random (too few distinct bytes)".into());
         }
+        if let Some(why) = typed_not_generated(value, &bytes) {
+            return Err(format!(
+                "does not look random ({why}); generate one with `openssl rand -base64 32`"
+            ));
+        }
         Ok(SecretKey(bytes))
     }
+}
+
+/// Why a key looks written by hand rather than generated, judged on its text as well as its bytes: any
+/// 44 letters and digits decode to 33 varied-looking bytes, so the bytes alone let "nesteggnestegg…"
+/// through. Each test fails for a generated key (`openssl rand -base64 32`, or `-hex 32`) with odds
+/// of about one in a million or less.
+fn typed_not_generated(text: &str, bytes: &[u8]) -> Option<&'static str> {
+    // 32 random bytes are all printable ASCII once in 10^13 tries; the base64 of a sentence always.
+    if bytes.iter().all(|b| (0x20..0x7f).contains(b)) {
+        return Some("it is the base64 of readable text");
+    }
+    let chars: Vec<char> = text.trim_end_matches('=').chars().collect();
+    let hex = chars.iter().all(char::is_ascii_hexdigit);
+    // The same 5 characters twice (8 for hex, with its 16 symbols): in 44 random base64 characters,
+    // or in 64 random hex digits, odds of about 1 in 1.4 million and 1 in 2.4 million.
+    let mut seen = HashSet::new();
+    if chars
+        .windows(if hex { 8 } else { 5 })
+        .any(|window| !seen.insert(window))
+    {
+        return Some("part of it repeats");
+    }
+    // Random base64 has both upper- and lower-case letters (all but once in 10^9 tries); random hex
+    // may have only one case, and nothing but hex digits.
+    let mixed_case =
+        chars.iter().any(char::is_ascii_uppercase) && chars.iter().any(char::is_ascii_lowercase);
+    if !(hex || mixed_case) {
+        return Some("its letters are all of one case");
+    }
+    None
 }
 
 impl fmt::Debug for SecretKey {
@@ -451,8 +486,10 @@ impl Settings {
             parse_millis(v, 50, 60_000)
         });
         let idle_timeout = p.parse("DB_IDLE_TIMEOUT_SECS", "600", |v| parse_secs(v, 1, 86_400));
+        // Writes take the database lock up front (`BEGIN IMMEDIATE`), so with no wait at all any two
+        // that overlap would fail.
         let sqlite_busy_timeout = p.parse("SQLITE_BUSY_TIMEOUT_MS", "5000", |v| {
-            parse_millis(v, 0, 60_000)
+            parse_millis(v, 100, 60_000)
         });
         let run_migrations = p.parse("RUN_MIGRATIONS", "true", parse_bool);
 
@@ -527,9 +564,24 @@ impl Settings {
                 .map(str::trim)
                 .filter(|n| !n.is_empty())
                 .map(|n| {
-                    n.parse::<ipnet::IpNet>()
+                    let net = n
+                        .parse::<ipnet::IpNet>()
                         .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
-                        .map_err(|_| format!("`{n}` is not an IP address or CIDR range"))
+                        .map_err(|_| format!("`{n}` is not an IP address or CIDR range"))?;
+                    // Trusting a range this wide trusts clients: the left-most `X-Forwarded-For`
+                    // entry, which they write themselves, would become their address for every
+                    // per-IP limit.
+                    let widest = match net {
+                        ipnet::IpNet::V4(_) => 8,
+                        ipnet::IpNet::V6(_) => 16,
+                    };
+                    if production && net.prefix_len() < widest {
+                        return Err(format!(
+                            "`{n}` is too wide for production (at most /{widest}): it would let \
+                             clients choose the address that rate limits count"
+                        ));
+                    }
+                    Ok(net)
                 })
                 .collect::<Result<Vec<_>, _>>()
         });
@@ -585,14 +637,22 @@ impl Settings {
         let metrics_password = p
             .secret_or("METRICS_PASSWORD", DEV_METRICS_PASSWORD)
             .and_then(|v| {
-                let weak = v.is_empty() || v == DEV_METRICS_PASSWORD || v.chars().count() < 16;
+                let mut distinct: Vec<char> = v.chars().collect();
+                distinct.sort_unstable();
+                distinct.dedup();
+                // "aaaaaaaaaaaaaaaa" is 16 characters too.
+                let weak = v == DEV_METRICS_PASSWORD
+                    || v.chars().count() < 16
+                    || distinct.len() < 8
+                    || is_placeholder(&v);
                 if production && weak {
                     p.problem(
-                    "METRICS_PASSWORD",
-                    "production needs a password of at least 16 characters for /metrics, not the \
-                     development default"
-                        .to_owned(),
-                );
+                        "METRICS_PASSWORD",
+                        "production needs a password of at least 16 characters for /metrics, at \
+                         least 8 of them different, and neither a placeholder nor the development \
+                         default"
+                            .to_owned(),
+                    );
                     None
                 } else {
                     Some(Password(v))
@@ -708,10 +768,18 @@ impl Settings {
             (Some(None), Some(_)) => Some(None),
             _ => None,
         };
+        let smtp_allow_plaintext = p.parse("SMTP_ALLOW_PLAINTEXT", "false", parse_bool);
         let smtp_url = match p.secret_or("SMTP_URL", "") {
             Some(url) if url.is_empty() => Some(None),
             Some(url) if url.starts_with("smtp://") || url.starts_with("smtps://") => {
-                Some(Some(DatabaseUrl(url)))
+                let plaintext_allowed = !production || smtp_allow_plaintext == Some(true);
+                match check_smtp_url(&url, plaintext_allowed) {
+                    Ok(()) => Some(Some(DatabaseUrl(url))),
+                    Err(message) => {
+                        p.problem("SMTP_URL", message);
+                        None
+                    }
+                }
             }
             Some(_) => {
                 p.problem("SMTP_URL", "must start with smtp:// or smtps://".to_owned());
@@ -1024,6 +1092,38 @@ fn parse_public_url(v: &str, production: bool) -> Result<Url, String> {
     Ok(url)
 }
 
+/// `SMTP_URL` as lettre will read it at start-up (a typo in `?tls=` or the port is reported with the
+/// other problems, by `check-config` too), and, unless `plaintext_allowed`, encrypted: without TLS the
+/// relay's password and every reset and sign-in link would cross the network readable. A relay on
+/// this machine (loopback) is exempt. Messages never contain the URL, which may hold a password.
+fn check_smtp_url(url: &str, plaintext_allowed: bool) -> Result<(), String> {
+    crate::server::mail::transport::Mailer::check_url(url)?;
+    let parsed = Url::parse(url).map_err(|err| format!("is not a valid SMTP URL: {err}"))?;
+    let tls = parsed
+        .query_pairs()
+        .find(|(key, _)| key == "tls")
+        .map(|(_, value)| value.into_owned());
+    let encrypted = parsed.scheme() == "smtps" || tls.as_deref() == Some("required");
+    // smtp:// is not a scheme the URL standard knows, so its host stays text ("127.0.0.1", "[::1]").
+    let host = parsed.host_str().unwrap_or_default();
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if encrypted || loopback || plaintext_allowed {
+        Ok(())
+    } else {
+        Err(
+            "would send mail without (or with downgradable) encryption; production needs \
+             smtps:// or smtp://…?tls=required, or SMTP_ALLOW_PLAINTEXT=true for a relay that only \
+             Nest Egg can reach"
+                .to_owned(),
+        )
+    }
+}
+
 /// Passwords refused in production, for the database and for Redis (compared in lower case).
 const WEAK_PASSWORDS: [&str; 8] = [
     "", "postgres", "password", "changeme", "secret", "admin", "root", "nestegg",
@@ -1165,7 +1265,7 @@ mod tests {
     }
 
     const KEY_A: &str = "q83vEjq6GyxXKjvZ1sYkB2b8Vw9mN4pR7tU0cD5eF6g=";
-    const KEY_B: &str = "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWo=";
+    const KEY_B: &str = "9/G1JBt7ZIyNgD2sfIxll35ctR2YO2ZiZAf8UQnASrM=";
 
     fn vars(pairs: &[(&str, &str)]) -> Vars {
         pairs
@@ -1253,6 +1353,14 @@ mod tests {
             ])),
             vec!["HEADER_TIMEOUT_SECS"]
         );
+        // Writes take SQLite's lock up front: with no wait, two at once would fail.
+        assert_eq!(
+            problems_of(&vars(&[
+                ("DATA_DIR", data_dir),
+                ("SQLITE_BUSY_TIMEOUT_MS", "0")
+            ])),
+            vec!["SQLITE_BUSY_TIMEOUT_MS"]
+        );
     }
 
     #[test]
@@ -1267,7 +1375,14 @@ mod tests {
 
     #[test]
     fn metrics_are_protected_by_a_real_password_in_production() {
-        for weak in ["", DEV_METRICS_PASSWORD, "short-password"] {
+        for weak in [
+            "",
+            DEV_METRICS_PASSWORD,
+            "short-password",
+            "aaaaaaaaaaaaaaaaaaaa",
+            "abababababababababab",
+            "change-me-metrics-password",
+        ] {
             assert_eq!(
                 problems_of(&production(&[("METRICS_PASSWORD", weak)])),
                 vec!["METRICS_PASSWORD"],
@@ -1496,6 +1611,116 @@ mod tests {
         assert!(
             Settings::from_vars(&production(&[("ALLOWED_HOSTS", "app.example,[::1]")])).is_ok()
         );
+    }
+
+    #[test]
+    fn keys_that_look_typed_are_refused_and_generated_ones_are_not() {
+        for typed in [
+            "nesteggnesteggnesteggnesteggnesteggnesteggne",
+            "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqr",
+            "NestEggNestEggNestEggNestEggNestEggNestEggNe",
+            // The base64 of "foobarbazqux1234567890abcdefghij": readable text.
+            "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWo=",
+            "ourproductionkeyforthefamilybudgetdeployment",
+            "OURPRODUCTIONKEYFORTHEFAMILYBUDGETDEPLOYMENT",
+            "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ] {
+            let problems = Settings::from_vars(&production(&[("SECRET_KEY", typed)]))
+                .unwrap_err()
+                .problems;
+            assert_eq!(problems.len(), 1, "{typed}: {problems:?}");
+            assert_eq!(problems[0].variable, "SECRET_KEY");
+            assert!(
+                problems[0].message.contains("does not look random"),
+                "{typed}"
+            );
+            assert!(
+                !problems[0].message.contains(typed),
+                "the key is not echoed"
+            );
+        }
+        // Generated keys pass, in base64 and in hex (`openssl rand -base64 32`, `-hex 32`).
+        use rand::RngCore as _;
+        for _ in 0..500 {
+            let mut bytes = [0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            let base64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            for key in [base64, hex.clone(), hex.to_ascii_uppercase()] {
+                assert!(SecretKey::parse(&key).is_ok(), "{key}");
+            }
+        }
+    }
+
+    #[test]
+    fn production_mail_goes_encrypted_unless_the_relay_is_local_or_allowed_plain() {
+        let plain = "smtp://nestegg:hunter2-relay@mail.example.org:587";
+        for refused in [plain.to_owned(), format!("{plain}?tls=opportunistic")] {
+            let problems = Settings::from_vars(&production(&[("SMTP_URL", &refused)]))
+                .unwrap_err()
+                .problems;
+            assert_eq!(problems.len(), 1, "{refused}: {problems:?}");
+            assert_eq!(problems[0].variable, "SMTP_URL");
+            assert!(problems[0].message.contains("encryption"), "{problems:?}");
+            assert!(!problems[0].message.contains("hunter2"), "{problems:?}");
+        }
+        for accepted in [
+            format!("{plain}?tls=required"),
+            "smtps://nestegg:hunter2-relay@mail.example.org".to_owned(),
+            "smtp://127.0.0.1:2525".to_owned(),
+            "smtp://localhost:25".to_owned(),
+            "smtp://[::1]:25".to_owned(),
+        ] {
+            let result = Settings::from_vars(&production(&[("SMTP_URL", &accepted)]));
+            assert!(result.is_ok(), "{accepted}: {:?}", result.err());
+        }
+        assert!(
+            Settings::from_vars(&production(&[
+                ("SMTP_URL", plain),
+                ("SMTP_ALLOW_PLAINTEXT", "true")
+            ]))
+            .is_ok()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().to_str().unwrap();
+        assert!(Settings::from_vars(&vars(&[("DATA_DIR", data_dir), ("SMTP_URL", plain)])).is_ok());
+        // What lettre would refuse at start-up is reported with the rest, in development too.
+        for malformed in [
+            format!("{plain}?tls=requried"),
+            "smtp://nestegg:hunter2-relay@mail.example.org:99999".to_owned(),
+            "smtp://nestegg:hunter2-relay@:587".to_owned(),
+        ] {
+            let problems =
+                Settings::from_vars(&vars(&[("DATA_DIR", data_dir), ("SMTP_URL", &malformed)]))
+                    .unwrap_err()
+                    .problems;
+            assert_eq!(problems.len(), 1, "{malformed}: {problems:?}");
+            assert_eq!(problems[0].variable, "SMTP_URL");
+            assert!(!problems[0].message.contains("hunter2"), "{problems:?}");
+        }
+    }
+
+    #[test]
+    fn production_refuses_trusting_proxies_as_wide_as_the_internet() {
+        for wide in ["0.0.0.0/0", "::/0", "10.0.0.0/8, 0.0.0.0/1", "2000::/3"] {
+            assert_eq!(
+                problems_of(&production(&[("TRUSTED_PROXIES", wide)])),
+                vec!["TRUSTED_PROXIES"],
+                "{wide}"
+            );
+        }
+        let s = Settings::from_vars(&production(&[(
+            "TRUSTED_PROXIES",
+            "10.0.0.0/8, 127.0.0.1, 2a06:98c0::/29",
+        )]))
+        .unwrap();
+        assert_eq!(s.trusted_proxies.len(), 3);
+        let dir = tempfile::tempdir().unwrap();
+        let dev = vars(&[
+            ("DATA_DIR", dir.path().to_str().unwrap()),
+            ("TRUSTED_PROXIES", "0.0.0.0/0"),
+        ]);
+        assert!(Settings::from_vars(&dev).is_ok());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use time::macros::datetime;
 use tokio::sync::oneshot;
 
 pub const KEY_A: &str = "q83vEjq6GyxXKjvZ1sYkB2b8Vw9mN4pR7tU0cD5eF6g=";
-pub const KEY_B: &str = "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWo=";
+pub const KEY_B: &str = "9/G1JBt7ZIyNgD2sfIxll35ctR2YO2ZiZAf8UQnASrM=";
 
 pub struct TestApp {
     /// `http://127.0.0.1:PORT`

@@ -116,6 +116,14 @@ impl Mailer {
         })
     }
 
+    /// Whether [`Mailer::smtp`] would accept `url` (checked with the rest of the configuration).
+    /// The error names what is wrong, never the URL.
+    pub fn check_url(url: &str) -> Result<(), String> {
+        AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+            .map(|_| ())
+            .map_err(|err| format!("is not a valid SMTP URL: {}", one_line(&err)))
+    }
+
     pub fn files(dir: PathBuf) -> Mailer {
         Mailer::Files { dir }
     }
