@@ -599,17 +599,15 @@ impl RequestContext {
         let Some(parts) = use_context::<http::request::Parts>() else {
             return false;
         };
-        let peer = parts
+        let trusted = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
-        let trusted = peer.is_some_and(|ip| {
-            self.state
-                .settings
-                .trusted_proxies
-                .iter()
-                .any(|net| net.contains(&ip))
-        });
+            .is_some_and(|c| {
+                crate::server::client_ip::is_trusted_proxy(
+                    c.0.ip(),
+                    &self.state.settings.trusted_proxies,
+                )
+            });
         parts.headers.contains_key("x-forwarded-for") && !trusted
     }
 

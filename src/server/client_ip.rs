@@ -7,11 +7,18 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
+/// `peer` (a socket's peer address) is one of our proxies.
+pub fn is_trusted_proxy(peer: IpAddr, trusted: &[IpNet]) -> bool {
+    // An IPv4 peer on a dual-stack socket arrives as ::ffff:a.b.c.d.
+    let peer = peer.to_canonical();
+    trusted.iter().any(|net| net.contains(&peer))
+}
+
 pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[IpNet]) -> IpAddr {
     // An IPv4 peer on a dual-stack socket arrives as ::ffff:a.b.c.d.
     let peer = peer.to_canonical();
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    if !is_trusted(&peer) {
+    if !is_trusted_proxy(peer, trusted) {
         return peer;
     }
     let Some(header) = forwarded_for else {
@@ -56,6 +63,15 @@ mod tests {
 
     fn nets(list: &[&str]) -> Vec<IpNet> {
         list.iter().map(|n| n.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_proxy_on_a_dual_stack_listener_is_recognised() {
+        let trusted = nets(&["127.0.0.1/32"]);
+        assert!(is_trusted_proxy(ip("::ffff:127.0.0.1"), &trusted));
+        assert!(is_trusted_proxy(ip("127.0.0.1"), &trusted));
+        assert!(!is_trusted_proxy(ip("::ffff:127.0.0.2"), &trusted));
+        assert!(!is_trusted_proxy(ip("::1"), &trusted));
     }
 
     #[test]
