@@ -463,6 +463,25 @@ async fn without_redis_nothing_passes_for_signed_in_or_out_and_it_recovers_by_it
     assert_eq!(ready["checks"]["redis"], "unavailable", "{ready}");
     assert_eq!(ready["checks"]["database"], "ok", "{ready}");
     assert_eq!(app.get("/health/live").send().await.unwrap().status(), 200);
+    // Monitoring sees the outage rather than hanging in it: counting sessions (a SCAN) gives up, the
+    // rest of the scrape is there.
+    let metrics = reqwest::Client::new()
+        .get(format!(
+            "{}/metrics",
+            app.metrics_address.as_deref().unwrap()
+        ))
+        .basic_auth(
+            "metrics",
+            Some(nestegg::server::config::DEV_METRICS_PASSWORD),
+        )
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("a scrape answered during the outage");
+    assert_eq!(metrics.status(), 200);
+    let metrics = metrics.text().await.unwrap();
+    assert!(metrics.contains("metrics_scrape_errors_total"), "{metrics}");
+    assert!(metrics.contains("outbox_emails{"), "{metrics}");
     assert!(
         started.elapsed() < Duration::from_secs(8),
         "quick answers, not hangs: {:?}",

@@ -22,7 +22,7 @@ use tower_sessions::session_store::{self, SessionStore};
 use tower_sessions_redis_store::RedisStore;
 
 use crate::server::clock::SharedClock;
-use crate::server::redis::Redis;
+use crate::server::redis::{COMMAND_TIMEOUT, Redis};
 
 use super::{StoredSession, hash_id, is_stale_pending_sign_in, owner};
 
@@ -328,14 +328,28 @@ impl RedisSessionStore {
 
     async fn indexes(&self) -> Result<Vec<String>, DbErr> {
         let pattern = self.redis.key("user-sessions:*");
-        self.redis
+        let keys = self
+            .redis
             .pool
             .next()
-            .scan_buffered(pattern, Some(500), None)
-            .map_ok(|key| key.into_string().unwrap_or_default())
-            .try_collect()
-            .await
-            .map_err(unreachable)
+            .scan_buffered(pattern, Some(500), None);
+        let mut keys = std::pin::pin!(keys);
+        let mut indexes = Vec::new();
+        // fred gives SCAN no command timeout: while it reconnects, a page would wait until Redis is
+        // back (a metrics scrape or the purge job hanging through the outage). So each page gets
+        // one here.
+        loop {
+            match tokio::time::timeout(COMMAND_TIMEOUT, keys.try_next()).await {
+                Ok(Ok(Some(key))) => indexes.push(key.into_string().unwrap_or_default()),
+                Ok(Ok(None)) => return Ok(indexes),
+                Ok(Err(err)) => return Err(unreachable(err)),
+                Err(_) => {
+                    return Err(unreachable(format!(
+                        "no answer to SCAN within {COMMAND_TIMEOUT:?}"
+                    )));
+                }
+            }
+        }
     }
 
     pub(super) async fn count_indexed(&self) -> Result<u64, DbErr> {
