@@ -14,6 +14,8 @@ use crate::server::config::RedisSettings;
 
 /// How long one command may take, queueing while disconnected included.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How often [`Redis::spawn_watchdog`] pings each connection.
+const WATCH_EVERY: Duration = Duration::from_secs(1);
 /// Connections per instance: commands are pipelined, so a few carry a lot.
 const POOL_SIZE: usize = 4;
 
@@ -65,6 +67,35 @@ impl Redis {
         Ok(Redis {
             pool,
             prefix: settings.key_prefix.clone(),
+        })
+    }
+
+    /// Replaces connections that stop answering without closing: Redis failed over to a new address,
+    /// or a NAT or firewall forgot the flow. fred notices a closed socket, but not a silent one: its
+    /// commands time out (503s) while the socket lingers until the kernel gives up on it, about 15
+    /// minutes. (fred's own "unresponsive" check counts from the latest write, so a connection in
+    /// steady use is never found out.) Every [`WATCH_EVERY`], each connection that fred believes
+    /// healthy is pinged; one that does not answer within the command timeout is reconnected.
+    /// Connections already reconnecting (Redis down) are left to fred. Runs until aborted.
+    pub fn spawn_watchdog(&self) -> tokio::task::JoinHandle<()> {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(WATCH_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                for client in pool.clients() {
+                    if !client.is_connected() || client.ping::<String>(None).await.is_ok() {
+                        continue;
+                    }
+                    if client.is_connected() {
+                        tracing::warn!("a Redis connection stopped answering; reconnecting it");
+                        // Bounded: with Redis unreachable the reconnection itself waits for it.
+                        let _ = tokio::time::timeout(COMMAND_TIMEOUT, client.force_reconnection())
+                            .await;
+                    }
+                }
+            }
         })
     }
 

@@ -151,6 +151,7 @@ impl Application {
         }
         // Purges, backups: see `jobs`. Due jobs are looked for every JOBS_TICK_SECS (30).
         let jobs = crate::server::jobs::spawn(state.clone(), state.settings.jobs_tick);
+        let redis_watchdog = state.redis.as_ref().map(|redis| redis.spawn_watchdog());
         let (stop_mail, mail_stop) = tokio::sync::watch::channel(false);
         let stop_mail = Arc::new(stop_mail);
         let mut mail_worker = worker::spawn(
@@ -208,6 +209,9 @@ impl Application {
             }
         };
         jobs.abort();
+        if let Some(watchdog) = redis_watchdog {
+            watchdog.abort();
+        }
         let _ = stop_mail.send(true);
         let since = stopping_since
             .get()

@@ -1,7 +1,7 @@
 //! The scaled-out mode (PostgreSQL + Redis), on the PostgreSQL run:
 //! - two app *processes* on one database and one Redis, taking requests in turn, behave as one app;
 //! - Redis out of reach: 503s (never signed in or out by mistake), readiness says so, and the app
-//!   recovers by itself;
+//!   recovers by itself, also from a connection that goes silent without closing;
 //! - sessions in Redis hold no cookie value.
 
 use std::process::{Child, Command, Stdio};
@@ -503,6 +503,42 @@ async fn without_redis_nothing_passes_for_signed_in_or_out_and_it_recovers_by_it
     assert_eq!(me.status(), 200);
     assert!(me.text().await.unwrap().contains("ann@example.org"));
     assert_eq!(page(&app).await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn a_redis_connection_gone_silent_is_replaced_without_a_restart() {
+    let Some((proxy, app, _)) = ann_signed_in_behind_a_proxy().await else {
+        return;
+    };
+    // Every connection open now passes nothing more but stays open: Redis moved to a new address,
+    // or a firewall forgot the flow. Only new connections get through.
+    proxy.freeze();
+    let started = Instant::now();
+    let mut answers = Vec::new();
+    let mut in_a_row = 0;
+    while in_a_row < 8 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "still not back after {:?}: {answers:?}",
+            started.elapsed()
+        );
+        let me = app.call("current_user", &[]).await;
+        let status = me.status().as_u16();
+        let text = me.text().await.unwrap();
+        if status == 200 {
+            assert!(text.contains("ann@example.org"), "never signed out: {text}");
+            in_a_row += 1;
+        } else {
+            assert_eq!(status, 503, "{text}");
+            in_a_row = 0;
+        }
+        answers.push(status);
+    }
+    assert!(
+        answers.contains(&503),
+        "the frozen connections were in use: {answers:?}"
+    );
+    assert_eq!(app.get("/health/ready").send().await.unwrap().status(), 200);
 }
 
 /// The app on the test Redis, reached through a proxy the test can cut.
