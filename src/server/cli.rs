@@ -78,9 +78,8 @@ enum AdminAction {
 ///
 /// Must run before any thread is started: `main` calls it before building the async runtime.
 pub fn export_dotenv() {
-    let Ok(vars) = crate::server::config::read_dotenv(std::path::Path::new(".env")) else {
-        return; // Settings::load reports the problem with the rest.
-    };
+    // The well-formed lines; Settings::load reports the malformed ones with the other problems.
+    let (vars, _) = crate::server::config::read_dotenv(std::path::Path::new(".env"));
     for (key, value) in vars {
         if std::env::var_os(&key).is_none() {
             // SAFETY: called from `main` before the runtime or any other thread exists.

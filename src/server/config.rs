@@ -379,50 +379,63 @@ pub enum KeyMode {
 }
 
 /// Reads `.env` from the working directory only — never a parent's, so a stray file elsewhere cannot
-/// configure the app. A malformed line is a problem (by line number: the line may hold a secret).
-pub fn read_dotenv(path: &Path) -> Result<Vars, Vec<Problem>> {
-    let iter = match dotenvy::from_path_iter(path) {
-        Ok(iter) => iter,
-        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Vars::new());
+/// configure the app. Returns the variables of the well-formed lines, and a problem for each malformed
+/// one, by line number (never its text: the line may hold a secret). The good lines count even then,
+/// so that the other problems reported with these are the real ones (`ENVIRONMENT=production` from
+/// `.env` still applies).
+pub fn read_dotenv(path: &Path) -> (Vars, Vec<Problem>) {
+    let problem = |message: String| Problem {
+        variable: ".env".to_owned(),
+        message,
+    };
+    let (iter, text) = match (dotenvy::from_path_iter(path), std::fs::read_to_string(path)) {
+        (Ok(iter), Ok(text)) => (iter, text),
+        (Err(dotenvy::Error::Io(e)), _) if e.kind() == std::io::ErrorKind::NotFound => {
+            return (Vars::new(), vec![]);
         }
-        Err(_) => {
-            return Err(vec![Problem {
-                variable: ".env".to_owned(),
-                message: format!("cannot read {}", path.display()),
-            }]);
+        _ => {
+            let problems = vec![problem(format!("cannot read {}", path.display()))];
+            return (Vars::new(), problems);
         }
     };
     let mut vars = Vars::new();
     let mut problems = vec![];
+    // Where the next malformed line is looked for: dotenvy hands back the line's text, not its number.
+    let mut searched_to = 0;
     for item in iter {
         match item {
             Ok((key, value)) => {
                 vars.insert(key, value);
             }
-            Err(dotenvy::Error::LineParse(_, index)) => problems.push(Problem {
-                variable: ".env".to_owned(),
-                message: format!("malformed line at position {index}"),
-            }),
-            Err(_) => problems.push(Problem {
-                variable: ".env".to_owned(),
-                message: "malformed line".to_owned(),
-            }),
+            Err(dotenvy::Error::LineParse(line, _)) => {
+                let found = text
+                    .get(searched_to..)
+                    .and_then(|rest| rest.find(line.trim_end()))
+                    .map(|at| searched_to + at);
+                problems.push(problem(match found {
+                    Some(at) => {
+                        searched_to = at + line.trim_end().len();
+                        let number = text[..at].matches('\n').count() + 1;
+                        format!("line {number} is malformed (expected NAME=value)")
+                    }
+                    None => "a line is malformed (expected NAME=value)".to_owned(),
+                }));
+            }
+            Err(_) => problems.push(problem("a line is malformed".to_owned())),
         }
     }
-    if problems.is_empty() {
-        Ok(vars)
-    } else {
-        Err(problems)
-    }
+    (vars, problems)
 }
 
 impl Settings {
     /// `.env` (working directory) under the real environment, which wins.
     pub fn load(key_mode: KeyMode) -> Result<Settings, ConfigError> {
-        let (mut vars, mut problems) = match read_dotenv(Path::new(".env")) {
-            Ok(vars) => (vars, vec![]),
-            Err(problems) => (Vars::new(), problems),
+        let (mut vars, mut problems) = read_dotenv(Path::new(".env"));
+        // A configuration refused anyway leaves no generated development keys behind.
+        let key_mode = if problems.is_empty() {
+            key_mode
+        } else {
+            KeyMode::ReadOnly
         };
         // Variables that are not UTF-8 cannot be ours; skip them rather than panic.
         vars.extend(
@@ -1740,19 +1753,38 @@ mod tests {
             "RUST_LOG=debug\n# comment\nSECRET_KEY='unterminated\n",
         )
         .unwrap();
-        let problems = read_dotenv(&path).unwrap_err();
+        let (vars, problems) = read_dotenv(&path);
+        assert_eq!(problems.len(), 1, "{problems:?}");
         assert_eq!(problems[0].variable, ".env");
+        assert!(problems[0].message.contains("line 3 "), "{problems:?}");
         assert!(
             !problems[0].message.contains("unterminated"),
             "no line content echoed"
         );
-        std::fs::write(&path, "RUST_LOG=debug\n").unwrap();
-        assert_eq!(read_dotenv(&path).unwrap()["RUST_LOG"], "debug");
-        assert!(
-            read_dotenv(&dir.path().join("missing.env"))
-                .unwrap()
-                .is_empty()
+        assert_eq!(vars["RUST_LOG"], "debug", "the good lines still count");
+        // Each bad line by its number, the good ones around them kept.
+        std::fs::write(
+            &path,
+            "ENVIRONMENT=production\nnot a setting\n\nRUST_LOG=debug\nnot a setting\n",
+        )
+        .unwrap();
+        let (vars, problems) = read_dotenv(&path);
+        let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "line 2 is malformed (expected NAME=value)",
+                "line 5 is malformed (expected NAME=value)"
+            ]
         );
+        assert_eq!(vars["ENVIRONMENT"], "production");
+        assert_eq!(vars["RUST_LOG"], "debug");
+        std::fs::write(&path, "RUST_LOG=debug\n").unwrap();
+        let (vars, problems) = read_dotenv(&path);
+        assert!(problems.is_empty());
+        assert_eq!(vars["RUST_LOG"], "debug");
+        let (vars, problems) = read_dotenv(&dir.path().join("missing.env"));
+        assert!(vars.is_empty() && problems.is_empty());
     }
 
     #[test]

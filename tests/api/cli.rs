@@ -102,6 +102,47 @@ fn check_config_lists_every_problem_and_exits_1() {
     );
 }
 
+#[test]
+fn a_malformed_env_line_is_reported_by_number_with_the_problems_of_the_good_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::write(
+        dir.path().join(".env"),
+        format!(
+            "ENVIRONMENT=production\nPUBLIC_URL=http://nestegg.example.org\nDATA_DIR={}\n\
+             # a comment\nhunter2-not-a-setting\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let out = nestegg(dir.path(), &[]).arg("serve").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("  - .env: line 5 is malformed"),
+        "the bad line, by number:\n{stderr}"
+    );
+    assert!(!stderr.contains("hunter2"), "not its text:\n{stderr}");
+    // The good lines applied: production's refusals, not development's defaults.
+    for variable in ["PUBLIC_URL", "SECRET_KEY", "ENCRYPTION_KEY"] {
+        assert!(
+            stderr.contains(&format!("  - {variable}: ")),
+            "{variable} missing in:\n{stderr}"
+        );
+    }
+    // In development, a start refused for a bad line generates no keys on the way.
+    std::fs::write(
+        dir.path().join(".env"),
+        format!("DATA_DIR={}\nhunter2-not-a-setting\n", data.display()),
+    )
+    .unwrap();
+    let out = nestegg(dir.path(), &[]).arg("serve").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("  - .env: line 2 is malformed"), "{stderr}");
+    assert!(!data.join("secret_key").exists(), "{stderr}");
+}
+
 #[tokio::test]
 async fn migrate_applies_pending_migrations_then_has_nothing_to_do() {
     let dir = tempfile::tempdir().unwrap();
