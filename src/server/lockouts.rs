@@ -63,6 +63,14 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 "#;
 
+/// Takes back the lock a caller set (its `until`), when what had to go with it failed.
+const UNLOCK_LUA: &str = r#"
+if tonumber(redis.call('HGET', KEYS[1], 'u')) == tonumber(ARGV[1]) then
+  redis.call('HDEL', KEYS[1], 'u')
+end
+return 0
+"#;
+
 #[derive(Clone, Debug)]
 pub enum Lockouts {
     Database,
@@ -76,6 +84,7 @@ pub struct RedisLockouts {
     clear: Script,
     uncount: Script,
     lock: Script,
+    unlock: Script,
 }
 
 /// A Redis failure, seen by the services as an unreachable store (503).
@@ -109,6 +118,7 @@ impl Lockouts {
             clear: Script::from_lua(CLEAR_LUA),
             uncount: Script::from_lua(UNCOUNT_LUA),
             lock: Script::from_lua(LOCK_LUA),
+            unlock: Script::from_lua(UNLOCK_LUA),
         }))
     }
 
@@ -210,6 +220,19 @@ impl Lockouts {
             Lockouts::Redis(redis) => {
                 let set: i64 = redis.run(&redis.lock, key, vec![until, IDLE_SECS]).await?;
                 Ok(set == 1)
+            }
+        }
+    }
+
+    /// Takes back a lock [`Self::lock`] set (`until` as given to it) when the transaction that was to
+    /// record it and email the owner failed: the next failure then sets it again, with both. The
+    /// database's lock went with the rolled-back transaction already; Redis' has to be undone.
+    pub async fn unlock(&self, key: &str, until: i64) -> Result<(), DbErr> {
+        match self {
+            Lockouts::Database => Ok(()),
+            Lockouts::Redis(redis) => {
+                let _: i64 = redis.run(&redis.unlock, key, vec![until]).await?;
+                Ok(())
             }
         }
     }

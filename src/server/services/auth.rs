@@ -599,40 +599,78 @@ pub(super) async fn record_failure(
         None => 0,
     };
     let txn = crate::server::db::begin_write(&state.db).await?;
-    let mut locked_now = false;
-    if failures >= threshold {
-        locked_now = state.lockouts.lock(&txn, key, until).await?;
+    // The locks this request set, to take back should it fail before they are recorded.
+    let mut set_here = Vec::new();
+    if failures >= threshold && state.lockouts.lock(&txn, key, until).await? {
+        set_here.push(key);
     }
+    // Not short-circuited: the address is locked even when this guess also locks the device.
     if let Some(address_key) = address_key
         && address_failures >= threshold
+        && lock_or_undo(state, &txn, address_key, until, &set_here).await?
     {
-        // Not short-circuited: the address is locked even when this guess also locks the device.
-        locked_now |= state.lockouts.lock(&txn, address_key, until).await?;
+        set_here.push(address_key);
     }
-    let mut failed = Event::new(failure.event()).detail("consecutive_failures", failures);
-    if let Some(account) = account {
-        failed = failed.user(&account.id);
-    }
-    audit::record(&txn, meta, now, failed).await?;
-    if locked_now {
-        let mut locked = Event::new("locked_out");
+    let locked_now = !set_here.is_empty();
+    let recorded = async {
+        let mut failed = Event::new(failure.event()).detail("consecutive_failures", failures);
         if let Some(account) = account {
-            locked = locked.user(&account.id);
-            let name = account.display_name.clone();
-            let reset_link = page(state, routes::FORGOT_PASSWORD);
-            let template = match failure {
-                Failure::Password(_) => Template::LockedOut { name, reset_link },
-                Failure::SecondFactor(_) => Template::MfaFailures { name, reset_link },
-            };
-            outbox::enqueue_for(&txn, state, now, account, &template).await?;
+            failed = failed.user(&account.id);
         }
-        audit::record(&txn, meta, now, locked).await?;
+        audit::record(&txn, meta, now, failed).await?;
+        if locked_now {
+            let mut locked = Event::new("locked_out");
+            if let Some(account) = account {
+                locked = locked.user(&account.id);
+                let name = account.display_name.clone();
+                let reset_link = page(state, routes::FORGOT_PASSWORD);
+                let template = match failure {
+                    Failure::Password(_) => Template::LockedOut { name, reset_link },
+                    Failure::SecondFactor(_) => Template::MfaFailures { name, reset_link },
+                };
+                outbox::enqueue_for(&txn, state, now, account, &template).await?;
+            }
+            audit::record(&txn, meta, now, locked).await?;
+        }
+        txn.commit().await?;
+        Ok::<(), AuthError>(())
+    };
+    if let Err(err) = recorded.await {
+        undo_locks(state, &set_here, until).await;
+        return Err(err);
     }
-    txn.commit().await?;
     if locked_now {
         state.mail_wakeup.notify_one();
     }
     Ok(failures >= threshold)
+}
+
+/// Locks `key`; should that fail, takes back the locks already `set` by this request.
+async fn lock_or_undo<C: ConnectionTrait>(
+    state: &AppState,
+    db: &C,
+    key: &str,
+    until: i64,
+    set: &[&str],
+) -> Result<bool, AuthError> {
+    match state.lockouts.lock(db, key, until).await {
+        Ok(locked) => Ok(locked),
+        Err(err) => {
+            undo_locks(state, set, until).await;
+            Err(err.into())
+        }
+    }
+}
+
+/// Takes back locks set by a request that then failed to record them and email the owner (with Redis
+/// they are not part of the transaction): the next failure sets them again, with both. Best effort: a
+/// failure here (Redis gone as well) leaves the lock in place, unannounced.
+async fn undo_locks(state: &AppState, keys: &[&str], until: i64) {
+    for key in keys {
+        if let Err(err) = state.lockouts.unlock(key, until).await {
+            tracing::error!(error = %err, "could not take back a lock whose notice failed");
+        }
+    }
 }
 
 /// After counting a second-factor code that found no lock: whether it must be refused all the same,
