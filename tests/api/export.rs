@@ -830,6 +830,57 @@ async fn an_invitation_is_in_the_archive_of_whoever_held_the_address_then() {
     );
 }
 
+#[tokio::test]
+async fn operator_rights_and_the_invitations_to_the_address_are_in_the_archive() {
+    let app = spawn_app_with(|v| {
+        v.insert("ADMIN_EMAILS".into(), "ida@example.org".into());
+    })
+    .await;
+    register_named(&app, "olaf@example.org", "Olaf Owner").await;
+    let olaf = signed_in(&app, "olaf@example.org", FIREFOX).await;
+    let ida = "ida@example.org";
+    // Sent before Ida had the address: not hers.
+    assert_ok(olaf.call("invite_member", &[("email", ida)]).await).await;
+    app.emails_to(ida, 1).await;
+    app.clock.advance(time::Duration::minutes(1));
+    let registered = app.register(ida, "Ida Invited", PASSWORD).await;
+    assert!(registered.status().is_success(), "{}", registered.status());
+    let token = app
+        .emails_to(ida, 2)
+        .await
+        .iter()
+        .find(|m| m.text.contains("Ida Invited"))
+        .expect("her confirmation")
+        .token(&app, "/verify-email");
+    assert_ok(app.call("verify_email", &[("token", &token)]).await).await;
+    app.clock.advance(time::Duration::minutes(1));
+    assert_ok(olaf.call("invite_member", &[("email", ida)]).await).await;
+    app.emails_to(ida, 3).await;
+
+    let export = archive_of(signed_in(&app, ida, FIREFOX).await.export().await).await;
+    let profile = export.json("profile.json");
+    assert_eq!(profile["operator"], true, "{profile}");
+    assert!(profile["operator_granted_at"].is_null(), "{profile}");
+    let household = export.json("household.json");
+    let to_her = household["invitations_to_you"]
+        .as_array()
+        .expect("invitations_to_you is an array");
+    assert_eq!(
+        to_her.len(),
+        1,
+        "only the one since she holds the address: {household}"
+    );
+    assert_eq!(to_her[0]["household"], "Olaf Owner's household");
+    assert_eq!(to_her[0]["status"], "waiting");
+    assert!(
+        to_her[0].get("email").is_none() && to_her[0].get("token_hash").is_none(),
+        "{household}"
+    );
+
+    let olafs = archive_of(olaf.export().await).await.json("profile.json");
+    assert_eq!(olafs["operator"], false, "{olafs}");
+}
+
 /// An address freed by a change of address can be registered by someone else; the emails sent to it
 /// before are its previous holder's (a reset requested, the change itself) and stay out of the
 /// newcomer's archive.

@@ -22,8 +22,10 @@ use time::format_description::well_known::Rfc3339;
 use tokio::sync::mpsc;
 use zip::write::SimpleFileOptions;
 
-use crate::server::entities::{consent, household_invitation, outbox_email, security_event, user};
-use crate::server::services::{activity, audit, households, mfa, outbox, sessions};
+use crate::server::entities::{
+    consent, household, household_invitation, operator, outbox_email, security_event, user,
+};
+use crate::server::services::{activity, audit, households, mfa, operators, outbox, sessions};
 use crate::server::state::AppState;
 
 /// Rows read per query for the files that can grow long.
@@ -48,13 +50,14 @@ pub const SECTIONS: &[Section] = &[
     Section {
         file: "profile.json",
         description: "Your account: email address, display name, when you joined, confirmed your \
-                      address and last changed your password, and whether two-factor \
-                      authentication is on (not its secret, nor your backup codes).",
+                      address and last changed your password, whether two-factor \
+                      authentication is on (not its secret, nor your backup codes), and whether you \
+                      operate this deployment.",
     },
     Section {
         file: "household.json",
-        description: "Your household: its name, your role, its members with their roles, and the \
-                      invitations you sent.",
+        description: "Your household: its name, your role, its members with their roles, the \
+                      invitations you sent, and the invitations sent to your address.",
     },
     Section {
         file: "consents.json",
@@ -292,6 +295,10 @@ struct ProfileJson {
     email_confirmed_at: Option<String>,
     password_changed_at: String,
     two_factor: TwoFactorJson,
+    /// Operator of this deployment (`ADMIN_EMAILS` or granted from the command line).
+    operator: bool,
+    /// When operator rights were granted from the command line.
+    operator_granted_at: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -303,6 +310,12 @@ struct TwoFactorJson {
 
 async fn profile(state: &AppState, account: &user::Model) -> Result<ProfileJson, ExportError> {
     let status = mfa::status(state, &account.id).await?;
+    // Not a change of address waiting for confirmation: one to a taken address gets no link, so
+    // listing it would tell whether someone has an account there (see CHANGE_LINK_KIND).
+    let granted = operator::Entity::find_by_id(account.id.clone())
+        .one(&state.db)
+        .await?;
+    let is_operator = operators::is_operator(&state.db, &state.settings, account).await?;
     Ok(ProfileJson {
         id: account.id.clone(),
         email: account.email.clone(),
@@ -315,6 +328,8 @@ async fn profile(state: &AppState, account: &user::Model) -> Result<ProfileJson,
             enabled_at: iso_opt(status.enabled_at),
             backup_codes_remaining: status.backup_codes_remaining,
         },
+        operator: is_operator,
+        operator_granted_at: granted.map(|g| iso(g.granted_at)),
     })
 }
 
@@ -327,6 +342,15 @@ struct HouseholdJson {
     you_joined_at: String,
     members: Vec<MemberJson>,
     invitations_you_sent: Vec<InvitationJson>,
+    invitations_to_you: Vec<InvitationToYouJson>,
+}
+
+#[derive(Serialize)]
+struct InvitationToYouJson {
+    household: String,
+    sent_at: String,
+    expires_at: String,
+    status: &'static str,
 }
 
 #[derive(Serialize)]
@@ -354,6 +378,22 @@ async fn household(state: &AppState, account: &user::Model) -> Result<HouseholdJ
         .order_by_asc(household_invitation::Column::CreatedAt)
         .all(&state.db)
         .await?;
+    // To the address the account has now, since it has held it (before, they were someone else's;
+    // invitations to earlier addresses are in emails.json).
+    let held_since = address_held_since(state, account).await?;
+    let to_you = household_invitation::Entity::find()
+        .filter(household_invitation::Column::Email.eq(&account.email))
+        .filter(household_invitation::Column::CreatedAt.gte(held_since))
+        .order_by_asc(household_invitation::Column::CreatedAt)
+        .all(&state.db)
+        .await?;
+    let household_names: std::collections::HashMap<String, String> = household::Entity::find()
+        .filter(household::Column::Id.is_in(to_you.iter().map(|i| i.household_id.clone())))
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .map(|h| (h.id, h.name))
+        .collect();
     Ok(HouseholdJson {
         id: membership.household.id.clone(),
         name: membership.household.name.clone(),
@@ -372,21 +412,37 @@ async fn household(state: &AppState, account: &user::Model) -> Result<HouseholdJ
         invitations_you_sent: invitations
             .into_iter()
             .map(|i| InvitationJson {
-                status: if i.accepted_at.is_some() {
-                    "accepted"
-                } else if i.revoked_at.is_some() {
-                    "withdrawn"
-                } else if i.expires_at <= now {
-                    "expired"
-                } else {
-                    "waiting"
-                },
+                status: invitation_status(&i, now),
                 email: i.email,
                 sent_at: iso(i.created_at),
                 expires_at: iso(i.expires_at),
             })
             .collect(),
+        invitations_to_you: to_you
+            .into_iter()
+            .map(|i| InvitationToYouJson {
+                status: invitation_status(&i, now),
+                household: household_names
+                    .get(&i.household_id)
+                    .cloned()
+                    .unwrap_or_default(),
+                sent_at: iso(i.created_at),
+                expires_at: iso(i.expires_at),
+            })
+            .collect(),
     })
+}
+
+fn invitation_status(invitation: &household_invitation::Model, now: i64) -> &'static str {
+    if invitation.accepted_at.is_some() {
+        "accepted"
+    } else if invitation.revoked_at.is_some() {
+        "withdrawn"
+    } else if invitation.expires_at <= now {
+        "expired"
+    } else {
+        "waiting"
+    }
 }
 
 #[derive(Serialize)]
