@@ -281,6 +281,61 @@ async fn a_member_leaves_a_shared_household_which_stays_with_the_others() {
 }
 
 #[tokio::test]
+async fn invitations_that_are_over_go_with_the_address_and_waiting_ones_stay_their_senders() {
+    use nestegg::server::entities::household_invitation;
+    let app = spawn_app().await;
+    app.register_verified("cy@example.org", PASSWORD).await;
+    app.register_verified("dee@example.org", PASSWORD).await;
+    let cy = user_id(&app, "cy@example.org").await;
+    let household = household_of(&app, &cy).await;
+    let now = nestegg::server::clock::Clock::now(&app.clock).unix_timestamp();
+    // (address, accepted, withdrawn, expires in seconds)
+    let invitations = [
+        ("dee@example.org", Some(now), None, 3600),
+        ("dee@example.org", None, Some(now), 3600),
+        ("dee@example.org", None, None, -60),
+        ("dee@example.org", None, None, 3600),
+        ("eve@example.org", Some(now), None, 3600),
+    ];
+    for (i, (email, accepted_at, revoked_at, expires_in)) in invitations.into_iter().enumerate() {
+        household_invitation::ActiveModel {
+            id: Set(format!("invitation-{i}")),
+            household_id: Set(household.clone()),
+            email: Set(email.to_owned()),
+            invited_by: Set(Some(cy.clone())),
+            token_hash: Set(format!("hash-{i}")),
+            created_at: Set(now - 60),
+            expires_at: Set(now + expires_in),
+            accepted_at: Set(accepted_at),
+            revoked_at: Set(revoked_at),
+            message_id: Set(None),
+        }
+        .insert(&app.app_db)
+        .await
+        .unwrap();
+    }
+    app.sign_in("dee@example.org", PASSWORD).await;
+    let done = delete(
+        &app,
+        &[("password", PASSWORD), ("confirm_email", "dee@example.org")],
+    )
+    .await;
+    assert_eq!(done.status(), 200);
+    let left: Vec<String> = household_invitation::Entity::find()
+        .all(&app.app_db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|i| i.id)
+        .collect();
+    assert_eq!(
+        left,
+        ["invitation-3", "invitation-4"],
+        "Dee's waiting invitation (Cy's) and Eve's stay"
+    );
+}
+
+#[tokio::test]
 async fn the_last_owner_of_a_shared_household_is_asked_to_hand_it_on_first() {
     let app = spawn_app().await;
     app.register_verified("eve@example.org", PASSWORD).await;

@@ -7,12 +7,14 @@
 //! id, no personal data) is kept for the audit trail.
 
 use sea_orm::{
-    ColumnTrait as _, ConnectionTrait, DbErr, EntityTrait as _, PaginatorTrait as _,
+    ColumnTrait as _, Condition, ConnectionTrait, DbErr, EntityTrait as _, PaginatorTrait as _,
     QueryFilter as _,
 };
 
 use crate::server::api_support::RequestMeta;
-use crate::server::entities::{household, household_member, outbox_email, user};
+use crate::server::entities::{
+    household, household_invitation, household_member, outbox_email, user,
+};
 use crate::server::mail::Template;
 use crate::server::services::audit::{self, Event};
 use crate::server::services::auth::{self, AuthError, commit_with_event, invalid, now};
@@ -91,6 +93,19 @@ pub async fn delete_account(
     // name their households were given after them.
     let addresses = audit::addresses_held(&txn, account).await?;
     audit::forget_person(&txn, &account.id, &addresses).await?;
+    // Invitations to them that are over (the one they accepted, withdrawn or lapsed ones) are only a
+    // record of their address in others' households, which their senders' exports would list. One
+    // still waiting is its sender's, who typed the address, and lapses on its own.
+    household_invitation::Entity::delete_many()
+        .filter(household_invitation::Column::Email.is_in(addresses))
+        .filter(
+            Condition::any()
+                .add(household_invitation::Column::AcceptedAt.is_not_null())
+                .add(household_invitation::Column::RevokedAt.is_not_null())
+                .add(household_invitation::Column::ExpiresAt.lte(now)),
+        )
+        .exec(&txn)
+        .await?;
     audit::forget_household_name(
         &txn,
         &account.id,
