@@ -825,6 +825,52 @@ async fn redis_holds_no_cookie_value_and_keys_sit_under_the_prefix() {
     assert_eq!(index, 1, "the per-user index is under the prefix");
 }
 
+#[tokio::test]
+async fn a_persons_session_index_lists_only_sessions_that_exist() {
+    use tower_sessions::SessionStore as _;
+    use tower_sessions::session::{Id, Record};
+    if !backend_is_postgres() {
+        return;
+    }
+    let app = spawn_app_with(|_| {}).await;
+    let redis = app
+        .state
+        .redis
+        .clone()
+        .expect("Redis on the PostgreSQL run");
+    let store = nestegg::server::session_store::RedisSessionStore::new(
+        redis.clone(),
+        std::sync::Arc::new(app.clock.clone()),
+        time::Duration::hours(1),
+    );
+    let index = redis.key("user-sessions:u-zoe");
+    let entries = || async {
+        let n: u64 = fred::prelude::HashesInterface::hlen(&redis.pool, &index)
+            .await
+            .unwrap();
+        n
+    };
+    let mut record = Record {
+        id: Id::default(),
+        data: [(
+            nestegg::server::session_store::USER_KEY.to_owned(),
+            Value::from("u-zoe"),
+        )]
+        .into(),
+        expiry_date: time::OffsetDateTime::now_utc() + time::Duration::hours(1),
+    };
+    store.create(&mut record).await.unwrap();
+    assert_eq!(entries().await, 1);
+    // Signed out: the record and its entry go.
+    store.delete(&record.id).await.unwrap();
+    assert_eq!(entries().await, 0, "signing out leaves no entry behind");
+    // A request that began before the sign-out saves the session after it: it stays ended, and its
+    // entry is not put back.
+    store.save(&record).await.unwrap();
+    assert!(store.load(&record.id).await.unwrap().is_none());
+    assert_eq!(entries().await, 0, "no entry for a session that is gone");
+}
+
 async fn user_id(app: &crate::helpers::TestApp) -> String {
     use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
     nestegg::server::entities::user::Entity::find()

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use fred::prelude::{HashesInterface as _, KeysInterface as _, Pool};
+use fred::prelude::{HashesInterface as _, Pool};
 use futures_util::TryStreamExt as _;
 use sea_orm::DbErr;
 use time::OffsetDateTime;
@@ -61,11 +61,25 @@ end
 return redis.call('DEL', KEYS[2])
 "#;
 
+/// Adds a session to its owner's index (and keeps the index one idle period and a day) if its record
+/// exists: a request that saves a session ended meanwhile (signed out, revoked) leaves it ended, and
+/// must not put its entry back. KEYS: the record, the index; ARGV: the key as indexed, the time of
+/// sign-in, the index's lifetime in seconds.
+const INDEX_LUA: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return 0
+end
+redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1
+"#;
+
 #[derive(Clone, Debug)]
 pub struct RedisSessionStore {
     records: RedisStore<Pool>,
     renew_script: fred::types::scripts::Script,
     end_script: fred::types::scripts::Script,
+    index_script: fred::types::scripts::Script,
     redis: Redis,
     clock: SharedClock,
     idle: time::Duration,
@@ -98,6 +112,7 @@ impl RedisSessionStore {
             records: RedisStore::new(redis.pool.clone()),
             renew_script: fred::types::scripts::Script::from_lua(RENEW_LUA),
             end_script: fred::types::scripts::Script::from_lua(END_LUA),
+            index_script: fred::types::scripts::Script::from_lua(INDEX_LUA),
             redis,
             clock,
             idle,
@@ -128,20 +143,40 @@ impl RedisSessionStore {
         let Some(user_id) = owner(&record.data) else {
             return Ok(());
         };
-        let index = self.index(&user_id);
         let now = self.clock.now().unix_timestamp();
-        let client = self.redis.pool.next();
-        let pipeline = client.pipeline();
-        let _: () = pipeline
-            .hsetnx(&index, hash_id(&record.id), now)
+        // The record's key as the maintained store names it: the bare (derived) id.
+        let keys = vec![stored_id(&record.id).to_string(), self.index(&user_id)];
+        let args = vec![
+            hash_id(&record.id),
+            now.to_string(),
+            (self.idle.whole_seconds() + INDEX_SLACK_SECS).to_string(),
+        ];
+        let _: i64 = self
+            .index_script
+            .evalsha_with_reload(self.redis.pool.next(), keys, args)
             .await
             .map_err(backend)?;
-        let _: () = pipeline
-            .expire(&index, self.idle.whole_seconds() + INDEX_SLACK_SECS, None)
-            .await
-            .map_err(backend)?;
-        let _: Vec<fred::types::Value> = pipeline.all().await.map_err(backend)?;
         Ok(())
+    }
+
+    /// Saves `stored` if it still exists (SET XX). The maintained store reads SET's answer as a
+    /// boolean, and a SET XX that finds no record answers nil, which it reports as an error: so a
+    /// request saving a session ended meanwhile (signed out elsewhere) would fail with a 503. A
+    /// record that is gone is no failure: the session stays ended.
+    async fn save_unless_ended(&self, stored: &Record) -> session_store::Result<()> {
+        use fred::prelude::KeysInterface as _;
+        match self.records.save(stored).await {
+            Ok(()) => Ok(()),
+            Err(err) => {
+                let exists: u32 = self
+                    .redis
+                    .pool
+                    .exists(stored.id.to_string())
+                    .await
+                    .map_err(backend)?;
+                if exists == 0 { Ok(()) } else { Err(err) }
+            }
+        }
     }
 
     /// The stored record of `key`, bookkeeping included, whether or not it is live.
@@ -263,7 +298,7 @@ impl RedisSessionStore {
             .map_err(backend)?;
         if moved == 1 {
             // SET XX: the data of this request, unless the session ended in the meantime.
-            self.records.save(&stored).await?;
+            self.save_unless_ended(&stored).await?;
             self.index_session(record).await?;
         }
         Ok(())
@@ -389,7 +424,7 @@ impl SessionStore for RedisSessionStore {
 
     /// SET XX: a session ended elsewhere while this request was in flight stays ended.
     async fn save(&self, record: &Record) -> session_store::Result<()> {
-        self.records.save(&self.to_stored(record)).await?;
+        self.save_unless_ended(&self.to_stored(record)).await?;
         self.index_session(record).await
     }
 
@@ -409,7 +444,22 @@ impl SessionStore for RedisSessionStore {
         Ok(Some(record))
     }
 
+    /// Signing out, or the old id of a renewed session: the record, and its owner's index entry.
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        self.records.delete(&stored_id(id)).await
+        let stored = stored_id(id);
+        let owner = match self.records.load(&stored).await? {
+            Some(record) => owner(&record.data),
+            None => None,
+        };
+        self.records.delete(&stored).await?;
+        if let Some(user_id) = owner {
+            let _: i64 = self
+                .redis
+                .pool
+                .hdel(self.index(&user_id), hash_id(id))
+                .await
+                .map_err(backend)?;
+        }
+        Ok(())
     }
 }
