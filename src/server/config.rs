@@ -286,12 +286,20 @@ impl SecretKey {
         if distinct.len() < 12 {
             return Err("does not look random (too few distinct bytes)".into());
         }
-        if let Some(why) = typed_not_generated(value, &bytes) {
+        Ok(SecretKey(bytes))
+    }
+
+    /// [`SecretKey::parse`], and refused if it looks typed rather than generated
+    /// ([`typed_not_generated`]): for the keys production runs with. Not for keys being rotated
+    /// away from (`ENCRYPTION_KEYS_PREVIOUS`), which must stay readable whatever they were.
+    pub fn parse_current(value: &str) -> Result<SecretKey, String> {
+        let key = SecretKey::parse(value)?;
+        if let Some(why) = typed_not_generated(value.trim(), &key.0) {
             return Err(format!(
                 "does not look random ({why}); generate one with `openssl rand -base64 32`"
             ));
         }
-        Ok(SecretKey(bytes))
+        Ok(key)
     }
 }
 
@@ -315,11 +323,13 @@ fn typed_not_generated(text: &str, bytes: &[u8]) -> Option<&'static str> {
     {
         return Some("part of it repeats");
     }
-    // Random base64 has both upper- and lower-case letters (all but once in 10^9 tries); random hex
-    // may have only one case, and nothing but hex digits.
+    // Random base64 has both upper- and lower-case letters (all but once in 10^9 tries). Random hex,
+    // or letters of one case and digits from a password generator, have one case but digits (none in
+    // 44 such characters about once in 1.2 million tries); a phrase in one case often has none.
     let mixed_case =
         chars.iter().any(char::is_ascii_uppercase) && chars.iter().any(char::is_ascii_lowercase);
-    if !(hex || mixed_case) {
+    let digits = chars.iter().any(char::is_ascii_digit);
+    if !(hex || mixed_case || digits) {
         return Some("its letters are all of one case");
     }
     None
@@ -588,7 +598,13 @@ impl Settings {
                         ipnet::IpNet::V4(_) => 8,
                         ipnet::IpNet::V6(_) => 16,
                     };
-                    if production && net.prefix_len() < widest {
+                    // Private IPv6 (fc00::/7, as container networks use) and link-local ranges
+                    // hold no client of the internet, however wide.
+                    let private = ["fc00::/7", "fe80::/10"]
+                        .iter()
+                        .filter_map(|range| range.parse::<ipnet::IpNet>().ok())
+                        .any(|range| range.contains(&net));
+                    if production && net.prefix_len() < widest && !private {
                         return Err(format!(
                             "`{n}` is too wide for production (at most /{widest}): it would let \
                              clients choose the address that rate limits count"
@@ -978,6 +994,9 @@ impl Parser<'_> {
             }
         };
         match value {
+            Some(value) if production => SecretKey::parse_current(&value)
+                .map_err(|m| self.problem(name, m))
+                .ok(),
             Some(value) => SecretKey::parse(&value)
                 .map_err(|m| self.problem(name, m))
                 .ok(),
@@ -1652,6 +1671,16 @@ mod tests {
                 "the key is not echoed"
             );
         }
+        // A key in use before this check can still be rotated away from, and development takes it.
+        let typed = "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MGFiY2RlZmdoaWo=";
+        let rotating = Settings::from_vars(&production(&[("ENCRYPTION_KEYS_PREVIOUS", typed)]));
+        assert!(rotating.is_ok(), "{:?}", rotating.err());
+        let dir = tempfile::tempdir().unwrap();
+        let dev = vars(&[
+            ("DATA_DIR", dir.path().to_str().unwrap()),
+            ("SECRET_KEY", typed),
+        ]);
+        assert!(Settings::from_vars(&dev).is_ok());
         // Generated keys pass, in base64 and in hex (`openssl rand -base64 32`, `-hex 32`).
         use rand::RngCore as _;
         for _ in 0..500 {
@@ -1659,8 +1688,13 @@ mod tests {
             rand::rng().fill_bytes(&mut bytes);
             let base64 = base64::engine::general_purpose::STANDARD.encode(bytes);
             let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-            for key in [base64, hex.clone(), hex.to_ascii_uppercase()] {
-                assert!(SecretKey::parse(&key).is_ok(), "{key}");
+            // A password generator's letters of one case and digits.
+            let alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789";
+            let generated: String = (0..44)
+                .map(|_| alphabet[rand::random_range(0..alphabet.len())] as char)
+                .collect();
+            for key in [base64, hex.clone(), hex.to_ascii_uppercase(), generated] {
+                assert!(SecretKey::parse_current(&key).is_ok(), "{key}");
             }
         }
     }
@@ -1715,7 +1749,13 @@ mod tests {
 
     #[test]
     fn production_refuses_trusting_proxies_as_wide_as_the_internet() {
-        for wide in ["0.0.0.0/0", "::/0", "10.0.0.0/8, 0.0.0.0/1", "2000::/3"] {
+        for wide in [
+            "0.0.0.0/0",
+            "::/0",
+            "10.0.0.0/8, 0.0.0.0/1",
+            "2000::/3",
+            "8000::/1",
+        ] {
             assert_eq!(
                 problems_of(&production(&[("TRUSTED_PROXIES", wide)])),
                 vec!["TRUSTED_PROXIES"],
@@ -1724,10 +1764,10 @@ mod tests {
         }
         let s = Settings::from_vars(&production(&[(
             "TRUSTED_PROXIES",
-            "10.0.0.0/8, 127.0.0.1, 2a06:98c0::/29",
+            "10.0.0.0/8, 127.0.0.1, 2a06:98c0::/29, fd00::/8, fe80::/10",
         )]))
         .unwrap();
-        assert_eq!(s.trusted_proxies.len(), 3);
+        assert_eq!(s.trusted_proxies.len(), 5);
         let dir = tempfile::tempdir().unwrap();
         let dev = vars(&[
             ("DATA_DIR", dir.path().to_str().unwrap()),
