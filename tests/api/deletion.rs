@@ -285,26 +285,52 @@ async fn invitations_that_are_over_go_with_the_address_and_waiting_ones_stay_the
     use nestegg::server::entities::household_invitation;
     let app = spawn_app().await;
     app.register_verified("cy@example.org", PASSWORD).await;
+    let registered = nestegg::server::clock::Clock::now(&app.clock).unix_timestamp();
+    app.clock.advance(time::Duration::minutes(1));
     app.register_verified("dee@example.org", PASSWORD).await;
+    let joined = registered + 60;
+    // Dee moves to a new address three minutes later; another person may take her old one after.
+    app.clock.advance(time::Duration::minutes(3));
+    app.sign_in("dee@example.org", PASSWORD).await;
+    let asked = app
+        .call(
+            "change_email",
+            &[("password", PASSWORD), ("new_email", "dee@new.example")],
+        )
+        .await;
+    assert_eq!(asked.status(), 200);
+    let token = app.emails_to("dee@new.example", 1).await[0].token(&app, "/confirm-email-change");
+    let confirmed = app.call("confirm_email_change", &[("token", &token)]).await;
+    assert_eq!(confirmed.status(), 200);
+    let moved = joined + 180;
+    app.clock.advance(time::Duration::minutes(1));
+    let now = moved + 60;
     let cy = user_id(&app, "cy@example.org").await;
     let household = household_of(&app, &cy).await;
-    let now = nestegg::server::clock::Clock::now(&app.clock).unix_timestamp();
-    // (address, accepted, withdrawn, expires in seconds)
+    // (address, sent at, accepted, withdrawn, expires in seconds)
     let invitations = [
-        ("dee@example.org", Some(now), None, 3600),
-        ("dee@example.org", None, Some(now), 3600),
-        ("dee@example.org", None, None, -60),
-        ("dee@example.org", None, None, 3600),
-        ("eve@example.org", Some(now), None, 3600),
+        // Hers: to her addresses while she held them, and over.
+        ("dee@example.org", joined, Some(now), None, 3600),
+        ("dee@example.org", moved - 1, None, Some(now), 3600),
+        ("dee@new.example", moved, None, None, -60),
+        // Waiting: Cy's.
+        ("dee@new.example", now, None, None, 3600),
+        // Someone else's: before she held the address, after she left it, another address.
+        ("dee@example.org", registered, Some(now), None, 3600),
+        ("dee@example.org", moved + 1, Some(now), None, 3600),
+        ("dee@new.example", joined, Some(now), None, 3600),
+        ("eve@example.org", joined, Some(now), None, 3600),
     ];
-    for (i, (email, accepted_at, revoked_at, expires_in)) in invitations.into_iter().enumerate() {
+    for (i, (email, sent_at, accepted_at, revoked_at, expires_in)) in
+        invitations.into_iter().enumerate()
+    {
         household_invitation::ActiveModel {
             id: Set(format!("invitation-{i}")),
             household_id: Set(household.clone()),
             email: Set(email.to_owned()),
             invited_by: Set(Some(cy.clone())),
             token_hash: Set(format!("hash-{i}")),
-            created_at: Set(now - 60),
+            created_at: Set(sent_at),
             expires_at: Set(now + expires_in),
             accepted_at: Set(accepted_at),
             revoked_at: Set(revoked_at),
@@ -314,24 +340,30 @@ async fn invitations_that_are_over_go_with_the_address_and_waiting_ones_stay_the
         .await
         .unwrap();
     }
-    app.sign_in("dee@example.org", PASSWORD).await;
     let done = delete(
         &app,
-        &[("password", PASSWORD), ("confirm_email", "dee@example.org")],
+        &[("password", PASSWORD), ("confirm_email", "dee@new.example")],
     )
     .await;
     assert_eq!(done.status(), 200);
-    let left: Vec<String> = household_invitation::Entity::find()
+    let mut left: Vec<String> = household_invitation::Entity::find()
         .all(&app.app_db)
         .await
         .unwrap()
         .into_iter()
         .map(|i| i.id)
         .collect();
+    left.sort();
     assert_eq!(
         left,
-        ["invitation-3", "invitation-4"],
-        "Dee's waiting invitation (Cy's) and Eve's stay"
+        [
+            "invitation-3",
+            "invitation-4",
+            "invitation-5",
+            "invitation-6",
+            "invitation-7"
+        ],
+        "the waiting one (Cy's) and other people's stay"
     );
 }
 

@@ -8,12 +8,12 @@
 
 use sea_orm::{
     ColumnTrait as _, Condition, ConnectionTrait, DbErr, EntityTrait as _, PaginatorTrait as _,
-    QueryFilter as _,
+    QueryFilter as _, QueryOrder as _, QuerySelect as _,
 };
 
 use crate::server::api_support::RequestMeta;
 use crate::server::entities::{
-    household, household_invitation, household_member, outbox_email, user,
+    household, household_invitation, household_member, outbox_email, security_event, user,
 };
 use crate::server::mail::Template;
 use crate::server::services::audit::{self, Event};
@@ -91,13 +91,21 @@ pub async fn delete_account(
     state.sessions.revoke_user(&txn, &account.id, None).await?;
     // Co-members' trails keep what happened, without this person's name or address, nor the
     // name their households were given after them.
-    let addresses = audit::addresses_held(&txn, account).await?;
-    audit::forget_person(&txn, &account.id, &addresses).await?;
     // Invitations to them that are over (the one they accepted, withdrawn or lapsed ones) are only a
-    // record of their address in others' households, which their senders' exports would list. One
-    // still waiting is its sender's, who typed the address, and lapses on its own.
+    // record of their address in others' households, which their senders' exports would list. Only
+    // those sent while the address was theirs: before or after, it was someone else's. One still
+    // waiting is its sender's, who typed the address, and lapses on its own.
+    let mut theirs = Condition::any();
+    for (address, from, until) in address_periods(&txn, account, now).await? {
+        theirs = theirs.add(
+            Condition::all()
+                .add(household_invitation::Column::Email.eq(address))
+                .add(household_invitation::Column::CreatedAt.gte(from))
+                .add(household_invitation::Column::CreatedAt.lte(until)),
+        );
+    }
     household_invitation::Entity::delete_many()
-        .filter(household_invitation::Column::Email.is_in(addresses))
+        .filter(theirs)
         .filter(
             Condition::any()
                 .add(household_invitation::Column::AcceptedAt.is_not_null())
@@ -106,6 +114,8 @@ pub async fn delete_account(
         )
         .exec(&txn)
         .await?;
+    let addresses = audit::addresses_held(&txn, account).await?;
+    audit::forget_person(&txn, &account.id, &addresses).await?;
     audit::forget_household_name(
         &txn,
         &account.id,
@@ -137,6 +147,40 @@ pub async fn delete_account(
         .detail("households_deleted", households_deleted);
     // Recorded without the request's address and browser: the trail keeps no personal data.
     commit_with_event(txn, state, &RequestMeta::internal(), now, event).await
+}
+
+/// Each address `account` held, with the time it held it (from, until; Unix seconds), by its
+/// `email_changed` events. (Past `AUDIT_RETENTION_DAYS` those are gone, and the current address
+/// counts from the account's creation.)
+async fn address_periods<C: ConnectionTrait>(
+    db: &C,
+    account: &user::Model,
+    now: i64,
+) -> Result<Vec<(String, i64, i64)>, DbErr> {
+    let changes: Vec<(i64, String)> = security_event::Entity::find()
+        .select_only()
+        .column(security_event::Column::CreatedAt)
+        .column(security_event::Column::Details)
+        .filter(security_event::Column::UserId.eq(&account.id))
+        .filter(security_event::Column::Kind.eq("email_changed"))
+        .order_by_asc(security_event::Column::CreatedAt)
+        .order_by_asc(security_event::Column::Id)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut periods = Vec::new();
+    let mut from = account.created_at;
+    for (at, details) in changes {
+        let previous = serde_json::from_str::<serde_json::Value>(&details)
+            .ok()
+            .and_then(|d| d.get("previous_address")?.as_str().map(str::to_owned));
+        if let Some(previous) = previous {
+            periods.push((previous, from, at));
+        }
+        from = at;
+    }
+    periods.push((account.email.clone(), from, now));
+    Ok(periods)
 }
 
 /// One of `others` has the same display name as `account`: a household named after `account`
