@@ -879,6 +879,24 @@ async fn operator_rights_and_the_invitations_to_the_address_are_in_the_archive()
 
     let olafs = archive_of(olaf.export().await).await.json("profile.json");
     assert_eq!(olafs["operator"], false, "{olafs}");
+
+    // Someone who registered another person's address without confirming it learns nothing of the
+    // households inviting its owner.
+    let vic = "vic@example.org";
+    let registered = app.register(vic, "Not Vic", PASSWORD).await;
+    assert!(registered.status().is_success(), "{}", registered.status());
+    app.clock.advance(time::Duration::minutes(1));
+    assert_ok(olaf.call("invite_member", &[("email", vic)]).await).await;
+    app.emails_to(vic, 2).await;
+    let mallory = signed_in(&app, vic, FIREFOX).await;
+    let household = archive_of(mallory.export().await)
+        .await
+        .json("household.json");
+    assert_eq!(
+        household["invitations_to_you"],
+        serde_json::json!([]),
+        "{household}"
+    );
 }
 
 /// An address freed by a change of address can be registered by someone else; the emails sent to it

@@ -379,14 +379,21 @@ async fn household(state: &AppState, account: &user::Model) -> Result<HouseholdJ
         .all(&state.db)
         .await?;
     // To the address the account has now, since it has held it (before, they were someone else's;
-    // invitations to earlier addresses are in emails.json).
-    let held_since = address_held_since(state, account).await?;
-    let to_you = household_invitation::Entity::find()
-        .filter(household_invitation::Column::Email.eq(&account.email))
-        .filter(household_invitation::Column::CreatedAt.gte(held_since))
-        .order_by_asc(household_invitation::Column::CreatedAt)
-        .all(&state.db)
-        .await?;
+    // invitations to earlier addresses are in emails.json), and only once it is confirmed: whoever
+    // registers someone else's address without confirming it must not learn the households that
+    // invite its owner.
+    let to_you = match account.email_verified_at {
+        Some(confirmed) => {
+            let held_since = address_held_since(state, account).await?.max(confirmed);
+            household_invitation::Entity::find()
+                .filter(household_invitation::Column::Email.eq(&account.email))
+                .filter(household_invitation::Column::CreatedAt.gte(held_since))
+                .order_by_asc(household_invitation::Column::CreatedAt)
+                .all(&state.db)
+                .await?
+        }
+        None => Vec::new(),
+    };
     let household_names: std::collections::HashMap<String, String> = household::Entity::find()
         .filter(household::Column::Id.is_in(to_you.iter().map(|i| i.household_id.clone())))
         .all(&state.db)
