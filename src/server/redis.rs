@@ -75,20 +75,27 @@ impl Redis {
     /// commands time out (503s) while the socket lingers until the kernel gives up on it, about 15
     /// minutes. (fred's own "unresponsive" check counts from the latest write, so a connection in
     /// steady use is never found out.) Every [`WATCH_EVERY`], each connection that fred believes
-    /// healthy is pinged; one that does not answer within the command timeout is reconnected.
-    /// Connections already reconnecting (Redis down) are left to fred. Runs until aborted.
+    /// healthy is pinged; one that twice in a row does not answer within the command timeout is
+    /// reconnected. An error answer (Redis loading its data after a restart, a script running long)
+    /// shows the connection alive and counts for nothing, and connections already reconnecting
+    /// (Redis down) are left to fred. Runs until aborted.
     pub fn spawn_watchdog(&self) -> tokio::task::JoinHandle<()> {
         let pool = self.pool.clone();
         tokio::spawn(async move {
             let mut every = tokio::time::interval(WATCH_EVERY);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut silent = vec![0u32; pool.clients().len()];
             loop {
                 every.tick().await;
-                for client in pool.clients() {
-                    if !client.is_connected() || client.ping::<String>(None).await.is_ok() {
-                        continue;
-                    }
-                    if client.is_connected() {
+                for (client, silent) in pool.clients().iter().zip(silent.iter_mut()) {
+                    let timed_out = client.is_connected()
+                        && client
+                            .ping::<String>(None)
+                            .await
+                            .is_err_and(|err| *err.kind() == fred::error::ErrorKind::Timeout);
+                    *silent = if timed_out { *silent + 1 } else { 0 };
+                    if *silent >= 2 && client.is_connected() {
+                        *silent = 0;
                         tracing::warn!("a Redis connection stopped answering; reconnecting it");
                         // Bounded: with Redis unreachable the reconnection itself waits for it.
                         let _ = tokio::time::timeout(COMMAND_TIMEOUT, client.force_reconnection())
