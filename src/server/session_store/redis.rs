@@ -445,20 +445,27 @@ impl SessionStore for RedisSessionStore {
     }
 
     /// Signing out, or the old id of a renewed session: the record, and its owner's index entry.
+    /// Only deleting the record can fail the request: a record that cannot be read (to find its
+    /// owner) is deleted all the same, and an entry left behind is swept by `purge`.
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         let stored = stored_id(id);
-        let owner = match self.records.load(&stored).await? {
-            Some(record) => owner(&record.data),
-            None => None,
+        let owner = match self.records.load(&stored).await {
+            Ok(record) => record.and_then(|record| owner(&record.data)),
+            Err(err) => {
+                tracing::warn!(error = %err, "could not read a session being deleted");
+                None
+            }
         };
         self.records.delete(&stored).await?;
         if let Some(user_id) = owner {
-            let _: i64 = self
+            let removed: Result<i64, _> = self
                 .redis
                 .pool
                 .hdel(self.index(&user_id), hash_id(id))
-                .await
-                .map_err(backend)?;
+                .await;
+            if let Err(err) = removed {
+                tracing::warn!(error = %err, "could not take a deleted session off its index");
+            }
         }
         Ok(())
     }
