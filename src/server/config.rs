@@ -418,23 +418,40 @@ pub fn read_dotenv(path: &Path) -> (Vars, Vec<Problem>) {
                 vars.insert(key, value);
             }
             Err(dotenvy::Error::LineParse(line, _)) => {
-                let found = text
-                    .get(searched_to..)
-                    .and_then(|rest| rest.find(line.trim_end()))
-                    .map(|at| searched_to + at);
+                let line = line.trim_end();
+                let found = line_start_of(&text, line, searched_to);
+                // An unclosed quote takes in the lines after it, to the end of the file.
+                let why = if line.contains('\n') {
+                    "an unclosed quote takes in the lines after it"
+                } else {
+                    "expected NAME=value"
+                };
                 problems.push(problem(match found {
                     Some(at) => {
-                        searched_to = at + line.trim_end().len();
+                        searched_to = at + line.len();
                         let number = text[..at].matches('\n').count() + 1;
-                        format!("line {number} is malformed (expected NAME=value)")
+                        format!("line {number} is malformed ({why})")
                     }
-                    None => "a line is malformed (expected NAME=value)".to_owned(),
+                    None => format!("a line is malformed ({why})"),
                 }));
             }
             Err(_) => problems.push(problem("a line is malformed".to_owned())),
         }
     }
     (vars, problems)
+}
+
+/// Where `line` starts a line of `text`, at or after `from`.
+fn line_start_of(text: &str, line: &str, from: usize) -> Option<usize> {
+    let mut at = from;
+    while let Some(found) = text.get(at..)?.find(line) {
+        let start = at + found;
+        if start == 0 || text[..start].ends_with('\n') {
+            return Some(start);
+        }
+        at = start + 1;
+    }
+    None
 }
 
 impl Settings {
@@ -1805,7 +1822,7 @@ mod tests {
         // Each bad line by its number, the good ones around them kept.
         std::fs::write(
             &path,
-            "ENVIRONMENT=production\nnot a setting\n\nRUST_LOG=debug\nnot a setting\n",
+            "ENVIRONMENT=production\n# not a setting\nnot a setting\nRUST_LOG=debug\nnot a setting\n",
         )
         .unwrap();
         let (vars, problems) = read_dotenv(&path);
@@ -1813,12 +1830,20 @@ mod tests {
         assert_eq!(
             messages,
             [
-                "line 2 is malformed (expected NAME=value)",
+                "line 3 is malformed (expected NAME=value)",
                 "line 5 is malformed (expected NAME=value)"
             ]
         );
         assert_eq!(vars["ENVIRONMENT"], "production");
         assert_eq!(vars["RUST_LOG"], "debug");
+        // An unclosed quote swallows what follows it, and says so.
+        std::fs::write(&path, "A=1\nB='open\nC=3\n").unwrap();
+        let (vars, problems) = read_dotenv(&path);
+        assert_eq!(
+            problems[0].message,
+            "line 2 is malformed (an unclosed quote takes in the lines after it)"
+        );
+        assert_eq!(vars["A"], "1");
         std::fs::write(&path, "RUST_LOG=debug\n").unwrap();
         let (vars, problems) = read_dotenv(&path);
         assert!(problems.is_empty());
