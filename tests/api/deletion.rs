@@ -307,18 +307,21 @@ async fn invitations_that_are_over_go_with_the_address_and_waiting_ones_stay_the
     let now = moved + 60;
     let cy = user_id(&app, "cy@example.org").await;
     let household = household_of(&app, &cy).await;
-    // (address, sent at, accepted, withdrawn, expires in seconds)
+    // (address, sent at, accepted at, withdrawn at, expires in seconds)
     let invitations = [
-        // Hers: to her addresses while she held them, and over.
-        ("dee@example.org", joined, Some(now), None, 3600),
+        // Hers: accepted while she held the address (sent before she registered, as when one joins
+        // by invitation), and ones never accepted that were sent to her addresses while she held
+        // them.
+        ("dee@example.org", registered, Some(joined), None, 3600),
         ("dee@example.org", moved - 1, None, Some(now), 3600),
         ("dee@new.example", moved, None, None, -60),
         // Waiting: Cy's.
         ("dee@new.example", now, None, None, 3600),
-        // Someone else's: before she held the address, after she left it, another address.
-        ("dee@example.org", registered, Some(now), None, 3600),
-        ("dee@example.org", moved + 1, Some(now), None, 3600),
-        ("dee@new.example", joined, Some(now), None, 3600),
+        // Someone else's: accepted after she left the address (though sent while she held it),
+        // sent before she held it or after she left it and never accepted, another address.
+        ("dee@example.org", moved - 1, Some(now), None, 3600),
+        ("dee@example.org", registered, None, Some(now), 3600),
+        ("dee@example.org", moved + 1, None, None, -60),
         ("eve@example.org", joined, Some(now), None, 3600),
     ];
     for (i, (email, sent_at, accepted_at, revoked_at, expires_in)) in

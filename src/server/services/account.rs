@@ -93,16 +93,25 @@ pub async fn delete_account(
     // name their households were given after them.
     // Invitations to them that are over (the one they accepted, withdrawn or lapsed ones) are only a
     // record of their address in others' households, which their senders' exports would list. Only
-    // those sent while the address was theirs: before or after, it was someone else's. One still
-    // waiting is its sender's, who typed the address, and lapses on its own.
+    // theirs: accepted while the address was theirs (only its holder can accept), or, never
+    // accepted, sent while it was. One still waiting is its sender's, who typed the address, and
+    // lapses on its own.
     let mut theirs = Condition::any();
     for (address, from, until) in address_periods(&txn, account, now).await? {
-        theirs = theirs.add(
-            Condition::all()
-                .add(household_invitation::Column::Email.eq(address))
-                .add(household_invitation::Column::CreatedAt.gte(from))
-                .add(household_invitation::Column::CreatedAt.lte(until)),
-        );
+        theirs = theirs
+            .add(
+                Condition::all()
+                    .add(household_invitation::Column::Email.eq(address.clone()))
+                    .add(household_invitation::Column::AcceptedAt.gte(from))
+                    .add(household_invitation::Column::AcceptedAt.lte(until)),
+            )
+            .add(
+                Condition::all()
+                    .add(household_invitation::Column::Email.eq(address))
+                    .add(household_invitation::Column::AcceptedAt.is_null())
+                    .add(household_invitation::Column::CreatedAt.gte(from))
+                    .add(household_invitation::Column::CreatedAt.lte(until)),
+            );
     }
     household_invitation::Entity::delete_many()
         .filter(theirs)
@@ -163,7 +172,7 @@ async fn address_periods<C: ConnectionTrait>(
         .column(security_event::Column::Details)
         .filter(security_event::Column::UserId.eq(&account.id))
         .filter(security_event::Column::Kind.eq("email_changed"))
-        .order_by_asc(security_event::Column::CreatedAt)
+        // In the order they were applied (their times come from before the write).
         .order_by_asc(security_event::Column::Id)
         .into_tuple()
         .all(db)
