@@ -889,14 +889,16 @@ async fn operator_rights_and_the_invitations_to_the_address_are_in_the_archive()
     assert_ok(olaf.call("invite_member", &[("email", vic)]).await).await;
     app.emails_to(vic, 2).await;
     let mallory = signed_in(&app, vic, FIREFOX).await;
-    let household = archive_of(mallory.export().await)
-        .await
-        .json("household.json");
+    let archive = archive_of(mallory.export().await).await;
+    let household = archive.json("household.json");
     assert_eq!(
         household["invitations_to_you"],
         serde_json::json!([]),
         "{household}"
     );
+    let emails = archive.text("emails.json");
+    assert!(!emails.contains("household_invitation"), "{emails}");
+    assert!(emails.contains("verify_email"), "her own: {emails}");
 }
 
 /// An address freed by a change of address can be registered by someone else; the emails sent to it

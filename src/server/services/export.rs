@@ -259,7 +259,7 @@ fn write_archive(
     write_events(runtime, state, &account.id, &mut zip)?;
 
     zip.start_file("emails.json", options)?;
-    let since = runtime.block_on(address_held_since(state, account))?;
+    let since = runtime.block_on(addressed_since(state, account))?;
     let held = runtime.block_on(audit::addresses_held(&state.db, account))?;
     write_emails(runtime, state, account, since, &held, &mut zip)?;
 
@@ -378,22 +378,13 @@ async fn household(state: &AppState, account: &user::Model) -> Result<HouseholdJ
         .order_by_asc(household_invitation::Column::CreatedAt)
         .all(&state.db)
         .await?;
-    // To the address the account has now, since it has held it (before, they were someone else's;
-    // invitations to earlier addresses are in emails.json), and only once it is confirmed: whoever
-    // registers someone else's address without confirming it must not learn the households that
-    // invite its owner.
-    let to_you = match account.email_verified_at {
-        Some(confirmed) => {
-            let held_since = address_held_since(state, account).await?.max(confirmed);
-            household_invitation::Entity::find()
-                .filter(household_invitation::Column::Email.eq(&account.email))
-                .filter(household_invitation::Column::CreatedAt.gte(held_since))
-                .order_by_asc(household_invitation::Column::CreatedAt)
-                .all(&state.db)
-                .await?
-        }
-        None => Vec::new(),
-    };
+    // To the address the account has now (invitations to earlier addresses are in emails.json).
+    let to_you = household_invitation::Entity::find()
+        .filter(household_invitation::Column::Email.eq(&account.email))
+        .filter(household_invitation::Column::CreatedAt.gte(addressed_since(state, account).await?))
+        .order_by_asc(household_invitation::Column::CreatedAt)
+        .all(&state.db)
+        .await?;
     let household_names: std::collections::HashMap<String, String> = household::Entity::find()
         .filter(household::Column::Id.is_in(to_you.iter().map(|i| i.household_id.clone())))
         .all(&state.db)
@@ -557,6 +548,17 @@ struct EmailJson {
 /// from before then went to whoever held it before (an address is freed by a change or a deletion),
 /// or invited someone who had no account yet. (An `email_changed` event outlives the emails it could
 /// exclude: events are kept at least 30 days, sent or failed emails at most 30.)
+/// From when what was sent to the account's address without naming the account (invitations, and
+/// the emails carrying them) is in its archive: since it has held the address, and only once it has
+/// confirmed it. Whoever registers someone else's address without confirming it must not learn who
+/// writes to its owner. (`i64::MAX`: never.)
+async fn addressed_since(state: &AppState, account: &user::Model) -> Result<i64, DbErr> {
+    match account.email_verified_at {
+        Some(_) => address_held_since(state, account).await,
+        None => Ok(i64::MAX),
+    }
+}
+
 async fn address_held_since(state: &AppState, account: &user::Model) -> Result<i64, DbErr> {
     let changed = security_event::Entity::find()
         .select_only()
