@@ -804,23 +804,7 @@ async fn an_invitation_is_in_the_archive_of_whoever_held_the_address_then() {
     register_named(&app, "ola@example.org", "Ola Owner").await;
     let ola = signed_in(&app, "ola@example.org", FIREFOX).await;
     let invited = "pia@example.org";
-    assert_ok(ola.call("invite_member", &[("email", invited)]).await).await;
-    app.emails_to(invited, 1).await;
-
-    app.clock.advance(time::Duration::minutes(1));
-    let registered = app.register(invited, "Pia Invited", PASSWORD).await;
-    assert!(registered.status().is_success(), "{}", registered.status());
-    let token = app
-        .emails_to(invited, 2)
-        .await
-        .iter()
-        .find(|m| m.text.contains("Pia Invited"))
-        .expect("her confirmation")
-        .token(&app, "/verify-email");
-    assert_ok(app.call("verify_email", &[("token", &token)]).await).await;
-    app.clock.advance(time::Duration::minutes(1));
-    assert_ok(ola.call("invite_member", &[("email", invited)]).await).await;
-    app.emails_to(invited, 3).await;
+    invited_before_and_after_registering(&app, &ola, invited, "Pia Invited").await;
 
     let pia = signed_in(&app, invited, FIREFOX).await;
     assert_eq!(
@@ -839,23 +823,8 @@ async fn operator_rights_and_the_invitations_to_the_address_are_in_the_archive()
     register_named(&app, "olaf@example.org", "Olaf Owner").await;
     let olaf = signed_in(&app, "olaf@example.org", FIREFOX).await;
     let ida = "ida@example.org";
-    // Sent before Ida had the address: not hers.
-    assert_ok(olaf.call("invite_member", &[("email", ida)]).await).await;
-    app.emails_to(ida, 1).await;
-    app.clock.advance(time::Duration::minutes(1));
-    let registered = app.register(ida, "Ida Invited", PASSWORD).await;
-    assert!(registered.status().is_success(), "{}", registered.status());
-    let token = app
-        .emails_to(ida, 2)
-        .await
-        .iter()
-        .find(|m| m.text.contains("Ida Invited"))
-        .expect("her confirmation")
-        .token(&app, "/verify-email");
-    assert_ok(app.call("verify_email", &[("token", &token)]).await).await;
-    app.clock.advance(time::Duration::minutes(1));
-    assert_ok(olaf.call("invite_member", &[("email", ida)]).await).await;
-    app.emails_to(ida, 3).await;
+    // The first invitation was sent before Ida had the address: not hers.
+    invited_before_and_after_registering(&app, &olaf, ida, "Ida Invited").await;
 
     let export = archive_of(signed_in(&app, ida, FIREFOX).await.export().await).await;
     let profile = export.json("profile.json");
@@ -899,6 +868,32 @@ async fn operator_rights_and_the_invitations_to_the_address_are_in_the_archive()
     let emails = archive.text("emails.json");
     assert!(!emails.contains("household_invitation"), "{emails}");
     assert!(emails.contains("verify_email"), "her own: {emails}");
+}
+
+/// `inviter` invites `address`; a minute later its owner registers it as `name` and confirms it; a
+/// minute later `inviter` invites it again. Three emails to the address.
+async fn invited_before_and_after_registering(
+    app: &TestApp,
+    inviter: &Browser,
+    address: &str,
+    name: &str,
+) {
+    assert_ok(inviter.call("invite_member", &[("email", address)]).await).await;
+    app.emails_to(address, 1).await;
+    app.clock.advance(time::Duration::minutes(1));
+    let registered = app.register(address, name, PASSWORD).await;
+    assert!(registered.status().is_success(), "{}", registered.status());
+    let token = app
+        .emails_to(address, 2)
+        .await
+        .iter()
+        .find(|m| m.text.contains(name))
+        .expect("the confirmation")
+        .token(app, "/verify-email");
+    assert_ok(app.call("verify_email", &[("token", &token)]).await).await;
+    app.clock.advance(time::Duration::minutes(1));
+    assert_ok(inviter.call("invite_member", &[("email", address)]).await).await;
+    app.emails_to(address, 3).await;
 }
 
 /// An address freed by a change of address can be registered by someone else; the emails sent to it
