@@ -244,11 +244,15 @@ pub async fn report_sign_in(token: String) -> Result<(), AppError> {
     crate::server::services::sign_in_alerts::report(&ctx.state, &ctx.meta, &token)
         .await
         .map_err(s::auth_error)?;
-    // This browser may be signed in to the account too: it is signed out with the rest.
-    ctx.session
-        .flush()
-        .await
-        .map_err(|_| AppError::Unavailable)?;
+    // This browser may be signed in to the account too: it is signed out with the rest. The report
+    // is committed (every session record of the account is gone already), so a store failing now
+    // leaves this cookie naming nothing, and the answer still says it is done: a retry would only
+    // be told that the link is used.
+    if ctx.session.flush().await.is_err() {
+        tracing::warn!(
+            "the sign-in was reported, but this browser's session cookie could not be cleared"
+        );
+    }
     s::redirect_back_done("report_sign_in");
     Ok(())
 }

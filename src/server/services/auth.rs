@@ -224,6 +224,28 @@ pub(super) async fn issue_token(
     Ok(token)
 }
 
+/// The token of `purpose` behind a link, if it is still unused and unexpired. Read-only: for a check
+/// before slow work (argon2), which must not run for a made-up link; [`consume_token`] decides.
+pub(super) async fn live_token(
+    db: &impl ConnectionTrait,
+    state: &AppState,
+    purpose: &'static str,
+    token: &str,
+    now: i64,
+) -> Result<Option<account_token::Model>, DbErr> {
+    let token = token.trim();
+    if token.is_empty() || token.len() > 128 {
+        return Ok(None);
+    }
+    let hash = hash_token(&state.settings.secret_key, purpose, token);
+    Ok(account_token::Entity::find()
+        .filter(account_token::Column::TokenHash.eq(hash))
+        .filter(account_token::Column::Purpose.eq(purpose))
+        .one(db)
+        .await?
+        .filter(|row| row.used_at.is_none() && row.expires_at > now))
+}
+
 /// Marks a valid token used (exactly once, even under concurrent clicks) and returns it.
 pub(super) async fn consume_token(
     txn: &DatabaseTransaction,
@@ -232,22 +254,9 @@ pub(super) async fn consume_token(
     token: &str,
     now: i64,
 ) -> Result<account_token::Model, AuthError> {
-    let token = token.trim();
-    if token.is_empty() || token.len() > 128 {
-        return Err(AuthError::LinkInvalid);
-    }
-    let hash = hash_token(&state.settings.secret_key, purpose, token);
-    let Some(row) = account_token::Entity::find()
-        .filter(account_token::Column::TokenHash.eq(hash))
-        .filter(account_token::Column::Purpose.eq(purpose))
-        .one(txn)
-        .await?
-    else {
+    let Some(row) = live_token(txn, state, purpose, token, now).await? else {
         return Err(AuthError::LinkInvalid);
     };
-    if row.used_at.is_some() || row.expires_at <= now {
-        return Err(AuthError::LinkInvalid);
-    }
     let updated = account_token::Entity::update_many()
         .col_expr(account_token::Column::UsedAt, now.into())
         .filter(account_token::Column::Id.eq(row.id))
@@ -991,13 +1000,7 @@ pub async fn reset_password(
 ) -> Result<(), AuthError> {
     let now = now(state);
     // Look the token up first (read-only) to check the policy against the right account's details.
-    let hash = hash_token(&state.settings.secret_key, PURPOSE_RESET, token.trim());
-    let Some(pending) = account_token::Entity::find()
-        .filter(account_token::Column::TokenHash.eq(hash))
-        .one(&state.db)
-        .await?
-        .filter(|t| t.used_at.is_none() && t.expires_at > now)
-    else {
+    let Some(pending) = live_token(&state.db, state, PURPOSE_RESET, token, now).await? else {
         return Err(AuthError::LinkInvalid);
     };
     let Some(account) = user::Entity::find_by_id(pending.user_id.clone())

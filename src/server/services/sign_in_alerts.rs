@@ -12,8 +12,8 @@ use crate::server::entities::{known_device, user};
 use crate::server::mail::Template;
 use crate::server::services::audit::Event;
 use crate::server::services::auth::{
-    AuthError, commit_with_event, consume_token, enqueue_reset_link, issue_token, link, now,
-    void_all_tokens,
+    AuthError, commit_with_event, consume_token, enqueue_reset_link, issue_token, link, live_token,
+    now, void_all_tokens,
 };
 use crate::server::services::crypto::hash_token;
 use crate::server::services::outbox;
@@ -95,6 +95,14 @@ pub async fn after_sign_in(
 /// (so whoever knows it cannot sign in again) and emails a reset link.
 pub async fn report(state: &AppState, meta: &RequestMeta, token: &str) -> Result<(), AuthError> {
     let now = now(state);
+    // A made-up link costs a look-up, not a hash: anyone may post links here, and argon2's few
+    // slots are shared with every sign-in.
+    if live_token(&state.db, state, PURPOSE_NOT_ME, token, now)
+        .await?
+        .is_none()
+    {
+        return Err(AuthError::LinkInvalid);
+    }
     // Hashed before the transaction: argon2 takes a while and must not hold the write lock.
     let unusable = state
         .hasher
