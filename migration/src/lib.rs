@@ -14,6 +14,7 @@ mod m20261206_000009_outbox_owner;
 mod m20261206_000010_totp_replacement;
 mod m20261206_000011_invitation_email;
 mod m20261207_000012_two_factor_enabled_at;
+mod m20261207_000013_known_device_last_seen;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000010_totp_replacement::Migration),
             Box::new(m20261206_000011_invitation_email::Migration),
             Box::new(m20261207_000012_two_factor_enabled_at::Migration),
+            Box::new(m20261207_000013_known_device_last_seen::Migration),
         ]
     }
 }

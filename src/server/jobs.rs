@@ -29,7 +29,8 @@ pub enum Job {
     PurgeSessions,
     /// Used or expired single-use links and invitations, and lock-out counters that have lapsed.
     PurgeTokens,
-    /// Security events older than `AUDIT_RETENTION_DAYS`; delivered or failed emails after 30 days.
+    /// Security events, and known devices not signed in from, older than `AUDIT_RETENTION_DAYS`;
+    /// delivered or failed emails after 30 days.
     PurgeHistory,
     /// A copy of the SQLite database in `BACKUP_DIR`, keeping `BACKUPS_KEEP` (SQLite only).
     Backup,
@@ -397,8 +398,11 @@ async fn purge_history(state: &AppState, now: i64) -> Result<String, JobError> {
         .exec(&state.db)
         .await?
         .rows_affected;
+    let devices =
+        crate::server::services::sign_in_alerts::forget_unseen_devices(&state.db, cutoff).await?;
     Ok(format!(
-        "{events} security events older than {} days, {emails} old emails removed",
+        "{events} security events and {devices} known devices older than {} days, {emails} old \
+         emails removed",
         state.settings.audit_retention_days
     ))
 }

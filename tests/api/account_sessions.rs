@@ -281,9 +281,57 @@ async fn a_sign_in_from_a_new_browser_or_address_is_emailed_once() {
     assert_eq!(alerts(&app, "gus@example.org").await.len(), 1);
 }
 
+/// Devices are remembered while they are used, and forgotten once unused for `AUDIT_RETENTION_DAYS`
+/// (their fingerprint derives from an IP address); a forgotten one is new again, and since the account
+/// has signed in before, its next sign-in is emailed about.
+#[tokio::test]
+async fn an_unused_device_is_forgotten_after_the_retention_period_and_then_emailed_about_again() {
+    let app = spawn_app_with(|v| {
+        v.insert("AUDIT_RETENTION_DAYS".into(), "30".into());
+        v.insert("RATE_LIMIT_SIGN_IN_PER_MINUTE".into(), "100".into());
+    })
+    .await;
+    let email = "uma@example.org";
+    account(&app, email).await;
+    let _first = Browser::signed_in(&app, email, FIREFOX).await;
+    let _second = Browser::signed_in(&app, email, CHROME).await;
+    assert_eq!(alerts(&app, email).await.len(), 1);
+    // Chrome is used again on day 20; Firefox is not.
+    app.clock.advance(time::Duration::days(20));
+    let _again = Browser::signed_in(&app, email, CHROME).await;
+    app.clock.advance(time::Duration::days(15));
+    let tick = nestegg::server::jobs::run_due(&app.state, "test")
+        .await
+        .unwrap();
+    assert!(
+        tick.ran
+            .contains(&(nestegg::server::jobs::Job::PurgeHistory, "ok")),
+        "{tick:?}"
+    );
+    // Chrome, seen 15 days ago, is still known; Firefox, 35 days ago, is forgotten and alerts again.
+    let _chrome = Browser::signed_in(&app, email, CHROME).await;
+    assert_eq!(alerts(&app, email).await.len(), 1);
+    let _firefox = Browser::signed_in(&app, email, FIREFOX).await;
+    let mail = alerts(&app, email).await;
+    assert_eq!(mail.len(), 2, "a forgotten device is new again");
+    assert!(mail[1].text.contains("Firefox"), "{}", mail[1].text);
+    // Once every device is forgotten, the account has still signed in before: the next sign-in is
+    // not taken for its first one, which is never emailed about.
+    app.clock.advance(time::Duration::days(31));
+    nestegg::server::jobs::run_due(&app.state, "test")
+        .await
+        .unwrap();
+    let _back = Browser::signed_in(&app, email, CHROME).await;
+    assert_eq!(alerts(&app, email).await.len(), 3);
+}
+
 #[tokio::test]
 async fn this_was_not_me_signs_out_everywhere_and_requires_a_new_password() {
-    let app = spawn_app().await;
+    // Five sign-in attempts from one address, the whole of the default minute's allowance.
+    let app = spawn_app_with(|v| {
+        v.insert("RATE_LIMIT_SIGN_IN_PER_MINUTE".into(), "100".into());
+    })
+    .await;
     account(&app, "hana@example.org").await;
     let owner = Browser::signed_in(&app, "hana@example.org", FIREFOX).await;
     let intruder = Browser::signed_in(&app, "hana@example.org", CHROME).await;
@@ -324,6 +372,18 @@ async fn this_was_not_me_signs_out_everywhere_and_requires_a_new_password() {
         )
         .await;
     assert_eq!(response.status(), 200);
+    // Whoever reads the mailbox may get back in before the owner: that sign-in is not taken for the
+    // account's first one (which is never emailed), it sets off the alert again.
+    let response = intruder
+        .call(
+            "sign_in",
+            &[("email", "hana@example.org"), ("password", new_password)],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let mail = alerts(&app, "hana@example.org").await;
+    assert_eq!(mail.len(), 2, "the sign-in after the report is emailed");
+    assert!(mail[1].text.contains("Chrome"), "{}", mail[1].text);
     let response = owner
         .call(
             "sign_in",

@@ -4,7 +4,7 @@
 
 use nestegg::server::clock::Clock as _;
 use nestegg::server::entities::{
-    account_token, job, login_throttle, outbox_email, security_event, session,
+    account_token, job, known_device, login_throttle, outbox_email, security_event, session,
 };
 use nestegg::server::jobs::{self, Job};
 use sea_orm::{ActiveModelTrait as _, ActiveValue::Set, EntityTrait as _};
@@ -199,6 +199,27 @@ async fn each_purge_removes_only_what_is_past_its_time() {
     raw_session(&app, "fresh-pending", Some(&ann), &fresh, t - 60, t + 1200).await;
     email(&app, "old-sent", "sent", t - 31 * DAY).await;
     email(&app, "new-sent", "sent", t - 29 * DAY).await;
+    // Known devices go once unused for the retention period; the account's marker of having signed
+    // in before never does. (Instead of whatever the registration left.)
+    known_device::Entity::delete_many()
+        .exec(&app.app_db)
+        .await
+        .unwrap();
+    for (fingerprint, last_seen_at) in [
+        ("unused-device", t - 401 * DAY),
+        ("used-device", t - 399 * DAY),
+        ("signed-in-before", t - 500 * DAY),
+    ] {
+        known_device::ActiveModel {
+            user_id: Set(ann.clone()),
+            fingerprint: Set(fingerprint.to_owned()),
+            first_seen_at: Set(t - 500 * DAY),
+            last_seen_at: Set(last_seen_at),
+        }
+        .insert(&app.app_db)
+        .await
+        .unwrap();
+    }
 
     let tick = jobs::run_due(&app.state, "test").await.unwrap();
     assert!(
@@ -227,6 +248,9 @@ async fn each_purge_removes_only_what_is_past_its_time() {
     assert!(exists(&app, "sessions", "id_hash = 'fresh-pending'").await);
     assert!(!exists(&app, "outbox_emails", "message_id = 'old-sent'").await);
     assert!(exists(&app, "outbox_emails", "message_id = 'new-sent'").await);
+    assert!(!exists(&app, "known_devices", "fingerprint = 'unused-device'").await);
+    assert!(exists(&app, "known_devices", "fingerprint = 'used-device'").await);
+    assert!(exists(&app, "known_devices", "fingerprint = 'signed-in-before'").await);
 
     // Each run is recorded, with what it did, and scheduled a full interval later.
     for job in [Job::PurgeSessions, Job::PurgeTokens, Job::PurgeHistory] {

@@ -10,6 +10,8 @@ pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub fingerprint: String,
     pub first_seen_at: i64,
+    /// The latest sign-in from it, to a day: devices unseen for `AUDIT_RETENTION_DAYS` are forgotten.
+    pub last_seen_at: i64,
 }
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -21,6 +21,13 @@ use crate::server::services::sessions::describe_agent;
 use crate::server::state::AppState;
 
 pub const PURPOSE_NOT_ME: &str = "not_me";
+/// The `known_devices` row that says "this account has signed in before", whatever became of its
+/// devices (forgotten after a report, or unseen for `AUDIT_RETENTION_DAYS`): without it, the next new
+/// device would pass for the account's first, which is never emailed about. Never a device's
+/// fingerprint, which is hex.
+const SIGNED_IN_BEFORE: &str = "signed-in-before";
+/// How finely a known device's latest sign-in is kept.
+const LAST_SEEN_GRAIN_SECS: i64 = 24 * 3600;
 const NOT_ME_TTL_SECS: i64 = 24 * 3600;
 
 /// After a completed sign-in: remembers this browser and address for the account and, when they are
@@ -43,9 +50,17 @@ pub async fn after_sign_in(
     // the database's write lock (on SQLite one writer at a time, so every sign-in waited its turn).
     let seen = known_device::Entity::find_by_id((account.id.clone(), fingerprint.clone()))
         .one(&state.db)
-        .await?
-        .is_some();
-    if seen {
+        .await?;
+    if let Some(seen) = seen {
+        // Kept to the day: a device in daily use costs one write a day, not one per sign-in.
+        if seen.last_seen_at <= now - LAST_SEEN_GRAIN_SECS {
+            known_device::Entity::update_many()
+                .col_expr(known_device::Column::LastSeenAt, now.into())
+                .filter(known_device::Column::UserId.eq(&account.id))
+                .filter(known_device::Column::Fingerprint.eq(&seen.fingerprint))
+                .exec(&state.db)
+                .await?;
+        }
         return Ok(());
     }
     let txn = crate::server::db::begin_write(&state.db).await?;
@@ -57,11 +72,15 @@ pub async fn after_sign_in(
         user_id: Set(account.id.clone()),
         fingerprint: Set(fingerprint),
         first_seen_at: Set(now),
+        last_seen_at: Set(now),
     })
     .on_conflict_do_nothing()
     .exec_without_returning(&txn)
     .await?;
     let new_device = matches!(inserted, sea_orm::TryInsertResult::Inserted(1));
+    if new_device && known_before == 0 {
+        mark_signed_in_before(&txn, &account.id, now).await?;
+    }
     if !new_device || known_before == 0 {
         // Seen before, or the account's first device: nothing to tell.
         txn.commit().await?;
@@ -159,11 +178,46 @@ async fn secure_account(
     crate::server::services::auth::replace_password(txn, &account.id, unusable, now).await?;
     state.sessions.revoke_user(txn, &account.id, None).await?;
     void_all_tokens(txn, &account.id, now).await?;
-    // Whoever signed in must set off the alert again if they ever get back in.
+    // Whoever signed in must set off the alert again if they ever get back in: every device is
+    // forgotten, and the marker keeps the next sign-in from passing for the account's first one (which
+    // sends nothing), even if it is the intruder's, back in through the mailbox before the owner.
     known_device::Entity::delete_many()
         .filter(known_device::Column::UserId.eq(&account.id))
         .exec(txn)
         .await?;
+    mark_signed_in_before(txn, &account.id, now).await?;
     enqueue_reset_link(txn, state, account, now).await?;
     Ok(())
+}
+
+/// Writes the [`SIGNED_IN_BEFORE`] marker of `user_id` (once).
+async fn mark_signed_in_before(
+    txn: &sea_orm::DatabaseTransaction,
+    user_id: &str,
+    now: i64,
+) -> Result<(), sea_orm::DbErr> {
+    known_device::Entity::insert(known_device::ActiveModel {
+        user_id: Set(user_id.to_owned()),
+        fingerprint: Set(SIGNED_IN_BEFORE.to_owned()),
+        first_seen_at: Set(now),
+        last_seen_at: Set(now),
+    })
+    .on_conflict_do_nothing()
+    .exec_without_returning(txn)
+    .await?;
+    Ok(())
+}
+
+/// Forgets the devices no sign-in came from since `cutoff` (their fingerprints derive from IP
+/// addresses, kept no longer than the security events that record them). The marker stays.
+pub async fn forget_unseen_devices(
+    db: &sea_orm::DatabaseConnection,
+    cutoff: i64,
+) -> Result<u64, sea_orm::DbErr> {
+    let deleted = known_device::Entity::delete_many()
+        .filter(known_device::Column::LastSeenAt.lt(cutoff))
+        .filter(known_device::Column::Fingerprint.ne(SIGNED_IN_BEFORE))
+        .exec(db)
+        .await?;
+    Ok(deleted.rows_affected)
 }
