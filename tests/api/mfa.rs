@@ -736,6 +736,63 @@ async fn wrong_codes_count_toward_the_account_lock_out() {
     );
 }
 
+/// A password reset lifts a lock that wrong passwords set, not one that wrong codes set: whoever reads
+/// the mailbox could otherwise reset after every few wrong codes and guess on without waiting.
+#[tokio::test]
+async fn a_password_reset_does_not_lift_a_lock_set_by_wrong_codes() {
+    let app = app_for_many_codes().await;
+    let owner = signed_in(&app, "rex@example.org").await;
+    let mfa = enable_mfa(&app, &owner).await;
+    let browser = sign_in_pending(&app, "rex@example.org").await;
+    let wrong = wrong_code(&app, &mfa.secret);
+    for _ in 0..4 {
+        expect_field_error(browser.verify_code(&wrong).await, "code").await;
+    }
+    let fifth = expect_error(browser.verify_code(&wrong).await, 400, "invalid_input").await;
+    assert!(message(&fifth).contains("Too many attempts"), "{fifth}");
+    email_about(&app, "rex@example.org", 3, "Failed sign-in attempts").await;
+
+    let response = app
+        .call("request_password_reset", &[("email", "rex@example.org")])
+        .await;
+    assert_eq!(response.status(), 200);
+    let token = email_about(&app, "rex@example.org", 4, "Reset your Nest Egg password")
+        .await
+        .token(&app, "/reset-password");
+    let new_password = "copper Lantern 47 meadow drift";
+    let done = app
+        .call(
+            "reset_password",
+            &[("token", token.as_str()), ("password", new_password)],
+        )
+        .await;
+    assert_eq!(done.status(), 200);
+
+    // The new password is set, and the lock stands: it is refused before any code is asked for.
+    let again = Browser::new(&app);
+    let refused = expect_error(
+        again.sign_in("rex@example.org", new_password).await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    assert!(message(&refused).contains("Too many attempts"), "{refused}");
+    assert!(!again.pending_sign_in().await);
+
+    // Once the lock is over, the new password and a code sign in.
+    app.clock.advance(
+        app.settings
+            .accounts
+            .lockout_duration
+            .try_into()
+            .expect("a duration"),
+    );
+    let browser = Browser::new(&app);
+    let response = browser.sign_in("rex@example.org", new_password).await;
+    assert_eq!(location(&response).as_deref(), Some(TWO_FACTOR_STEP));
+    assert_ok(browser.verify_code(&code_now(&app, &mfa.secret)).await).await;
+}
+
 /// Guesses still in flight count. Once the attempts counted before it reach the threshold, even the
 /// right code is refused rather than checked: otherwise a burst of parallel guesses, all counted before
 /// the first of them locks the account, would all be checked.

@@ -38,8 +38,13 @@ pub enum Template {
         sign_in_link: String,
         reset_link: String,
     },
-    /// Sent when repeated failed sign-ins pause an account.
-    LockedOut { name: String, reset_link: String },
+    /// Sent when repeated failed sign-ins pause an account. With `two_factor` on, a new password does
+    /// not end the pause (it may hold wrong codes too, which a reset must not wipe).
+    LockedOut {
+        name: String,
+        reset_link: String,
+        two_factor: bool,
+    },
     /// Sent on a password-reset request.
     PasswordReset { name: String, link: String },
     /// Sent after the password changed, so the owner notices a change they did not make.
@@ -263,16 +268,27 @@ impl Template {
                     ),
                 ],
             },
-            Template::LockedOut { reset_link, .. } => Content {
+            Template::LockedOut {
+                reset_link,
+                two_factor,
+                ..
+            } => Content {
                 subject: "Your Nest Egg account is temporarily locked",
                 heading: "Sign-ins are paused for now",
                 blocks: vec![
-                    Block::Para(
+                    Block::Para(if *two_factor {
+                        "There were several unsuccessful attempts to sign in to your Nest Egg \
+                         account, so we've paused sign-ins for a little while to keep it safe. You \
+                         can try again later. If you have forgotten your password, you can choose a \
+                         new one now, but the pause still runs its course: your account has \
+                         two-factor authentication, whose codes it also protects."
+                            .to_owned()
+                    } else {
                         "There were several unsuccessful attempts to sign in to your Nest Egg \
                          account, so we've paused sign-ins for a little while to keep it safe. You \
                          can try again later, or choose a new password now:"
-                            .to_owned(),
-                    ),
+                            .to_owned()
+                    }),
                     Block::Action {
                         label: "Reset my password",
                         link: reset_link.as_str(),
@@ -813,6 +829,7 @@ mod tests {
             Template::LockedOut {
                 name: name.clone(),
                 reset_link: "https://nestegg.example/forgot-password".to_owned(),
+                two_factor: false,
             },
             Template::PasswordReset {
                 name: name.clone(),
@@ -1022,6 +1039,32 @@ mod tests {
         .render();
         assert!(rendered.text.starts_with("Hi there,\n"));
         assert!(rendered.html.contains(">Hi there,</p>"));
+    }
+
+    /// With two-factor on, a reset does not end the pause: the email must not promise that it does.
+    #[test]
+    fn the_lock_out_email_promises_a_reset_ends_the_pause_only_without_two_factor() {
+        let locked = |two_factor| {
+            Template::LockedOut {
+                name: "Ann".to_owned(),
+                reset_link: "https://nestegg.example/forgot-password".to_owned(),
+                two_factor,
+            }
+            .render()
+            .text
+        };
+        let plain = locked(false);
+        assert!(plain.contains("or choose a new password now"), "{plain}");
+        let with_codes = locked(true);
+        assert!(
+            !with_codes.contains("or choose a new password now"),
+            "{with_codes}"
+        );
+        assert!(
+            with_codes.contains("the pause still runs its course"),
+            "{with_codes}"
+        );
+        assert!(with_codes.contains("/forgot-password"), "{with_codes}");
     }
 
     #[test]

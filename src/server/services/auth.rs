@@ -634,7 +634,11 @@ pub(super) async fn record_failure(
                 let name = account.display_name.clone();
                 let reset_link = page(state, routes::FORGOT_PASSWORD);
                 let template = match failure {
-                    Failure::Password(_) => Template::LockedOut { name, reset_link },
+                    Failure::Password(_) => Template::LockedOut {
+                        name,
+                        reset_link,
+                        two_factor: account.two_factor_enabled_at.is_some(),
+                    },
                     Failure::SecondFactor(_) => Template::MfaFailures { name, reset_link },
                 };
                 outbox::enqueue_for(&txn, state, now, account, &template).await?;
@@ -1031,10 +1035,15 @@ pub async fn reset_password(
         .exec(&txn)
         .await?;
     void_all_tokens(&txn, &account.id, now).await?;
-    state
-        .lockouts
-        .forget(&txn, &throttle_key(state, &account.email))
-        .await?;
+    // A reset lifts a lock-out that wrong passwords set. With two-factor on, the run may be of wrong
+    // codes too, which a reset must not end (as a password change does not): whoever reads the
+    // mailbox could otherwise reset after every few wrong codes and guess on without waiting.
+    if account.two_factor_enabled_at.is_none() {
+        state
+            .lockouts
+            .forget(&txn, &throttle_key(state, &account.email))
+            .await?;
+    }
     state.sessions.revoke_user(&txn, &account.id, None).await?;
     let template = Template::PasswordChanged {
         name: account.display_name.clone(),
