@@ -693,6 +693,58 @@ async fn invitations_are_rate_limited_per_account() {
     );
 }
 
+/// Sending an invitation again replaces it and mails the address again: a few a day per address, or an
+/// owner could fill any inbox. Refused invitations (a bad address, a refusal) spend no allowance.
+#[tokio::test]
+async fn one_address_gets_a_few_invitations_a_day_and_refusals_spend_nothing() {
+    let app = spawn_with(|v| {
+        v.insert("RATE_LIMIT_INVITATIONS_PER_HOUR".into(), "5".into());
+    })
+    .await;
+    account(&app, "ana@example.org", "Ana").await;
+    let ana = Browser::signed_in(&app, "ana@example.org").await;
+    for _ in 0..6 {
+        ana.refused("invite_member", &[("email", "not-an-email")], 400)
+            .await;
+        ana.refused("invite_member", &[("email", "ana@example.org")], 400)
+            .await;
+    }
+    for _ in 0..3 {
+        ana.ok("invite_member", &[("email", "kim@example.org")])
+            .await;
+    }
+    let to_kim = "outbox_emails WHERE to_address = 'kim@example.org'";
+    let mailed = app.count(to_kim).await;
+    // The fourth to the same address, however it is written, is refused next to the field.
+    let refused = ana
+        .refused("invite_member", &[("email", " Kim@Example.org")], 400)
+        .await;
+    assert_eq!(refused["field"], "email", "{refused}");
+    assert!(message(&refused).contains("3 times today"), "{refused}");
+    // The live invitation is still the third one, and nothing more was mailed.
+    assert_eq!(app.count(to_kim).await, mailed);
+    assert_eq!(pending(&ana.overview().await), ["kim@example.org"]);
+    assert_eq!(
+        app.count("household_invitations WHERE revoked_at IS NULL")
+            .await,
+        1
+    );
+    // Other addresses are not affected, up to the hourly allowance (the refusals spent none of it).
+    ana.ok("invite_member", &[("email", "lou@example.org")])
+        .await;
+    ana.ok("invite_member", &[("email", "max@example.org")])
+        .await;
+    let refused = ana
+        .refused("invite_member", &[("email", "ned@example.org")], 429)
+        .await;
+    assert_eq!(refused["code"], "rate_limited");
+    // Another owner's count is their own.
+    account(&app, "eve@example.org", "Eve").await;
+    let eve = Browser::signed_in(&app, "eve@example.org").await;
+    eve.ok("invite_member", &[("email", "kim@example.org")])
+        .await;
+}
+
 #[tokio::test]
 async fn invalid_addresses_and_names_are_refused_next_to_their_field() {
     let app = spawn().await;

@@ -21,9 +21,10 @@ use crate::routes;
 use crate::server::api_support::RequestMeta;
 use crate::server::entities::{household, household_invitation, household_member, user};
 use crate::server::mail::Template;
+use crate::server::rate_limit::{INVITATIONS_PER_ADDRESS_PER_DAY, Limit, LimitError};
 use crate::server::services::audit::{self, Event};
 use crate::server::services::auth::{
-    AuthError, commit_with_event, invalid, link, normalize_email, now,
+    AuthError, commit_with_event, invalid, link, normalize_email, now, throttle_key,
 };
 use crate::server::services::crypto::{generate_token, hash_token};
 use crate::server::services::outbox;
@@ -390,6 +391,9 @@ pub async fn invite(
             ),
         });
     }
+    // Counted only for an invitation that is going out: a mistyped address or a refusal above
+    // spends none of the allowance.
+    count_invitation(state, inviter, &email).await?;
     let token = generate_token();
     let template = Template::HouseholdInvitation {
         // Whether the address has an account is not for the inviter's request to look up.
@@ -423,6 +427,42 @@ pub async fn invite(
         .detail("invitee", email.clone());
     commit_with_event(txn, state, meta, now, event).await?;
     Ok(email)
+}
+
+/// Counts an invitation about to be sent against the inviter's hourly allowance, and against the
+/// few a day they may send to one address: sending again replaces the invitation and mails it again,
+/// so without that an owner could fill any inbox with mail in their name, one every few minutes.
+/// (Counted per inviter, so that a refusal tells nothing of invitations others sent there.)
+async fn count_invitation(
+    state: &AppState,
+    inviter: &user::Model,
+    email: &str,
+) -> Result<(), AuthError> {
+    let limits = &state.limiters;
+    let to_address = format!("{}:{}", inviter.id, throttle_key(state, email));
+    match limits.check(Limit::InviteToAddress, &to_address).await {
+        Err(LimitError::Exceeded { .. }) => {
+            return Err(invalid(
+                "email",
+                format!(
+                    "You have invited {email} {INVITATIONS_PER_ADDRESS_PER_DAY} times today. Ask \
+                     them to look in their spam folder, or send it again tomorrow."
+                ),
+            ));
+        }
+        other => other.map_err(too_soon)?,
+    }
+    limits
+        .check(Limit::InvitePerAccount, &inviter.id)
+        .await
+        .map_err(too_soon)
+}
+
+fn too_soon(err: LimitError) -> AuthError {
+    match err {
+        LimitError::Exceeded { retry_after_secs } => AuthError::TooSoon { retry_after_secs },
+        LimitError::Unavailable(err) => AuthError::CountersUnavailable(err),
+    }
 }
 
 /// Withdraws a waiting invitation of the caller's household; its link stops working.
