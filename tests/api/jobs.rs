@@ -461,3 +461,59 @@ async fn the_outbox_worker_records_its_runs_with_the_other_jobs() {
     let tick = jobs::run_due(&app.state, "test").await.unwrap();
     assert!(!names(&tick).contains(&"outbox"), "{tick:?}");
 }
+
+/// During a rolling change of `ENCRYPTION_KEY`, an instance without the key an email was sealed under
+/// (a newer instance's, say) leaves it for a later attempt, which an instance with the key can make,
+/// instead of failing it for good after one try.
+#[tokio::test]
+async fn an_email_sealed_under_a_key_this_instance_lacks_is_retried_not_failed() {
+    let app = spawn_app().await;
+    let now = now(&app);
+    let txn = sea_orm::TransactionTrait::begin(&app.app_db).await.unwrap();
+    nestegg::server::services::outbox::enqueue(
+        &txn,
+        &app.state,
+        now,
+        "ann@example.org",
+        None,
+        &nestegg::server::mail::Template::PasswordChanged {
+            name: "Ann".to_owned(),
+        },
+    )
+    .await
+    .unwrap();
+    // Sealed by an instance whose key this one does not know (the key id names no key here).
+    let newer = nestegg::server::services::secret_box::SecretBox::new(
+        &nestegg::server::config::SecretKey::generate(),
+        &[],
+    );
+    let sealed = newer.seal("Hello Ann", "elsewhere");
+    assert_ne!(
+        newer.current_key_id(),
+        app.state.secret_box.current_key_id()
+    );
+    outbox_email::Entity::update_many()
+        .col_expr(outbox_email::Column::BodyText, sealed.clone().into())
+        .col_expr(outbox_email::Column::BodyHtml, sealed.into())
+        .exec(&txn)
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    app.state.mail_wakeup.notify_one();
+
+    let mut row = None;
+    for _ in 0..100 {
+        let email = outbox_email::Entity::find().one(&app.app_db).await.unwrap();
+        if email.as_ref().is_some_and(|e| e.attempts > 0) {
+            row = email;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let row = row.expect("the worker tried the email");
+    assert_eq!(row.status, "pending", "{:?}", row.last_error);
+    assert_eq!(row.attempts, 1);
+    assert!(row.next_attempt_at > now, "retried later");
+    let error = row.last_error.unwrap_or_default();
+    assert!(error.contains("not configured"), "{error}");
+}

@@ -21,6 +21,7 @@ use crate::server::entities::outbox_email;
 use crate::server::mail::MailError;
 use crate::server::mail::{Mailer, OutgoingEmail, Rendered};
 use crate::server::services::outbox::{STATUS_FAILED, STATUS_PENDING, STATUS_SENT, body_context};
+use crate::server::services::secret_box::SealError;
 use crate::server::services::secret_box::SecretBox;
 
 /// How long a claimed email belongs to the worker that claimed it.
@@ -89,7 +90,13 @@ pub async fn run_once(
                 };
                 mailer.send(&email).await
             }
-            // Sealed under a key no longer configured: retrying cannot help.
+            // Sealed under a key this instance does not have: during a rolling change of
+            // `ENCRYPTION_KEY`, another instance (or this one, restarted) may have it, so it is
+            // retried like a relay that is down, and fails only once the attempts run out.
+            Err(err @ SealError::UnknownKey(_)) => Err(MailError::Transient(format!(
+                "cannot open the sealed body: {err}"
+            ))),
+            // Altered or unreadable: retrying cannot help.
             Err(err) => Err(MailError::Permanent(format!(
                 "cannot open the sealed body: {err}"
             ))),
