@@ -421,6 +421,22 @@ fn backup_file_name(now: i64) -> String {
     format!("nestegg-{stamp}.db")
 }
 
+/// Whether `name` is one [`backup_file_name`] gives: `nestegg-YYYYMMDD-HHMMSS.db`.
+fn is_nightly_backup(name: &str) -> bool {
+    let Some(stamp) = name
+        .strip_prefix("nestegg-")
+        .and_then(|rest| rest.strip_suffix(".db"))
+    else {
+        return false;
+    };
+    let bytes = stamp.as_bytes();
+    bytes.len() == 15
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            8 => *b == b'-',
+            _ => b.is_ascii_digit(),
+        })
+}
+
 async fn backup(state: &AppState, now: i64) -> Result<String, JobError> {
     let dir = &state.settings.backup_dir;
     let target = dir.join(backup_file_name(now));
@@ -432,9 +448,12 @@ async fn backup(state: &AppState, now: i64) -> Result<String, JobError> {
         unfinished += 1;
     }
     let bytes = crate::server::backup::backup(&state.db, &target, &state.backup_turn).await?;
-    // Keep the newest `BACKUPS_KEEP`.
-    let mut existing = backups_in(dir, |name| name.ends_with(".db"))?;
-    let keep = state.settings.backups_keep as usize;
+    // Keep the newest `BACKUPS_KEEP`: only nightly backups count (not a copy an operator named
+    // `nestegg-before-upgrade.db`, say), in the order their names give, which is their time's; and
+    // the one just written stays, even if others sort after it (written while the clock was ahead).
+    let mut existing = backups_in(dir, is_nightly_backup)?;
+    existing.retain(|path| *path != target);
+    let keep = (state.settings.backups_keep as usize).saturating_sub(1);
     let mut removed = 0;
     while existing.len() > keep {
         let oldest = existing.remove(0);

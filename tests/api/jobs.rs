@@ -351,9 +351,21 @@ async fn nightly_backups_are_written_and_only_the_newest_kept() {
     // A copy that a killed process began: whole data, never finished, never counted as a backup.
     let left_over = backup_dir.join("nestegg-20261120-120000.db.partial-4242");
     let stranger = backup_dir.join("notes.partial-1");
+    // An operator's own copy, whose name sorts after every nightly one: not a nightly backup, so
+    // never pruned, and never taking the place of one.
+    let manual = backup_dir.join("nestegg-manual.db");
     std::fs::create_dir_all(&backup_dir).unwrap();
     std::fs::write(&left_over, b"half a database").unwrap();
     std::fs::write(&stranger, b"not ours").unwrap();
+    std::fs::write(&manual, b"kept by hand").unwrap();
+    let listing = || {
+        let mut files: Vec<String> = std::fs::read_dir(&backup_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        files.sort();
+        files
+    };
     for _ in 0..3 {
         let tick = jobs::run_due(&app.state, "test").await.unwrap();
         assert!(tick.ran.contains(&(Job::Backup, "ok")), "{tick:?}");
@@ -361,16 +373,13 @@ async fn nightly_backups_are_written_and_only_the_newest_kept() {
         app.clock
             .advance(time::Duration::days(1) + time::Duration::seconds(1));
     }
-    let mut files: Vec<String> = std::fs::read_dir(&backup_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().into_string().unwrap())
-        .collect();
-    files.sort();
+    let files = listing();
     assert_eq!(
         files,
         vec![
             "nestegg-20261123-120001.db",
             "nestegg-20261124-120002.db",
+            "nestegg-manual.db",
             "notes.partial-1"
         ]
     );
@@ -380,6 +389,23 @@ async fn nightly_backups_are_written_and_only_the_newest_kept() {
         let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode();
         assert_eq!(mode(&backup_dir.join(&files[1])) & 0o777, 0o600);
     }
+    // Written while the clock was ahead: two backups dated later than the next one. The one just
+    // written is kept all the same, with the newest of the others.
+    for ahead in ["nestegg-20301231-000000.db", "nestegg-20310101-000000.db"] {
+        std::fs::write(backup_dir.join(ahead), b"from the future").unwrap();
+    }
+    let tick = jobs::run_due(&app.state, "test").await.unwrap();
+    assert!(tick.ran.contains(&(Job::Backup, "ok")), "{tick:?}");
+    let files = listing();
+    assert_eq!(
+        files,
+        vec![
+            "nestegg-20261125-120003.db",
+            "nestegg-20310101-000000.db",
+            "nestegg-manual.db",
+            "notes.partial-1"
+        ]
+    );
 }
 
 /// The folder the nightly backups create for themselves is the service's own.
