@@ -81,7 +81,7 @@ async fn prepare(state: AppState, parts: &http::request::Parts) -> Result<Respon
     ctx.rate_limit_key(Limit::ExportPerAccount, &user.id)
         .await?;
     let now = ctx.state.clock.now().unix_timestamp();
-    audit::record(
+    audit::log(
         &ctx.state.db,
         &ctx.meta,
         now,

@@ -478,7 +478,7 @@ impl RequestContext {
             let now = self.state.clock.now().unix_timestamp();
             let event = crate::server::services::audit::Event::new("sign_out").user(&user_id);
             if let Err(err) =
-                crate::server::services::audit::record(&self.state.db, &self.meta, now, event).await
+                crate::server::services::audit::log(&self.state.db, &self.meta, now, event).await
             {
                 tracing::warn!(error = %err, "could not record sign-out");
             }

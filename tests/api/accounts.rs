@@ -392,6 +392,31 @@ async fn a_lock_that_could_not_be_recorded_is_set_again_by_the_next_guess_and_an
         .unwrap();
     let fifth = app.sign_in("lou@example.org", "not the password").await;
     assert!(fifth.status().is_server_error(), "{}", fifth.status());
+    // Nor does the audit log claim it: its lines follow what was stored, not what was tried.
+    let user_id = {
+        use nestegg::server::entities::user;
+        use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+        user::Entity::find()
+            .filter(user::Column::Email.eq("lou@example.org"))
+            .one(db)
+            .await
+            .unwrap()
+            .expect("the account")
+            .id
+    };
+    let audited = |kind: &str| {
+        logs::lines()
+            .iter()
+            .filter(|l| l["target"] == "nestegg::audit" && l["user_id"] == user_id.as_str())
+            .filter(|l| l["kind"] == kind)
+            .count()
+    };
+    assert_eq!(
+        audited("sign_in_failed"),
+        4,
+        "only the four recorded guesses"
+    );
+    assert_eq!(audited("locked_out"), 0);
     sea_orm::ConnectionTrait::execute_unprepared(db, &rename("events_away", "security_events"))
         .await
         .unwrap();
@@ -413,6 +438,7 @@ async fn a_lock_that_could_not_be_recorded_is_set_again_by_the_next_guess_and_an
         "{mail:?}"
     );
     assert_eq!(app.sign_in("lou@example.org", PASSWORD).await.status(), 400);
+    assert_eq!(audited("locked_out"), 1);
 }
 
 #[tokio::test]

@@ -51,21 +51,14 @@ impl<'a> Event<'a> {
     }
 }
 
+/// Stores `event` in the trail. Its log line and metric wait for [`Recorded::emit`], to be called once
+/// the event is committed: at once on a plain connection, after the commit in a transaction.
 pub async fn record<C: ConnectionTrait>(
     db: &C,
     meta: &RequestMeta,
     now: i64,
     event: Event<'_>,
-) -> Result<(), DbErr> {
-    crate::server::metrics::security_event(event.kind, &event.details);
-    tracing::info!(
-        target: "nestegg::audit",
-        kind = event.kind,
-        user_id = event.user_id.unwrap_or("-"),
-        ip = %meta.ip,
-        details = %event.details,
-        "security event"
-    );
+) -> Result<Recorded, DbErr> {
     security_event::ActiveModel {
         user_id: Set(event.user_id.map(str::to_owned)),
         kind: Set(event.kind.to_owned()),
@@ -77,7 +70,48 @@ pub async fn record<C: ConnectionTrait>(
     }
     .insert(db)
     .await?;
+    Ok(Recorded {
+        kind: event.kind,
+        user_id: event.user_id.map(str::to_owned),
+        ip: meta.ip,
+        details: event.details,
+    })
+}
+
+/// [`record`] outside a transaction: stored, then logged and counted.
+pub async fn log(
+    db: &sea_orm::DatabaseConnection,
+    meta: &RequestMeta,
+    now: i64,
+    event: Event<'_>,
+) -> Result<(), DbErr> {
+    record(db, meta, now, event).await?.emit();
     Ok(())
+}
+
+/// An event stored by [`record`] and not yet logged or counted. The log line and the
+/// `security_events_total` metric are what alerting and log-based audits read: an event rolled back
+/// with its transaction (a failed commit, a lost race) must appear in neither.
+#[must_use = "emit() it once the event is committed"]
+pub struct Recorded {
+    kind: &'static str,
+    user_id: Option<String>,
+    ip: std::net::IpAddr,
+    details: serde_json::Value,
+}
+
+impl Recorded {
+    pub fn emit(self) {
+        crate::server::metrics::security_event(self.kind, &self.details);
+        tracing::info!(
+            target: "nestegg::audit",
+            kind = self.kind,
+            user_id = self.user_id.as_deref().unwrap_or("-"),
+            ip = %self.ip,
+            details = %self.details,
+            "security event"
+        );
+    }
 }
 
 /// Every address `account` has held that its `email_changed` events record, with the one it has now.

@@ -277,7 +277,7 @@ async fn send_verification(
     (account_id, name, email): (&str, &str, &str),
     now: i64,
     event: &'static str,
-) -> Result<(), DbErr> {
+) -> Result<audit::Recorded, DbErr> {
     let token = issue_token(
         txn,
         state,
@@ -305,8 +305,9 @@ pub(super) async fn commit_with_event(
     now: i64,
     event: Event<'_>,
 ) -> Result<(), AuthError> {
-    audit::record(&txn, meta, now, event).await?;
+    let recorded = audit::record(&txn, meta, now, event).await?;
     txn.commit().await?;
+    recorded.emit();
     state.mail_wakeup.notify_one();
     Ok(())
 }
@@ -416,7 +417,7 @@ pub async fn register(
         .insert(&txn)
         .await?;
     }
-    send_verification(
+    let recorded = send_verification(
         &txn,
         state,
         meta,
@@ -426,6 +427,7 @@ pub async fn register(
     )
     .await?;
     txn.commit().await?;
+    recorded.emit();
     state.mail_wakeup.notify_one();
     Ok(())
 }
@@ -503,8 +505,10 @@ pub async fn resend_verification(
         who.display_name.as_str(),
         who.email.as_str(),
     );
-    send_verification(&txn, state, meta, who_details, now, "verification_resent").await?;
+    let recorded =
+        send_verification(&txn, state, meta, who_details, now, "verification_resent").await?;
     txn.commit().await?;
+    recorded.emit();
     state.mail_wakeup.notify_one();
     Ok(())
 }
@@ -626,7 +630,7 @@ pub(super) async fn record_failure(
         if let Some(account) = account {
             failed = failed.user(&account.id);
         }
-        audit::record(&txn, meta, now, failed).await?;
+        let mut recorded = vec![audit::record(&txn, meta, now, failed).await?];
         if locked_now {
             let mut locked = Event::new("locked_out");
             if let Some(account) = account {
@@ -643,9 +647,10 @@ pub(super) async fn record_failure(
                 };
                 outbox::enqueue_for(&txn, state, now, account, &template).await?;
             }
-            audit::record(&txn, meta, now, locked).await?;
+            recorded.push(audit::record(&txn, meta, now, locked).await?);
         }
         txn.commit().await?;
+        recorded.into_iter().for_each(audit::Recorded::emit);
         Ok::<(), AuthError>(())
     };
     if let Err(err) = recorded.await {
@@ -755,7 +760,7 @@ pub async fn sign_in(
         if let Some(account) = &found {
             event = event.user(&account.id);
         }
-        audit::record(&state.db, meta, now, event).await?;
+        audit::log(&state.db, meta, now, event).await?;
         return Err(AuthError::LockedOut);
     }
     let failure = Failure::Password("sign_in_failed");
@@ -798,7 +803,7 @@ pub async fn sign_in(
                 return Err(AuthError::EmailNotVerified);
             }
             if second_factor {
-                audit::record(
+                audit::log(
                     &state.db,
                     meta,
                     now,
@@ -807,7 +812,7 @@ pub async fn sign_in(
                 .await?;
                 return Ok(SignIn::NeedsSecondFactor(account));
             }
-            audit::record(
+            audit::log(
                 &state.db,
                 meta,
                 now,

@@ -738,13 +738,15 @@ pub async fn remove_member(
         .detail("household_id", membership.household.id.clone())
         .detail("household", membership.household.name.clone());
     // In their trail without the owner's address and browser: those are not theirs to see.
-    audit::record(&txn, &RequestMeta::internal(), now, removed).await?;
+    let removed = audit::record(&txn, &RequestMeta::internal(), now, removed).await?;
     let event = Event::new("household_member_removed")
         .user(&owner.id)
         .about(&person.id)
         .detail("household_id", membership.household.id)
         .detail("member", person.display_name);
-    commit_with_event(txn, state, meta, now, event).await
+    commit_with_event(txn, state, meta, now, event).await?;
+    removed.emit();
+    Ok(())
 }
 
 /// Makes another member the owner; the caller stays on as a member.
@@ -780,13 +782,15 @@ pub async fn transfer_ownership(
         .about(&owner.id)
         .detail("household_id", membership.household.id.clone())
         .detail("from", owner.display_name.clone());
-    audit::record(&txn, &RequestMeta::internal(), now, received).await?;
+    let received = audit::record(&txn, &RequestMeta::internal(), now, received).await?;
     let event = Event::new("household_ownership_transferred")
         .user(&owner.id)
         .about(&person.id)
         .detail("household_id", membership.household.id)
         .detail("to", person.display_name);
-    commit_with_event(txn, state, meta, now, event).await
+    commit_with_event(txn, state, meta, now, event).await?;
+    received.emit();
+    Ok(())
 }
 
 /// Leaves a shared household for a new one of their own. The last owner must hand on ownership

@@ -222,7 +222,7 @@ pub async fn start_setup(
     if inserted == 0 {
         return Err(AuthError::MfaAlreadyEnabled);
     }
-    audit::record(
+    audit::log(
         &state.db,
         meta,
         now,
@@ -425,7 +425,7 @@ pub async fn start_replacement(
         return Err(AuthError::MfaNotEnabled);
     }
     let event = Event::new("mfa_replacement_started").user(&account.id);
-    audit::record(&state.db, meta, now, event).await?;
+    audit::log(&state.db, meta, now, event).await?;
     Ok(())
 }
 
@@ -530,7 +530,7 @@ pub async fn cancel_replacement(
         .await?;
     if cleared.rows_affected == 1 {
         let event = Event::new("mfa_replacement_cancelled").user(&account.id);
-        audit::record(&state.db, meta, now(state), event).await?;
+        audit::log(&state.db, meta, now(state), event).await?;
     }
     Ok(())
 }
@@ -659,13 +659,19 @@ pub async fn complete_sign_in(
         verify_second_factor(state, meta, &account, input, "mfa_sign_in_failed", keys).await?;
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
-    if let Factor::BackupCode { remaining } = factor {
-        backup_code_used(&txn, state, meta, &account, remaining, now).await?;
-    }
+    let used = match factor {
+        Factor::BackupCode { remaining } => {
+            Some(backup_code_used(&txn, state, meta, &account, remaining, now).await?)
+        }
+        Factor::Totp => None,
+    };
     let event = Event::new("sign_in")
         .user(&account.id)
         .detail("method", factor.method());
     commit_with_event(txn, state, meta, now, event).await?;
+    if let Some(used) = used {
+        used.emit();
+    }
     Ok(account)
 }
 
@@ -697,8 +703,9 @@ pub async fn reauthenticate(
     if let Factor::BackupCode { remaining } = factor {
         let now = now(state);
         let txn = crate::server::db::begin_write(&state.db).await?;
-        backup_code_used(&txn, state, meta, account, remaining, now).await?;
+        let used = backup_code_used(&txn, state, meta, account, remaining, now).await?;
         txn.commit().await?;
+        used.emit();
         state.mail_wakeup.notify_one();
     }
     Ok(())
@@ -712,7 +719,7 @@ async fn backup_code_used(
     account: &user::Model,
     remaining: u32,
     now: i64,
-) -> Result<(), AuthError> {
+) -> Result<audit::Recorded, AuthError> {
     let template = Template::BackupCodeUsed {
         name: account.display_name.clone(),
         remaining,
@@ -722,8 +729,7 @@ async fn backup_code_used(
     let event = Event::new("mfa_backup_code_used")
         .user(&account.id)
         .detail("remaining", remaining);
-    audit::record(txn, meta, now, event).await?;
-    Ok(())
+    Ok(audit::record(txn, meta, now, event).await?)
 }
 
 /// A pending sign-in was cancelled after too many wrong codes: tell the owner (their password is

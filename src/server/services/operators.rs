@@ -95,7 +95,10 @@ pub async fn grant<C: ConnectionTrait>(
         .user(&account.id)
         .detail("by", "command line")
         .detail("in_admin_emails", settings.is_admin(&account.email));
-    audit::record(db, &RequestMeta::internal(), now, event).await?;
+    // The command line's connection commits each statement: the event is stored.
+    audit::record(db, &RequestMeta::internal(), now, event)
+        .await?
+        .emit();
     Ok(Change::Done)
 }
 
@@ -117,7 +120,9 @@ pub async fn revoke<C: ConnectionTrait>(
         let event = Event::new("operator_revoked")
             .user(&account.id)
             .detail("by", "command line");
-        audit::record(db, &RequestMeta::internal(), now, event).await?;
+        audit::record(db, &RequestMeta::internal(), now, event)
+            .await?
+            .emit();
     }
     Ok(if settings.is_admin(&account.email) {
         Change::StillInAdminEmails

@@ -369,7 +369,7 @@ pub async fn retry_email(
     let event = Event::new("email_retried")
         .user(&operator.id)
         .detail("email_id", id);
-    audit::record(&state.db, meta, now, event).await?;
+    audit::log(&state.db, meta, now, event).await?;
     state.mail_wakeup.notify_one();
     Ok(())
 }

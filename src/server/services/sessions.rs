@@ -94,7 +94,7 @@ pub async fn revoke(
         return Ok(false);
     }
     let now = state.clock.now().unix_timestamp();
-    audit::record(
+    audit::log(
         &state.db,
         meta,
         now,
@@ -119,7 +119,7 @@ pub async fn revoke_others(
     let event = Event::new("sessions_revoked")
         .user(&account.id)
         .detail("count", ended);
-    audit::record(&state.db, meta, now, event).await?;
+    audit::log(&state.db, meta, now, event).await?;
     Ok(ended)
 }
 
@@ -133,7 +133,7 @@ pub async fn revoke_all_by_operator(state: &AppState, account: &user::Model) -> 
     let event = Event::new("sessions_revoked_by_operator")
         .user(&account.id)
         .detail("count", ended);
-    audit::record(&state.db, &RequestMeta::internal(), now, event).await?;
+    audit::log(&state.db, &RequestMeta::internal(), now, event).await?;
     Ok(ended)
 }
 
