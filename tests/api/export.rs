@@ -1233,3 +1233,70 @@ async fn a_long_security_history_is_exported_whole_across_many_pages() {
     );
     assert_eq!(kinds(&events).last(), Some(&"data_exported"));
 }
+
+/// An invitation sent from a household the person has since left is listed as it stood when they
+/// left: who joined that household afterwards, or what its new owner did, is not theirs to learn.
+#[tokio::test]
+async fn invitations_sent_from_a_household_left_since_keep_the_status_they_had_then() {
+    let app = spawn_app().await;
+    register_named(&app, "ana@example.org", "Ana").await;
+    register_named(&app, "ben@example.org", "Ben").await;
+    let ana = signed_in(&app, "ana@example.org", FIREFOX).await;
+    let invite = |to: &'static str| {
+        let ana = &ana;
+        let app = &app;
+        async move {
+            let before = app.emails_to(to, 0).await.len();
+            assert_ok(ana.call("invite_member", &[("email", to)]).await).await;
+            let mail = app.emails_to(to, before + 1).await;
+            mail.iter()
+                .find(|m| m.text.contains("/household/join"))
+                .expect("the invitation")
+                .token(app, "/household/join")
+        }
+    };
+    // Ben joins; Kim is invited and has not answered when Ana hands the household to Ben and leaves.
+    let to_ben = invite("ben@example.org").await;
+    let ben = signed_in(&app, "ben@example.org", FIREFOX).await;
+    assert_ok(ben.call("accept_invitation", &[("token", &to_ben)]).await).await;
+    let to_kim = invite("kim@example.org").await;
+    let ben_id = user_row(&app, "ben@example.org").await.id;
+    app.clock.advance(time::Duration::minutes(1));
+    assert_ok(ana.call("transfer_ownership", &[("id", &ben_id)]).await).await;
+    assert_ok(ana.call("leave_household", &[]).await).await;
+
+    // Afterwards Kim registers and joins.
+    app.clock.advance(time::Duration::minutes(1));
+    let registered = app.register("kim@example.org", "Kim", PASSWORD).await;
+    assert!(registered.status().is_success(), "{}", registered.status());
+    let confirm = app.emails_to("kim@example.org", 2).await;
+    let confirm = confirm
+        .iter()
+        .find(|m| m.text.contains("/verify-email"))
+        .expect("her confirmation")
+        .token(&app, "/verify-email");
+    assert_ok(app.call("verify_email", &[("token", &confirm)]).await).await;
+    let kim = signed_in(&app, "kim@example.org", FIREFOX).await;
+    assert_ok(kim.call("accept_invitation", &[("token", &to_kim)]).await).await;
+
+    let household = archive_of(ana.export().await).await.json("household.json");
+    let statuses: Vec<(&str, &str)> = household["invitations_you_sent"]
+        .as_array()
+        .expect("invitations_you_sent is an array")
+        .iter()
+        .map(|i| {
+            (
+                i["email"].as_str().unwrap_or_default(),
+                i["status"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("ben@example.org", "accepted"),
+            ("kim@example.org", "waiting_when_you_left")
+        ],
+        "{household}"
+    );
+}

@@ -410,7 +410,14 @@ async fn household(state: &AppState, account: &user::Model) -> Result<HouseholdJ
         invitations_you_sent: invitations
             .into_iter()
             .map(|i| InvitationJson {
-                status: invitation_status(&i, now),
+                // In a household the person has left, what became of it since is that household's
+                // business: its status as it stood when they joined the one they are in now (by
+                // then they had left every earlier one).
+                status: if i.household_id == membership.household.id {
+                    invitation_status(&i, now)
+                } else {
+                    status_when_left(&i, membership.joined_at)
+                },
                 email: i.email,
                 sent_at: iso(i.created_at),
                 expires_at: iso(i.expires_at),
@@ -440,6 +447,20 @@ fn invitation_status(invitation: &household_invitation::Model, now: i64) -> &'st
         "expired"
     } else {
         "waiting"
+    }
+}
+
+/// [`invitation_status`] as it stood at `left_at`.
+fn status_when_left(invitation: &household_invitation::Model, left_at: i64) -> &'static str {
+    let by_then = |at: Option<i64>| at.is_some_and(|at| at <= left_at);
+    if by_then(invitation.accepted_at) {
+        "accepted"
+    } else if by_then(invitation.revoked_at) {
+        "withdrawn"
+    } else if invitation.expires_at <= left_at {
+        "expired"
+    } else {
+        "waiting_when_you_left"
     }
 }
 
