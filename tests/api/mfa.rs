@@ -743,6 +743,14 @@ async fn a_password_reset_does_not_lift_a_lock_set_by_wrong_codes() {
     let app = app_for_many_codes().await;
     let owner = signed_in(&app, "rex@example.org").await;
     let mfa = enable_mfa(&app, &owner).await;
+    // As for an account that turned two-factor on before the time of it was recorded: what counts
+    // is whether it is on.
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &app.app_db,
+        "UPDATE users SET two_factor_enabled_at = NULL",
+    )
+    .await
+    .unwrap();
     let browser = sign_in_pending(&app, "rex@example.org").await;
     let wrong = wrong_code(&app, &mfa.secret);
     for _ in 0..4 {
@@ -751,22 +759,7 @@ async fn a_password_reset_does_not_lift_a_lock_set_by_wrong_codes() {
     let fifth = expect_error(browser.verify_code(&wrong).await, 400, "invalid_input").await;
     assert!(message(&fifth).contains("Too many attempts"), "{fifth}");
     email_about(&app, "rex@example.org", 3, "Failed sign-in attempts").await;
-
-    let response = app
-        .call("request_password_reset", &[("email", "rex@example.org")])
-        .await;
-    assert_eq!(response.status(), 200);
-    let token = email_about(&app, "rex@example.org", 4, "Reset your Nest Egg password")
-        .await
-        .token(&app, "/reset-password");
-    let new_password = "copper Lantern 47 meadow drift";
-    let done = app
-        .call(
-            "reset_password",
-            &[("token", token.as_str()), ("password", new_password)],
-        )
-        .await;
-    assert_eq!(done.status(), 200);
+    let new_password = reset_by_email(&app, "rex@example.org", 4).await;
 
     // The new password is set, and the lock stands: it is refused before any code is asked for.
     let again = Browser::new(&app);
@@ -791,6 +784,62 @@ async fn a_password_reset_does_not_lift_a_lock_set_by_wrong_codes() {
     let response = browser.sign_in("rex@example.org", new_password).await;
     assert_eq!(location(&response).as_deref(), Some(TWO_FACTOR_STEP));
     assert_ok(browser.verify_code(&code_now(&app, &mfa.secret)).await).await;
+}
+
+/// Asks for a reset link (the `at_least`-th email to `email`), and sets a new password with it.
+async fn reset_by_email(app: &TestApp, email: &str, at_least: usize) -> &'static str {
+    let response = app
+        .call("request_password_reset", &[("email", email)])
+        .await;
+    assert_eq!(response.status(), 200);
+    let token = email_about(app, email, at_least, "Reset your Nest Egg password")
+        .await
+        .token(app, "/reset-password");
+    let new_password = "copper Lantern 47 meadow drift";
+    let done = app
+        .call(
+            "reset_password",
+            &[("token", token.as_str()), ("password", new_password)],
+        )
+        .await;
+    assert_eq!(done.status(), 200);
+    new_password
+}
+
+/// Once two-factor is off again, a reset lifts a lock set by wrong passwords, as for any account
+/// without it, and the lock-out email says so.
+#[tokio::test]
+async fn with_two_factor_turned_off_again_a_reset_lifts_the_lock() {
+    let app = app_for_many_codes().await;
+    let owner = signed_in(&app, "sol@example.org").await;
+    let mfa = enable_mfa(&app, &owner).await;
+    assert_ok(
+        owner
+            .call(
+                "disable_two_factor",
+                &[
+                    ("password", PASSWORD),
+                    ("code", &code_now(&app, &mfa.secret)),
+                ],
+            )
+            .await,
+    )
+    .await;
+    let browser = Browser::new(&app);
+    for _ in 0..5 {
+        browser.sign_in("sol@example.org", "not the password").await;
+    }
+    let locked = email_about(&app, "sol@example.org", 4, "temporarily locked").await;
+    assert!(
+        locked.text.contains("or choose a new password now"),
+        "{}",
+        locked.text
+    );
+    let new_password = reset_by_email(&app, "sol@example.org", 5).await;
+    let response = Browser::new(&app)
+        .sign_in("sol@example.org", new_password)
+        .await;
+    assert_ok(response).await;
 }
 
 /// Guesses still in flight count. Once the attempts counted before it reach the threshold, even the

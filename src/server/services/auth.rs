@@ -641,7 +641,8 @@ pub(super) async fn record_failure(
                     Failure::Password(_) => Template::LockedOut {
                         name,
                         reset_link,
-                        two_factor: account.two_factor_enabled_at.is_some(),
+                        two_factor: crate::server::services::mfa::is_enabled(&txn, &account.id)
+                            .await?,
                     },
                     Failure::SecondFactor(_) => Template::MfaFailures { name, reset_link },
                 };
@@ -1043,7 +1044,9 @@ pub async fn reset_password(
     // A reset lifts a lock-out that wrong passwords set. With two-factor on, the run may be of wrong
     // codes too, which a reset must not end (as a password change does not): whoever reads the
     // mailbox could otherwise reset after every few wrong codes and guess on without waiting.
-    if account.two_factor_enabled_at.is_none() {
+    // (Whether it is on now: `two_factor_enabled_at` stays after it is turned off, and accounts that
+    // turned it on before that column was added have none.)
+    if !crate::server::services::mfa::is_enabled(&txn, &account.id).await? {
         state
             .lockouts
             .forget(&txn, &throttle_key(state, &account.email))
