@@ -9,7 +9,7 @@ import { PASSWORD, NEW_PASSWORD, WRONG_CREDENTIALS, uniqueEmail, header } from "
 // up its own addresses.
 
 
-const LOCKED_OUT = "Too many attempts — try again later or reset your password";
+const LOCKED_OUT = "Too many attempts — try again later. If you have forgotten your password, you can reset it.";
 
 
 /** Lets the browser's "Failed to load resource … status of 400" for a refused call to `/api/<endpoint>` pass. */

@@ -808,7 +808,7 @@ pub fn auth_error(err: AuthError) -> AppError {
         },
         AuthError::LockedOut => AppError::InvalidInput {
             field: None,
-            message: "Too many attempts — try again later or reset your password".to_owned(),
+            message: "Too many attempts — try again later. If you have forgotten your password, you can reset it.".to_owned(),
         },
         AuthError::EmailNotVerified => AppError::EmailNotVerified,
         AuthError::RegistrationClosed => AppError::InvalidInput {

@@ -347,7 +347,7 @@ async fn five_failures_lock_the_address_for_thirty_minutes_even_with_the_right_p
             .text()
             .await
             .unwrap()
-            .contains("Too many attempts — try again later or reset your password")
+            .contains("Too many attempts — try again later. If you have forgotten your password, you can reset it.")
     );
     let right = app.sign_in("gus@example.org", PASSWORD).await;
     assert_eq!(right.status(), 400);

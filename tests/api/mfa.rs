@@ -704,7 +704,7 @@ async fn wrong_codes_count_toward_the_account_lock_out() {
     }
     let fifth = expect_error(browser.verify_code(&wrong).await, 400, "invalid_input").await;
     assert!(
-        message(&fifth).contains("Too many attempts — try again later or reset your password"),
+        message(&fifth).contains("Too many attempts — try again later. If you have forgotten your password, you can reset it."),
         "{fifth}"
     );
     assert_eq!(crate::helpers::lockout_counters(&app).await.1, 1);
