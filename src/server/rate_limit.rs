@@ -12,9 +12,6 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use crate::server::config::RateLimitSettings;
 use crate::server::redis::Redis;
 
-/// Invitations one account may send to one address in a day (each one replaces the last).
-pub const INVITATIONS_PER_ADDRESS_PER_DAY: u32 = 3;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Limit {
     SignIn,
@@ -35,8 +32,6 @@ pub enum Limit {
     ExportPerAccount,
     /// Household invitations sent, per account.
     InvitePerAccount,
-    /// Household invitations sent to one address, per inviting account and address.
-    InviteToAddress,
     /// Emails that anyone can have sent to someone else's address (the "you already have an account"
     /// note of a sign-up, the link of a move to a new address), per address: many IPs or throwaway
     /// accounts must not flood one mailbox. Over the limit the email is not sent; the answer is the
@@ -60,7 +55,6 @@ impl Limit {
             Limit::Mfa => "mfa",
             Limit::ExportPerAccount => "export_per_account",
             Limit::InvitePerAccount => "invite_per_account",
-            Limit::InviteToAddress => "invite_to_address",
             Limit::MailToAddress => "mail_to_address",
             Limit::Api => "api",
         }
@@ -89,14 +83,6 @@ impl Allowance {
         Allowance {
             burst,
             period: Duration::from_secs(3600) / burst,
-        }
-    }
-
-    fn per_day(n: u32) -> Self {
-        let burst = n.max(1);
-        Allowance {
-            burst,
-            period: Duration::from_secs(24 * 3600) / burst,
         }
     }
 
@@ -138,14 +124,13 @@ impl Allowances {
             Limit::Mfa => Allowance::per_minute(cfg.mfa_per_minute),
             Limit::ExportPerAccount => Allowance::per_hour(cfg.exports_per_hour),
             Limit::InvitePerAccount => Allowance::per_hour(cfg.invitations_per_hour),
-            Limit::InviteToAddress => Allowance::per_day(INVITATIONS_PER_ADDRESS_PER_DAY),
             Limit::MailToAddress => Allowance::per_hour(cfg.reset_per_account_per_hour),
             Limit::Api => Allowance::per_minute(cfg.api_per_minute),
         }
     }
 }
 
-const ALL: [Limit; 14] = [
+const ALL: [Limit; 13] = [
     Limit::SignIn,
     Limit::Register,
     Limit::ResetRequest,
@@ -157,7 +142,6 @@ const ALL: [Limit; 14] = [
     Limit::Mfa,
     Limit::ExportPerAccount,
     Limit::InvitePerAccount,
-    Limit::InviteToAddress,
     Limit::MailToAddress,
     Limit::Api,
 ];

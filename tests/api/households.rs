@@ -693,8 +693,8 @@ async fn invitations_are_rate_limited_per_account() {
     );
 }
 
-/// Sending an invitation again replaces it and mails the address again: a few a day per address, or an
-/// owner could fill any inbox. Refused invitations (a bad address, a refusal) spend no allowance.
+/// Sending an invitation again replaces it and mails the address again: three in 24 hours per address,
+/// or an owner could fill any inbox. Refused invitations (a bad address, a refusal) spend no allowance.
 #[tokio::test]
 async fn one_address_gets_a_few_invitations_a_day_and_refusals_spend_nothing() {
     let app = spawn_with(|v| {
@@ -720,7 +720,10 @@ async fn one_address_gets_a_few_invitations_a_day_and_refusals_spend_nothing() {
         .refused("invite_member", &[("email", " Kim@Example.org")], 400)
         .await;
     assert_eq!(refused["field"], "email", "{refused}");
-    assert!(message(&refused).contains("3 times today"), "{refused}");
+    assert!(
+        message(&refused).contains("3 times in the last 24 hours"),
+        "{refused}"
+    );
     // The live invitation is still the third one, and nothing more was mailed.
     assert_eq!(app.count(to_kim).await, mailed);
     assert_eq!(pending(&ana.overview().await), ["kim@example.org"]);
@@ -738,6 +741,11 @@ async fn one_address_gets_a_few_invitations_a_day_and_refusals_spend_nothing() {
         .refused("invite_member", &[("email", "ned@example.org")], 429)
         .await;
     assert_eq!(refused["code"], "rate_limited");
+    assert_eq!(
+        app.count("household_invitations WHERE email = 'ned@example.org'")
+            .await,
+        0
+    );
     // Another owner's count is their own.
     account(&app, "eve@example.org", "Eve").await;
     let eve = Browser::signed_in(&app, "eve@example.org").await;

@@ -21,10 +21,10 @@ use crate::routes;
 use crate::server::api_support::RequestMeta;
 use crate::server::entities::{household, household_invitation, household_member, user};
 use crate::server::mail::Template;
-use crate::server::rate_limit::{INVITATIONS_PER_ADDRESS_PER_DAY, Limit, LimitError};
+use crate::server::rate_limit::{Limit, LimitError};
 use crate::server::services::audit::{self, Event};
 use crate::server::services::auth::{
-    AuthError, commit_with_event, invalid, link, normalize_email, now, throttle_key,
+    AuthError, commit_with_event, invalid, link, normalize_email, now,
 };
 use crate::server::services::crypto::{generate_token, hash_token};
 use crate::server::services::outbox;
@@ -393,7 +393,7 @@ pub async fn invite(
     }
     // Counted only for an invitation that is going out: a mistyped address or a refusal above
     // spends none of the allowance.
-    count_invitation(state, inviter, &email).await?;
+    count_invitation(&txn, state, inviter, &email, now).await?;
     let token = generate_token();
     let template = Template::HouseholdInvitation {
         // Whether the address has an account is not for the inviter's request to look up.
@@ -429,39 +429,47 @@ pub async fn invite(
     Ok(email)
 }
 
-/// Counts an invitation about to be sent against the inviter's hourly allowance, and against the
-/// few a day they may send to one address: sending again replaces the invitation and mails it again,
-/// so without that an owner could fill any inbox with mail in their name, one every few minutes.
-/// (Counted per inviter, so that a refusal tells nothing of invitations others sent there.)
+/// Invitations one account may send to one address in 24 hours (each one replaces the last).
+pub const INVITATIONS_PER_ADDRESS_PER_DAY: u64 = 3;
+
+/// Counts an invitation about to be sent: against the few a day the inviter may send to one address
+/// (sending again replaces the invitation and mails it again, so without that an owner could fill
+/// any inbox with mail in their name, one every few minutes), then against their hourly allowance.
+/// The first is counted from the invitations themselves (replaced ones included; none is purged
+/// within a day), so a refusal spends nothing; it is per inviter, so a refusal tells nothing of
+/// invitations others sent there.
 async fn count_invitation(
+    txn: &DatabaseTransaction,
     state: &AppState,
     inviter: &user::Model,
     email: &str,
+    now: i64,
 ) -> Result<(), AuthError> {
-    let limits = &state.limiters;
-    let to_address = format!("{}:{}", inviter.id, throttle_key(state, email));
-    match limits.check(Limit::InviteToAddress, &to_address).await {
-        Err(LimitError::Exceeded { .. }) => {
-            return Err(invalid(
-                "email",
-                format!(
-                    "You have invited {email} {INVITATIONS_PER_ADDRESS_PER_DAY} times today. Ask \
-                     them to look in their spam folder, or send it again tomorrow."
-                ),
-            ));
-        }
-        other => other.map_err(too_soon)?,
+    let sent = household_invitation::Entity::find()
+        .filter(household_invitation::Column::InvitedBy.eq(&inviter.id))
+        .filter(household_invitation::Column::Email.eq(email))
+        .filter(household_invitation::Column::CreatedAt.gt(now - 24 * 3600))
+        .count(txn)
+        .await?;
+    if sent >= INVITATIONS_PER_ADDRESS_PER_DAY {
+        return Err(invalid(
+            "email",
+            format!(
+                "You have invited {email} {INVITATIONS_PER_ADDRESS_PER_DAY} times in the last 24 \
+                 hours. Ask them to look in their spam folder, or send it again tomorrow."
+            ),
+        ));
     }
-    limits
+    match state
+        .limiters
         .check(Limit::InvitePerAccount, &inviter.id)
         .await
-        .map_err(too_soon)
-}
-
-fn too_soon(err: LimitError) -> AuthError {
-    match err {
-        LimitError::Exceeded { retry_after_secs } => AuthError::TooSoon { retry_after_secs },
-        LimitError::Unavailable(err) => AuthError::CountersUnavailable(err),
+    {
+        Ok(()) => Ok(()),
+        Err(LimitError::Exceeded { retry_after_secs }) => {
+            Err(AuthError::TooSoon { retry_after_secs })
+        }
+        Err(LimitError::Unavailable(err)) => Err(AuthError::CountersUnavailable(err)),
     }
 }
 
