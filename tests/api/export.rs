@@ -1234,32 +1234,38 @@ async fn a_long_security_history_is_exported_whole_across_many_pages() {
     assert_eq!(kinds(&events).last(), Some(&"data_exported"));
 }
 
+/// `from` invites `to`; returns the link's token.
+async fn invitation_token(app: &TestApp, from: &Browser, to: &str) -> String {
+    let before = app.emails_to(to, 0).await.len();
+    assert_ok(from.call("invite_member", &[("email", to)]).await).await;
+    app.emails_to(to, before + 1)
+        .await
+        .iter()
+        .rev()
+        .find(|m| m.text.contains("/household/join"))
+        .expect("the invitation")
+        .token(app, "/household/join")
+}
+
 /// An invitation sent from a household the person has since left is listed as it stood when they
 /// left: who joined that household afterwards, or what its new owner did, is not theirs to learn.
 #[tokio::test]
 async fn invitations_sent_from_a_household_left_since_keep_the_status_they_had_then() {
-    let app = spawn_app().await;
+    // Four people register and sign in from one address.
+    let app = spawn_app_with(|v| {
+        v.insert("RATE_LIMIT_REGISTER_PER_HOUR".into(), "100".into());
+        v.insert("RATE_LIMIT_SIGN_IN_PER_MINUTE".into(), "100".into());
+    })
+    .await;
     register_named(&app, "ana@example.org", "Ana").await;
     register_named(&app, "ben@example.org", "Ben").await;
+    register_named(&app, "cal@example.org", "Cal").await;
     let ana = signed_in(&app, "ana@example.org", FIREFOX).await;
-    let invite = |to: &'static str| {
-        let ana = &ana;
-        let app = &app;
-        async move {
-            let before = app.emails_to(to, 0).await.len();
-            assert_ok(ana.call("invite_member", &[("email", to)]).await).await;
-            let mail = app.emails_to(to, before + 1).await;
-            mail.iter()
-                .find(|m| m.text.contains("/household/join"))
-                .expect("the invitation")
-                .token(app, "/household/join")
-        }
-    };
     // Ben joins; Kim is invited and has not answered when Ana hands the household to Ben and leaves.
-    let to_ben = invite("ben@example.org").await;
+    let to_ben = invitation_token(&app, &ana, "ben@example.org").await;
     let ben = signed_in(&app, "ben@example.org", FIREFOX).await;
     assert_ok(ben.call("accept_invitation", &[("token", &to_ben)]).await).await;
-    let to_kim = invite("kim@example.org").await;
+    let to_kim = invitation_token(&app, &ana, "kim@example.org").await;
     let ben_id = user_row(&app, "ben@example.org").await.id;
     app.clock.advance(time::Duration::minutes(1));
     assert_ok(ana.call("transfer_ownership", &[("id", &ben_id)]).await).await;
@@ -1278,6 +1284,11 @@ async fn invitations_sent_from_a_household_left_since_keep_the_status_they_had_t
     assert_ok(app.call("verify_email", &[("token", &confirm)]).await).await;
     let kim = signed_in(&app, "kim@example.org", FIREFOX).await;
     assert_ok(kim.call("accept_invitation", &[("token", &to_kim)]).await).await;
+    // And later still Ana joins Cal's household: not the time she left Ben's.
+    app.clock.advance(time::Duration::minutes(1));
+    let cal = signed_in(&app, "cal@example.org", FIREFOX).await;
+    let to_ana = invitation_token(&app, &cal, "ana@example.org").await;
+    assert_ok(ana.call("accept_invitation", &[("token", &to_ana)]).await).await;
 
     let household = archive_of(ana.export().await).await.json("household.json");
     let statuses: Vec<(&str, &str)> = household["invitations_you_sent"]

@@ -378,6 +378,7 @@ async fn household(state: &AppState, account: &user::Model) -> Result<HouseholdJ
         .order_by_asc(household_invitation::Column::CreatedAt)
         .all(&state.db)
         .await?;
+    let departures = departures(&state.db, &account.id).await?;
     // To the address the account has now (invitations to earlier addresses are in emails.json).
     let to_you = household_invitation::Entity::find()
         .filter(household_invitation::Column::Email.eq(&account.email))
@@ -411,12 +412,18 @@ async fn household(state: &AppState, account: &user::Model) -> Result<HouseholdJ
             .into_iter()
             .map(|i| InvitationJson {
                 // In a household the person has left, what became of it since is that household's
-                // business: its status as it stood when they joined the one they are in now (by
-                // then they had left every earlier one).
+                // business: its status as it stood when they left (the first departure after it was
+                // sent; once the trail no longer holds that, when they joined the household they
+                // are in now, by which time they had left every other).
                 status: if i.household_id == membership.household.id {
                     invitation_status(&i, now)
                 } else {
-                    status_when_left(&i, membership.joined_at)
+                    let left_at = departures
+                        .get(&i.household_id)
+                        .and_then(|times| times.iter().find(|&&t| t >= i.created_at))
+                        .copied()
+                        .unwrap_or(membership.joined_at);
+                    status_when_left(&i, left_at)
                 },
                 email: i.email,
                 sent_at: iso(i.created_at),
@@ -448,6 +455,43 @@ fn invitation_status(invitation: &household_invitation::Model, now: i64) -> &'st
     } else {
         "waiting"
     }
+}
+
+/// When the person left each household they left (oldest first), from their trail: leaving,
+/// being removed, and joining another.
+async fn departures(
+    db: &sea_orm::DatabaseConnection,
+    account_id: &str,
+) -> Result<std::collections::HashMap<String, Vec<i64>>, sea_orm::DbErr> {
+    let events: Vec<(String, String, i64)> = security_event::Entity::find()
+        .select_only()
+        .column(security_event::Column::Kind)
+        .column(security_event::Column::Details)
+        .column(security_event::Column::CreatedAt)
+        .filter(security_event::Column::UserId.eq(account_id))
+        .filter(security_event::Column::Kind.is_in([
+            "household_left",
+            "household_removed",
+            "household_joined",
+        ]))
+        .order_by_asc(security_event::Column::CreatedAt)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut departures: std::collections::HashMap<String, Vec<i64>> = Default::default();
+    for (kind, details, at) in events {
+        let key = match kind.as_str() {
+            "household_joined" => "left_household_id",
+            _ => "household_id",
+        };
+        let left = serde_json::from_str::<serde_json::Value>(&details)
+            .ok()
+            .and_then(|d| d.get(key).and_then(|id| id.as_str()).map(str::to_owned));
+        if let Some(household_id) = left {
+            departures.entry(household_id).or_default().push(at);
+        }
+    }
+    Ok(departures)
 }
 
 /// [`invitation_status`] as it stood at `left_at`.
