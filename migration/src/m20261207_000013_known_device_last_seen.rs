@@ -27,13 +27,22 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // When each device was last used is not known: counted from now, so that a device in use
+        // since long ago is not forgotten at the first purge.
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
         let db = manager.get_connection();
-        db.execute_unprepared("UPDATE known_devices SET last_seen_at = first_seen_at")
+        db.execute_unprepared(&format!("UPDATE known_devices SET last_seen_at = {now}"))
             .await?;
+        // Every account that has signed in: one with devices, or whose trail records a sign-in or
+        // a report that forgot its devices (the marker did not exist yet).
         db.execute_unprepared(&format!(
             "INSERT INTO known_devices (user_id, fingerprint, first_seen_at, last_seen_at) \
-             SELECT user_id, '{SIGNED_IN_BEFORE}', MIN(first_seen_at), MIN(first_seen_at) \
-             FROM known_devices GROUP BY user_id"
+             SELECT u.id, '{SIGNED_IN_BEFORE}', {now}, {now} FROM users u \
+             WHERE EXISTS (SELECT 1 FROM known_devices d WHERE d.user_id = u.id) \
+             OR EXISTS (SELECT 1 FROM security_events e WHERE e.user_id = u.id \
+             AND e.kind IN ('sign_in', 'sign_in_reported', 'password_reset_forced'))"
         ))
         .await?;
         Ok(())

@@ -205,15 +205,17 @@ async fn each_purge_removes_only_what_is_past_its_time() {
         .exec(&app.app_db)
         .await
         .unwrap();
-    for (fingerprint, last_seen_at) in [
-        ("unused-device", t - 401 * DAY),
-        ("used-device", t - 399 * DAY),
-        ("signed-in-before", t - 500 * DAY),
+    // (A row an instance not yet upgraded wrote has no last sign-in: its first counts.)
+    for (fingerprint, first_seen_at, last_seen_at) in [
+        ("unused-device", t - 500 * DAY, t - 401 * DAY),
+        ("used-device", t - 500 * DAY, t - 399 * DAY),
+        ("signed-in-before", t - 500 * DAY, t - 500 * DAY),
+        ("not-yet-dated", t - 10 * DAY, 0),
     ] {
         known_device::ActiveModel {
             user_id: Set(ann.clone()),
             fingerprint: Set(fingerprint.to_owned()),
-            first_seen_at: Set(t - 500 * DAY),
+            first_seen_at: Set(first_seen_at),
             last_seen_at: Set(last_seen_at),
         }
         .insert(&app.app_db)
@@ -251,6 +253,7 @@ async fn each_purge_removes_only_what_is_past_its_time() {
     assert!(!exists(&app, "known_devices", "fingerprint = 'unused-device'").await);
     assert!(exists(&app, "known_devices", "fingerprint = 'used-device'").await);
     assert!(exists(&app, "known_devices", "fingerprint = 'signed-in-before'").await);
+    assert!(exists(&app, "known_devices", "fingerprint = 'not-yet-dated'").await);
 
     // Each run is recorded, with what it did, and scheduled a full interval later.
     for job in [Job::PurgeSessions, Job::PurgeTokens, Job::PurgeHistory] {

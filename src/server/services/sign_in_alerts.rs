@@ -214,8 +214,11 @@ pub async fn forget_unseen_devices(
     db: &sea_orm::DatabaseConnection,
     cutoff: i64,
 ) -> Result<u64, sea_orm::DbErr> {
+    // Both times: a row written by an instance not yet upgraded (during a rolling upgrade) has no
+    // last sign-in recorded, only its first.
     let deleted = known_device::Entity::delete_many()
         .filter(known_device::Column::LastSeenAt.lt(cutoff))
+        .filter(known_device::Column::FirstSeenAt.lt(cutoff))
         .filter(known_device::Column::Fingerprint.ne(SIGNED_IN_BEFORE))
         .exec(db)
         .await?;
