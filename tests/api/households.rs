@@ -753,6 +753,40 @@ async fn one_address_gets_a_few_invitations_a_day_and_refusals_spend_nothing() {
         .await;
 }
 
+/// The invitations go with a household that is deleted (Ana, alone in hers, joins another), but not
+/// her count: a new household of her own does not give her three more.
+#[tokio::test]
+async fn the_count_per_address_outlives_the_household_it_was_sent_from() {
+    let app = spawn_with(|v| {
+        v.insert("RATE_LIMIT_REGISTER_PER_HOUR".into(), "100".into());
+        v.insert("RATE_LIMIT_SIGN_IN_PER_MINUTE".into(), "100".into());
+    })
+    .await;
+    account(&app, "ana@example.org", "Ana").await;
+    account(&app, "bob@example.org", "Bob").await;
+    let ana = Browser::signed_in(&app, "ana@example.org").await;
+    for _ in 0..3 {
+        ana.ok("invite_member", &[("email", "kim@example.org")])
+            .await;
+    }
+    let bob = Browser::signed_in(&app, "bob@example.org").await;
+    let ana = join(&app, &bob, "ana@example.org").await;
+    assert_eq!(
+        app.count("household_invitations WHERE email = 'kim@example.org'")
+            .await,
+        0,
+        "gone with her household"
+    );
+    ana.ok("leave_household", &[]).await;
+    let refused = ana
+        .refused("invite_member", &[("email", "kim@example.org")], 400)
+        .await;
+    assert!(
+        message(&refused).contains("3 times in the last 24 hours"),
+        "{refused}"
+    );
+}
+
 #[tokio::test]
 async fn invalid_addresses_and_names_are_refused_next_to_their_field() {
     let app = spawn().await;

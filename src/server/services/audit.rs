@@ -228,6 +228,34 @@ pub async fn forget_person<C: ConnectionTrait>(
     .await
 }
 
+/// How many `kind` events of `user_id` since `since` (exclusive) have `value` under `key` in their
+/// details.
+pub async fn count_own<C: ConnectionTrait>(
+    db: &C,
+    user_id: &str,
+    kind: &str,
+    (key, value): (&str, &str),
+    since: i64,
+) -> Result<u64, DbErr> {
+    let candidates: Vec<String> = security_event::Entity::find()
+        .select_only()
+        .column(security_event::Column::Details)
+        .filter(security_event::Column::UserId.eq(user_id))
+        .filter(security_event::Column::Kind.eq(kind))
+        .filter(security_event::Column::CreatedAt.gt(since))
+        .filter(holding_any([(key, value)]))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(candidates
+        .iter()
+        .filter(|details| {
+            serde_json::from_str::<serde_json::Value>(details)
+                .is_ok_and(|d| d.get(key).and_then(|v| v.as_str()) == Some(value))
+        })
+        .count() as u64)
+}
+
 /// Events whose details hold any of the `(key, value)` pairs. LIKE only narrows the search (the
 /// details are compact JSON, as [`record`] writes them): whoever uses it checks each match exactly.
 fn holding_any<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Condition {

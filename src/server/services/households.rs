@@ -421,7 +421,7 @@ pub async fn invite(
     }
     .insert(&txn)
     .await?;
-    let event = Event::new("household_invitation_sent")
+    let event = Event::new(INVITATION_SENT)
         .user(&inviter.id)
         .detail("household_id", household_id)
         .detail("invitee", email.clone());
@@ -429,15 +429,18 @@ pub async fn invite(
     Ok(email)
 }
 
+/// The event of an invitation sent (its `invitee` detail is the address).
+const INVITATION_SENT: &str = "household_invitation_sent";
+
 /// Invitations one account may send to one address in 24 hours (each one replaces the last).
 pub const INVITATIONS_PER_ADDRESS_PER_DAY: u64 = 3;
 
 /// Counts an invitation about to be sent: against the few a day the inviter may send to one address
 /// (sending again replaces the invitation and mails it again, so without that an owner could fill
 /// any inbox with mail in their name, one every few minutes), then against their hourly allowance.
-/// The first is counted from the invitations themselves (replaced ones included; none is purged
-/// within a day), so a refusal spends nothing; it is per inviter, so a refusal tells nothing of
-/// invitations others sent there.
+/// The first is counted from the inviter's trail (the invitations themselves go with a household
+/// that is deleted, and the trail is kept at least 30 days), so a refusal spends nothing; it is per
+/// inviter, so a refusal tells nothing of invitations others sent there.
 async fn count_invitation(
     txn: &DatabaseTransaction,
     state: &AppState,
@@ -445,12 +448,14 @@ async fn count_invitation(
     email: &str,
     now: i64,
 ) -> Result<(), AuthError> {
-    let sent = household_invitation::Entity::find()
-        .filter(household_invitation::Column::InvitedBy.eq(&inviter.id))
-        .filter(household_invitation::Column::Email.eq(email))
-        .filter(household_invitation::Column::CreatedAt.gt(now - 24 * 3600))
-        .count(txn)
-        .await?;
+    let sent = audit::count_own(
+        txn,
+        &inviter.id,
+        INVITATION_SENT,
+        ("invitee", email),
+        now - 24 * 3600,
+    )
+    .await?;
     if sent >= INVITATIONS_PER_ADDRESS_PER_DAY {
         return Err(invalid(
             "email",
