@@ -222,14 +222,20 @@ async fn expect_refused_export(response: reqwest::Response, status: u16, code: &
 
 /// Registers `email` under `name` and confirms the address through the emailed link.
 async fn register_named(app: &TestApp, email: &str, name: &str) {
+    // The address may have had mail before (an invitation).
+    let before = app.emails_to(email, 0).await.len();
     let response = app.register(email, name, PASSWORD).await;
     assert!(
         response.status().is_success() || response.status().is_redirection(),
         "{:?}",
         response.status()
     );
-    let mail = app.emails_to(email, 1).await;
-    let token = mail[0].token(app, "/verify-email");
+    let mail = app.emails_to(email, before + 1).await;
+    let token = mail
+        .iter()
+        .find(|m| m.text.contains("/verify-email"))
+        .expect("the confirmation email")
+        .token(app, "/verify-email");
     assert_ok(app.call("verify_email", &[("token", &token)]).await).await;
 }
 
@@ -1273,15 +1279,7 @@ async fn invitations_sent_from_a_household_left_since_keep_the_status_they_had_t
 
     // Afterwards Kim registers and joins.
     app.clock.advance(time::Duration::minutes(1));
-    let registered = app.register("kim@example.org", "Kim", PASSWORD).await;
-    assert!(registered.status().is_success(), "{}", registered.status());
-    let confirm = app.emails_to("kim@example.org", 2).await;
-    let confirm = confirm
-        .iter()
-        .find(|m| m.text.contains("/verify-email"))
-        .expect("her confirmation")
-        .token(&app, "/verify-email");
-    assert_ok(app.call("verify_email", &[("token", &confirm)]).await).await;
+    register_named(&app, "kim@example.org", "Kim").await;
     let kim = signed_in(&app, "kim@example.org", FIREFOX).await;
     assert_ok(kim.call("accept_invitation", &[("token", &to_kim)]).await).await;
     // And later still Ana joins Cal's household: not the time she left Ben's.
@@ -1310,4 +1308,47 @@ async fn invitations_sent_from_a_household_left_since_keep_the_status_they_had_t
         ],
         "{household}"
     );
+}
+
+/// Someone who left a household, came back and left again sees what became of their invitations up
+/// to their last departure: while back, they saw its members anyway.
+#[tokio::test]
+async fn invitations_of_a_household_left_twice_show_their_status_at_the_last_departure() {
+    let app = spawn_app_with(|v| {
+        v.insert("RATE_LIMIT_REGISTER_PER_HOUR".into(), "100".into());
+        v.insert("RATE_LIMIT_SIGN_IN_PER_MINUTE".into(), "100".into());
+    })
+    .await;
+    register_named(&app, "ana@example.org", "Ana").await;
+    register_named(&app, "ben@example.org", "Ben").await;
+    let ana = signed_in(&app, "ana@example.org", FIREFOX).await;
+    let to_ben = invitation_token(&app, &ana, "ben@example.org").await;
+    let ben = signed_in(&app, "ben@example.org", FIREFOX).await;
+    assert_ok(ben.call("accept_invitation", &[("token", &to_ben)]).await).await;
+    let to_kim = invitation_token(&app, &ana, "kim@example.org").await;
+    // Ana hands the household to Ben and leaves; Ben has her back.
+    let ben_id = user_row(&app, "ben@example.org").await.id;
+    app.clock.advance(time::Duration::minutes(1));
+    assert_ok(ana.call("transfer_ownership", &[("id", &ben_id)]).await).await;
+    assert_ok(ana.call("leave_household", &[]).await).await;
+    app.clock.advance(time::Duration::minutes(1));
+    let back = invitation_token(&app, &ben, "ana@example.org").await;
+    assert_ok(ana.call("accept_invitation", &[("token", &back)]).await).await;
+    // While she is back, Kim joins; then Ana leaves again.
+    app.clock.advance(time::Duration::minutes(1));
+    register_named(&app, "kim@example.org", "Kim").await;
+    let kim = signed_in(&app, "kim@example.org", FIREFOX).await;
+    assert_ok(kim.call("accept_invitation", &[("token", &to_kim)]).await).await;
+    app.clock.advance(time::Duration::minutes(1));
+    assert_ok(ana.call("leave_household", &[]).await).await;
+
+    let household = archive_of(ana.export().await).await.json("household.json");
+    let to_kim = household["invitations_you_sent"]
+        .as_array()
+        .expect("invitations_you_sent is an array")
+        .iter()
+        .find(|i| i["email"] == "kim@example.org")
+        .cloned()
+        .expect("the invitation to Kim");
+    assert_eq!(to_kim["status"], "accepted", "{household}");
 }

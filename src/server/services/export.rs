@@ -412,15 +412,15 @@ async fn household(state: &AppState, account: &user::Model) -> Result<HouseholdJ
             .into_iter()
             .map(|i| InvitationJson {
                 // In a household the person has left, what became of it since is that household's
-                // business: its status as it stood when they left (the first departure after it was
-                // sent; once the trail no longer holds that, when they joined the household they
-                // are in now, by which time they had left every other).
+                // business: its status as it stood when they last left it (having come back, they saw
+                // its members again; once the trail no longer holds that, when they joined the
+                // household they are in now, by which time they had left every other).
                 status: if i.household_id == membership.household.id {
                     invitation_status(&i, now)
                 } else {
                     let left_at = departures
                         .get(&i.household_id)
-                        .and_then(|times| times.iter().find(|&&t| t >= i.created_at))
+                        .and_then(|times| times.iter().rev().find(|&&t| t >= i.created_at))
                         .copied()
                         .unwrap_or(membership.joined_at);
                     status_when_left(&i, left_at)
