@@ -325,6 +325,23 @@ async fn an_unused_device_is_forgotten_after_the_retention_period_and_then_email
     assert_eq!(alerts(&app, email).await.len(), 3);
 }
 
+/// A release from before the "signed in before" marker deletes it with the devices (a report it
+/// handles during a rolling upgrade, or after a rollback): the trail still tells that the account has
+/// signed in before, and the next new device is emailed about.
+#[tokio::test]
+async fn without_devices_or_marker_the_trail_tells_that_the_account_signed_in_before() {
+    let app = spawn_app().await;
+    account(&app, "vic@example.org").await;
+    let _first = Browser::signed_in(&app, "vic@example.org", FIREFOX).await;
+    sea_orm::ConnectionTrait::execute_unprepared(&app.app_db, "DELETE FROM known_devices")
+        .await
+        .unwrap();
+    let _second = Browser::signed_in(&app, "vic@example.org", CHROME).await;
+    let mail = alerts(&app, "vic@example.org").await;
+    assert_eq!(mail.len(), 1, "the second sign-in is not the first");
+    assert!(mail[0].text.contains("Chrome"), "{}", mail[0].text);
+}
+
 #[tokio::test]
 async fn this_was_not_me_signs_out_everywhere_and_requires_a_new_password() {
     // Five sign-in attempts from one address, the whole of the default minute's allowance.

@@ -78,10 +78,12 @@ pub async fn after_sign_in(
     .exec_without_returning(&txn)
     .await?;
     let new_device = matches!(inserted, sea_orm::TryInsertResult::Inserted(1));
+    let first_device =
+        new_device && known_before == 0 && !trail_shows_sign_ins(&txn, account).await?;
     if new_device && known_before == 0 {
         mark_signed_in_before(&txn, &account.id, now).await?;
     }
-    if !new_device || known_before == 0 {
+    if !new_device || first_device {
         // Seen before, or the account's first device: nothing to tell.
         txn.commit().await?;
         return Ok(());
@@ -188,6 +190,27 @@ async fn secure_account(
     mark_signed_in_before(txn, &account.id, now).await?;
     enqueue_reset_link(txn, state, account, now).await?;
     Ok(())
+}
+
+/// Whether the account's trail shows it signed in before this sign-in (whose own event is recorded
+/// already), or had its devices forgotten: for an account without the marker, which a release from
+/// before it deletes with the devices (a report handled by it during a rolling upgrade or after a
+/// rollback). Asked only for an account with no device known, so hardly ever.
+async fn trail_shows_sign_ins(
+    txn: &sea_orm::DatabaseTransaction,
+    account: &user::Model,
+) -> Result<bool, sea_orm::DbErr> {
+    use crate::server::entities::security_event;
+    let events = |kinds: &'static [&'static str]| {
+        security_event::Entity::find()
+            .filter(security_event::Column::UserId.eq(&account.id))
+            .filter(security_event::Column::Kind.is_in(kinds.iter().copied()))
+    };
+    Ok(events(&["sign_in_reported", "password_reset_forced"])
+        .count(txn)
+        .await?
+        > 0
+        || events(&["sign_in"]).count(txn).await? > 1)
 }
 
 /// Writes the [`SIGNED_IN_BEFORE`] marker of `user_id` (once).
