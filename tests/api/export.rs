@@ -1253,11 +1253,9 @@ async fn invitation_token(app: &TestApp, from: &Browser, to: &str) -> String {
         .token(app, "/household/join")
 }
 
-/// An invitation sent from a household the person has since left is listed as it stood when they
-/// left: who joined that household afterwards, or what its new owner did, is not theirs to learn.
-#[tokio::test]
-async fn invitations_sent_from_a_household_left_since_keep_the_status_they_had_then() {
-    // Four people register and sign in from one address.
+/// Ana's household, with Ben in it and Kim invited (the token returned, unanswered); Ana hands it to
+/// Ben and leaves. Four people register and sign in from one address: the limits are raised.
+async fn invited_kim_then_left() -> (TestApp, Browser, Browser, String) {
     let app = spawn_app_with(|v| {
         v.insert("RATE_LIMIT_REGISTER_PER_HOUR".into(), "100".into());
         v.insert("RATE_LIMIT_SIGN_IN_PER_MINUTE".into(), "100".into());
@@ -1265,9 +1263,7 @@ async fn invitations_sent_from_a_household_left_since_keep_the_status_they_had_t
     .await;
     register_named(&app, "ana@example.org", "Ana").await;
     register_named(&app, "ben@example.org", "Ben").await;
-    register_named(&app, "cal@example.org", "Cal").await;
     let ana = signed_in(&app, "ana@example.org", FIREFOX).await;
-    // Ben joins; Kim is invited and has not answered when Ana hands the household to Ben and leaves.
     let to_ben = invitation_token(&app, &ana, "ben@example.org").await;
     let ben = signed_in(&app, "ben@example.org", FIREFOX).await;
     assert_ok(ben.call("accept_invitation", &[("token", &to_ben)]).await).await;
@@ -1276,6 +1272,15 @@ async fn invitations_sent_from_a_household_left_since_keep_the_status_they_had_t
     app.clock.advance(time::Duration::minutes(1));
     assert_ok(ana.call("transfer_ownership", &[("id", &ben_id)]).await).await;
     assert_ok(ana.call("leave_household", &[]).await).await;
+    (app, ana, ben, to_kim)
+}
+
+/// An invitation sent from a household the person has since left is listed as it stood when they
+/// left: who joined that household afterwards, or what its new owner did, is not theirs to learn.
+#[tokio::test]
+async fn invitations_sent_from_a_household_left_since_keep_the_status_they_had_then() {
+    let (app, ana, _ben, to_kim) = invited_kim_then_left().await;
+    register_named(&app, "cal@example.org", "Cal").await;
 
     // Afterwards Kim registers and joins.
     app.clock.advance(time::Duration::minutes(1));
@@ -1314,23 +1319,8 @@ async fn invitations_sent_from_a_household_left_since_keep_the_status_they_had_t
 /// to their last departure: while back, they saw its members anyway.
 #[tokio::test]
 async fn invitations_of_a_household_left_twice_show_their_status_at_the_last_departure() {
-    let app = spawn_app_with(|v| {
-        v.insert("RATE_LIMIT_REGISTER_PER_HOUR".into(), "100".into());
-        v.insert("RATE_LIMIT_SIGN_IN_PER_MINUTE".into(), "100".into());
-    })
-    .await;
-    register_named(&app, "ana@example.org", "Ana").await;
-    register_named(&app, "ben@example.org", "Ben").await;
-    let ana = signed_in(&app, "ana@example.org", FIREFOX).await;
-    let to_ben = invitation_token(&app, &ana, "ben@example.org").await;
-    let ben = signed_in(&app, "ben@example.org", FIREFOX).await;
-    assert_ok(ben.call("accept_invitation", &[("token", &to_ben)]).await).await;
-    let to_kim = invitation_token(&app, &ana, "kim@example.org").await;
-    // Ana hands the household to Ben and leaves; Ben has her back.
-    let ben_id = user_row(&app, "ben@example.org").await.id;
-    app.clock.advance(time::Duration::minutes(1));
-    assert_ok(ana.call("transfer_ownership", &[("id", &ben_id)]).await).await;
-    assert_ok(ana.call("leave_household", &[]).await).await;
+    let (app, ana, ben, to_kim) = invited_kim_then_left().await;
+    // Ben has her back.
     app.clock.advance(time::Duration::minutes(1));
     let back = invitation_token(&app, &ben, "ana@example.org").await;
     assert_ok(ana.call("accept_invitation", &[("token", &back)]).await).await;
