@@ -28,6 +28,43 @@ where
     Signal::derive(move || action.value().get().and_then(Result::err))
 }
 
+/// Changes each time `action` is refused, and only then: for what a page loads again after a refusal
+/// but not after a success, which leaves the page (loaded again first, it would briefly show what
+/// comes after the success: a used link called invalid, a finished sign-in step called expired).
+pub fn refusals<S>(action: ServerAction<S>) -> Memo<usize>
+where
+    S: ServerFn<Error = AppError> + Clone + Send + Sync + 'static,
+    S::Output: Clone + Send + Sync + 'static,
+{
+    Memo::new(move |before: Option<&usize>| {
+        if action.value().with(|v| matches!(v, Some(Err(_)))) {
+            action.version().get()
+        } else {
+            before.copied().unwrap_or_default()
+        }
+    })
+}
+
+/// Empties `form` each time `action` succeeds from now on: what was typed (an address, a password)
+/// must not stay in the page. Only on a new success: a view drawn again later (after another action
+/// reloaded what it shows) must not be emptied for an earlier one, over what was typed since.
+pub fn reset_on_success<S>(action: ServerAction<S>, form: NodeRef<leptos::html::Form>)
+where
+    S: ServerFn<Error = AppError> + Clone + Send + Sync + 'static,
+    S::Output: Clone + Send + Sync + 'static,
+{
+    Effect::new(move |seen: Option<usize>| {
+        let version = action.version().get();
+        if seen.is_some_and(|seen| seen != version)
+            && action.value().with_untracked(|v| matches!(v, Some(Ok(_))))
+            && let Some(form) = form.get_untracked()
+        {
+            form.reset();
+        }
+        version
+    });
+}
+
 /// Whether the action's latest run succeeded. Only changes between success and anything else, so
 /// views keyed on it are not rebuilt (and lose nothing typed) when one error follows another.
 pub fn action_succeeded<S>(action: ServerAction<S>) -> Memo<bool>

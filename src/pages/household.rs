@@ -10,7 +10,7 @@ use crate::api::households::{
 };
 use crate::components::auth_forms::{
     FormError, FormSuccess, SubmitButton, TextField, action_error, action_succeeded, field_error,
-    form_error, kept_value, last_finished, outcome_shown,
+    form_error, kept_value, last_finished, outcome_shown, reset_on_success,
 };
 use crate::pages::settings::{LoadError, SignedIn};
 use crate::routes;
@@ -203,13 +203,7 @@ fn InviteSection(invitations: Vec<InvitationView>, actions: Actions) -> impl Int
     });
     let sent_without_js = action_succeeded(actions.invite);
     let form_ref = NodeRef::<leptos::html::Form>::new();
-    Effect::new(move |_| {
-        if sent.with(Option::is_some)
-            && let Some(form) = form_ref.get()
-        {
-            form.reset();
-        }
-    });
+    reset_on_success(actions.invite, form_ref);
     view! {
         <section class="settings-section">
             <h2>"Invite someone"</h2>

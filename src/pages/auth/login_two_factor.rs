@@ -6,7 +6,7 @@ use leptos_router::hooks::use_query_map;
 
 use crate::api::mfa::{CancelSignIn, VerifySignInCode, pending_sign_in};
 use crate::components::auth_forms::{
-    FormError, SubmitButton, TextField, action_error, field_error, form_error,
+    FormError, SubmitButton, TextField, action_error, field_error, form_error, refusals,
 };
 use crate::pages::settings::LoadError;
 use crate::routes;
@@ -14,8 +14,9 @@ use crate::routes;
 #[component]
 pub fn LoginTwoFactorPage() -> impl IntoView {
     let verify = ServerAction::<VerifySignInCode>::new();
-    // Reloaded after each attempt: too many wrong codes end the pending sign-in.
-    let pending = Resource::new(move || verify.version().get(), |_| pending_sign_in());
+    // Reloaded after each refused attempt: too many wrong codes end the pending sign-in.
+    let refused = refusals(verify);
+    let pending = Resource::new(move || refused.get(), |_| pending_sign_in());
     let query = use_query_map();
     let use_backup = Memo::new(move |_| query.with(|q| q.get_str("backup") == Some("1")));
 

@@ -6,7 +6,7 @@ use leptos_meta::Title;
 use crate::api::auth::{ChangeDisplayName, ChangeEmail};
 use crate::components::auth_forms::{
     CodeFieldIfTwoFactorOn, FormError, FormSuccess, PasswordField, SubmitButton, TextField,
-    action_error, action_succeeded, field_error, form_error, kept_value,
+    action_error, action_succeeded, field_error, form_error, kept_value, reset_on_success,
 };
 use crate::pages::settings::{SettingsLayout, SignedIn};
 use crate::routes;
@@ -41,14 +41,7 @@ fn ProfileSettings(
     let form_ref = NodeRef::<leptos::html::Form>::new();
     let display_name = user.display_name.clone();
     // After a successful request, empty the form: the password must not stay in the page.
-    Effect::new(move |_| {
-        change_email.version().track();
-        if sent.get()
-            && let Some(form) = form_ref.get()
-        {
-            form.reset();
-        }
-    });
+    reset_on_success(change_email, form_ref);
 
     view! {
         <section class="settings-section">
