@@ -230,6 +230,9 @@ pub struct JoinInvitationView {
     pub leaving: Option<String>,
     /// For a signed-in visitor: why they cannot accept (another address, last owner…), if so.
     pub blocked: Option<String>,
+    /// For a signed-in visitor who can accept: names what `leaving` describes, sent back with the
+    /// acceptance so that it is refused if their household changed meanwhile.
+    pub shown_departure: Option<String>,
 }
 
 /// The operators' security status page.

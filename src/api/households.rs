@@ -148,7 +148,7 @@ pub async fn invitation_details(token: String) -> Result<JoinInvitationView, App
     let details = households::invitation_details(&ctx.state, invitation_key(&token, &kept))
         .await
         .map_err(s::auth_error)?;
-    let (mut leaving, mut blocked) = (None, None);
+    let (mut leaving, mut blocked, mut shown_departure) = (None, None, None);
     if let Some(user) = ctx.user().await? {
         if user.email != details.email {
             blocked = Some(format!(
@@ -163,16 +163,12 @@ pub async fn invitation_details(token: String) -> Result<JoinInvitationView, App
             );
         } else {
             match households::departure(&ctx.state.db, &user.id).await {
-                Ok((_, Departure::DeletesHousehold(name))) => {
-                    leaving = Some(format!(
-                        "You will leave “{name}”. You are its only member, so it is deleted, with \
-                         everything in it."
-                    ));
-                }
-                Ok((_, Departure::Leaves(name))) => {
-                    leaving = Some(format!(
-                        "You will leave “{name}”; its other members stay in it."
-                    ));
+                Ok((
+                    membership,
+                    departure @ (Departure::DeletesHousehold(_) | Departure::Leaves(_)),
+                )) => {
+                    leaving = departure.note();
+                    shown_departure = departure.key(&membership);
                 }
                 Ok((_, Departure::Blocked(name))) => {
                     blocked = Some(format!(
@@ -191,6 +187,7 @@ pub async fn invitation_details(token: String) -> Result<JoinInvitationView, App
         expires: s::readable_date(details.expires_at),
         leaving,
         blocked,
+        shown_departure,
     })
 }
 
@@ -216,7 +213,12 @@ pub async fn remember_invitation(token: String) -> Result<(), AppError> {
 /// Accepts the invitation behind `token` (or the one kept while signing in): the caller joins its
 /// household as a member.
 #[server(prefix = "/api", endpoint = "accept_invitation")]
-pub async fn accept_invitation(token: String) -> Result<(), AppError> {
+pub async fn accept_invitation(
+    token: String,
+    // What the page said joining does (`JoinInvitationView::shown_departure`); absent from a page
+    // served before this field existed, which is then not checked.
+    shown_departure: Option<String>,
+) -> Result<(), AppError> {
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
     let user = ctx.require_user().await?;
@@ -226,6 +228,7 @@ pub async fn accept_invitation(token: String) -> Result<(), AppError> {
         &ctx.meta,
         &user,
         invitation_key(&token, &kept),
+        shown_departure.as_deref(),
     )
     .await
     .map_err(s::auth_error)?;

@@ -11,7 +11,7 @@ use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
 use crate::api::households::{AcceptInvitation, RememberInvitation, invitation_details};
-use crate::components::auth_forms::{FormError, SubmitButton, action_error, form_error};
+use crate::components::auth_forms::{FormError, SubmitButton, action_error, form_error, refusals};
 use crate::components::user_menu::use_session_user;
 use crate::error::AppError;
 use crate::routes;
@@ -23,7 +23,13 @@ pub fn HouseholdJoinPage() -> impl IntoView {
     let remember = ServerAction::<RememberInvitation>::new();
     let query = use_query_map();
     let token = Memo::new(move |_| query.with(|q| q.get("token")).unwrap_or_default());
-    let details = Resource::new(move || token.get(), invitation_details);
+    // A refused acceptance may mean the visitor's household changed since the page loaded (see
+    // `accept_invitation`): what the page says about leaving it is loaded again.
+    let refused = refusals(accept);
+    let details = Resource::new(
+        move || (token.get(), refused.get()),
+        |(token, _)| invitation_details(token),
+    );
 
     view! {
         <Title text="Join a household — Nest Egg" />
@@ -113,6 +119,9 @@ fn Invitation(
                         <ActionForm action=accept attr:class="accept-invitation-form">
                             <FormError message=form_error(error, &[]) />
                             <input type="hidden" name="token" value=move || token.get() />
+                            {view.shown_departure.map(|shown| view! {
+                                <input type="hidden" name="shown_departure" value=shown />
+                            })}
                             <SubmitButton label="Join the household" pending=accept.pending() />
                         </ActionForm>
                     }

@@ -606,6 +606,98 @@ async fn owners_remove_members_and_hand_on_ownership_and_the_last_owner_cannot_l
 }
 
 #[tokio::test]
+async fn joining_is_refused_when_the_household_left_behind_changed_since_the_page_loaded() {
+    let app = spawn().await;
+    account(&app, "ana@example.org", "Ana").await;
+    account(&app, "kim@example.org", "Kim").await;
+    account(&app, "bo@example.org", "Bo").await;
+    let ana = Browser::signed_in(&app, "ana@example.org").await;
+    let kim = join(&app, &ana, "kim@example.org").await;
+    let ana_household =
+        household_of(&app, &member_id(&ana.overview().await, "ana@example.org")).await;
+    let bo = Browser::signed_in(&app, "bo@example.org").await;
+    let token = invite(&app, &bo, "kim@example.org").await;
+
+    // Kim opens Bo's invitation: joining would only take her out of Ana's household.
+    let details = kim
+        .ok("invitation_details", &[("token", token.as_str())])
+        .await;
+    assert!(
+        details["leaving"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("other members stay"),
+        "{details}"
+    );
+    let shown = details["shown_departure"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(!shown.is_empty(), "{details}");
+
+    // Meanwhile Ana hands the household to Kim and leaves: now joining would delete it.
+    let kim_id = member_id(&ana.overview().await, "kim@example.org");
+    ana.ok("transfer_ownership", &[("id", kim_id.as_str())])
+        .await;
+    ana.ok("leave_household", &[]).await;
+
+    let refused = kim
+        .refused(
+            "accept_invitation",
+            &[
+                ("token", token.as_str()),
+                ("shown_departure", shown.as_str()),
+            ],
+            400,
+        )
+        .await;
+    assert!(
+        message(&refused).contains("changed since this page was opened"),
+        "{refused}"
+    );
+    assert!(message(&refused).contains("it is deleted"), "{refused}");
+    // Nothing happened: Kim is still in the household, which still exists, and the link still works.
+    assert_eq!(household_of(&app, &kim_id).await, ana_household);
+    assert_eq!(roles(&kim.overview().await), ["kim@example.org owner"]);
+    assert_eq!(
+        events(&app, "household_joined").await,
+        1,
+        "only Kim's first join"
+    );
+
+    // Shown what joining does now, she accepts.
+    let details = kim
+        .ok("invitation_details", &[("token", token.as_str())])
+        .await;
+    assert!(
+        details["leaving"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("it is deleted"),
+        "{details}"
+    );
+    let shown_now = details["shown_departure"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert_ne!(shown_now, shown);
+    kim.ok(
+        "accept_invitation",
+        &[
+            ("token", token.as_str()),
+            ("shown_departure", shown_now.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!(kim.overview().await["name"], "Bo's household");
+    assert_eq!(
+        app.count(&format!("households WHERE id = '{ana_household}'"))
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
 async fn ids_from_another_household_are_not_found_and_change_nothing_there() {
     let app = spawn().await;
     for (email, name) in [

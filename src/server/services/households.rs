@@ -581,6 +581,33 @@ pub enum Departure {
     Blocked(String),
 }
 
+impl Departure {
+    /// What the invitation page says joining does to the current household (`None` when blocked).
+    pub fn note(&self) -> Option<String> {
+        match self {
+            Departure::DeletesHousehold(name) => Some(format!(
+                "You will leave “{name}”. You are its only member, so it is deleted, with everything \
+                 in it."
+            )),
+            Departure::Leaves(name) => Some(format!(
+                "You will leave “{name}”; its other members stay in it."
+            )),
+            Departure::Blocked(_) => None,
+        }
+    }
+
+    /// Names what joining does, to which household: the invitation page sends back the one it
+    /// showed, and accepting refuses if it no longer holds (`None` when blocked: nothing to accept).
+    pub fn key(&self, membership: &Membership) -> Option<String> {
+        let kind = match self {
+            Departure::DeletesHousehold(_) => "deletes",
+            Departure::Leaves(_) => "leaves",
+            Departure::Blocked(_) => return None,
+        };
+        Some(format!("{kind}:{}", membership.household.id))
+    }
+}
+
 pub async fn departure<C: ConnectionTrait>(
     db: &C,
     user_id: &str,
@@ -623,11 +650,16 @@ fn last_owner_error(household: &str) -> AuthError {
 
 /// Joins the household of the invitation behind `token`, leaving the current one (deleted when the
 /// person was its only member). The invitation is used up.
+///
+/// `shown` is the [`Departure::key`] of what the page told the person joining would do. Their
+/// household may have changed since it loaded (the owner handed it to them and left, so it would now
+/// be deleted; they were removed from it): then nothing happens and they are told what it does now.
 pub async fn accept(
     state: &AppState,
     meta: &RequestMeta,
     user: &user::Model,
     key: InvitationKey<'_>,
+    shown: Option<&str>,
 ) -> Result<household::Model, AuthError> {
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
@@ -659,6 +691,18 @@ pub async fn accept(
         return Err(AuthError::Invalid {
             field: None,
             message: "You are already a member of this household.".to_owned(),
+        });
+    }
+    if let (Some(shown), Some(now_key), Some(note)) =
+        (shown, departure.key(&current), departure.note())
+        && shown != now_key
+    {
+        return Err(AuthError::Invalid {
+            field: None,
+            message: format!(
+                "Your household changed since this page was opened. {note} Join again if that is \
+                 what you want."
+            ),
         });
     }
     match departure {
