@@ -20,6 +20,7 @@ use crate::pages::auth::{
     not_me::NotMePage,
     register::{CheckInboxPage, RegisterPage},
     reset_password::ResetPasswordPage,
+    restore_email::RestoreEmailPage,
     verify_email::VerifyEmailPage,
 };
 use crate::pages::settings::{
@@ -112,6 +113,7 @@ lazy_pages! {
     SettingsSessionsRoute => SettingsSessionsPage,
     SettingsActivityRoute => SettingsActivityPage,
     NotMeRoute => NotMePage,
+    RestoreEmailRoute => RestoreEmailPage,
     AcceptTermsRoute => AcceptTermsPage,
     SettingsPrivacyRoute => SettingsPrivacyPage,
     SettingsAccountRoute => SettingsAccountPage,
@@ -219,6 +221,11 @@ pub fn App() -> impl IntoView {
                             view={Lazy::<SettingsActivityRoute>::new()}
                         />
                         <Route ssr=SsrMode::InOrder path=route_path!(routes::NOT_ME, "/not-me") view={Lazy::<NotMeRoute>::new()} />
+                        <Route
+                            ssr=SsrMode::InOrder
+                            path=route_path!(routes::RESTORE_EMAIL, "/restore-email")
+                            view={Lazy::<RestoreEmailRoute>::new()}
+                        />
                         <Route ssr=SsrMode::InOrder path=route_path!(routes::ACCEPT_TERMS, "/accept-terms") view={Lazy::<AcceptTermsRoute>::new()} />
                         <Route
                             ssr=SsrMode::InOrder

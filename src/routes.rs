@@ -16,6 +16,8 @@ pub const RESET_PASSWORD: &str = "/reset-password";
 pub const CONFIRM_EMAIL_CHANGE: &str = "/confirm-email-change";
 /// "This wasn't me", from the new-sign-in email.
 pub const NOT_ME: &str = "/not-me";
+/// "Put my address back", from the email to the old address after a change of address.
+pub const RESTORE_EMAIL: &str = "/restore-email";
 pub const SETTINGS_PROFILE: &str = "/settings/profile";
 pub const SETTINGS_SECURITY: &str = "/settings/security";
 pub const SETTINGS_TWO_FACTOR: &str = "/settings/security/two-factor";

@@ -257,6 +257,25 @@ pub async fn report_sign_in(token: String) -> Result<(), AppError> {
     Ok(())
 }
 
+/// "Put my address back", from the email to the old address after a change of address: the address
+/// the link was sent to is the account's again, and the account is secured as by "this wasn't me".
+#[server(prefix = "/api", endpoint = "restore_email")]
+pub async fn restore_email(token: String) -> Result<(), AppError> {
+    use crate::server::api_support as s;
+    let ctx = s::RequestContext::current().await?;
+    crate::server::services::sign_in_alerts::restore_address(&ctx.state, &ctx.meta, &token)
+        .await
+        .map_err(s::auth_error)?;
+    // As for a report: committed already, so a store failing now only leaves a cookie naming nothing.
+    if ctx.session.flush().await.is_err() {
+        tracing::warn!(
+            "the address was put back, but this browser's session cookie could not be cleared"
+        );
+    }
+    s::redirect_back_done("restore_email");
+    Ok(())
+}
+
 /// Who is signed in, if anyone.
 #[server(prefix = "/api", endpoint = "current_user")]
 pub async fn current_user() -> Result<Option<UserView>, AppError> {

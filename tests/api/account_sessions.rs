@@ -7,6 +7,8 @@ use crate::helpers::{TestApp, spawn_app, spawn_app_with};
 
 const PASSWORD: &str = "glacier Minnow 47 paperclip orbit";
 const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+const SAFARI: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_7) AppleWebKit/605.1.15 (KHTML, like \
+                      Gecko) Version/18.1 Safari/605.1.15";
 const CHROME: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like \
                       Gecko) Chrome/131.0.0.0 Safari/537.36";
 
@@ -18,6 +20,15 @@ struct Browser {
 
 impl Browser {
     async fn signed_in(app: &TestApp, email: &str, user_agent: &str) -> Browser {
+        Browser::signed_in_with(app, email, PASSWORD, user_agent).await
+    }
+
+    async fn signed_in_with(
+        app: &TestApp,
+        email: &str,
+        password: &str,
+        user_agent: &str,
+    ) -> Browser {
         let browser = Browser {
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -28,7 +39,7 @@ impl Browser {
             address: app.address.clone(),
         };
         let response = browser
-            .call("sign_in", &[("email", email), ("password", PASSWORD)])
+            .call("sign_in", &[("email", email), ("password", password)])
             .await;
         assert_eq!(response.status(), 200, "sign in");
         browser
@@ -445,4 +456,237 @@ async fn this_was_not_me_links_expire_after_a_day() {
         .await;
     assert_eq!(response.status(), 400);
     assert_eq!(app.state.hasher.computed(), hashes_before);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Taking the account back after a change of address
+// ---------------------------------------------------------------------------------------------------
+
+/// The one email to `to` whose subject contains `subject`, once the outbox has sent what is queued.
+async fn only_mail_about(app: &TestApp, to: &str, subject: &str) -> crate::helpers::Email {
+    let mut found = mail_about(app, to, subject).await;
+    assert_eq!(found.len(), 1, "emails to {to} about {subject:?}");
+    found.remove(0)
+}
+
+async fn mail_about(app: &TestApp, to: &str, subject: &str) -> Vec<crate::helpers::Email> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while app.count("outbox_emails WHERE status = 'pending'").await > 0
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    app.emails_to(to, 0)
+        .await
+        .into_iter()
+        .filter(|m| m.subject.contains(subject))
+        .collect()
+}
+
+/// `browser`, signed in to the account at `from` with its password, moves it to `to` and confirms
+/// the new address from its mailbox.
+async fn move_address(app: &TestApp, browser: &Browser, from: &str, to: &str) {
+    let response = browser
+        .call("change_email", &[("password", PASSWORD), ("new_email", to)])
+        .await;
+    assert_eq!(response.status(), 200, "change {from} to {to}");
+    let token = app.emails_to(to, 1).await[0].token(app, "/confirm-email-change");
+    let response = browser
+        .call("confirm_email_change", &[("token", token.as_str())])
+        .await;
+    assert_eq!(response.status(), 200, "confirm {to}");
+    assert_eq!(browser.signed_in_as().await.as_deref(), Some(to));
+}
+
+const CHANGED: &str = "email address was changed";
+const RESET: &str = "Reset your Nest Egg password";
+const NEW_PASSWORD: &str = "velvet Harbor 93 lantern quiver";
+
+async fn sign_in_status(app: &TestApp, email: &str, password: &str) -> u16 {
+    app.call("sign_in", &[("email", email), ("password", password)])
+        .await
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_change_of_address_is_undone_from_the_old_address_which_gets_the_account_back() {
+    let app = spawn_app_with(|v| {
+        v.insert("RATE_LIMIT_SIGN_IN_PER_MINUTE".into(), "100".into());
+    })
+    .await;
+    account(&app, "ana@example.org").await;
+    let owner = Browser::signed_in(&app, "ana@example.org", FIREFOX).await;
+    let intruder = Browser::signed_in(&app, "ana@example.org", CHROME).await;
+    move_address(&app, &intruder, "ana@example.org", "eve@evil.example").await;
+    // A sign-in from yet another browser now alerts the intruder's address, with a link of its own.
+    let _another = Browser::signed_in(&app, "eve@evil.example", SAFARI).await;
+    let intruders_not_me = alerts(&app, "eve@evil.example").await[0].token(&app, "/not-me");
+
+    // The old address is told, with a link to undo it; the intruder's password change (or anything
+    // else they do with the account) does not disarm it.
+    let notice = only_mail_about(&app, "ana@example.org", CHANGED).await;
+    assert!(notice.text.contains("e•••@evil.example"), "{}", notice.text);
+    assert!(!notice.text.contains("eve@evil.example"), "{}", notice.text);
+    let token = notice.token(&app, "/restore-email");
+    let response = intruder
+        .call(
+            "change_password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", NEW_PASSWORD),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert!(mail_about(&app, "eve@evil.example", RESET).await.is_empty());
+
+    let response = app
+        .call("restore_email", &[("token", token.as_str())])
+        .await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    assert_eq!(owner.signed_in_as().await, None);
+    assert_eq!(intruder.signed_in_as().await, None);
+    // Neither address signs in with any password the intruder knows, and the reset link goes to
+    // the old address, not the intruder's.
+    assert_eq!(
+        sign_in_status(&app, "eve@evil.example", NEW_PASSWORD).await,
+        400
+    );
+    assert_eq!(
+        sign_in_status(&app, "ana@example.org", NEW_PASSWORD).await,
+        400
+    );
+    assert_eq!(sign_in_status(&app, "ana@example.org", PASSWORD).await, 400);
+    assert!(mail_about(&app, "eve@evil.example", RESET).await.is_empty());
+    let reset = only_mail_about(&app, "ana@example.org", RESET).await;
+    let reset = reset.token(&app, "/reset-password");
+    let chosen = "quartz Meadow 58 trolley sparrow";
+    let response = app
+        .call(
+            "reset_password",
+            &[("token", reset.as_str()), ("password", chosen)],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let back = Browser::signed_in_with(&app, "ana@example.org", chosen, FIREFOX).await;
+    assert_eq!(
+        back.signed_in_as().await.as_deref(),
+        Some("ana@example.org")
+    );
+    assert_eq!(
+        app.count(
+            "security_events WHERE kind = 'email_restored' \
+             AND details LIKE '%eve@evil.example%' AND details LIKE '%ana@example.org%'"
+        )
+        .await,
+        1
+    );
+    // The link worked once, and the links sent to the intruder's address since the change are dead:
+    // theirs would put that address back.
+    let response = app
+        .call("restore_email", &[("token", token.as_str())])
+        .await;
+    assert_eq!(response.status(), 400);
+    let response = app
+        .call("report_sign_in", &[("token", intruders_not_me.as_str())])
+        .await;
+    assert_eq!(response.status(), 400);
+    assert_eq!(app.count("users WHERE email = 'ana@example.org'").await, 1);
+}
+
+#[tokio::test]
+async fn this_was_not_me_after_a_change_of_address_puts_the_address_back() {
+    let app = spawn_app_with(|v| {
+        v.insert("RATE_LIMIT_SIGN_IN_PER_MINUTE".into(), "100".into());
+    })
+    .await;
+    account(&app, "ana@example.org").await;
+    let _owner = Browser::signed_in(&app, "ana@example.org", FIREFOX).await;
+    let intruder = Browser::signed_in(&app, "ana@example.org", CHROME).await;
+    let not_me = alerts(&app, "ana@example.org").await[0].token(&app, "/not-me");
+    move_address(&app, &intruder, "ana@example.org", "eve@evil.example").await;
+
+    let response = app
+        .call("report_sign_in", &[("token", not_me.as_str())])
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(intruder.signed_in_as().await, None);
+    assert!(mail_about(&app, "eve@evil.example", RESET).await.is_empty());
+    let reset = only_mail_about(&app, "ana@example.org", RESET)
+        .await
+        .token(&app, "/reset-password");
+    let response = app
+        .call(
+            "reset_password",
+            &[("token", reset.as_str()), ("password", NEW_PASSWORD)],
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        sign_in_status(&app, "ana@example.org", NEW_PASSWORD).await,
+        200
+    );
+    assert_eq!(
+        app.count("security_events WHERE kind IN ('email_restored', 'sign_in_reported')")
+            .await,
+        2
+    );
+}
+
+#[tokio::test]
+async fn the_first_address_outranks_later_ones_and_one_taken_since_is_not_put_back() {
+    let app = spawn_app_with(|v| {
+        v.insert("RATE_LIMIT_SIGN_IN_PER_MINUTE".into(), "100".into());
+        v.insert("RATE_LIMIT_REGISTER_PER_HOUR".into(), "100".into());
+    })
+    .await;
+    account(&app, "ana@example.org").await;
+    let intruder = Browser::signed_in(&app, "ana@example.org", CHROME).await;
+    move_address(&app, &intruder, "ana@example.org", "eve@evil.example").await;
+    app.clock.advance(time::Duration::minutes(5));
+    move_address(&app, &intruder, "eve@evil.example", "eve2@evil.example").await;
+    let first = only_mail_about(&app, "ana@example.org", CHANGED)
+        .await
+        .token(&app, "/restore-email");
+    let second = only_mail_about(&app, "eve@evil.example", CHANGED)
+        .await
+        .token(&app, "/restore-email");
+    app.clock.advance(time::Duration::minutes(5));
+
+    // The intruder's own link takes the account back to their first address: Ana's still works.
+    let response = app
+        .call("restore_email", &[("token", second.as_str())])
+        .await;
+    assert_eq!(response.status(), 200);
+    app.clock.advance(time::Duration::minutes(5));
+
+    // Meanwhile someone registers Ana's address: it cannot be put back, and nothing changes (the
+    // link is not used up).
+    app.register("ana@example.org", "Squatter", PASSWORD).await;
+    let refused = app
+        .call("restore_email", &[("token", first.as_str())])
+        .await;
+    assert_eq!(refused.status(), 400);
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("used to create another account"), "{text}");
+    assert_eq!(
+        app.count("users WHERE email = 'eve@evil.example'").await,
+        1,
+        "still at the intruder's address"
+    );
+
+    // Once that account is gone, the first link puts Ana's address back.
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &app.app_db,
+        "DELETE FROM users WHERE email = 'ana@example.org'",
+    )
+    .await
+    .unwrap();
+    let response = app
+        .call("restore_email", &[("token", first.as_str())])
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.count("users WHERE email = 'ana@example.org'").await, 1);
+    assert_eq!(app.count("users WHERE email LIKE '%evil.example'").await, 0);
 }

@@ -767,7 +767,8 @@ async fn emails_to_an_earlier_address_stay_in_the_archive() {
             "verify_email",
             "password_reset",
             "email_change_verify",
-            "email_change_notice"
+            "email_change_notice",
+            "email_changed"
         ]
     );
 }
@@ -796,8 +797,10 @@ async fn the_link_that_confirmed_an_earlier_address_stays_after_moving_on() {
             "password_reset",
             "email_change_verify",
             "email_change_notice",
+            "email_changed",
             "email_change_verify",
-            "email_change_notice"
+            "email_change_notice",
+            "email_changed"
         ]
     );
 }
@@ -958,7 +961,12 @@ async fn emails_to_an_address_before_an_account_moved_to_it_stay_out() {
     assert_ok(app.call("confirm_email_change", &[("token", &token)]).await).await;
     assert_eq!(
         email_kinds(&kai).await,
-        ["verify_email", "email_change_verify", "email_change_notice"],
+        [
+            "verify_email",
+            "email_change_verify",
+            "email_change_notice",
+            "email_changed"
+        ],
         "his own: at his first address, and the confirmation link at the new one"
     );
 }

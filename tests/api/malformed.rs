@@ -980,6 +980,7 @@ const PAGES: &[&str] = &[
     routes::RESET_PASSWORD,
     routes::CONFIRM_EMAIL_CHANGE,
     routes::NOT_ME,
+    routes::RESTORE_EMAIL,
     routes::SETTINGS_PROFILE,
     routes::SETTINGS_SECURITY,
     routes::SETTINGS_TWO_FACTOR,

@@ -2028,6 +2028,68 @@ async fn an_operator_removes_two_factor_for_an_owner_who_lost_their_phone() {
     assert!(stderr_of(&unknown).contains("no account has this address"));
 }
 
+/// The link in the email to `to` (its `at_least`-th) saying the account's address was changed.
+async fn restore_link(app: &TestApp, to: &str, at_least: usize) -> String {
+    email_about(app, to, at_least, "email address was changed")
+        .await
+        .token(app, "/restore-email")
+}
+
+#[tokio::test]
+async fn putting_the_address_back_removes_two_factor_set_up_since_the_change_only() {
+    let app = app_for_many_codes().await;
+    // An intruder with Bo's password moves the address, then turns two-factor on.
+    let intruder = signed_in(&app, "bo@example.org").await;
+    let moved = intruder
+        .call(
+            "change_email",
+            &[("password", PASSWORD), ("new_email", "eve@evil.example")],
+        )
+        .await;
+    assert_ok(moved).await;
+    let token = app.emails_to("eve@evil.example", 1).await[0].token(&app, "/confirm-email-change");
+    assert_ok(
+        intruder
+            .call("confirm_email_change", &[("token", &token)])
+            .await,
+    )
+    .await;
+    app.clock.advance(time::Duration::minutes(1));
+    enable_mfa(&app, &intruder).await;
+    let restore = restore_link(&app, "bo@example.org", 3).await;
+    assert_ok(app.call("restore_email", &[("token", &restore)]).await).await;
+    assert_eq!(app.count("totp_credentials").await, 0);
+    assert_eq!(app.count("backup_codes").await, 0);
+
+    // Lee turned it on before moving her address herself: the old address's link keeps her
+    // authenticator and backup codes.
+    let lee = signed_in(&app, "lee@example.org").await;
+    let mfa = enable_mfa(&app, &lee).await;
+    app.clock.advance(time::Duration::minutes(1));
+    let moved = lee
+        .call(
+            "change_email",
+            &[
+                ("password", PASSWORD),
+                ("new_email", "lee@new.example"),
+                ("code", &code_now(&app, &mfa.secret)),
+            ],
+        )
+        .await;
+    assert_ok(moved).await;
+    let token = app.emails_to("lee@new.example", 1).await[0].token(&app, "/confirm-email-change");
+    assert_ok(lee.call("confirm_email_change", &[("token", &token)]).await).await;
+    app.clock.advance(time::Duration::minutes(1));
+    let restore = restore_link(&app, "lee@example.org", 4).await;
+    assert_ok(app.call("restore_email", &[("token", &restore)]).await).await;
+    assert_eq!(
+        app.count("totp_credentials WHERE confirmed_at IS NOT NULL")
+            .await,
+        1
+    );
+    assert_eq!(app.count("backup_codes WHERE used_at IS NULL").await, 10);
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Key rotation
 // ---------------------------------------------------------------------------------------------------

@@ -9,4 +9,5 @@ pub mod login_two_factor;
 pub mod not_me;
 pub mod register;
 pub mod reset_password;
+pub mod restore_email;
 pub mod verify_email;

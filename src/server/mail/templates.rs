@@ -22,6 +22,7 @@ const MAX_HINT_CHARS: usize = 254;
 const VERIFY_LIFETIME: &str = "24 hours";
 const RESET_LIFETIME: &str = "1 hour";
 const EMAIL_CHANGE_LIFETIME: &str = "24 hours";
+const RESTORE_LIFETIME: &str = "7 days";
 
 /// One email the accounts feature can send, with what it needs to say.
 ///
@@ -56,6 +57,13 @@ pub enum Template {
     EmailChangeNotice {
         name: String,
         new_email_hint: String,
+    },
+    /// Sent to the old address once a change of email is confirmed: `restore_link` puts the old address
+    /// back and takes the account back from whoever changed it.
+    EmailChanged {
+        name: String,
+        new_email_hint: String,
+        restore_link: String,
     },
     /// Two-factor authentication was turned on.
     MfaEnabled { name: String, settings_link: String },
@@ -134,6 +142,7 @@ impl Template {
             Template::PasswordChanged { .. } => "password_changed",
             Template::EmailChangeVerify { .. } => "email_change_verify",
             Template::EmailChangeNotice { .. } => "email_change_notice",
+            Template::EmailChanged { .. } => "email_changed",
             Template::MfaEnabled { .. } => "mfa_enabled",
             Template::MfaDisabled { .. } => "mfa_disabled",
             Template::MfaReplaced { .. } => "mfa_replaced",
@@ -162,6 +171,7 @@ impl Template {
                 vec![reset_link.as_str()]
             }
             Template::NewSignIn { not_me_link, .. } => vec![not_me_link.as_str()],
+            Template::EmailChanged { restore_link, .. } => vec![restore_link.as_str()],
             Template::AccountDeleted { .. } | Template::HouseholdRemoved { .. } => Vec::new(),
             Template::HouseholdInvitation { link, .. } => vec![link.as_str()],
             Template::MfaEnabled { settings_link, .. }
@@ -195,6 +205,7 @@ impl Template {
             | Template::PasswordChanged { name }
             | Template::EmailChangeVerify { name, .. }
             | Template::EmailChangeNotice { name, .. }
+            | Template::EmailChanged { name, .. }
             | Template::MfaEnabled { name, .. }
             | Template::MfaDisabled { name, .. }
             | Template::MfaReplaced { name, .. }
@@ -387,6 +398,33 @@ impl Template {
                              your password right away."
                                 .to_owned(),
                         ),
+                    ],
+                }
+            }
+            Template::EmailChanged {
+                new_email_hint,
+                restore_link,
+                ..
+            } => {
+                let hint = one_line(new_email_hint, MAX_HINT_CHARS);
+                Content {
+                    subject: "Your Nest Egg email address was changed",
+                    heading: "Your email address was changed",
+                    blocks: vec![
+                        Block::Para(format!(
+                            "The email address of your Nest Egg account is now {hint}. Emails about \
+                             your account go there from now on; this is the last one to this address."
+                        )),
+                        Block::Para("If this was you, there's nothing else to do.".to_owned()),
+                        Block::Note(format!(
+                            "If this wasn't you, someone has taken over your account. This link puts \
+                             this address back, signs out every session, and emails you here a link to \
+                             choose a new password. It works once, for {RESTORE_LIFETIME}."
+                        )),
+                        Block::Action {
+                            label: "Put my address back",
+                            link: restore_link.as_str(),
+                        },
                     ],
                 }
             }
@@ -844,6 +882,11 @@ mod tests {
                 name: name.clone(),
                 new_email_hint: "j\u{2022}\u{2022}\u{2022}@example.org".to_owned(),
             },
+            Template::EmailChanged {
+                name: name.clone(),
+                new_email_hint: "j\u{2022}\u{2022}\u{2022}@example.org".to_owned(),
+                restore_link: "https://nestegg.example/restore-email?token=abc".to_owned(),
+            },
             Template::MfaEnabled {
                 name: name.clone(),
                 settings_link: "https://nestegg.example/settings/security/two-factor".to_owned(),
@@ -954,6 +997,7 @@ mod tests {
                 ("password_changed", 0),
                 ("email_change_verify", 1),
                 ("email_change_notice", 0),
+                ("email_changed", 1),
                 ("mfa_enabled", 1),
                 ("mfa_disabled", 1),
                 ("mfa_replaced", 1),

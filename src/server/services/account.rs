@@ -171,7 +171,7 @@ async fn address_periods<C: ConnectionTrait>(
         .column(security_event::Column::CreatedAt)
         .column(security_event::Column::Details)
         .filter(security_event::Column::UserId.eq(&account.id))
-        .filter(security_event::Column::Kind.eq("email_changed"))
+        .filter(security_event::Column::Kind.is_in(crate::server::services::audit::ADDRESS_CHANGES))
         // In the order they were applied (their times come from before the write).
         .order_by_asc(security_event::Column::Id)
         .into_tuple()

@@ -92,6 +92,11 @@ pub fn describe(kind: &str, details: &serde_json::Value) -> String {
         "password_changed" => "Changed the password".to_owned(),
         "email_change_requested" => "Asked to change the email address".to_owned(),
         "email_changed" => "Changed the email address".to_owned(),
+        "email_restored" => {
+            "Put back an earlier email address with the link sent to it (every session was signed \
+             out)"
+                .to_owned()
+        }
         "mfa_setup_started" => "Started setting up two-factor authentication".to_owned(),
         "mfa_enabled" => "Turned on two-factor authentication".to_owned(),
         "mfa_disabled" => "Turned off two-factor authentication".to_owned(),

@@ -114,7 +114,12 @@ impl Recorded {
     }
 }
 
-/// Every address `account` has held that its `email_changed` events record, with the one it has now.
+/// The events that record a change of the account's address, with `previous_address` and `address`
+/// in their details: a change confirmed from the new address, and one undone by the link sent to the
+/// old (or by "this wasn't me").
+pub const ADDRESS_CHANGES: [&str; 2] = ["email_changed", "email_restored"];
+
+/// Every address `account` has held that its [`ADDRESS_CHANGES`] events record, with the one it has now.
 pub async fn addresses_held<C: ConnectionTrait>(
     db: &C,
     account: &crate::server::entities::user::Model,
@@ -123,7 +128,7 @@ pub async fn addresses_held<C: ConnectionTrait>(
         .select_only()
         .column(security_event::Column::Details)
         .filter(security_event::Column::UserId.eq(&account.id))
-        .filter(security_event::Column::Kind.eq("email_changed"))
+        .filter(security_event::Column::Kind.is_in(ADDRESS_CHANGES))
         .into_tuple()
         .all(db)
         .await?;

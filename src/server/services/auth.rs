@@ -195,7 +195,8 @@ async fn void_unused_tokens(
 }
 
 /// Issues a token for `purpose`, voiding the user's earlier unused ones, and returns it (for the link).
-/// "This wasn't me" links are the exception: each new-sign-in email keeps its own working link.
+/// "This wasn't me" and "put my address back" links are the exception: each email keeps its own
+/// working link (a second change of address must not disarm the first one's).
 pub(super) async fn issue_token(
     txn: &DatabaseTransaction,
     state: &AppState,
@@ -205,7 +206,7 @@ pub(super) async fn issue_token(
     now: i64,
     ttl: i64,
 ) -> Result<String, DbErr> {
-    if purpose != crate::server::services::sign_in_alerts::PURPOSE_NOT_ME {
+    if !KEPT_LINKS.contains(&purpose) {
         void_unused_tokens(txn, user_id, purpose, now).await?;
     }
     let token = crate::server::services::crypto::generate_token();
@@ -1102,6 +1103,13 @@ pub(super) async fn replace_password(
         .ok_or(DbErr::RecordNotUpdated)
 }
 
+/// Links that the account's owner uses against whoever took it over: nothing that a holder of the
+/// account can do voids them (only using one of them does, see `sign_in_alerts::take_back`).
+const KEPT_LINKS: [&str; 2] = [
+    crate::server::services::sign_in_alerts::PURPOSE_NOT_ME,
+    crate::server::services::sign_in_alerts::PURPOSE_RESTORE_EMAIL,
+];
+
 /// Voids every outstanding link of the user: after a password or address change, links sent to the old
 /// credentials' owner (or requested by someone who held them) must stop working.
 pub(super) async fn void_all_tokens<C: ConnectionTrait>(
@@ -1109,16 +1117,13 @@ pub(super) async fn void_all_tokens<C: ConnectionTrait>(
     user_id: &str,
     now: i64,
 ) -> Result<(), DbErr> {
-    // Except "this wasn't me" links: someone who took the account over must not be able to disarm
-    // them by changing the password.
+    // Except `KEPT_LINKS`: someone who took the account over must not be able to disarm them by
+    // changing the password or the address.
     account_token::Entity::update_many()
         .col_expr(account_token::Column::UsedAt, now.into())
         .filter(account_token::Column::UserId.eq(user_id))
         .filter(account_token::Column::UsedAt.is_null())
-        .filter(
-            account_token::Column::Purpose
-                .ne(crate::server::services::sign_in_alerts::PURPOSE_NOT_ME),
-        )
+        .filter(account_token::Column::Purpose.is_not_in(KEPT_LINKS))
         .exec(db)
         .await?;
     Ok(())
@@ -1312,6 +1317,7 @@ pub async fn confirm_email_change(
         return Err(taken());
     }
     let old_email = account.email.clone();
+    let account_name = account.display_name.clone();
     let mut update = account.into_active_model();
     update.email = Set(new_email.clone());
     update.email_verified_at = Set(Some(now));
@@ -1326,6 +1332,24 @@ pub async fn confirm_email_change(
     }
     // Links that went to the old address (reset, verification) must not outlive it.
     void_all_tokens(&txn, &row.user_id, now).await?;
+    // Whoever had the old address gets the means to undo this, should it not be their doing: the
+    // one message that reaches them once the account's mail goes to the new address.
+    let restore = issue_token(
+        &txn,
+        state,
+        &row.user_id,
+        crate::server::services::sign_in_alerts::PURPOSE_RESTORE_EMAIL,
+        Some(old_email.clone()),
+        now,
+        crate::server::services::sign_in_alerts::RESTORE_EMAIL_TTL_SECS,
+    )
+    .await?;
+    let template = Template::EmailChanged {
+        name: account_name,
+        new_email_hint: mask_email(&new_email),
+        restore_link: link(state, routes::RESTORE_EMAIL, &restore),
+    };
+    outbox::enqueue(&txn, state, now, &old_email, Some(&row.user_id), &template).await?;
     // Sign-in throttling follows the address; the old one's counter has no owner any more.
     state
         .lockouts

@@ -629,7 +629,7 @@ async fn address_held_since(state: &AppState, account: &user::Model) -> Result<i
         .select_only()
         .column(security_event::Column::CreatedAt)
         .filter(security_event::Column::UserId.eq(&account.id))
-        .filter(security_event::Column::Kind.eq("email_changed"))
+        .filter(security_event::Column::Kind.is_in(crate::server::services::audit::ADDRESS_CHANGES))
         .order_by_desc(security_event::Column::CreatedAt)
         .into_tuple::<i64>()
         .one(&state.db)

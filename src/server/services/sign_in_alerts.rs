@@ -1,6 +1,11 @@
 //! New-sign-in alerts: a sign-in from a browser and address pair the account has not signed in from
 //! before is emailed to the owner, with a single-use "this wasn't me" link (24 hours) that ends every
 //! session, makes the password unusable until it is reset, and sends a reset link.
+//!
+//! The email to the old address after a change of address carries the other such link, "put my
+//! address back" (7 days): the same, with the old address restored first. Whoever took the account
+//! over can disarm neither (a password or address change leaves them working), and the reset link
+//! goes to the address the link was sent to, never to one the intruder chose since.
 
 use sea_orm::{
     ActiveValue::Set, ColumnTrait as _, EntityTrait as _, PaginatorTrait as _, QueryFilter as _,
@@ -8,12 +13,14 @@ use sea_orm::{
 
 use crate::routes;
 use crate::server::api_support::{RequestMeta, readable_date};
-use crate::server::entities::{known_device, user};
+use crate::server::entities::{
+    account_token, backup_code, known_device, security_event, totp_credential, user,
+};
 use crate::server::mail::Template;
-use crate::server::services::audit::Event;
+use crate::server::services::audit::{self, Event};
 use crate::server::services::auth::{
     AuthError, commit_with_event, consume_token, enqueue_reset_link, issue_token, link, live_token,
-    now, void_all_tokens,
+    now, throttle_key, void_all_tokens,
 };
 use crate::server::services::crypto::hash_token;
 use crate::server::services::outbox;
@@ -21,6 +28,10 @@ use crate::server::services::sessions::describe_agent;
 use crate::server::state::AppState;
 
 pub const PURPOSE_NOT_ME: &str = "not_me";
+/// "Put my address back", in the email to the old address after a change of address.
+pub const PURPOSE_RESTORE_EMAIL: &str = "restore_email";
+/// How long the old address can take the account back after a change.
+pub const RESTORE_EMAIL_TTL_SECS: i64 = 7 * 24 * 3600;
 /// The `known_devices` row that says "this account has signed in before", whatever became of its
 /// devices (forgotten after a report, or unseen for `AUDIT_RETENTION_DAYS`): without it, the next new
 /// device would pass for the account's first, which is never emailed about. Never a device's
@@ -93,7 +104,8 @@ pub async fn after_sign_in(
         state,
         &account.id,
         PURPOSE_NOT_ME,
-        None,
+        // Where the link goes: if the address has changed by the time it is used, it is put back.
+        Some(account.email.clone()),
         now,
         NOT_ME_TTL_SECS,
     )
@@ -113,12 +125,32 @@ pub async fn after_sign_in(
 }
 
 /// "This wasn't me": ends every session of the account, replaces the password with an unusable one
-/// (so whoever knows it cannot sign in again) and emails a reset link.
+/// (so whoever knows it cannot sign in again) and emails a reset link. If the account's address has
+/// changed since the alert was sent, the alert's address is put back first (see [`take_back`]).
 pub async fn report(state: &AppState, meta: &RequestMeta, token: &str) -> Result<(), AuthError> {
+    take_back_with(state, meta, PURPOSE_NOT_ME, token).await
+}
+
+/// "Put my address back", from the email to the old address after a change of address: the address
+/// is the account's again, and the account is secured as by "this wasn't me".
+pub async fn restore_address(
+    state: &AppState,
+    meta: &RequestMeta,
+    token: &str,
+) -> Result<(), AuthError> {
+    take_back_with(state, meta, PURPOSE_RESTORE_EMAIL, token).await
+}
+
+async fn take_back_with(
+    state: &AppState,
+    meta: &RequestMeta,
+    purpose: &'static str,
+    token: &str,
+) -> Result<(), AuthError> {
     let now = now(state);
     // A made-up link costs a look-up, not a hash: anyone may post links here, and argon2's few
     // slots are shared with every sign-in.
-    if live_token(&state.db, state, PURPOSE_NOT_ME, token, now)
+    if live_token(&state.db, state, purpose, token, now)
         .await?
         .is_none()
     {
@@ -130,22 +162,173 @@ pub async fn report(state: &AppState, meta: &RequestMeta, token: &str) -> Result
         .hash(&crate::server::services::crypto::generate_token())
         .await?;
     let txn = crate::server::db::begin_write(&state.db).await?;
-    let row = consume_token(&txn, state, PURPOSE_NOT_ME, token, now).await?;
+    let row = consume_token(&txn, state, purpose, token, now).await?;
     let Some(account) = user::Entity::find_by_id(row.user_id.clone())
         .one(&txn)
         .await?
     else {
         return Err(AuthError::LinkInvalid);
     };
-    secure_account(&txn, state, &account, now, unusable).await?;
-    commit_with_event(
-        txn,
-        state,
-        meta,
-        now,
-        Event::new("sign_in_reported").user(&account.id),
-    )
-    .await
+    let (account, previous) = take_back(&txn, state, account, &row, now, unusable).await?;
+    // Recorded as a change of address (the export and a deletion follow the addresses held by
+    // them), and for a restore link even when the address had not changed again.
+    let restored = |previous: &str| {
+        Event::new("email_restored")
+            .user(&account.id)
+            .detail("previous_address", previous.to_owned())
+            .detail("address", account.email.clone())
+    };
+    let reported = Event::new("sign_in_reported").user(&account.id);
+    match (purpose, previous) {
+        (PURPOSE_RESTORE_EMAIL, previous) => {
+            let previous = previous.unwrap_or_else(|| account.email.clone());
+            commit_with_event(txn, state, meta, now, restored(&previous)).await
+        }
+        (_, Some(previous)) => {
+            let also = audit::record(&txn, meta, now, restored(&previous)).await?;
+            commit_with_event(txn, state, meta, now, reported).await?;
+            also.emit();
+            Ok(())
+        }
+        (_, None) => commit_with_event(txn, state, meta, now, reported).await,
+    }
+}
+
+/// What the holder of `link` (a "this wasn't me" or "put my address back" link, just used) gets
+/// back: the address it was sent to, if the account has another now (and nobody else has it); then
+/// whatever whoever held the account since it was sent could still use is undone: the links sent
+/// since (to them, possibly), two-factor authentication set up or moved since, and backup codes made
+/// since; and the account is secured ([`secure_account`]), the reset link going to that address.
+/// With the address it had before, when that was put back.
+async fn take_back(
+    txn: &sea_orm::DatabaseTransaction,
+    state: &AppState,
+    account: user::Model,
+    link: &account_token::Model,
+    now: i64,
+    unusable: String,
+) -> Result<(user::Model, Option<String>), AuthError> {
+    let since = link.created_at;
+    let (account, previous) = match link.new_email.as_deref() {
+        Some(address) if address != account.email => {
+            let previous = account.email.clone();
+            let account = put_back_address(txn, state, account, address, now).await?;
+            (account, Some(previous))
+        }
+        _ => (account, None),
+    };
+    // Links that are left working on purpose (see `void_all_tokens`), but went out after this one:
+    // to whoever had the account since, perhaps at an address of theirs. Earlier ones went to
+    // earlier holders of the account, who may still need theirs.
+    account_token::Entity::update_many()
+        .col_expr(account_token::Column::UsedAt, now.into())
+        .filter(account_token::Column::UserId.eq(&account.id))
+        .filter(account_token::Column::UsedAt.is_null())
+        .filter(account_token::Column::CreatedAt.gte(since))
+        .exec(txn)
+        .await?;
+    forget_second_factor_since(txn, &account.id, since).await?;
+    secure_account(txn, state, &account, now, unusable).await?;
+    Ok((account, previous))
+}
+
+/// Gives `account` back `address`, confirmed (the link that was sent there was just used).
+async fn put_back_address(
+    txn: &sea_orm::DatabaseTransaction,
+    state: &AppState,
+    account: user::Model,
+    address: &str,
+    now: i64,
+) -> Result<user::Model, AuthError> {
+    use sea_orm::{ActiveModelTrait as _, IntoActiveModel as _, SqlErr};
+    let taken = || AuthError::Invalid {
+        field: None,
+        message: format!(
+            "{address} has been used to create another account since, so it cannot be put back \
+             on yours. Ask the operators of this service for help."
+        ),
+    };
+    if user::Entity::find()
+        .filter(user::Column::Email.eq(address))
+        .count(txn)
+        .await?
+        > 0
+    {
+        return Err(taken());
+    }
+    let previous = account.email.clone();
+    let mut update = account.into_active_model();
+    update.email = Set(address.to_owned());
+    update.email_verified_at = Set(Some(now));
+    update.updated_at = Set(now);
+    let account = match update.update(txn).await {
+        Ok(account) => account,
+        // A sign-up committing the address meanwhile (the check above does not hold it off).
+        Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+            return Err(taken());
+        }
+        Err(err) => return Err(err.into()),
+    };
+    // Sign-in throttling follows the address (as for a change).
+    state
+        .lockouts
+        .forget(txn, &throttle_key(state, &previous))
+        .await?;
+    Ok(account)
+}
+
+/// Two-factor authentication turned on or moved to another phone since `since` is whoever held the
+/// account then: it goes, with the backup codes. Otherwise the authenticator stays (the owner's),
+/// and only backup codes made since go, with a move to a new phone started since.
+async fn forget_second_factor_since(
+    txn: &sea_orm::DatabaseTransaction,
+    user_id: &str,
+    since: i64,
+) -> Result<(), sea_orm::DbErr> {
+    use sea_orm::sea_query::Expr;
+    let set_up_since = totp_credential::Entity::find()
+        .filter(totp_credential::Column::UserId.eq(user_id))
+        .filter(totp_credential::Column::ConfirmedAt.gte(since))
+        .count(txn)
+        .await?
+        > 0;
+    // A move to a new phone keeps the row and its first confirmation: the trail says when.
+    let moved_since = security_event::Entity::find()
+        .filter(security_event::Column::UserId.eq(user_id))
+        .filter(security_event::Column::Kind.eq("mfa_replaced"))
+        .filter(security_event::Column::CreatedAt.gte(since))
+        .count(txn)
+        .await?
+        > 0;
+    if set_up_since || moved_since {
+        totp_credential::Entity::delete_by_id(user_id.to_owned())
+            .exec(txn)
+            .await?;
+        backup_code::Entity::delete_many()
+            .filter(backup_code::Column::UserId.eq(user_id))
+            .exec(txn)
+            .await?;
+        return Ok(());
+    }
+    backup_code::Entity::delete_many()
+        .filter(backup_code::Column::UserId.eq(user_id))
+        .filter(backup_code::Column::CreatedAt.gte(since))
+        .exec(txn)
+        .await?;
+    totp_credential::Entity::update_many()
+        .col_expr(
+            totp_credential::Column::ReplacementSecret,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            totp_credential::Column::ReplacementCreatedAt,
+            Expr::value(Option::<i64>::None),
+        )
+        .filter(totp_credential::Column::UserId.eq(user_id))
+        .filter(totp_credential::Column::ReplacementCreatedAt.gte(since))
+        .exec(txn)
+        .await?;
+    Ok(())
 }
 
 /// For an operator (`nestegg user force-reset EMAIL`), when an account is believed compromised: the
