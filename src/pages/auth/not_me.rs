@@ -10,6 +10,7 @@ use crate::api::auth::ReportSignIn;
 use crate::components::auth_forms::{
     FormError, FormSuccess, SubmitButton, action_error, action_succeeded, form_error,
 };
+use crate::components::user_menu::use_session_user;
 use crate::pages::auth::verify_email::IncompleteLink;
 use crate::routes;
 
@@ -20,6 +21,13 @@ pub fn NotMePage() -> impl IntoView {
     let done = action_succeeded(report);
     let query = use_query_map();
     let token = Memo::new(move |_| query.with(|q| q.get("token")).unwrap_or_default());
+    // This browser was signed out with every other session: the header must say so.
+    let session = use_session_user();
+    Effect::new(move |_| {
+        if done.get() {
+            session.refetch();
+        }
+    });
 
     view! {
         <Title text="Secure your account — Nest Egg" />
