@@ -1,7 +1,7 @@
 //! `/health/live` (the process answers) and `/health/ready` (its dependencies answer). Bodies are tiny
 //! JSON and never carry error text: the cause goes to the log.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::State;
@@ -38,8 +38,50 @@ pub async fn live() -> Response {
     .into_response()
 }
 
+/// The last readiness check, reused for [`REUSE_FOR`].
+///
+/// The probe is public (a proxy forwards every path) and answered before every limit of the app's
+/// (see `startup::probes`), yet each check takes a database connection and a Redis round trip: probes
+/// sent in a loop would take the pool from real requests. So at most one check runs at a time, and
+/// probes arriving within a second of one get its result; a load balancer probing every few seconds
+/// still sees each outage and each recovery within a second.
+#[derive(Debug, Default)]
+pub struct Readiness(tokio::sync::Mutex<Option<Checked>>);
+
+#[derive(Debug, Clone, Copy)]
+struct Checked {
+    at: Instant,
+    database: bool,
+    redis: Option<bool>,
+}
+
+const REUSE_FOR: Duration = Duration::from_secs(1);
+
+impl Readiness {
+    /// The latest result, or a new one if it is older than [`REUSE_FOR`]: probes arriving during a
+    /// check wait for it (its timeouts bound the wait) instead of starting their own.
+    async fn current(&self, state: &AppState) -> Checked {
+        let mut last = self.0.lock().await;
+        if let Some(checked) = *last
+            && checked.at.elapsed() < REUSE_FOR
+        {
+            return checked;
+        }
+        let (database, redis) = tokio::join!(database_ready(state), state.sessions.ping());
+        let checked = Checked {
+            at: Instant::now(),
+            database,
+            redis,
+        };
+        *last = Some(checked);
+        checked
+    }
+}
+
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let (database, redis) = tokio::join!(database_ready(&state), state.sessions.ping());
+    let Checked {
+        database, redis, ..
+    } = state.readiness.current(&state).await;
     let ready = database && redis.unwrap_or(true);
     let status = if ready {
         StatusCode::OK

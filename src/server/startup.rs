@@ -299,6 +299,7 @@ pub fn new_state(
         )),
         secret_box,
         backup_turn: crate::server::backup::Turn::default(),
+        readiness: crate::server::health::Readiness::default(),
     }))
 }
 

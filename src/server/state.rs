@@ -58,6 +58,8 @@ pub struct AppStateInner {
     pub secret_box: Arc<SecretBox>,
     /// Held while SQLite writes a backup: see `backup::backup`.
     pub backup_turn: crate::server::backup::Turn,
+    /// The last `/health/ready` check, shared by the probes of the next second.
+    pub readiness: crate::server::health::Readiness,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -337,3 +337,17 @@ async fn shutdown_waits_for_a_request_in_flight_but_only_for_the_grace_period() 
         "but not longer than the grace: {waited:?}"
     );
 }
+
+/// Probes sent in a loop (the path is public, and answered before every limit) must not take the
+/// database from real requests: a check's result is given to the probes of the next second. So a
+/// database lost just after a check is reported a second later, not at once.
+#[tokio::test]
+async fn readiness_is_checked_at_most_once_a_second() {
+    let app = spawn_app().await;
+    let ready = || async { app.get("/health/ready").send().await.unwrap().status() };
+    assert_eq!(ready().await, 200);
+    app.app_db.close_by_ref().await.unwrap();
+    assert_eq!(ready().await, 200, "the check of a moment ago");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(ready().await, 503);
+}
