@@ -694,8 +694,10 @@ pub async fn alert_new_device(ctx: &RequestContext, user: &user::Model) {
 }
 
 /// After a plain HTML form post (no JavaScript) that succeeded, sends the browser back to the page it
-/// came from with `?done=<endpoint>`, so the page can show its success message (a fetch call reads the
-/// result directly and is left alone). Only the referer's path is used: the redirect stays on this site.
+/// came from with `done=<endpoint>`, so the page can show its success message (a fetch call reads the
+/// result directly and is left alone). Only the referer's path and query are used: the redirect stays
+/// on this site. The query stays (a link's token, a filter, where to go after signing in), without an
+/// earlier form's result.
 pub fn redirect_back_done(endpoint: &str) {
     let Some(parts) = use_context::<http::request::Parts>() else {
         return;
@@ -703,15 +705,30 @@ pub fn redirect_back_done(endpoint: &str) {
     if !is_plain_form_post() {
         return;
     }
-    let path = parts
+    let referer = parts
         .headers
         .get(http::header::REFERER)
         .and_then(|v| v.to_str().ok())
         .and_then(|r| url::Url::parse(r).ok())
-        .map(|u| u.path().to_owned())
-        .filter(|p| p.starts_with('/') && !p.starts_with("//"))
-        .unwrap_or_else(|| routes::HOME.to_owned());
-    leptos_axum::redirect(&format!("{path}?done={endpoint}"));
+        .filter(|u| u.path().starts_with('/') && !u.path().starts_with("//"));
+    let Some(referer) = referer else {
+        leptos_axum::redirect(&format!("{}?done={endpoint}", routes::HOME));
+        return;
+    };
+    // A link's token that this form used (to confirm an address, report a sign-in…) is spent: it
+    // need not stay in the address and the history. One that another form on its page did not use
+    // (the invitation's, under "send me a new confirmation link") is still the page's.
+    let used_token = parts
+        .extensions
+        .get::<crate::server::middleware::body_limit::RawForm>()
+        .is_some_and(|form| url::form_urlencoded::parse(&form.0).any(|(key, _)| key == "token"));
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query.extend_pairs(referer.query_pairs().filter(|(key, _)| {
+        let spent = used_token && key == "token";
+        !(spent || crate::server::middleware::api_errors::is_form_result(key))
+    }));
+    query.append_pair("done", endpoint);
+    leptos_axum::redirect(&format!("{}?{}", referer.path(), query.finish()));
 }
 
 /// A Unix time as people read it, e.g. "22 November 2026 at 17:05 UTC".

@@ -358,6 +358,8 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
         >(context, shell))
         .with_state(state.clone());
     let pages = tower::ServiceBuilder::new()
+        // Before anything else: it only sends the browser on.
+        .layer(from_fn(api_errors::drop_foreign_form_results))
         // Outside the session layer: its bare 500 for a store that failed becomes a 503.
         .layer(from_fn(
             crate::server::session_store::unavailable_when_the_store_fails,

@@ -1433,6 +1433,72 @@ async fn without_javascript_a_form_turned_away_before_its_function_ran_keeps_wha
     assert!(!input_tag(&page, "register-accept-privacy").contains(" checked"));
 }
 
+/// What a refused form leaves in its page's address is honoured only after one of our own pages sent
+/// the browser there: a link from elsewhere must not tick the consent boxes, fill in an address or
+/// show an error in words of its author's choosing.
+#[tokio::test]
+async fn a_link_from_elsewhere_cannot_fill_in_forms_or_show_errors_in_our_pages() {
+    let app = spawn_app().await;
+    let error = leptos::server_fn::error::ServerFnUrlError::<nestegg::error::AppError>::new(
+        "/api/register",
+        nestegg::error::AppError::InvalidInput {
+            field: None,
+            message: "Your account is suspended: call +1 555 0100.".to_owned(),
+        },
+    )
+    .to_url(&app.url("/register"))
+    .unwrap();
+    let query = format!(
+        "keep_accept_terms=on&keep_accept_privacy=on&keep_email=eve%40evil.example&{}",
+        error.query().unwrap()
+    );
+    for site in ["cross-site", "same-site", "none"] {
+        let response = app
+            .get(&format!("/register?{query}"))
+            .header("sec-fetch-site", site)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 303, "{site}");
+        assert_eq!(response.headers()["location"], "/register", "{site}");
+    }
+    // The rest of the address stays (a link's token); never another site's address.
+    let sent_on = |path: &'static str| {
+        let app = &app;
+        async move {
+            let response = app
+                .get(path)
+                .header("sec-fetch-site", "cross-site")
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 303, "{path}");
+            response.headers()["location"].to_str().unwrap().to_owned()
+        }
+    };
+    assert_eq!(
+        sent_on("/reset-password?token=abc&__err=x&done=y").await,
+        "/reset-password?token=abc"
+    );
+    assert_eq!(
+        sent_on("//evil.example/x?keep_email=a").await,
+        "/evil.example/x"
+    );
+
+    // As after posting the form from our own page: shown and kept.
+    let page = app
+        .get(&format!("/register?{query}"))
+        .header("sec-fetch-site", "same-origin")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(input_tag(&page, "register-accept-terms").contains(" checked"));
+    assert!(page.contains("call +1 555 0100"));
+}
+
 #[tokio::test]
 async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
     let app = spawn_app_with(|v| {
@@ -1709,6 +1775,71 @@ async fn without_javascript_refused_settings_forms_keep_what_was_typed() {
         signed_in_user(&app).await.as_deref(),
         Some("ned@example.org")
     );
+}
+
+/// Without JavaScript, the answer to a form is a new page: it keeps the page's own address (a link's
+/// token another form on it did not use, where to go after signing in), and shows the form's answer
+/// even where the form was offered because of an earlier refusal (the sign-in's) that is gone now.
+#[tokio::test]
+async fn without_javascript_a_form_answered_on_a_new_page_keeps_its_address_and_shows_its_answer() {
+    let app = spawn_app().await;
+    let (location, page) = post_plain_form(
+        &app,
+        "request_verification_email",
+        "/login?next=%2Fhousehold",
+        &[("email", "rae@example.org")],
+    )
+    .await;
+    assert_eq!(
+        path_and_query(&location),
+        "/login?next=%2Fhousehold&done=request_verification_email"
+    );
+    assert!(
+        page.contains("If that address has an unconfirmed account"),
+        "the answer is shown"
+    );
+    let (location, page) = post_plain_form(
+        &app,
+        "request_verification_email",
+        "/login?next=%2Fhousehold",
+        &[("email", "rae@")],
+    )
+    .await;
+    assert!(location.contains("__err="), "{location}");
+    assert!(location.contains("next=%2Fhousehold"), "{location}");
+    let error_at = page
+        .find(r#"id="resend-email-error""#)
+        .expect("the field's error");
+    assert!(
+        !page[error_at..].starts_with(r#"id="resend-email-error" role="alert"></p>"#),
+        "the error is shown next to the field"
+    );
+    assert!(page.contains(r#"value="rae@""#), "what was typed is kept");
+
+    // A link's token that another form on its page did not use stays; one the form used is spent
+    // and leaves the address.
+    let (location, _) = post_plain_form(
+        &app,
+        "request_password_reset",
+        "/household/join?token=xyz",
+        &[("email", "rae@example.org")],
+    )
+    .await;
+    assert_eq!(
+        path_and_query(&location),
+        "/household/join?token=xyz&done=request_password_reset"
+    );
+    app.register("kai@example.org", "Kai", PASSWORD).await;
+    let token = app.emails_to("kai@example.org", 1).await[0].token(&app, "/verify-email");
+    let (location, page) = post_plain_form(
+        &app,
+        "verify_email",
+        &format!("/verify-email?token={token}"),
+        &[("token", token.as_str())],
+    )
+    .await;
+    assert_eq!(path_and_query(&location), "/verify-email?done=verify_email");
+    assert!(!page.contains(&token));
 }
 
 #[tokio::test]

@@ -19,6 +19,17 @@ const FIELDS: &[&str] = &["email", "password", "next"];
 pub fn LoginPage() -> impl IntoView {
     let sign_in = ServerAction::<SignIn>::new();
     let error = action_error(sign_in);
+    let request = ServerAction::<RequestVerificationEmail>::new();
+    let request_error = action_error(request);
+    let request_sent = action_succeeded(request);
+    // Offered when the sign-in needs a confirmed address, and kept once used: without JavaScript its
+    // answer is a new page, where the sign-in's refusal is no longer.
+    // (A memo: the form is drawn again only when this changes, not at each answer, losing nothing typed.)
+    let offer_new_link = Memo::new(move |_| {
+        matches!(error.get(), Some(AppError::EmailNotVerified))
+            || request_sent.get()
+            || request_error.with(Option::is_some)
+    });
     let query = use_query_map();
     // Where to go afterwards; the server only follows same-site paths (`routes::safe_next`).
     let next = Memo::new(move |_| query.with(|q| q.get("next")).unwrap_or_default());
@@ -55,10 +66,7 @@ pub fn LoginPage() -> impl IntoView {
                 />
                 <SubmitButton label="Sign in" pending=sign_in.pending() />
             </ActionForm>
-            {move || {
-                matches!(error.get(), Some(AppError::EmailNotVerified))
-                    .then(|| view! { <NewConfirmationLink /> })
-            }}
+            {move || offer_new_link.get().then(|| view! { <NewConfirmationLink request=request /> })}
             <p class="form-links">
                 <a href=routes::FORGOT_PASSWORD>"Forgot your password?"</a>
             </p>
@@ -71,8 +79,7 @@ pub fn LoginPage() -> impl IntoView {
 
 /// Shown when sign-in needs a confirmed address: asks for a fresh confirmation link by email address.
 #[component]
-fn NewConfirmationLink() -> impl IntoView {
-    let request = ServerAction::<RequestVerificationEmail>::new();
+fn NewConfirmationLink(request: ServerAction<RequestVerificationEmail>) -> impl IntoView {
     let error = action_error(request);
     let sent = action_succeeded(request);
     view! {

@@ -35,6 +35,54 @@ fn only_this_refusal(location: &mut url::Url) {
     location.query_pairs_mut().clear().extend_pairs(current);
 }
 
+/// Query parameters that a plain form post (no JavaScript) leaves in the address of the page it is
+/// sent back to: a refusal's `__path` and `__err`, a success's `done`, and what was typed (`keep_…`).
+pub fn is_form_result(key: &str) -> bool {
+    matches!(key, "__err" | "__path" | "done") || key.starts_with("keep_")
+}
+
+/// `query` without [`is_form_result`] parameters; `None` when it has none.
+fn without_form_results(query: &str) -> Option<String> {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    if !pairs.iter().any(|(key, _)| is_form_result(key)) {
+        return None;
+    }
+    Some(
+        url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs.iter().filter(|(key, _)| !is_form_result(key)))
+            .finish(),
+    )
+}
+
+/// A form's result in a page's address is honoured only when the browser came from one of our own
+/// pages, as it does after posting a form. A link from anywhere else carrying one (an `__err` whose
+/// words, chosen by the link's author, the page would show as our error; `keep_accept_terms=on`
+/// ticking the consent boxes; `keep_new_email` filling in an address) is sent on to the same page
+/// without it. Browsers say where a navigation came from (`Sec-Fetch-Site`); a request that does not
+/// say is left alone.
+pub async fn drop_foreign_form_results(request: Request, next: Next) -> Response {
+    let foreign = request
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|site| site.as_bytes() != b"same-origin");
+    if foreign
+        && matches!(*request.method(), http::Method::GET | http::Method::HEAD)
+        && !request.uri().path().starts_with(routes::API_PREFIX)
+        && let Some(kept) = request.uri().query().and_then(without_form_results)
+    {
+        // One leading slash: `//elsewhere.example/…` would be another site's address.
+        let path = format!("/{}", request.uri().path().trim_start_matches('/'));
+        let location = match kept.is_empty() {
+            true => path,
+            false => format!("{path}?{kept}"),
+        };
+        return axum::response::Redirect::to(&location).into_response();
+    }
+    next.run(request).await
+}
+
 /// Adds the non-secret fields a refused plain form carried to the address it is sent back to, as
 /// `keep_<name>`, so the person need not type them again.
 fn keep_form_fields(location: &mut url::Url, form: &RawForm) {
@@ -278,4 +326,26 @@ pub async fn map_server_fn_errors(request: Request, next: Next) -> Response {
         tracing::info!(code = error.code(), "server function refused the request");
     }
     Response::from_parts(parts, Body::from(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_results_are_taken_out_of_a_query_and_the_rest_kept() {
+        assert_eq!(without_form_results("token=abc&page=2"), None);
+        assert_eq!(without_form_results(""), None);
+        assert_eq!(
+            without_form_results(
+                "token=a%20b&__err=x&__path=%2Fapi%2Fsign_in&keep_email=e%40x&done=y"
+            )
+            .as_deref(),
+            Some("token=a+b")
+        );
+        assert_eq!(
+            without_form_results("keep_accept_terms=on&keep_accept_privacy=on").as_deref(),
+            Some("")
+        );
+    }
 }
