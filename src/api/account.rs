@@ -172,13 +172,25 @@ pub async fn outstanding_consents() -> Result<Vec<String>, AppError> {
 
 /// Accepts the versions in force of the terms and privacy policy, then goes home.
 #[server(prefix = "/api", endpoint = "accept_terms")]
-pub async fn accept_terms() -> Result<(), AppError> {
+pub async fn accept_terms(
+    // The documents the page listed, comma-separated ("terms,privacy"); absent from a page served
+    // before this field existed, which is then not checked.
+    shown: Option<String>,
+) -> Result<(), AppError> {
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
     let user = ctx.require_user_ungated().await?;
-    crate::server::services::consents::accept_current(&ctx.state, &ctx.meta, &user)
-        .await
-        .map_err(s::auth_error)?;
+    let shown: Option<Vec<&str>> = shown
+        .as_deref()
+        .map(|shown| shown.split(',').filter(|d| !d.is_empty()).collect());
+    crate::server::services::consents::accept_current(
+        &ctx.state,
+        &ctx.meta,
+        &user,
+        shown.as_deref(),
+    )
+    .await
+    .map_err(s::auth_error)?;
     leptos_axum::redirect(crate::routes::HOME);
     Ok(())
 }

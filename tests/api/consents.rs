@@ -195,3 +195,39 @@ async fn a_consent_ledger_that_cannot_be_read_does_not_undo_a_sign_in() {
         "a session for the sign-in"
     );
 }
+
+/// Only what the page listed is accepted: a document whose version went up since it loaded (here the
+/// privacy policy, while the page asked about the terms alone) is not recorded as accepted unseen.
+/// And two acceptances at once (a double click, two tabs) are recorded once.
+#[tokio::test]
+async fn only_what_the_page_listed_is_accepted_and_only_once() {
+    let app = spawn_app_with(|v| {
+        v.insert("TERMS_VERSION".into(), "2".into());
+        v.insert("PRIVACY_VERSION".into(), "2".into());
+    })
+    .await;
+    app.register_verified("ben@example.org", PASSWORD).await;
+    // Ben accepted version 1 of both; the page he opened asked about the terms only.
+    sea_orm::ConnectionTrait::execute_unprepared(&app.app_db, "UPDATE consents SET version = 1")
+        .await
+        .unwrap();
+    app.sign_in("ben@example.org", PASSWORD).await;
+    let refused = app.call("accept_terms", &[("shown", "terms")]).await;
+    assert_eq!(refused.status(), 400);
+    let text = refused.text().await.unwrap();
+    assert!(text.contains("changed while this page was open"), "{text}");
+    assert_eq!(app.count("consents").await, 2, "nothing recorded");
+
+    let (first, second) = tokio::join!(
+        app.call("accept_terms", &[("shown", "privacy,terms")]),
+        app.call("accept_terms", &[("shown", "privacy,terms")]),
+    );
+    assert_eq!(first.status(), 200);
+    assert_eq!(second.status(), 200);
+    assert_eq!(app.count("consents WHERE version = 2").await, 2);
+    assert_eq!(
+        app.count("security_events WHERE kind = 'consent_accepted'")
+            .await,
+        1
+    );
+}

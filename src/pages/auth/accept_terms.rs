@@ -6,7 +6,7 @@ use leptos_meta::Title;
 
 use crate::api::account::{AcceptTerms, outstanding_consents};
 use crate::api::auth::SignOut;
-use crate::components::auth_forms::{FormError, SubmitButton, action_error, form_error};
+use crate::components::auth_forms::{FormError, SubmitButton, action_error, form_error, refusals};
 use crate::pages::settings::LoadError;
 use crate::routes;
 
@@ -16,7 +16,9 @@ pub fn AcceptTermsPage() -> impl IntoView {
     let decline = ServerAction::<SignOut>::new();
     let error = action_error(accept);
     let decline_error = action_error(decline);
-    let outstanding = Resource::new(|| (), |_| outstanding_consents());
+    // Loaded again after a refusal: what is to be accepted may have changed since the page loaded.
+    let refused = refusals(accept);
+    let outstanding = Resource::new(move || refused.get(), |_| outstanding_consents());
 
     view! {
         <Title text="Updated terms — Nest Egg" />
@@ -48,6 +50,7 @@ pub fn AcceptTermsPage() -> impl IntoView {
                         </ul>
                         <ActionForm action=accept attr:class="accept-terms-form">
                             <FormError message=form_error(error, &[]) />
+                            <input type="hidden" name="shown" value=documents.join(",") />
                             <SubmitButton label="Accept and continue" pending=accept.pending() />
                         </ActionForm>
                         <ActionForm action=decline attr:class="decline-terms-form">

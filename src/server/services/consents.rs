@@ -2,8 +2,8 @@
 //! from where; and asking again when `TERMS_VERSION` or `PRIVACY_VERSION` goes up.
 
 use sea_orm::{
-    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, DbErr, EntityTrait as _,
-    QueryFilter as _, QueryOrder as _,
+    ActiveModelTrait as _, ActiveValue::Set, ColumnTrait as _, ConnectionTrait, DbErr,
+    EntityTrait as _, QueryFilter as _, QueryOrder as _, QuerySelect as _,
 };
 
 use crate::server::api_support::RequestMeta;
@@ -25,17 +25,32 @@ fn current(state: &AppState) -> [(&'static str, i32); 2] {
 
 /// Every consent of `user_id`, newest first.
 pub async fn ledger(state: &AppState, user_id: &str) -> Result<Vec<consent::Model>, DbErr> {
+    ledger_in(&state.db, user_id).await
+}
+
+async fn ledger_in<C: ConnectionTrait>(
+    db: &C,
+    user_id: &str,
+) -> Result<Vec<consent::Model>, DbErr> {
     consent::Entity::find()
         .filter(consent::Column::UserId.eq(user_id))
         .order_by_desc(consent::Column::AcceptedAt)
         .order_by_desc(consent::Column::Id)
-        .all(&state.db)
+        .all(db)
         .await
 }
 
 /// The documents whose version in force this person has not accepted yet.
 pub async fn outstanding(state: &AppState, user_id: &str) -> Result<Vec<&'static str>, DbErr> {
-    let accepted = ledger(state, user_id).await?;
+    outstanding_in(&state.db, state, user_id).await
+}
+
+async fn outstanding_in<C: ConnectionTrait>(
+    db: &C,
+    state: &AppState,
+    user_id: &str,
+) -> Result<Vec<&'static str>, DbErr> {
+    let accepted = ledger_in(db, user_id).await?;
     Ok(current(state)
         .into_iter()
         .filter(|(document, version)| {
@@ -48,17 +63,44 @@ pub async fn outstanding(state: &AppState, user_id: &str) -> Result<Vec<&'static
 }
 
 /// Records acceptance of the versions in force of every outstanding document.
+///
+/// `shown` are the documents the page asked to accept. If they are not the outstanding ones any more
+/// (a version went up since the page loaded, or another instance has a newer one in a rolling
+/// upgrade), nothing is recorded: the ledger must hold only what the person was shown. Accepting
+/// twice at once (a double click, two tabs) records it once.
 pub async fn accept_current(
     state: &AppState,
     meta: &RequestMeta,
     account: &user::Model,
+    shown: Option<&[&str]>,
 ) -> Result<(), AuthError> {
-    let documents = outstanding(state, &account.id).await?;
+    let now = now(state);
+    let txn = crate::server::db::begin_write(&state.db).await?;
+    // Concurrent acceptances take their turn here (SQLite's write transaction already does that).
+    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        user::Entity::find_by_id(account.id.clone())
+            .lock_exclusive()
+            .one(&txn)
+            .await?;
+    }
+    let documents = outstanding_in(&txn, state, &account.id).await?;
     if documents.is_empty() {
         return Ok(());
     }
-    let now = now(state);
-    let txn = crate::server::db::begin_write(&state.db).await?;
+    if let Some(shown) = shown {
+        let mut shown = shown.to_vec();
+        shown.sort_unstable();
+        let mut asked = documents.clone();
+        asked.sort_unstable();
+        if shown != asked {
+            return Err(AuthError::Invalid {
+                field: None,
+                message: "What you are asked to accept changed while this page was open. Read the \
+                          documents listed now, then accept again."
+                    .to_owned(),
+            });
+        }
+    }
     for (document, version) in current(state) {
         if !documents.contains(&document) {
             continue;
