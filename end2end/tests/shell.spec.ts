@@ -134,6 +134,14 @@ test("mobile navigation toggles after hydration", async ({ page }) => {
   await expect(toggle).not.toHaveAttribute("aria-expanded", "true");
 });
 
+test("on a phone the links are in reach before the WASM has loaded, or if it never does", async ({ page }) => {
+  await page.setViewportSize({ width: 375, height: 740 });
+  await page.route("**/*.wasm", (route) => route.abort());
+  await page.goto("/");
+  await expect(page.locator("header a.nav-sign-in")).toBeVisible();
+  await expect(page.locator("button.nav-toggle")).toBeHidden();
+});
+
 test("theme toggle persists across a reload", async ({ page, baseURL }) => {
   await page.goto("/");
   await waitForHydration(page);
