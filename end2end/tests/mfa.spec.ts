@@ -266,6 +266,8 @@ test.describe("two-factor authentication", () => {
     const turnedOn = Date.now();
     expect((await submit(page, s.turnOn, "enable_two_factor")).ok()).toBe(true);
     await expect(s.panel.locator("h2")).toHaveText("Save your backup codes");
+    // The form used is hidden under the panel: the focus moves to it, for screen readers.
+    await expect(s.panel.locator("h2")).toBeFocused();
     await expect(s.backupCodes).toHaveCount(10);
     const codes = await s.backupCodes.allTextContents();
     for (const code of codes) expect(code).toMatch(BACKUP_CODE);

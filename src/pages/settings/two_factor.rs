@@ -452,9 +452,17 @@ fn BackupCodesPanel(
         #[cfg(feature = "hydrate")]
         let _ = window().print();
     };
+    // The form just used is hidden under this panel, which would leave the focus nowhere: it moves
+    // to the heading, so a screen reader announces the codes.
+    let heading = NodeRef::<leptos::html::H2>::new();
+    Effect::new(move |_| {
+        if let Some(heading) = heading.get() {
+            let _ = heading.focus();
+        }
+    });
     view! {
         <section class="settings-section backup-codes-panel" aria-labelledby="backup-codes-heading">
-            <h2 id="backup-codes-heading">"Save your backup codes"</h2>
+            <h2 id="backup-codes-heading" tabindex="-1" node_ref=heading>"Save your backup codes"</h2>
             <p class="no-print">
                 "Two-factor authentication is on. If you lose your phone, each of these codes lets you sign in once. "
                 "Keep them somewhere safe, like a password manager or a printed copy. "
