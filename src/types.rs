@@ -235,6 +235,16 @@ pub struct JoinInvitationView {
     pub shown_departure: Option<String>,
 }
 
+/// What the updated-terms page asks to accept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutstandingConsentsView {
+    /// "terms", "privacy": the documents whose version in force the person has not accepted.
+    pub documents: Vec<String>,
+    /// Those documents with their versions, sent back with the acceptance, which is refused if they
+    /// are not what is outstanding then.
+    pub shown: String,
+}
+
 /// The operators' security status page.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecurityStatusView {

@@ -160,29 +160,30 @@ pub async fn consent_ledger() -> Result<Vec<crate::types::ConsentView>, AppError
 
 /// The documents that changed since the caller last accepted them ("terms", "privacy").
 #[server(prefix = "/api", endpoint = "outstanding_consents")]
-pub async fn outstanding_consents() -> Result<Vec<String>, AppError> {
+pub async fn outstanding_consents() -> Result<crate::types::OutstandingConsentsView, AppError> {
     use crate::server::api_support as s;
+    use crate::server::services::consents;
     let ctx = s::RequestContext::current().await?;
     let user = ctx.require_user_ungated().await?;
-    let documents = crate::server::services::consents::outstanding(&ctx.state, &user.id)
+    let documents = consents::outstanding(&ctx.state, &user.id)
         .await
         .map_err(|err| s::internal("checking consents", &err))?;
-    Ok(documents.into_iter().map(str::to_owned).collect())
+    Ok(crate::types::OutstandingConsentsView {
+        shown: consents::versions_key(&ctx.state, &documents),
+        documents: documents.into_iter().map(str::to_owned).collect(),
+    })
 }
 
 /// Accepts the versions in force of the terms and privacy policy, then goes home.
 #[server(prefix = "/api", endpoint = "accept_terms")]
 pub async fn accept_terms(
-    // The documents the page listed, comma-separated ("terms,privacy"); absent from a page served
-    // before this field existed, which is then not checked.
+    // The documents and versions the page listed (`OutstandingConsentsView::shown`); absent from a
+    // page served before this field existed, which is then not checked.
     shown: Option<String>,
 ) -> Result<(), AppError> {
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
     let user = ctx.require_user_ungated().await?;
-    let shown: Option<Vec<&str>> = shown
-        .as_deref()
-        .map(|shown| shown.split(',').filter(|d| !d.is_empty()).collect());
     crate::server::services::consents::accept_current(
         &ctx.state,
         &ctx.meta,

@@ -73,7 +73,7 @@ async fn updated_terms_must_be_accepted_before_anything_else() {
     assert_eq!(json(&app, "current_user").await.1["consent_required"], true);
     assert_eq!(
         json(&app, "outstanding_consents").await.1,
-        serde_json::json!(["terms"])
+        serde_json::json!({"documents": ["terms"], "shown": "terms:2"})
     );
     let (status, error) = json(&app, "list_sessions").await;
     assert_eq!(status, 403);
@@ -212,15 +212,21 @@ async fn only_what_the_page_listed_is_accepted_and_only_once() {
         .await
         .unwrap();
     app.sign_in("ben@example.org", PASSWORD).await;
-    let refused = app.call("accept_terms", &[("shown", "terms")]).await;
+    let refused = app.call("accept_terms", &[("shown", "terms:2")]).await;
     assert_eq!(refused.status(), 400);
     let text = refused.text().await.unwrap();
     assert!(text.contains("changed while this page was open"), "{text}");
     assert_eq!(app.count("consents").await, 2, "nothing recorded");
+    // Nor when a version the page showed is not the one in force.
+    let refused = app
+        .call("accept_terms", &[("shown", "privacy:1,terms:2")])
+        .await;
+    assert_eq!(refused.status(), 400);
+    assert_eq!(app.count("consents").await, 2, "nothing recorded");
 
     let (first, second) = tokio::join!(
-        app.call("accept_terms", &[("shown", "privacy,terms")]),
-        app.call("accept_terms", &[("shown", "privacy,terms")]),
+        app.call("accept_terms", &[("shown", "privacy:2,terms:2")]),
+        app.call("accept_terms", &[("shown", "privacy:2,terms:2")]),
     );
     assert_eq!(first.status(), 200);
     assert_eq!(second.status(), 200);

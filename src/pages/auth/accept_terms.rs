@@ -27,8 +27,8 @@ pub fn AcceptTermsPage() -> impl IntoView {
             <Transition fallback=|| view! { <p class="hint">"Loading…"</p> }>
                 {move || Suspend::new(async move {
                     // Not "nothing to do" when it could not be found out (signed out, an outage).
-                    let documents = match outstanding.await {
-                        Ok(documents) => documents,
+                    let (documents, shown) = match outstanding.await {
+                        Ok(view) => (view.documents, view.shown),
                         Err(error) => return view! { <LoadError error=error /> }.into_any(),
                     };
                     if documents.is_empty() {
@@ -50,7 +50,7 @@ pub fn AcceptTermsPage() -> impl IntoView {
                         </ul>
                         <ActionForm action=accept attr:class="accept-terms-form">
                             <FormError message=form_error(error, &[]) />
-                            <input type="hidden" name="shown" value=documents.join(",") />
+                            <input type="hidden" name="shown" value=shown />
                             <SubmitButton label="Accept and continue" pending=accept.pending() />
                         </ActionForm>
                         <ActionForm action=decline attr:class="decline-terms-form">

@@ -62,17 +62,29 @@ async fn outstanding_in<C: ConnectionTrait>(
         .collect())
 }
 
+/// Names `documents` with the versions in force ("privacy:2,terms:3"): what a page asks to accept.
+pub fn versions_key(state: &AppState, documents: &[&str]) -> String {
+    let mut listed: Vec<String> = current(state)
+        .into_iter()
+        .filter(|(document, _)| documents.contains(document))
+        .map(|(document, version)| format!("{document}:{version}"))
+        .collect();
+    listed.sort_unstable();
+    listed.join(",")
+}
+
 /// Records acceptance of the versions in force of every outstanding document.
 ///
-/// `shown` are the documents the page asked to accept. If they are not the outstanding ones any more
-/// (a version went up since the page loaded, or another instance has a newer one in a rolling
-/// upgrade), nothing is recorded: the ledger must hold only what the person was shown. Accepting
+/// `shown` names the documents and versions the page asked to accept ([`versions_key`]). If they are
+/// not the outstanding ones any more (a version went up since the page loaded, or another instance has
+/// a newer one in a rolling upgrade), nothing is recorded: the ledger must hold only what the person
+/// was shown. Accepting
 /// twice at once (a double click, two tabs) records it once.
 pub async fn accept_current(
     state: &AppState,
     meta: &RequestMeta,
     account: &user::Model,
-    shown: Option<&[&str]>,
+    shown: Option<&str>,
 ) -> Result<(), AuthError> {
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
@@ -87,19 +99,15 @@ pub async fn accept_current(
     if documents.is_empty() {
         return Ok(());
     }
-    if let Some(shown) = shown {
-        let mut shown = shown.to_vec();
-        shown.sort_unstable();
-        let mut asked = documents.clone();
-        asked.sort_unstable();
-        if shown != asked {
-            return Err(AuthError::Invalid {
-                field: None,
-                message: "What you are asked to accept changed while this page was open. Read the \
-                          documents listed now, then accept again."
-                    .to_owned(),
-            });
-        }
+    if let Some(shown) = shown
+        && shown != versions_key(state, &documents)
+    {
+        return Err(AuthError::Invalid {
+            field: None,
+            message: "What you are asked to accept changed while this page was open. Read the \
+                      documents listed now, then accept again."
+                .to_owned(),
+        });
     }
     for (document, version) in current(state) {
         if !documents.contains(&document) {
