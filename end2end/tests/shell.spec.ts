@@ -134,12 +134,23 @@ test("mobile navigation toggles after hydration", async ({ page }) => {
   await expect(toggle).not.toHaveAttribute("aria-expanded", "true");
 });
 
-test("on a phone the links are in reach before the WASM has loaded, or if it never does", async ({ page }) => {
+test("on a phone the links are in reach until the WASM has taken the page over", async ({ page }) => {
   await page.setViewportSize({ width: 375, height: 740 });
-  await page.route("**/*.wasm", (route) => route.abort());
-  await page.goto("/");
+  // The WASM is held back (as on a slow connection, or when it never loads) while the page is checked.
+  let release = () => {};
+  const released = new Promise<void>((resolve) => (release = resolve));
+  await page.route("**/*.wasm", async (route) => {
+    await released;
+    await route.continue();
+  });
+  await page.goto("/", { waitUntil: "domcontentloaded" });
   await expect(page.locator("header a.nav-sign-in")).toBeVisible();
   await expect(page.locator("button.nav-toggle")).toBeHidden();
+  release();
+  // Once it has, the links fold into the menu.
+  await waitForHydration(page);
+  await expect(page.locator("button.nav-toggle")).toBeVisible();
+  await expect(page.locator("header a.nav-sign-in")).toBeHidden();
 });
 
 test("theme toggle persists across a reload", async ({ page, baseURL }) => {
