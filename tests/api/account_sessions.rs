@@ -486,16 +486,38 @@ async fn mail_about(app: &TestApp, to: &str, subject: &str) -> Vec<crate::helper
 /// `browser`, signed in to the account at `from` with its password, moves it to `to` and confirms
 /// the new address from its mailbox.
 async fn move_address(app: &TestApp, browser: &Browser, from: &str, to: &str) {
+    let earlier = confirmation_links(app, to).await;
     let response = browser
         .call("change_email", &[("password", PASSWORD), ("new_email", to)])
         .await;
     assert_eq!(response.status(), 200, "change {from} to {to}");
-    let token = app.emails_to(to, 1).await[0].token(app, "/confirm-email-change");
+    let mut token = None;
+    for _ in 0..100 {
+        token = confirmation_links(app, to)
+            .await
+            .into_iter()
+            .find(|t| !earlier.contains(t));
+        if token.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let token = token.expect("the confirmation link");
     let response = browser
         .call("confirm_email_change", &[("token", token.as_str())])
         .await;
     assert_eq!(response.status(), 200, "confirm {to}");
     assert_eq!(browser.signed_in_as().await.as_deref(), Some(to));
+}
+
+/// The confirmation links of changes of address that reached `to` so far.
+async fn confirmation_links(app: &TestApp, to: &str) -> Vec<String> {
+    app.emails_to(to, 0)
+        .await
+        .iter()
+        .filter(|m| m.text.contains("/confirm-email-change"))
+        .map(|m| m.token(app, "/confirm-email-change"))
+        .collect()
 }
 
 const CHANGED: &str = "email address was changed";
@@ -558,6 +580,9 @@ async fn a_change_of_address_is_undone_from_the_old_address_which_gets_the_accou
         400
     );
     assert_eq!(sign_in_status(&app, "ana@example.org", PASSWORD).await, 400);
+    // The address replaced is told (the owner's, had they left this one because someone reads it).
+    let told = only_mail_about(&app, "eve@evil.example", "was put back").await;
+    assert!(told.text.contains("a•••@example.org"), "{}", told.text);
     assert!(mail_about(&app, "eve@evil.example", RESET).await.is_empty());
     let reset = only_mail_about(&app, "ana@example.org", RESET).await;
     let reset = reset.token(&app, "/reset-password");
@@ -661,32 +686,93 @@ async fn the_first_address_outranks_later_ones_and_one_taken_since_is_not_put_ba
     assert_eq!(response.status(), 200);
     app.clock.advance(time::Duration::minutes(5));
 
-    // Meanwhile someone registers Ana's address: it cannot be put back, and nothing changes (the
-    // link is not used up).
-    app.register("ana@example.org", "Squatter", PASSWORD).await;
+    // Meanwhile someone tries to sign up with Ana's address: it is on hold while her link works, so
+    // no account is made (the answer is the one any sign-up gets), and its mailbox is told why.
+    let response = app.register("ana@example.org", "Squatter", PASSWORD).await;
+    assert!(response.status().is_success() || response.status().is_redirection());
+    assert_eq!(app.count("users WHERE email = 'ana@example.org'").await, 0);
+    let held = only_mail_about(&app, "ana@example.org", "tried to create").await;
+    assert!(held.text.contains("Put my address back"), "{}", held.text);
+    // Someone who can confirm it from its mailbox may still take it, though: then it cannot be put
+    // back, and nothing changes (the link is not used up).
+    account(&app, "zoe@example.org").await;
+    let zoe = Browser::signed_in(&app, "zoe@example.org", FIREFOX).await;
+    move_address(&app, &zoe, "zoe@example.org", "ana@example.org").await;
     let refused = app
         .call("restore_email", &[("token", first.as_str())])
         .await;
     assert_eq!(refused.status(), 400);
     let text = refused.text().await.unwrap();
-    assert!(text.contains("used to create another account"), "{text}");
+    assert!(text.contains("belongs to another account now"), "{text}");
     assert_eq!(
         app.count("users WHERE email = 'eve@evil.example'").await,
         1,
         "still at the intruder's address"
     );
 
-    // Once that account is gone, the first link puts Ana's address back.
-    sea_orm::ConnectionTrait::execute_unprepared(
-        &app.app_db,
-        "DELETE FROM users WHERE email = 'ana@example.org'",
-    )
-    .await
-    .unwrap();
+    // Once that address is free again, the first link puts it back.
+    move_address(&app, &zoe, "ana@example.org", "zoe@elsewhere.example").await;
     let response = app
         .call("restore_email", &[("token", first.as_str())])
         .await;
     assert_eq!(response.status(), 200);
     assert_eq!(app.count("users WHERE email = 'ana@example.org'").await, 1);
     assert_eq!(app.count("users WHERE email LIKE '%evil.example'").await, 0);
+}
+
+/// An intruder's own "this wasn't me" link, sent in the same second as the owner's restore link
+/// (to their address, after the change), must not void the owner's.
+#[tokio::test]
+async fn an_intruders_link_of_the_same_second_does_not_void_the_owners() {
+    let app = spawn_app_with(|v| {
+        v.insert("RATE_LIMIT_SIGN_IN_PER_MINUTE".into(), "100".into());
+    })
+    .await;
+    account(&app, "ana@example.org").await;
+    let _owner = Browser::signed_in(&app, "ana@example.org", FIREFOX).await;
+    let intruder = Browser::signed_in(&app, "ana@example.org", CHROME).await;
+    move_address(&app, &intruder, "ana@example.org", "eve@evil.example").await;
+    let _another = Browser::signed_in(&app, "eve@evil.example", SAFARI).await;
+    let intruders_not_me = alerts(&app, "eve@evil.example").await[0].token(&app, "/not-me");
+    let restore = only_mail_about(&app, "ana@example.org", CHANGED)
+        .await
+        .token(&app, "/restore-email");
+    let response = app
+        .call("report_sign_in", &[("token", intruders_not_me.as_str())])
+        .await;
+    assert_eq!(response.status(), 200);
+    let response = app
+        .call("restore_email", &[("token", restore.as_str())])
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.count("users WHERE email = 'ana@example.org'").await, 1);
+}
+
+/// An address never confirmed may be someone else's (a typo): it gets no link to take the account.
+#[tokio::test]
+async fn an_unconfirmed_address_cannot_take_the_account_back() {
+    let app = spawn_app().await;
+    let response = app.register("bbo@example.org", "Bob", PASSWORD).await;
+    assert!(response.status().is_success() || response.status().is_redirection());
+    let bob = Browser::signed_in(&app, "bbo@example.org", FIREFOX).await;
+    let _laptop = Browser::signed_in(&app, "bbo@example.org", CHROME).await;
+    let not_me = alerts(&app, "bbo@example.org").await[0].token(&app, "/not-me");
+    move_address(&app, &bob, "bbo@example.org", "bob@example.org").await;
+    assert!(
+        mail_about(&app, "bbo@example.org", CHANGED)
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        app.count("account_tokens WHERE purpose = 'restore_email'")
+            .await,
+        0
+    );
+    // Nor does the new-sign-in alert it got: it secures the account, but the address stays.
+    let response = app
+        .call("report_sign_in", &[("token", not_me.as_str())])
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.count("users WHERE email = 'bob@example.org'").await, 1);
+    assert!(mail_about(&app, "bbo@example.org", RESET).await.is_empty());
 }

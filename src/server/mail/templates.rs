@@ -83,6 +83,12 @@ pub enum Template {
     MfaFailures { name: String, reset_link: String },
     /// The receipt for a deleted account.
     AccountDeleted { name: String },
+    /// Sent to the address replaced when an earlier one was put back by its link (`restored_hint`,
+    /// masked): if the owner left that earlier address because someone else reads it, they learn.
+    AddressPutBack { name: String, restored_hint: String },
+    /// A sign-up with an address that was moved off an account lately, and can still be put back on
+    /// it until `until` (its "put my address back" link): no account is created.
+    AddressOnHold { name: String, until: String },
     /// A sign-in from a browser and address not seen before; `not_me_link` secures the account.
     NewSignIn {
         name: String,
@@ -151,6 +157,8 @@ impl Template {
             Template::MfaFailures { .. } => "mfa_failures",
             Template::NewSignIn { .. } => "new_sign_in",
             Template::AccountDeleted { .. } => "account_deleted",
+            Template::AddressOnHold { .. } => "address_on_hold",
+            Template::AddressPutBack { .. } => "address_put_back",
             Template::HouseholdInvitation { .. } => "household_invitation",
             Template::HouseholdRemoved { .. } => "household_removed",
         }
@@ -172,7 +180,10 @@ impl Template {
             }
             Template::NewSignIn { not_me_link, .. } => vec![not_me_link.as_str()],
             Template::EmailChanged { restore_link, .. } => vec![restore_link.as_str()],
-            Template::AccountDeleted { .. } | Template::HouseholdRemoved { .. } => Vec::new(),
+            Template::AccountDeleted { .. }
+            | Template::HouseholdRemoved { .. }
+            | Template::AddressOnHold { .. }
+            | Template::AddressPutBack { .. } => Vec::new(),
             Template::HouseholdInvitation { link, .. } => vec![link.as_str()],
             Template::MfaEnabled { settings_link, .. }
             | Template::MfaDisabled { settings_link, .. }
@@ -215,7 +226,9 @@ impl Template {
             | Template::NewSignIn { name, .. }
             | Template::HouseholdInvitation { name, .. }
             | Template::HouseholdRemoved { name, .. }
-            | Template::AccountDeleted { name } => name,
+            | Template::AccountDeleted { name }
+            | Template::AddressOnHold { name, .. }
+            | Template::AddressPutBack { name, .. } => name,
         }
     }
 
@@ -574,6 +587,48 @@ impl Template {
                     },
                 ],
             },
+            Template::AddressPutBack { restored_hint, .. } => {
+                let hint = one_line(restored_hint, MAX_HINT_CHARS);
+                Content {
+                    subject: "Your Nest Egg email address was put back",
+                    heading: "Your email address was put back",
+                    blocks: vec![
+                        Block::Para(format!(
+                            "The email address of your Nest Egg account is {hint} again: someone used \
+                             the link we sent there when it was changed to this address. Every session \
+                             was signed out, and a link to choose a new password went to {hint}. This \
+                             is the last email to this address."
+                        )),
+                        Block::Note(format!(
+                            "If this wasn't you, and you moved away from {hint} because someone else \
+                             can read its mail, that person may now have your account: contact the \
+                             people who run this Nest Egg right away."
+                        )),
+                    ],
+                }
+            }
+            Template::AddressOnHold { until, .. } => Content {
+                subject: "Someone tried to create a Nest Egg account with this address",
+                heading: "This address is on hold",
+                blocks: vec![
+                    Block::Para(
+                        "Someone, perhaps you, tried to create a Nest Egg account with this email \
+                         address. No account was created: until recently this was the address of \
+                         another Nest Egg account, which then moved to a new one."
+                            .to_owned(),
+                    ),
+                    Block::Para(format!(
+                        "Until {}, it can only go back to that account. If the account was yours \
+                         and you didn't move it, open the \u{201c}Put my address back\u{201d} link in \
+                         the email we sent to this address when it was changed. After that date, \
+                         you can create a new account with this address.",
+                        one_line(until, MAX_NAME_CHARS)
+                    )),
+                    Block::Note(
+                        "If this wasn't you, you can ignore this email.".to_owned(),
+                    ),
+                ],
+            },
             Template::AccountDeleted { .. } => Content {
                 subject: "Your Nest Egg account was deleted",
                 heading: "Your account was deleted",
@@ -913,6 +968,14 @@ mod tests {
                 reset_link: "https://nestegg.example/forgot-password".to_owned(),
             },
             Template::AccountDeleted { name: name.clone() },
+            Template::AddressOnHold {
+                name: name.clone(),
+                until: "14 December 2026 at 12:00 UTC".to_owned(),
+            },
+            Template::AddressPutBack {
+                name: name.clone(),
+                restored_hint: "a\u{2022}\u{2022}\u{2022}@example.org".to_owned(),
+            },
             Template::HouseholdInvitation {
                 name: name.clone(),
                 inviter: "Bea".to_owned(),
@@ -1005,6 +1068,8 @@ mod tests {
                 ("backup_codes_regenerated", 1),
                 ("mfa_failures", 1),
                 ("account_deleted", 0),
+                ("address_on_hold", 0),
+                ("address_put_back", 0),
                 ("household_invitation", 1),
                 ("household_removed", 0),
                 ("new_sign_in", 1),

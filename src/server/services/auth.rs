@@ -379,6 +379,27 @@ pub async fn register(
         .await;
     }
 
+    // An address moved off an account lately can still be put back on it: until its link lapses, it
+    // is not free to take (a sign-up with it would keep the owner from getting the account back).
+    // The same answer as ever; its holder is told why no account was made.
+    if let Some(until) = on_hold_until(&txn, &email, now).await? {
+        if !refused(state, Limit::MailToAddress, &throttle_key(state, &email)).await? {
+            let template = Template::AddressOnHold {
+                name: String::new(),
+                until: crate::server::api_support::readable_date(until),
+            };
+            outbox::enqueue(&txn, state, now, &email, None, &template).await?;
+        }
+        return commit_with_event(
+            txn,
+            state,
+            meta,
+            now,
+            Event::new("register_address_on_hold"),
+        )
+        .await;
+    }
+
     let user_id = uuid::Uuid::new_v4().to_string();
     let created = user::ActiveModel {
         id: Set(user_id.clone()),
@@ -1110,6 +1131,23 @@ const KEPT_LINKS: [&str; 2] = [
     crate::server::services::sign_in_alerts::PURPOSE_RESTORE_EMAIL,
 ];
 
+/// Until when `email` can still be put back on the account it was moved off (the latest expiry of an
+/// unused link that would do it, see `sign_in_alerts::take_back`), if it can.
+async fn on_hold_until(
+    txn: &DatabaseTransaction,
+    email: &str,
+    now: i64,
+) -> Result<Option<i64>, DbErr> {
+    let links = account_token::Entity::find()
+        .filter(account_token::Column::Purpose.is_in(KEPT_LINKS))
+        .filter(account_token::Column::NewEmail.eq(email))
+        .filter(account_token::Column::UsedAt.is_null())
+        .filter(account_token::Column::ExpiresAt.gt(now))
+        .all(txn)
+        .await?;
+    Ok(links.iter().map(|link| link.expires_at).max())
+}
+
 /// Voids every outstanding link of the user: after a password or address change, links sent to the old
 /// credentials' owner (or requested by someone who held them) must stop working.
 pub(super) async fn void_all_tokens<C: ConnectionTrait>(
@@ -1318,6 +1356,9 @@ pub async fn confirm_email_change(
     }
     let old_email = account.email.clone();
     let account_name = account.display_name.clone();
+    // Only a confirmed address gets the account back: an unconfirmed one may be a typo, someone
+    // else's mailbox.
+    let old_confirmed = account.email_verified_at.is_some();
     let mut update = account.into_active_model();
     update.email = Set(new_email.clone());
     update.email_verified_at = Set(Some(now));
@@ -1334,22 +1375,24 @@ pub async fn confirm_email_change(
     void_all_tokens(&txn, &row.user_id, now).await?;
     // Whoever had the old address gets the means to undo this, should it not be their doing: the
     // one message that reaches them once the account's mail goes to the new address.
-    let restore = issue_token(
-        &txn,
-        state,
-        &row.user_id,
-        crate::server::services::sign_in_alerts::PURPOSE_RESTORE_EMAIL,
-        Some(old_email.clone()),
-        now,
-        crate::server::services::sign_in_alerts::RESTORE_EMAIL_TTL_SECS,
-    )
-    .await?;
-    let template = Template::EmailChanged {
-        name: account_name,
-        new_email_hint: mask_email(&new_email),
-        restore_link: link(state, routes::RESTORE_EMAIL, &restore),
-    };
-    outbox::enqueue(&txn, state, now, &old_email, Some(&row.user_id), &template).await?;
+    if old_confirmed {
+        let restore = issue_token(
+            &txn,
+            state,
+            &row.user_id,
+            crate::server::services::sign_in_alerts::PURPOSE_RESTORE_EMAIL,
+            Some(old_email.clone()),
+            now,
+            crate::server::services::sign_in_alerts::RESTORE_EMAIL_TTL_SECS,
+        )
+        .await?;
+        let template = Template::EmailChanged {
+            name: account_name,
+            new_email_hint: mask_email(&new_email),
+            restore_link: link(state, routes::RESTORE_EMAIL, &restore),
+        };
+        outbox::enqueue(&txn, state, now, &old_email, Some(&row.user_id), &template).await?;
+    }
     // Sign-in throttling follows the address; the old one's counter has no owner any more.
     state
         .lockouts

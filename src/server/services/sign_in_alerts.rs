@@ -105,7 +105,11 @@ pub async fn after_sign_in(
         &account.id,
         PURPOSE_NOT_ME,
         // Where the link goes: if the address has changed by the time it is used, it is put back.
-        Some(account.email.clone()),
+        // Only a confirmed one (an unconfirmed address may be a typo, someone else's mailbox).
+        account
+            .email_verified_at
+            .is_some()
+            .then(|| account.email.clone()),
         now,
         NOT_ME_TTL_SECS,
     )
@@ -213,18 +217,27 @@ async fn take_back(
         Some(address) if address != account.email => {
             let previous = account.email.clone();
             let account = put_back_address(txn, state, account, address, now).await?;
+            // The address replaced is told: the owner's own, if they had left this one because
+            // someone else reads it. Owned by nobody: it is no longer the account's.
+            let notice = Template::AddressPutBack {
+                name: account.display_name.clone(),
+                restored_hint: crate::server::services::auth::mask_email(address),
+            };
+            outbox::enqueue(txn, state, now, &previous, None, &notice).await?;
             (account, Some(previous))
         }
         _ => (account, None),
     };
     // Links that are left working on purpose (see `void_all_tokens`), but went out after this one:
     // to whoever had the account since, perhaps at an address of theirs. Earlier ones went to
-    // earlier holders of the account, who may still need theirs.
+    // earlier holders of the account, who may still need theirs. After, by the order they were
+    // issued in: one issued in the same second may be either (an intruder's "this wasn't me" must
+    // not void the owner's link of that second).
     account_token::Entity::update_many()
         .col_expr(account_token::Column::UsedAt, now.into())
         .filter(account_token::Column::UserId.eq(&account.id))
         .filter(account_token::Column::UsedAt.is_null())
-        .filter(account_token::Column::CreatedAt.gte(since))
+        .filter(account_token::Column::Id.gt(link.id))
         .exec(txn)
         .await?;
     forget_second_factor_since(txn, &account.id, since).await?;
@@ -244,8 +257,8 @@ async fn put_back_address(
     let taken = || AuthError::Invalid {
         field: None,
         message: format!(
-            "{address} has been used to create another account since, so it cannot be put back \
-             on yours. Ask the operators of this service for help."
+            "{address} belongs to another account now, so it cannot be put back on yours. Ask \
+             the operators of this service for help."
         ),
     };
     if user::Entity::find()
