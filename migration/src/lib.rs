@@ -15,6 +15,7 @@ mod m20261206_000010_totp_replacement;
 mod m20261206_000011_invitation_email;
 mod m20261207_000012_two_factor_enabled_at;
 mod m20261207_000013_known_device_last_seen;
+mod m20261207_000014_account_token_address_index;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000011_invitation_email::Migration),
             Box::new(m20261207_000012_two_factor_enabled_at::Migration),
             Box::new(m20261207_000013_known_device_last_seen::Migration),
+            Box::new(m20261207_000014_account_token_address_index::Migration),
         ]
     }
 }
