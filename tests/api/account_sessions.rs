@@ -688,11 +688,38 @@ async fn the_first_address_outranks_later_ones_and_one_taken_since_is_not_put_ba
 
     // Meanwhile someone tries to sign up with Ana's address: it is on hold while her link works, so
     // no account is made (the answer is the one any sign-up gets), and its mailbox is told why.
-    let response = app.register("ana@example.org", "Squatter", PASSWORD).await;
-    assert!(response.status().is_success() || response.status().is_redirection());
+    let sign_up = |email: &'static str| {
+        let app = &app;
+        async move {
+            let client = reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap();
+            let response = client
+                .post(app.url("/api/register"))
+                .header("origin", &app.address)
+                .form(&[
+                    ("email", email),
+                    ("display_name", "Someone"),
+                    ("password", PASSWORD),
+                    ("accept_terms", "on"),
+                    ("accept_privacy", "on"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let location = response.headers().get("location").cloned();
+            let cookie = crate::helpers::session_cookie(&response).is_some();
+            (status, location, cookie, response.text().await.unwrap())
+        }
+    };
+    let free = sign_up("newcomer@example.org").await;
+    assert_eq!(sign_up("ana@example.org").await, free, "the same answer");
     assert_eq!(app.count("users WHERE email = 'ana@example.org'").await, 0);
     let held = only_mail_about(&app, "ana@example.org", "tried to create").await;
     assert!(held.text.contains("Put my address back"), "{}", held.text);
+
     // Someone who can confirm it from its mailbox may still take it, though: then it cannot be put
     // back, and nothing changes (the link is not used up).
     account(&app, "zoe@example.org").await;
@@ -775,4 +802,126 @@ async fn an_unconfirmed_address_cannot_take_the_account_back() {
     assert_eq!(response.status(), 200);
     assert_eq!(app.count("users WHERE email = 'bob@example.org'").await, 1);
     assert!(mail_about(&app, "bbo@example.org", RESET).await.is_empty());
+}
+
+/// A sign-in checks the password against the account it read before its (slow) hash: if the account
+/// was taken back meanwhile, that sign-in must not mail a "this wasn't me" link to the address it
+/// read, which could put that address back.
+#[tokio::test]
+async fn a_sign_in_that_read_the_account_before_it_was_taken_back_sends_no_link() {
+    use sea_orm::{ColumnTrait as _, EntityTrait as _, QueryFilter as _};
+    let app = spawn_app_with(|v| {
+        v.insert("RATE_LIMIT_SIGN_IN_PER_MINUTE".into(), "100".into());
+    })
+    .await;
+    account(&app, "ana@example.org").await;
+    let intruder = Browser::signed_in(&app, "ana@example.org", CHROME).await;
+    move_address(&app, &intruder, "ana@example.org", "eve@evil.example").await;
+    let read_before = nestegg::server::entities::user::Entity::find()
+        .filter(nestegg::server::entities::user::Column::Email.eq("eve@evil.example"))
+        .one(&app.app_db)
+        .await
+        .unwrap()
+        .unwrap();
+    let restore = only_mail_about(&app, "ana@example.org", CHANGED)
+        .await
+        .token(&app, "/restore-email");
+    let response = app
+        .call("restore_email", &[("token", restore.as_str())])
+        .await;
+    assert_eq!(response.status(), 200);
+
+    // The sign-in that read the account at the intruder's address finishes now, from a new device.
+    let meta = nestegg::server::api_support::RequestMeta {
+        user_agent: SAFARI.to_owned(),
+        ..nestegg::server::api_support::RequestMeta::internal()
+    };
+    nestegg::server::services::sign_in_alerts::after_sign_in(&app.state, &meta, &read_before)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.count("account_tokens WHERE purpose = 'not_me' AND used_at IS NULL")
+            .await,
+        0
+    );
+    assert!(
+        mail_about(&app, "eve@evil.example", "New sign-in")
+            .await
+            .is_empty()
+    );
+}
+
+/// Deleting the account right after moving it away takes the old address's link with it: the old
+/// address is told that the account was deleted, rather than left with a link that stops working.
+#[tokio::test]
+async fn deleting_the_account_after_moving_it_tells_the_address_that_could_take_it_back() {
+    let app = spawn_app().await;
+    account(&app, "ana@example.org").await;
+    let intruder = Browser::signed_in(&app, "ana@example.org", CHROME).await;
+    move_address(&app, &intruder, "ana@example.org", "eve@evil.example").await;
+    let response = intruder
+        .call(
+            "delete_account",
+            &[
+                ("password", PASSWORD),
+                ("confirm_email", "eve@evil.example"),
+            ],
+        )
+        .await;
+    assert_eq!(response.status(), 200, "{}", response.text().await.unwrap());
+    only_mail_about(&app, "ana@example.org", "account was deleted").await;
+    only_mail_about(&app, "eve@evil.example", "account was deleted").await;
+}
+
+/// A restore link used while the account has the address it would put back (moved away and back
+/// again) secures the account but records no change of address: the account held it all along.
+#[tokio::test]
+async fn a_restore_link_for_the_address_the_account_has_records_no_change_of_address() {
+    let app = spawn_app().await;
+    account(&app, "ana@example.org").await;
+    let ana = Browser::signed_in(&app, "ana@example.org", FIREFOX).await;
+    move_address(&app, &ana, "ana@example.org", "ana@new.example").await;
+    app.clock.advance(time::Duration::minutes(5));
+    move_address(&app, &ana, "ana@new.example", "ana@example.org").await;
+    let restore = only_mail_about(&app, "ana@example.org", CHANGED)
+        .await
+        .token(&app, "/restore-email");
+    let response = app
+        .call("restore_email", &[("token", restore.as_str())])
+        .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(ana.signed_in_as().await, None);
+    assert_eq!(
+        app.count("security_events WHERE kind = 'email_restored'")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.count("security_events WHERE kind = 'email_restore_used'")
+            .await,
+        1
+    );
+}
+
+/// An address on hold is told of sign-ups with it a few times an hour at most, as any address
+/// anyone can have mailed.
+#[tokio::test]
+async fn an_address_on_hold_is_told_of_sign_ups_a_few_times_an_hour_at_most() {
+    let app = spawn_app_with(|v| {
+        v.insert("RATE_LIMIT_REGISTER_PER_HOUR".into(), "100".into());
+    })
+    .await;
+    account(&app, "ana@example.org").await;
+    let ana = Browser::signed_in(&app, "ana@example.org", FIREFOX).await;
+    move_address(&app, &ana, "ana@example.org", "ana@new.example").await;
+    for _ in 0..5 {
+        app.register("ana@example.org", "Someone", PASSWORD).await;
+    }
+    assert_eq!(app.count("users WHERE email = 'ana@example.org'").await, 0);
+    assert_eq!(
+        mail_about(&app, "ana@example.org", "tried to create")
+            .await
+            .len(),
+        3
+    );
 }

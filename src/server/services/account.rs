@@ -13,7 +13,8 @@ use sea_orm::{
 
 use crate::server::api_support::RequestMeta;
 use crate::server::entities::{
-    household, household_invitation, household_member, outbox_email, security_event, user,
+    account_token, household, household_invitation, household_member, outbox_email, security_event,
+    user,
 };
 use crate::server::mail::Template;
 use crate::server::services::audit::{self, Event};
@@ -138,6 +139,23 @@ pub async fn delete_account(
         .filter(outbox::mail_of(account, 0))
         .exec(&txn)
         .await?;
+    // An earlier address that can still take the account back (its "put my address back" link,
+    // which goes with the account) is told too: deleting it right after moving it to an address of
+    // theirs must not leave its owner with a link that just stops working.
+    let can_take_back: Vec<String> = account_token::Entity::find()
+        .filter(account_token::Column::UserId.eq(&account.id))
+        .filter(
+            account_token::Column::Purpose
+                .eq(crate::server::services::sign_in_alerts::PURPOSE_RESTORE_EMAIL),
+        )
+        .filter(account_token::Column::UsedAt.is_null())
+        .filter(account_token::Column::ExpiresAt.gt(now))
+        .filter(account_token::Column::NewEmail.ne(&account.email))
+        .all(&txn)
+        .await?
+        .into_iter()
+        .filter_map(|link| link.new_email)
+        .collect();
     user::Entity::delete_by_id(account.id.clone())
         .exec(&txn)
         .await?;
@@ -145,7 +163,13 @@ pub async fn delete_account(
         name: account.display_name.clone(),
     };
     // Owned by nobody: the account is gone, and the address may be someone else's tomorrow.
-    outbox::enqueue(&txn, state, now, &account.email, None, &template).await?;
+    let mut told = vec![account.email.clone()];
+    told.extend(can_take_back);
+    told.sort_unstable();
+    told.dedup();
+    for address in &told {
+        outbox::enqueue(&txn, state, now, address, None, &template).await?;
+    }
     state
         .lockouts
         .forget(&txn, &auth::throttle_key(state, &account.email))

@@ -92,6 +92,10 @@ pub fn describe(kind: &str, details: &serde_json::Value) -> String {
         "password_changed" => "Changed the password".to_owned(),
         "email_change_requested" => "Asked to change the email address".to_owned(),
         "email_changed" => "Changed the email address".to_owned(),
+        "email_restore_used" => {
+            "Used the link sent to an earlier email address (every session was signed out)"
+                .to_owned()
+        }
         "email_restored" => {
             "Put back an earlier email address with the link sent to it (every session was signed \
              out)"

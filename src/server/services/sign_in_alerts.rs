@@ -75,6 +75,20 @@ pub async fn after_sign_in(
         return Ok(());
     }
     let txn = crate::server::db::begin_write(&state.db).await?;
+    // The account as it is now, locked (on PostgreSQL; SQLite's write transaction excludes the rest):
+    // the sign-in checked a password against the account read before its hash, which takes a while.
+    // If the account was taken back meanwhile (a new address, an unusable password), this sign-in
+    // is over already (its session ends at its next request) and must not mail a "this wasn't me"
+    // link to the address it read, which could put that address back.
+    if current_account(&txn, &account.id)
+        .await?
+        .is_none_or(|current| {
+            current.email != account.email
+                || current.password_changed_at != account.password_changed_at
+        })
+    {
+        return Ok(());
+    }
     let known_before = known_device::Entity::find()
         .filter(known_device::Column::UserId.eq(&account.id))
         .count(&txn)
@@ -167,15 +181,15 @@ async fn take_back_with(
         .await?;
     let txn = crate::server::db::begin_write(&state.db).await?;
     let row = consume_token(&txn, state, purpose, token, now).await?;
-    let Some(account) = user::Entity::find_by_id(row.user_id.clone())
-        .one(&txn)
-        .await?
-    else {
+    // Locked: a sign-in finishing meanwhile waits, then finds the account taken back (see
+    // `after_sign_in`), or has issued its link before, which is voided below.
+    let Some(account) = current_account(&txn, &row.user_id).await? else {
         return Err(AuthError::LinkInvalid);
     };
     let (account, previous) = take_back(&txn, state, account, &row, now, unusable).await?;
-    // Recorded as a change of address (the export and a deletion follow the addresses held by
-    // them), and for a restore link even when the address had not changed again.
+    // A put-back address is recorded as a change of address (the export and a deletion follow the
+    // addresses held by them); a restore link used while the address is the one it would put back
+    // changes none (recorded otherwise, it would move when the account got its address).
     let restored = |previous: &str| {
         Event::new("email_restored")
             .user(&account.id)
@@ -184,9 +198,12 @@ async fn take_back_with(
     };
     let reported = Event::new("sign_in_reported").user(&account.id);
     match (purpose, previous) {
-        (PURPOSE_RESTORE_EMAIL, previous) => {
-            let previous = previous.unwrap_or_else(|| account.email.clone());
+        (PURPOSE_RESTORE_EMAIL, Some(previous)) => {
             commit_with_event(txn, state, meta, now, restored(&previous)).await
+        }
+        (PURPOSE_RESTORE_EMAIL, None) => {
+            let used = Event::new("email_restore_used").user(&account.id);
+            commit_with_event(txn, state, meta, now, used).await
         }
         (_, Some(previous)) => {
             let also = audit::record(&txn, meta, now, restored(&previous)).await?;
@@ -195,6 +212,20 @@ async fn take_back_with(
             Ok(())
         }
         (_, None) => commit_with_event(txn, state, meta, now, reported).await,
+    }
+}
+
+/// The account `user_id`, read under a row lock on PostgreSQL (SQLite's write transaction already
+/// excludes other writers).
+async fn current_account(
+    txn: &sea_orm::DatabaseTransaction,
+    user_id: &str,
+) -> Result<Option<user::Model>, sea_orm::DbErr> {
+    use sea_orm::{ConnectionTrait as _, QuerySelect as _};
+    let query = user::Entity::find_by_id(user_id.to_owned());
+    match txn.get_database_backend() {
+        sea_orm::DbBackend::Postgres => query.lock_exclusive().one(txn).await,
+        _ => query.one(txn).await,
     }
 }
 
@@ -218,12 +249,13 @@ async fn take_back(
             let previous = account.email.clone();
             let account = put_back_address(txn, state, account, address, now).await?;
             // The address replaced is told: the owner's own, if they had left this one because
-            // someone else reads it. Owned by nobody: it is no longer the account's.
+            // someone else reads it. The account's mail (it held that address): in its export, and
+            // gone with it.
             let notice = Template::AddressPutBack {
                 name: account.display_name.clone(),
                 restored_hint: crate::server::services::auth::mask_email(address),
             };
-            outbox::enqueue(txn, state, now, &previous, None, &notice).await?;
+            outbox::enqueue(txn, state, now, &previous, Some(&account.id), &notice).await?;
             (account, Some(previous))
         }
         _ => (account, None),
