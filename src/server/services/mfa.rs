@@ -503,7 +503,7 @@ pub async fn confirm_replacement(
 }
 
 /// `update`, also clearing a waiting move's secret.
-fn without_replacement(
+pub(crate) fn without_replacement(
     update: UpdateMany<totp_credential::Entity>,
 ) -> UpdateMany<totp_credential::Entity> {
     update

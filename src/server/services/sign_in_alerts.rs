@@ -330,7 +330,6 @@ async fn forget_second_factor_since(
     user_id: &str,
     since: i64,
 ) -> Result<(), sea_orm::DbErr> {
-    use sea_orm::sea_query::Expr;
     let set_up_since = totp_credential::Entity::find()
         .filter(totp_credential::Column::UserId.eq(user_id))
         .filter(totp_credential::Column::ConfirmedAt.gte(since))
@@ -360,15 +359,7 @@ async fn forget_second_factor_since(
         .filter(backup_code::Column::CreatedAt.gte(since))
         .exec(txn)
         .await?;
-    totp_credential::Entity::update_many()
-        .col_expr(
-            totp_credential::Column::ReplacementSecret,
-            Expr::value(Option::<String>::None),
-        )
-        .col_expr(
-            totp_credential::Column::ReplacementCreatedAt,
-            Expr::value(Option::<i64>::None),
-        )
+    crate::server::services::mfa::without_replacement(totp_credential::Entity::update_many())
         .filter(totp_credential::Column::UserId.eq(user_id))
         .filter(totp_credential::Column::ReplacementCreatedAt.gte(since))
         .exec(txn)
