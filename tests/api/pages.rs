@@ -203,3 +203,30 @@ async fn clients_hanging_up_mid_page_cause_no_panic() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(render_panics.load(Ordering::SeqCst), 0, "renders panicked");
 }
+
+/// The pages behind the links that take an account back show a button (opening a link changes
+/// nothing: mail scanners follow links), or say the link is incomplete.
+#[tokio::test]
+async fn the_take_back_pages_show_a_button_for_their_link() {
+    let app = spawn_app().await;
+    for (path, button) in [
+        ("/not-me", "Sign out everywhere and reset my password"),
+        (
+            "/restore-email",
+            "Put my address back and secure my account",
+        ),
+    ] {
+        let page = app
+            .get(&format!("{path}?token=abc"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains(button), "{path}");
+        assert!(page.contains(r#"name="token" value="abc""#), "{path}");
+        let page = app.get(path).send().await.unwrap().text().await.unwrap();
+        assert!(!page.contains(button), "{path} without a token");
+    }
+}

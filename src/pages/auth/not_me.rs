@@ -18,48 +18,83 @@ use crate::routes;
 pub fn NotMePage() -> impl IntoView {
     let report = ServerAction::<ReportSignIn>::new();
     let error = action_error(report);
-    let done = action_succeeded(report);
-    let query = use_query_map();
-    let token = Memo::new(move |_| query.with(|q| q.get("token")).unwrap_or_default());
+    let link = TakeBackLink::new(action_succeeded(report));
+    let token = link.token;
+    view! {
+        <TakeBackPage
+            link=link
+            title="Secure your account — Nest Egg"
+            heading="Secure your account"
+            done="Done. Every session was signed out and your password no longer works. We emailed you a link to choose a new one."
+            explanation="If you didn't sign in just now, someone else may know your password. This signs out every session (including any they have), stops your current password from working, and emails you a link to choose a new one."
+            form=move || view! {
+                <ActionForm action=report attr:class="not-me-form">
+                    <FormError message=form_error(error, &[]) />
+                    <input type="hidden" name="token" value=move || token.get() />
+                    <SubmitButton
+                        label="Sign out everywhere and reset my password"
+                        pending=report.pending()
+                        button_class="button button-danger"
+                    />
+                </ActionForm>
+            }
+        />
+    }
+}
+
+/// The state of a page behind a link that takes the account back ("this wasn't me", "put my
+/// address back"): the link's token, and whether its action succeeded.
+#[derive(Clone, Copy)]
+pub struct TakeBackLink {
+    pub token: Memo<String>,
+    done: Memo<bool>,
+}
+
+impl TakeBackLink {
+    pub fn new(done: Memo<bool>) -> Self {
+        let query = use_query_map();
+        let token = Memo::new(move |_| query.with(|q| q.get("token")).unwrap_or_default());
+        TakeBackLink { token, done }
+    }
+}
+
+/// Such a page: the explanation and the form (a button that posts the token), or what was done,
+/// or that the link is incomplete.
+#[component]
+pub fn TakeBackPage(
+    link: TakeBackLink,
+    title: &'static str,
+    heading: &'static str,
+    done: &'static str,
+    explanation: &'static str,
+    #[prop(into)] form: ViewFn,
+) -> impl IntoView {
     // This browser was signed out with every other session: the header must say so.
     let session = use_session_user();
     Effect::new(move |_| {
-        if done.get() {
+        if link.done.get() {
             session.refetch();
         }
     });
-
     view! {
-        <Title text="Secure your account — Nest Egg" />
+        <Title text=title />
         <section class="form-card auth-card">
-            <h1>"Secure your account"</h1>
+            <h1>{heading}</h1>
             {move || {
-                if done.get() {
+                if link.done.get() {
                     view! {
-                        <FormSuccess message="Done. Every session was signed out and your password no longer works. We emailed you a link to choose a new one." />
+                        <FormSuccess message=done />
                         <p class="form-links">
                             <a href=routes::FORGOT_PASSWORD>"Didn't get the email?"</a>
                         </p>
                     }
                         .into_any()
-                } else if token.with(String::is_empty) {
+                } else if link.token.with(String::is_empty) {
                     view! { <IncompleteLink /> }.into_any()
                 } else {
                     view! {
-                        <p>
-                            "If you didn't sign in just now, someone else may know your password. This signs out "
-                            "every session (including any they have), stops your current password from working, "
-                            "and emails you a link to choose a new one."
-                        </p>
-                        <ActionForm action=report attr:class="not-me-form">
-                            <FormError message=form_error(error, &[]) />
-                            <input type="hidden" name="token" value=move || token.get() />
-                            <SubmitButton
-                                label="Sign out everywhere and reset my password"
-                                pending=report.pending()
-                                button_class="button button-danger"
-                            />
-                        </ActionForm>
+                        <p>{explanation}</p>
+                        {form.run()}
                     }
                         .into_any()
                 }
