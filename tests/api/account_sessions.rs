@@ -366,10 +366,7 @@ async fn this_was_not_me_signs_out_everywhere_and_requires_a_new_password() {
     let mail = alerts(&app, "hana@example.org").await;
     let token = mail[0].token(&app, "/not-me");
 
-    let response = app
-        .call("report_sign_in", &[("token", token.as_str())])
-        .await;
-    assert_eq!(response.status(), 200);
+    assert_eq!(use_link(&app, "report_sign_in", &token).await, 200);
     assert_eq!(owner.signed_in_as().await, None);
     assert_eq!(intruder.signed_in_as().await, None);
     assert_eq!(app.count("sessions WHERE user_id IS NOT NULL").await, 0);
@@ -426,10 +423,7 @@ async fn this_was_not_me_signs_out_everywhere_and_requires_a_new_password() {
     );
 
     // The link worked once.
-    let response = app
-        .call("report_sign_in", &[("token", token.as_str())])
-        .await;
-    assert_eq!(response.status(), 400);
+    assert_eq!(use_link(&app, "report_sign_in", &token).await, 400);
 }
 
 #[tokio::test]
@@ -442,10 +436,7 @@ async fn this_was_not_me_links_expire_after_a_day() {
     app.clock
         .advance(time::Duration::hours(24) + time::Duration::seconds(1));
     let hashes_before = app.state.hasher.computed();
-    let response = app
-        .call("report_sign_in", &[("token", token.as_str())])
-        .await;
-    assert_eq!(response.status(), 400);
+    assert_eq!(use_link(&app, "report_sign_in", &token).await, 400);
     // Neither an expired link nor a made-up one costs an argon2 hash: anyone may post them, and
     // the hashing slots are shared with every sign-in.
     let response = app
@@ -518,6 +509,14 @@ async fn confirmation_links(app: &TestApp, to: &str) -> Vec<String> {
         .filter(|m| m.text.contains("/confirm-email-change"))
         .map(|m| m.token(app, "/confirm-email-change"))
         .collect()
+}
+
+/// Posts `token` to `function` (`restore_email`, `report_sign_in`), as the link's page does; the status.
+async fn use_link(app: &TestApp, function: &str, token: &str) -> u16 {
+    app.call(function, &[("token", token)])
+        .await
+        .status()
+        .as_u16()
 }
 
 const CHANGED: &str = "email address was changed";
@@ -609,14 +608,11 @@ async fn a_change_of_address_is_undone_from_the_old_address_which_gets_the_accou
     );
     // The link worked once, and the links sent to the intruder's address since the change are dead:
     // theirs would put that address back.
-    let response = app
-        .call("restore_email", &[("token", token.as_str())])
-        .await;
-    assert_eq!(response.status(), 400);
-    let response = app
-        .call("report_sign_in", &[("token", intruders_not_me.as_str())])
-        .await;
-    assert_eq!(response.status(), 400);
+    assert_eq!(use_link(&app, "restore_email", &token).await, 400);
+    assert_eq!(
+        use_link(&app, "report_sign_in", &intruders_not_me).await,
+        400
+    );
     assert_eq!(app.count("users WHERE email = 'ana@example.org'").await, 1);
 }
 
@@ -632,10 +628,7 @@ async fn this_was_not_me_after_a_change_of_address_puts_the_address_back() {
     let not_me = alerts(&app, "ana@example.org").await[0].token(&app, "/not-me");
     move_address(&app, &intruder, "ana@example.org", "eve@evil.example").await;
 
-    let response = app
-        .call("report_sign_in", &[("token", not_me.as_str())])
-        .await;
-    assert_eq!(response.status(), 200);
+    assert_eq!(use_link(&app, "report_sign_in", &not_me).await, 200);
     assert_eq!(intruder.signed_in_as().await, None);
     assert!(mail_about(&app, "eve@evil.example", RESET).await.is_empty());
     let reset = only_mail_about(&app, "ana@example.org", RESET)
@@ -680,10 +673,7 @@ async fn the_first_address_outranks_later_ones_and_one_taken_since_is_not_put_ba
     app.clock.advance(time::Duration::minutes(5));
 
     // The intruder's own link takes the account back to their first address: Ana's still works.
-    let response = app
-        .call("restore_email", &[("token", second.as_str())])
-        .await;
-    assert_eq!(response.status(), 200);
+    assert_eq!(use_link(&app, "restore_email", &second).await, 200);
     app.clock.advance(time::Duration::minutes(5));
 
     // Meanwhile someone tries to sign up with Ana's address: it is on hold while her link works, so
@@ -739,10 +729,7 @@ async fn the_first_address_outranks_later_ones_and_one_taken_since_is_not_put_ba
 
     // Once that address is free again, the first link puts it back.
     move_address(&app, &zoe, "ana@example.org", "zoe@elsewhere.example").await;
-    let response = app
-        .call("restore_email", &[("token", first.as_str())])
-        .await;
-    assert_eq!(response.status(), 200);
+    assert_eq!(use_link(&app, "restore_email", &first).await, 200);
     assert_eq!(app.count("users WHERE email = 'ana@example.org'").await, 1);
     assert_eq!(app.count("users WHERE email LIKE '%evil.example'").await, 0);
 }
@@ -764,14 +751,11 @@ async fn an_intruders_link_of_the_same_second_does_not_void_the_owners() {
     let restore = only_mail_about(&app, "ana@example.org", CHANGED)
         .await
         .token(&app, "/restore-email");
-    let response = app
-        .call("report_sign_in", &[("token", intruders_not_me.as_str())])
-        .await;
-    assert_eq!(response.status(), 200);
-    let response = app
-        .call("restore_email", &[("token", restore.as_str())])
-        .await;
-    assert_eq!(response.status(), 200);
+    assert_eq!(
+        use_link(&app, "report_sign_in", &intruders_not_me).await,
+        200
+    );
+    assert_eq!(use_link(&app, "restore_email", &restore).await, 200);
     assert_eq!(app.count("users WHERE email = 'ana@example.org'").await, 1);
 }
 
@@ -796,10 +780,7 @@ async fn an_unconfirmed_address_cannot_take_the_account_back() {
         0
     );
     // Nor does the new-sign-in alert it got: it secures the account, but the address stays.
-    let response = app
-        .call("report_sign_in", &[("token", not_me.as_str())])
-        .await;
-    assert_eq!(response.status(), 200);
+    assert_eq!(use_link(&app, "report_sign_in", &not_me).await, 200);
     assert_eq!(app.count("users WHERE email = 'bob@example.org'").await, 1);
     assert!(mail_about(&app, "bbo@example.org", RESET).await.is_empty());
 }
@@ -826,10 +807,7 @@ async fn a_sign_in_that_read_the_account_before_it_was_taken_back_sends_no_link(
     let restore = only_mail_about(&app, "ana@example.org", CHANGED)
         .await
         .token(&app, "/restore-email");
-    let response = app
-        .call("restore_email", &[("token", restore.as_str())])
-        .await;
-    assert_eq!(response.status(), 200);
+    assert_eq!(use_link(&app, "restore_email", &restore).await, 200);
 
     // The sign-in that read the account at the intruder's address finishes now, from a new device.
     let meta = nestegg::server::api_support::RequestMeta {
@@ -886,10 +864,7 @@ async fn a_restore_link_for_the_address_the_account_has_records_no_change_of_add
     let restore = only_mail_about(&app, "ana@example.org", CHANGED)
         .await
         .token(&app, "/restore-email");
-    let response = app
-        .call("restore_email", &[("token", restore.as_str())])
-        .await;
-    assert_eq!(response.status(), 200);
+    assert_eq!(use_link(&app, "restore_email", &restore).await, 200);
     assert_eq!(ana.signed_in_as().await, None);
     assert_eq!(
         app.count("security_events WHERE kind = 'email_restored'")
