@@ -305,9 +305,12 @@ fn mask_addresses(text: &str) -> String {
             let space = &word[trimmed.len()..];
             if trimmed.contains('@') {
                 let start = trimmed.find(|c: char| !"<(\"'[".contains(c)).unwrap_or(0);
+                // Past the last character's bytes, however many: an address can end in `ф`, and
+                // a reply can quote it in `‹…›`.
                 let end = trimmed
-                    .rfind(|c: char| !">)\"']:;,.".contains(c))
-                    .map_or(trimmed.len(), |i| i + 1);
+                    .char_indices()
+                    .rfind(|&(_, c)| !">)\"']:;,.".contains(c))
+                    .map_or(trimmed.len(), |(i, c)| i + c.len_utf8());
                 if start < end {
                     return format!("{}[address]{}{space}", &trimmed[..start], &trimmed[end..]);
                 }
@@ -791,6 +794,17 @@ mod tests {
             mask_addresses("to: bob@example.org\nnext"),
             "to: [address]\nnext"
         );
+        // Addresses and quotes of more than one byte a character: an international domain ending
+        // the word, curly quotes around it (each once made the worker panic, and die).
+        assert_eq!(
+            mask_addresses("450 4.1.2 <x@пример.рф>: Domain not found"),
+            "450 4.1.2 <[address]>: Domain not found"
+        );
+        assert_eq!(
+            mask_addresses("554 5.7.1 ‹ann@example.org›: denied; «bo@é.fr» …"),
+            "554 5.7.1 [address]: denied; [address] …"
+        );
+        assert_eq!(mask_addresses("user@ü"), "[address]");
     }
 
     #[test]

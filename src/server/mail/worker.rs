@@ -88,7 +88,7 @@ pub async fn run_once(
                     },
                     message_id: row.message_id.clone(),
                 };
-                mailer.send(&email).await
+                send_guarded(mailer, email).await
             }
             // Sealed under a key this instance does not have: during a rolling change of
             // `ENCRYPTION_KEY`, another instance (or this one, restarted) may have it, so it is
@@ -140,6 +140,24 @@ pub async fn run_once(
         }
     }
     Ok(summary)
+}
+
+/// Sends in a task of its own, so that a fault of ours on the way (a panic on what a server replied,
+/// say) fails this email, for good and visibly, instead of ending the worker: the email would stay
+/// leased, unsent and uncounted, and kill the worker of every instance that claimed it next.
+async fn send_guarded(mailer: &Mailer, email: OutgoingEmail) -> Result<(), MailError> {
+    let mailer = mailer.clone();
+    match tokio::spawn(async move { mailer.send(&email).await }).await {
+        Ok(result) => result,
+        Err(err) => Err(MailError::Permanent(format!(
+            "the send stopped on a fault of Nest Egg's ({}); see the server log",
+            if err.is_panic() {
+                "a panic"
+            } else {
+                "cancelled"
+            }
+        ))),
+    }
 }
 
 /// Records a delivery's outcome, only under our own lease (if it ran out and another worker took the
