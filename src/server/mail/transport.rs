@@ -9,9 +9,11 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use lettre::AsyncTransport as _;
+use lettre::Message;
 use lettre::message::{Mailbox, MultiPart};
-use lettre::{AsyncSmtpTransport, Message, Tokio1Executor};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
 
 use super::templates::Rendered;
 
@@ -26,6 +28,9 @@ const MAX_MESSAGE_ID_LEN: usize = 64;
 /// How long one delivery over SMTP may take, all of it (see [`Mailer::Smtp`]). Well inside the
 /// outbox worker's lease, so that a send in progress never outlives the claim on its email.
 pub const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the courtesy of a QUIT may take once the message was accepted (its answer changes nothing).
+const QUIT_WAIT: Duration = Duration::from_secs(2);
 
 /// Server replies can be long and multi-line; a stored error only needs the gist.
 const MAX_ERROR_CHARS: usize = 300;
@@ -86,7 +91,7 @@ impl MailError {
 #[derive(Debug, Clone)]
 pub enum Mailer {
     Smtp {
-        transport: AsyncSmtpTransport<Tokio1Executor>,
+        relay: Relay,
         /// Bounds a whole delivery (and a connection check), not only connecting: lettre's own
         /// timeout covers opening the connection only, so a server that accepts it and then never
         /// answers (plain SMTP pointed at an implicit-TLS port, a tarpit, a connection a NAT dropped)
@@ -106,22 +111,17 @@ impl Mailer {
     ///
     /// Nothing is contacted here.
     pub fn smtp(url: &str, timeout: Duration) -> Result<Mailer, MailError> {
-        // lettre's URL errors name the scheme or what is malformed, never the URL, so the password it
-        // may contain cannot leak into the message.
-        let builder = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .map_err(|err| MailError::Build(format!("invalid SMTP URL: {}", one_line(&err))))?;
-        Ok(Mailer::Smtp {
-            transport: builder.timeout(Some(timeout)).build(),
-            timeout,
-        })
+        let relay = Relay::from_url(url)
+            .map_err(|err| MailError::Build(format!("invalid SMTP URL: {err}")))?;
+        Ok(Mailer::Smtp { relay, timeout })
     }
 
     /// Whether [`Mailer::smtp`] would accept `url` (checked with the rest of the configuration).
     /// The error names what is wrong, never the URL.
     pub fn check_url(url: &str) -> Result<(), String> {
-        AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+        Relay::from_url(url)
             .map(|_| ())
-            .map_err(|err| format!("is not a valid SMTP URL: {}", one_line(&err)))
+            .map_err(|err| format!("is not a valid SMTP URL: {err}"))
     }
 
     pub fn files(dir: PathBuf) -> Mailer {
@@ -133,9 +133,23 @@ impl Mailer {
     pub async fn send(&self, email: &OutgoingEmail) -> Result<(), MailError> {
         let message = build_message(email)?;
         match self {
-            Mailer::Smtp { transport, timeout } => {
-                match tokio::time::timeout(*timeout, transport.send(message)).await {
-                    Ok(Ok(_response)) => Ok(()),
+            Mailer::Smtp { relay, timeout } => {
+                let envelope = message.envelope().clone();
+                let bytes = message.formatted();
+                let delivery = async {
+                    let mut connection = relay.connect(*timeout).await?;
+                    connection.send(&envelope, &bytes).await?;
+                    Ok::<_, lettre::transport::smtp::Error>(connection)
+                };
+                match tokio::time::timeout(*timeout, delivery).await {
+                    Ok(Ok(mut connection)) => {
+                        // Accepted: sent. The QUIT after it is a courtesy, and its failure (a server
+                        // that hangs up, or does not answer in time) must not count as a failed
+                        // delivery, which would send the message again at every retry (lettre's
+                        // own transport reports it as one).
+                        let _ = tokio::time::timeout(QUIT_WAIT, connection.quit()).await;
+                        Ok(())
+                    }
                     Ok(Err(err)) => Err(classify_smtp_error(&err)),
                     // Dropping the send closes its connection half-way through a command; with a
                     // pool it would have gone back for the next email (see `Cargo.toml`).
@@ -154,8 +168,14 @@ impl Mailer {
     /// NOOP), or the directory can be written to.
     pub async fn check(&self) -> bool {
         match self {
-            Mailer::Smtp { transport, timeout } => {
-                match tokio::time::timeout(*timeout, transport.test_connection()).await {
+            Mailer::Smtp { relay, timeout } => {
+                let probe = async {
+                    let mut connection = relay.connect(*timeout).await?;
+                    let connected = connection.test_connected().await;
+                    let _ = connection.quit().await;
+                    Ok::<_, lettre::transport::smtp::Error>(connected)
+                };
+                match tokio::time::timeout(*timeout, probe).await {
                     Ok(Ok(connected)) => connected,
                     Ok(Err(err)) => {
                         let error = reply_text(&err);
@@ -170,6 +190,114 @@ impl Mailer {
             }
             Mailer::Files { dir } => dir_is_writable(dir).await,
         }
+    }
+}
+
+/// The SMTP relay of `SMTP_URL`, read by lettre's rules for such URLs: `smtp://` (port 25, no TLS),
+/// `smtp://…?tls=required` or `?tls=opportunistic` (port 587, STARTTLS), `smtps://` (port 465,
+/// TLS from the start); credentials percent-encoded; a path names the client in EHLO. (lettre's own
+/// transport would do, but for the QUIT: see [`Mailer::send`].)
+#[derive(Clone)]
+pub struct Relay {
+    host: String,
+    port: u16,
+    tls: Tls,
+    hello: ClientId,
+    credentials: Option<Credentials>,
+}
+
+/// Written by hand: no credentials, whatever lettre's types show.
+impl fmt::Debug for Relay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Relay")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    /// The error names what is wrong, never the URL (which may hold a password).
+    fn from_url(url: &str) -> Result<Relay, String> {
+        use lettre::transport::smtp::{SMTP_PORT, SUBMISSION_PORT, SUBMISSIONS_PORT};
+        let url = url::Url::parse(url).map_err(|err| err.to_string())?;
+        let host = url.host_str().ok_or("it names no host")?.to_owned();
+        let tls_parameters = || TlsParameters::new(host.clone()).map_err(|err| one_line(&err));
+        let tls_mode = url
+            .query_pairs()
+            .find(|(key, _)| key == "tls")
+            .map(|(_, value)| value.into_owned());
+        let (default_port, tls) = match (url.scheme(), tls_mode.as_deref()) {
+            ("smtp", None) => (SMTP_PORT, Tls::None),
+            ("smtp", Some("required")) => (SUBMISSION_PORT, Tls::Required(tls_parameters()?)),
+            ("smtp", Some("opportunistic")) => {
+                (SUBMISSION_PORT, Tls::Opportunistic(tls_parameters()?))
+            }
+            ("smtps", _) => (SUBMISSIONS_PORT, Tls::Wrapper(tls_parameters()?)),
+            (scheme, _) => {
+                return Err(format!(
+                    "unknown scheme `{scheme}` or `tls` value (smtp, smtp with tls=required or \
+                     tls=opportunistic, or smtps)"
+                ));
+            }
+        };
+        let hello = match url.path().trim_matches('/') {
+            "" => ClientId::default(),
+            name => ClientId::Domain(name.to_owned()),
+        };
+        let decode = |part: &str| {
+            percent_encoding::percent_decode_str(part)
+                .decode_utf8()
+                .map(std::borrow::Cow::into_owned)
+                .map_err(|_| "its credentials are not valid percent-encoded UTF-8".to_owned())
+        };
+        let credentials = match url.password() {
+            Some(password) => Some(Credentials::new(decode(url.username())?, decode(password)?)),
+            None => None,
+        };
+        Ok(Relay {
+            // An IPv6 address is written in brackets in a URL, not in a socket address.
+            host: host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port: url.port().unwrap_or(default_port),
+            tls,
+            hello,
+            credentials,
+        })
+    }
+
+    /// A connection ready to send: greeted, encrypted as the URL asks, signed in.
+    async fn connect(
+        &self,
+        timeout: Duration,
+    ) -> Result<AsyncSmtpConnection, lettre::transport::smtp::Error> {
+        let wrapper = match &self.tls {
+            Tls::Wrapper(parameters) => Some(parameters.clone()),
+            _ => None,
+        };
+        let mut connection = AsyncSmtpConnection::connect_tokio1(
+            (self.host.as_str(), self.port),
+            Some(timeout),
+            &self.hello,
+            wrapper,
+            None,
+        )
+        .await?;
+        match &self.tls {
+            Tls::Required(parameters) => {
+                connection.starttls(parameters.clone(), &self.hello).await?;
+            }
+            Tls::Opportunistic(parameters) if connection.can_starttls() => {
+                connection.starttls(parameters.clone(), &self.hello).await?;
+            }
+            _ => {}
+        }
+        if let Some(credentials) = &self.credentials {
+            connection.auth(DEFAULT_MECHANISMS, credentials).await?;
+        }
+        Ok(connection)
     }
 }
 
@@ -562,12 +690,22 @@ mod tests {
         rcpt_reply: &'static str,
         /// Whether the first connection's first message is never acknowledged.
         stall_first_message: bool,
+        /// What it does on QUIT: answers, hangs up without a word, or says nothing and waits.
+        on_quit: OnQuit,
+    }
+
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum OnQuit {
+        Bye,
+        HangUp,
+        Silence,
     }
 
     const ANSWERS: Script = Script {
         greet: true,
         rcpt_reply: "250 OK",
         stall_first_message: false,
+        on_quit: OnQuit::Bye,
     };
 
     /// Every line each connection sent, in order of connection.
@@ -603,6 +741,16 @@ mod tests {
                         seen.lock().unwrap()[index].push(line.clone());
                         if silent {
                             continue;
+                        }
+                        if !in_message && line.eq_ignore_ascii_case("QUIT") {
+                            match script.on_quit {
+                                OnQuit::Bye => {}
+                                OnQuit::HangUp => return,
+                                OnQuit::Silence => {
+                                    silent = true;
+                                    continue;
+                                }
+                            }
                         }
                         let reply = if in_message {
                             if line != "." {
@@ -691,6 +839,59 @@ mod tests {
                 .iter()
                 .any(|line| line.contains("bo@example.org"))
         );
+    }
+
+    /// A message the server accepted is sent, whatever becomes of the QUIT after it: counted as a
+    /// failure, it would be sent again at every retry.
+    #[tokio::test]
+    async fn an_accepted_message_is_sent_even_if_the_goodbye_fails() {
+        for on_quit in [OnQuit::HangUp, OnQuit::Silence] {
+            let (url, transcripts) = scripted_smtp_server(Script { on_quit, ..ANSWERS }).await;
+            let mailer = Mailer::smtp(&url, Duration::from_secs(20)).unwrap();
+            let started = std::time::Instant::now();
+            let sent = mailer.send(&email(&verify_email())).await;
+            assert_eq!(sent, Ok(()));
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no wait for an answer to QUIT beyond its own short limit"
+            );
+            let transcripts = transcripts.lock().unwrap();
+            assert_eq!(transcripts[0].last().map(String::as_str), Some("QUIT"));
+        }
+    }
+
+    #[test]
+    fn smtp_urls_are_read_as_lettre_reads_them() {
+        let relay = |url: &str| Relay::from_url(url).unwrap();
+        let plain = relay("smtp://mail.example.org");
+        assert_eq!((plain.host.as_str(), plain.port), ("mail.example.org", 25));
+        assert!(matches!(plain.tls, Tls::None));
+        assert!(plain.credentials.is_none());
+        let starttls = relay("smtp://a%40b:p%3Ass@mail.example.org?tls=required");
+        assert_eq!(starttls.port, 587);
+        assert!(matches!(starttls.tls, Tls::Required(_)));
+        assert_eq!(
+            starttls.credentials,
+            Some(Credentials::new("a@b".to_owned(), "p:ss".to_owned()))
+        );
+        let opportunistic = relay("smtp://mail.example.org:2525?tls=opportunistic");
+        assert_eq!(opportunistic.port, 2525);
+        assert!(matches!(opportunistic.tls, Tls::Opportunistic(_)));
+        let wrapped = relay("smtps://mail.example.org/client.example");
+        assert_eq!(wrapped.port, 465);
+        assert!(matches!(wrapped.tls, Tls::Wrapper(_)));
+        assert_eq!(wrapped.hello, ClientId::Domain("client.example".to_owned()));
+        assert_eq!(relay("smtp://[::1]:25").host, "::1");
+        for refused in [
+            "smtp://u:hunter2@mail.example.org?tls=requried",
+            "smtp://u:hunter2@:587",
+            "smtp://u:hunter2@mail.example.org:99999",
+            "imap://u:hunter2@mail.example.org",
+        ] {
+            let err = Relay::from_url(refused).unwrap_err();
+            assert!(!err.contains("hunter2"), "{refused}: {err}");
+        }
+        assert!(!format!("{:?}", relay("smtp://u:hunter2@m.example")).contains("hunter2"));
     }
 
     #[tokio::test]
