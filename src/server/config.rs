@@ -852,7 +852,10 @@ impl Settings {
                     "is not a valid sender, e.g. `Nest Egg <no-reply@example.org>`".to_owned()
                 })
         });
-        let max_attempts = p.parse("EMAIL_MAX_ATTEMPTS", "8", |v| parse_range(v, 1, 100));
+        // About two days of retries (1, 2, 4, 8, then every 10 minutes): a relay down overnight
+        // must not fail every queued email for good, each then to be retried by hand (8 attempts
+        // were 45 minutes).
+        let max_attempts = p.parse("EMAIL_MAX_ATTEMPTS", "300", |v| parse_range(v, 1, 1000));
         let mail = match (smtp_url, mail_from, max_attempts) {
             (Some(smtp_url), Some(from), Some(max_attempts)) => Some(MailSettings {
                 log_links: !production && smtp_url.is_none(),
@@ -1386,6 +1389,18 @@ mod tests {
                 .mode();
             assert_eq!(mode & 0o777, 0o600);
         }
+    }
+
+    #[test]
+    fn by_default_emails_are_retried_through_a_relay_down_overnight() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings =
+            Settings::from_vars(&vars(&[("DATA_DIR", dir.path().to_str().unwrap())])).unwrap();
+        // The waits between the attempts an email gets before it is marked failed.
+        let waited: i64 = (1..settings.mail.max_attempts)
+            .map(crate::server::mail::worker::backoff_secs)
+            .sum();
+        assert!(waited >= 24 * 3600, "{waited} s");
     }
 
     #[test]
