@@ -228,8 +228,14 @@ impl Application {
             listener.abort();
             upkeep.abort();
         }
-        if let Err(err) = state.db.close_by_ref().await {
-            tracing::warn!(error = %err, "closing the database pool failed");
+        // Closing waits for every connection in use to come back, and one may not for long: a nightly
+        // backup copy (`VACUUM INTO`) runs on to its end after its job is aborted. The exit must
+        // not wait for it past what the supervisor allows (its half-written copy is cleared by the
+        // next backup).
+        match tokio::time::timeout(DB_CLOSE_WAIT, state.db.close_by_ref()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "closing the database pool failed"),
+            Err(_) => tracing::warn!("database connections still in use; stopping without them"),
         }
         result
     }
@@ -240,6 +246,9 @@ impl Application {
 /// runs out. A send gives up after `SMTP_TIMEOUT`; recording it takes a moment more.
 const MAIL_STOP_WAIT: Duration =
     Duration::from_secs(crate::server::mail::transport::SMTP_TIMEOUT.as_secs() + 5);
+
+/// How long a stopping instance waits for its database connections to be given back.
+const DB_CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// The Redis connection when `REDIS_URL` is set (the scaled-out mode).
 pub async fn connect_redis(settings: &Settings) -> Result<Option<Redis>, StartupError> {
