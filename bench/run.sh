@@ -248,6 +248,7 @@ nestegg_env() { # PORT DATA_DIR [NAME=VALUE ...]
     # Every request of a run comes from 127.0.0.1, so the per-IP limits must be out of the way.
     RATE_LIMIT_SIGN_IN_PER_MINUTE=1000000
     RATE_LIMIT_API_PER_MINUTE=1000000
+    RATE_LIMIT_PAGES_PER_MINUTE=1000000
     RATE_LIMIT_REGISTER_PER_HOUR=1000000
     "$@"
   )

@@ -126,6 +126,7 @@ export default defineConfig({
       RATE_LIMIT_RESET_PER_HOUR: "1000",
       RATE_LIMIT_RESET_PER_ACCOUNT_PER_HOUR: "1000",
       RATE_LIMIT_API_PER_MINUTE: "100000",
+      RATE_LIMIT_PAGES_PER_MINUTE: "100000",
       // The code step of signing in (two-factor authentication): 3 a minute per IP by default.
       RATE_LIMIT_MFA_PER_MINUTE: "1000",
       // The operator of this deployment (admin.spec.ts signs up with it).

@@ -1121,6 +1121,7 @@ def app_env(workdir: Path, port: int, smtp_port: int, db_name: str, prefix: str)
         # Limits far above the load: every request comes from 127.0.0.1.
         "RATE_LIMIT_REGISTER_PER_HOUR": "1000000",
         "RATE_LIMIT_API_PER_MINUTE": "1000000",
+        "RATE_LIMIT_PAGES_PER_MINUTE": "1000000",
         "RATE_LIMIT_SIGN_IN_PER_MINUTE": "1000000",
         "RATE_LIMIT_RESET_PER_HOUR": "1000000",
     }

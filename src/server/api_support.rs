@@ -141,6 +141,76 @@ pub async fn limit_api_calls(
     }
 }
 
+/// What [`limit_page_loads`] needs: the limiters, and the site's own files, which do not count.
+#[derive(Clone)]
+pub struct PageBudget {
+    state: AppState,
+    site_files: std::sync::Arc<std::collections::HashSet<String>>,
+}
+
+impl PageBudget {
+    /// Lists the files at the top of the site's root (`/favicon.svg`, `/robots.txt`) once: every page
+    /// load brings them along, and serving one renders nothing. (The bundle under `/pkg` is served
+    /// outside the pages.)
+    pub fn new(state: AppState) -> Self {
+        let site_files = std::fs::read_dir(&*state.leptos_options.site_root)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|entry| entry.file_type().is_ok_and(|t| t.is_file()))
+                    .filter_map(|entry| entry.file_name().into_string().ok())
+                    .map(|name| format!("/{name}"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        PageBudget {
+            state,
+            site_files: std::sync::Arc::new(site_files),
+        }
+    }
+}
+
+/// Middleware around the pages: every page load (a GET or HEAD, the not-found page and a file that
+/// does not exist included) counts against the per-IP page budget. Rendering reads the session and
+/// most pages read the database, so a loop of page loads from one network meets a limit, as a loop
+/// of server-function calls does ([`limit_api_calls`]).
+pub async fn limit_page_loads(
+    State(budget): State<PageBudget>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let page_load = matches!(*request.method(), http::Method::GET | http::Method::HEAD)
+        && !budget.site_files.contains(request.uri().path());
+    if !page_load {
+        return next.run(request).await;
+    }
+    let ip = request
+        .extensions()
+        .get::<RequestMeta>()
+        .map_or_else(|| "unknown".to_owned(), |m| m.limit_key());
+    match budget.state.limiters.check(Limit::Pages, &ip).await {
+        Ok(()) => next.run(request).await,
+        Err(LimitError::Exceeded { retry_after_secs }) => {
+            use axum::response::IntoResponse as _;
+            (
+                http::StatusCode::TOO_MANY_REQUESTS,
+                [(http::header::RETRY_AFTER, retry_after_secs.to_string())],
+                format!(
+                    "Too many pages were opened from your network in the last minute. \
+                     Please wait {retry_after_secs} seconds and try again."
+                ),
+            )
+                .into_response()
+        }
+        Err(err @ LimitError::Unavailable(_)) => {
+            // Not a reason to refuse the page: what it needs (the session, the database) answers
+            // 503 by itself when unreachable, and a page that needs neither can still be served.
+            tracing::warn!(error = %err, "cannot count the page load");
+            next.run(request).await
+        }
+    }
+}
+
 fn rate_limited_response(request: &Request, wait: u64) -> Response {
     let asked = api_errors::Asked::from_request(request);
     api_errors::answer(

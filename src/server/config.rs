@@ -122,6 +122,8 @@ pub struct RateLimitSettings {
     pub reset_per_hour: u32,
     pub reset_per_account_per_hour: u32,
     pub api_per_minute: u32,
+    /// Page loads (server-rendered pages, the not-found page included) per client IP.
+    pub pages_per_minute: u32,
     /// Second-factor attempts per client IP.
     pub mfa_per_minute: u32,
     /// Data exports per account.
@@ -788,6 +790,7 @@ impl Settings {
         let reset_per_account_per_hour =
             limit(&mut p, "RATE_LIMIT_RESET_PER_ACCOUNT_PER_HOUR", "3");
         let api_per_minute = limit(&mut p, "RATE_LIMIT_API_PER_MINUTE", "100");
+        let pages_per_minute = limit(&mut p, "RATE_LIMIT_PAGES_PER_MINUTE", "300");
         let mfa_per_minute = limit(&mut p, "RATE_LIMIT_MFA_PER_MINUTE", "3");
         let exports_per_hour = limit(&mut p, "RATE_LIMIT_EXPORTS_PER_HOUR", "3");
         let invitations_per_hour = limit(&mut p, "RATE_LIMIT_INVITATIONS_PER_HOUR", "10");
@@ -798,6 +801,7 @@ impl Settings {
                 reset_per_hour: reset_per_hour?,
                 reset_per_account_per_hour: reset_per_account_per_hour?,
                 api_per_minute: api_per_minute?,
+                pages_per_minute: pages_per_minute?,
                 mfa_per_minute: mfa_per_minute?,
                 exports_per_hour: exports_per_hour?,
                 invitations_per_hour: invitations_per_hour?,

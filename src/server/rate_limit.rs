@@ -39,6 +39,8 @@ pub enum Limit {
     MailToAddress,
     /// Every other server function.
     Api,
+    /// Page loads: each one reads the session and renders, most read the database.
+    Pages,
 }
 
 impl Limit {
@@ -57,6 +59,7 @@ impl Limit {
             Limit::InvitePerAccount => "invite_per_account",
             Limit::MailToAddress => "mail_to_address",
             Limit::Api => "api",
+            Limit::Pages => "pages",
         }
     }
 }
@@ -126,11 +129,12 @@ impl Allowances {
             Limit::InvitePerAccount => Allowance::per_hour(cfg.invitations_per_hour),
             Limit::MailToAddress => Allowance::per_hour(cfg.reset_per_account_per_hour),
             Limit::Api => Allowance::per_minute(cfg.api_per_minute),
+            Limit::Pages => Allowance::per_minute(cfg.pages_per_minute),
         }
     }
 }
 
-const ALL: [Limit; 13] = [
+const ALL: [Limit; 14] = [
     Limit::SignIn,
     Limit::Register,
     Limit::ResetRequest,
@@ -144,6 +148,7 @@ const ALL: [Limit; 13] = [
     Limit::InvitePerAccount,
     Limit::MailToAddress,
     Limit::Api,
+    Limit::Pages,
 ];
 
 /// GCRA, the algorithm `governor` uses in process, as one atomic script: the key holds the
@@ -280,6 +285,7 @@ mod tests {
             reset_per_hour: 3,
             reset_per_account_per_hour: 3,
             api_per_minute: 100,
+            pages_per_minute: 300,
             mfa_per_minute: 3,
             exports_per_hour: 3,
             invitations_per_hour: 10,

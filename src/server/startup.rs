@@ -367,7 +367,12 @@ pub fn router(state: AppState) -> Result<Router, StartupError> {
         >(context, shell))
         .with_state(state.clone());
     let pages = tower::ServiceBuilder::new()
-        // Before anything else: it only sends the browser on.
+        // First: a page load over the budget is turned away before any work on it.
+        .layer(from_fn_with_state(
+            api_support::PageBudget::new(state.clone()),
+            api_support::limit_page_loads,
+        ))
+        // Before the rest: it only sends the browser on.
         .layer(from_fn(api_errors::drop_foreign_form_results))
         // Outside the session layer: its bare 500 for a store that failed becomes a 503.
         .layer(from_fn(

@@ -1383,6 +1383,67 @@ async fn every_other_server_function_has_a_per_ip_budget() {
     assert!(limited.headers().contains_key("retry-after"));
 }
 
+/// Page loads have a budget of their own, per network: rendering reads the session and the database,
+/// so a loop of them meets a limit. The site's own files and the bundle come with every page and do
+/// not count; server functions have their own budget.
+#[tokio::test]
+async fn page_loads_have_a_per_ip_budget() {
+    let app = spawn_app_with(|v| {
+        v.insert("RATE_LIMIT_PAGES_PER_MINUTE".into(), "3".into());
+        v.insert("TRUSTED_PROXIES".into(), "127.0.0.1/32".into());
+    })
+    .await;
+    let page = |path: &str, client: &str| {
+        app.get(path)
+            .header("accept", "text/html")
+            .header("x-forwarded-for", client)
+            .send()
+    };
+    // The not-found page costs a rendering too.
+    for path in ["/terms", "/login", "/no-such-page"] {
+        let status = page(path, "203.0.113.1").await.unwrap().status();
+        assert_ne!(status, 429, "{path}");
+    }
+    for path in ["/robots.txt", "/pkg/nestegg.css", "/pkg/nestegg.wasm"] {
+        let status = page(path, "203.0.113.1").await.unwrap().status();
+        assert_eq!(status, 200, "{path} is not a page load");
+    }
+    let limited = page("/terms", "203.0.113.1").await.unwrap();
+    assert_eq!(limited.status(), 429);
+    let wait: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // 3 a minute: one comes back every 20 seconds.
+    assert!((1..=21).contains(&wait), "{wait}");
+    let text = limited.text().await.unwrap();
+    assert!(
+        text.contains(&format!("Please wait {wait} seconds")),
+        "{text}"
+    );
+    assert!(
+        page("/login", "203.0.113.1").await.unwrap().status() == 429,
+        "every page, not only the one loaded most"
+    );
+    assert_eq!(
+        page("/terms", "198.51.100.7").await.unwrap().status(),
+        200,
+        "another network is not affected"
+    );
+    let call = app
+        .post_same_origin("/api/current_user")
+        .header("x-forwarded-for", "203.0.113.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        call.status(),
+        200,
+        "server functions have a budget of their own"
+    );
+}
+
 #[tokio::test]
 async fn a_sign_out_that_fails_says_so() {
     let app = spawn_app_with(|v| {

@@ -283,6 +283,8 @@ pub fn make_site_root(data_dir: &Path) -> String {
     let mut wasm = b"\0asm\x01\0\0\0".to_vec();
     wasm.extend(std::iter::repeat_n(0u8, 8192));
     std::fs::write(pkg.join("nestegg.wasm"), wasm).expect("wasm");
+    // A file of the site's own, as `public/` puts there.
+    std::fs::write(root.join("robots.txt"), "User-agent: *\nDisallow:\n").expect("robots.txt");
     root.display().to_string()
 }
 

@@ -26,8 +26,9 @@ const CONCURRENCY: usize = 8;
 const PER_PATH: usize = 70;
 
 /// Every limit the sweep would otherwise run into within seconds.
-const RATE_LIMITS: [&str; 8] = [
+const RATE_LIMITS: [&str; 9] = [
     "RATE_LIMIT_API_PER_MINUTE",
+    "RATE_LIMIT_PAGES_PER_MINUTE",
     "RATE_LIMIT_SIGN_IN_PER_MINUTE",
     "RATE_LIMIT_REGISTER_PER_HOUR",
     "RATE_LIMIT_RESET_PER_HOUR",

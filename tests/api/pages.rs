@@ -1,4 +1,4 @@
-use crate::helpers::{session_cookie, spawn_app};
+use crate::helpers::{session_cookie, spawn_app, spawn_app_with};
 
 const PASSWORD: &str = "glacier Minnow 47 paperclip orbit";
 
@@ -160,7 +160,11 @@ async fn clients_hanging_up_mid_page_cause_no_panic() {
         previous(info);
     }));
 
-    let app = spawn_app().await;
+    // Thousands of page loads from one address: past the page budget.
+    let app = spawn_app_with(|v| {
+        v.insert("RATE_LIMIT_PAGES_PER_MINUTE".into(), "1000000".into());
+    })
+    .await;
     let email = "hangs-up@example.com";
     app.register_verified(email, PASSWORD).await;
     let response = app.sign_in(email, PASSWORD).await;
