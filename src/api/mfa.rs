@@ -133,6 +133,13 @@ pub async fn enable_two_factor(code: String) -> Result<BackupCodesView, AppError
     // stays, and a copy of its cookie ends too.
     ctx.mark_two_factor_seen(Some(enabled.at)).await?;
     ctx.renew_session_id().await?;
+    // Turning it on withdrew the trust of every device cookie (`device_cookies`): this browser's own
+    // stays valid.
+    let after = crate::server::entities::user::Model {
+        two_factor_enabled_at: Some(enabled.at),
+        ..user.clone()
+    };
+    ctx.rebind_device(&user, &after)?;
     let codes = enabled.backup_codes;
     Ok(BackupCodesView { codes })
 }

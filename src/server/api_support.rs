@@ -261,8 +261,8 @@ impl RequestContext {
         self.set_device_cookie(&device_cookies::issue(&self.state, user, now))
     }
 
-    /// After `before` changed their password to make `after`: this browser's device cookie, if it
-    /// holds a valid one, stays valid (`device_cookies::rebind`).
+    /// After `before` changed their password or turned two-factor on to make `after`: this browser's
+    /// device cookie, if it holds a valid one, stays valid (`device_cookies::rebind`).
     pub fn rebind_device(&self, before: &user::Model, after: &user::Model) -> Result<(), AppError> {
         use crate::server::services::device_cookies;
         let now = self.state.clock.now().unix_timestamp();

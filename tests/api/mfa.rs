@@ -2482,6 +2482,44 @@ async fn with_two_factor_on_moving_to_another_address_takes_a_code_too() {
     assert_eq!(lia.two_factor_status().await["backup_codes_remaining"], 9);
 }
 
+/// Turning two-factor on withdraws the trust of device cookies issued before: whoever signed in with
+/// the password alone then could have kept any number of them, each an allowance of code guesses of
+/// its own while the address is locked. The browser that turned it on keeps its trust.
+#[tokio::test]
+async fn turning_two_factor_on_withdraws_the_trust_of_browsers_signed_in_before() {
+    let app = app_for_many_codes().await;
+    let own = signed_in(&app, "kai@example.org").await;
+    let earlier = Browser::new(&app);
+    let response = earlier.sign_in("kai@example.org", PASSWORD).await;
+    assert_eq!(location(&response).as_deref(), Some("/"));
+    let mfa = enable_mfa(&app, &own).await;
+    assert_ok(own.call("sign_out", &[]).await).await;
+
+    let stranger = Browser::new(&app);
+    for _ in 0..5 {
+        stranger
+            .sign_in("kai@example.org", "not the password")
+            .await;
+    }
+    let refused = stranger.sign_in("kai@example.org", PASSWORD).await;
+    assert_eq!(refused.status(), 400, "the address is locked");
+
+    // Signed in before two-factor was on: its cookie no longer counts, so the address's lock holds.
+    let refused = expect_error(
+        earlier.sign_in("kai@example.org", PASSWORD).await,
+        400,
+        "invalid_input",
+    )
+    .await;
+    assert!(message(&refused).contains("Too many attempts"), "{refused}");
+    assert!(!earlier.pending_sign_in().await);
+
+    // The browser that turned it on is still trusted.
+    let response = own.sign_in("kai@example.org", PASSWORD).await;
+    assert_eq!(location(&response).as_deref(), Some(TWO_FACTOR_STEP));
+    assert_ok(own.verify_code(&code_now(&app, &mfa.secret)).await).await;
+}
+
 #[tokio::test]
 async fn a_browser_signed_in_before_passes_both_steps_while_someone_else_locked_the_address() {
     let app = app_for_many_codes().await;

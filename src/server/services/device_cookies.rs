@@ -14,7 +14,11 @@
 //! The MAC also covers the account's `password_changed_at`: a password change or reset withdraws the
 //! trust of every device cookie issued before it (the next sign-in issues a new one), but for the browser
 //! that made a change, whose cookie is [`rebind`]ed to the new password: same nonce, so the same
-//! lock-out key and its run of failures, which a new cookie would have wiped. A cookie is
+//! lock-out key and its run of failures, which a new cookie would have wiped. It covers
+//! `two_factor_enabled_at` too, for the same reason: turning two-factor on withdraws the trust of
+//! cookies issued while the password alone signed in (but the turning browser's). Each is a
+//! code-guessing allowance of its own, and whoever had the password then could have collected any
+//! number of them. A cookie is
 //! trusted for [`MAX_AGE_DAYS`] from its issue, whatever the browser keeps. Nothing but the lock-out
 //! counters of a cookie's key (which expire like the address's) is stored on the server.
 
@@ -32,14 +36,16 @@ const PURPOSE_THROTTLE: &str = "device-throttle";
 pub const MAX_AGE_DAYS: i64 = 180;
 
 fn mac(state: &AppState, account: &user::Model, issued_at: i64, nonce: &str) -> String {
-    hash_token(
-        &state.settings.secret_key,
-        PURPOSE_MAC,
-        &format!(
-            "{}\n{}\n{issued_at}\n{nonce}",
-            account.id, account.password_changed_at
-        ),
-    )
+    let mut signed = format!(
+        "{}\n{}\n{issued_at}\n{nonce}",
+        account.id, account.password_changed_at
+    );
+    // Only once two-factor has been turned on, so the cookies of accounts that never did stayed
+    // valid when this was added.
+    if let Some(at) = account.two_factor_enabled_at {
+        signed.push_str(&format!("\ntwo-factor {at}"));
+    }
+    hash_token(&state.settings.secret_key, PURPOSE_MAC, &signed)
 }
 
 /// A device cookie as the browser sent it. A credential: its `Debug` does not show it.
@@ -90,8 +96,8 @@ fn verified<'a>(
     bool::from(expected.as_bytes().ct_eq(given.as_bytes())).then_some((issued_at, nonce))
 }
 
-/// After `before` changed their password (`after`) in this browser: its cookie, if valid, made valid
-/// for the new password. The issue time and nonce stay, so its trust does not outlast the first
+/// After `before` changed their password or turned two-factor on (`after`) in this browser: its
+/// cookie, if valid, made valid for the account as it is now. The issue time and nonce stay, so its trust does not outlast the first
 /// cookie's, and its lock-out key (with the failures counted there) is the same: a new cookie would
 /// have started a clean run, letting whoever holds a session and the password guess codes again after
 /// each change of password.
