@@ -269,7 +269,7 @@ pub async fn verify_sign_in_code(code: String) -> Result<(), AppError> {
             leptos_axum::redirect(&pending.next);
             Ok(())
         }
-        Err(AuthError::WrongCode) => {
+        Err(AuthError::WrongCode { tries_left }) => {
             pending.failures += 1;
             if pending.failures >= mfa::MAX_PENDING_FAILURES {
                 ctx.clear_pending_mfa().await?;
@@ -284,7 +284,9 @@ pub async fn verify_sign_in_code(code: String) -> Result<(), AppError> {
                 });
             }
             ctx.set_pending_mfa(&pending).await?;
-            let left = mfa::MAX_PENDING_FAILURES - pending.failures;
+            // Whichever comes first: this sign-in's own limit, or the account's lock-out, which
+            // counts the wrong passwords and codes before it too.
+            let left = (mfa::MAX_PENDING_FAILURES - pending.failures).min(tries_left);
             Err(AppError::invalid(
                 "code",
                 format!(
@@ -299,10 +301,18 @@ pub async fn verify_sign_in_code(code: String) -> Result<(), AppError> {
         ) => {
             // The sign-in cannot continue: the password step must be done again (later).
             ctx.clear_pending_mfa().await?;
-            Err(s::auth_error(match err {
-                AuthError::MfaNotEnabled => AuthError::MfaPendingMissing,
-                other => other,
-            }))
+            Err(match err {
+                // Not the usual advice to reset a forgotten password: a reset does not lift a lock
+                // set by wrong codes.
+                AuthError::LockedOut => AppError::InvalidInput {
+                    field: None,
+                    message: "Too many attempts — signing in to this account is paused for a \
+                              while. Please try again later."
+                        .to_owned(),
+                },
+                AuthError::MfaNotEnabled => s::auth_error(AuthError::MfaPendingMissing),
+                other => s::auth_error(other),
+            })
         }
         Err(err) => Err(s::auth_error(err)),
     }

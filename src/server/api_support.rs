@@ -907,7 +907,7 @@ pub fn auth_error(err: AuthError) -> AppError {
             message: "This link has expired or was already used. Ask for a new one.".to_owned(),
         },
         AuthError::TooSoon { retry_after_secs } => AppError::RateLimited { retry_after_secs },
-        AuthError::WrongCode => AppError::InvalidInput {
+        AuthError::WrongCode { .. } => AppError::InvalidInput {
             field: Some("code".to_owned()),
             message: "That code didn't work. Enter the current code from your app, or an unused \
                       backup code."

@@ -43,9 +43,10 @@ pub enum AuthError {
     LinkInvalid,
     #[error("too soon; retry in {retry_after_secs} s")]
     TooSoon { retry_after_secs: u64 },
-    /// A second-factor code (authenticator or backup) that did not match, or was already used.
+    /// A second-factor code (authenticator or backup) that did not match, or was already used;
+    /// `tries_left` more wrong ones lock the account (or the trusted browser) out.
     #[error("wrong second-factor code")]
-    WrongCode,
+    WrongCode { tries_left: u32 },
     #[error("two-factor authentication is already on")]
     MfaAlreadyEnabled,
     #[error("two-factor authentication is off")]

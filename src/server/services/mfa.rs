@@ -569,6 +569,9 @@ async fn consume_factor(
             .col_expr(totp_credential::Column::LastUsedStep, step.into())
             .filter(totp_credential::Column::UserId.eq(&credential.user_id))
             .filter(totp_credential::Column::ConfirmedAt.is_not_null())
+            // Still the secret the code was checked against: a move to a new phone committed
+            // since has made the old app's codes worthless.
+            .filter(totp_credential::Column::Secret.eq(&credential.secret))
             .filter(
                 sea_orm::Condition::any()
                     .add(totp_credential::Column::LastUsedStep.is_null())
@@ -592,6 +595,26 @@ async fn consume_factor(
         }
     }
     Ok(None)
+}
+
+/// Makes the backup code `input` unused again, if it was marked used at `now` (by this request).
+async fn give_back_backup_code(
+    state: &AppState,
+    user_id: &str,
+    input: &str,
+    now: i64,
+) -> Result<(), AuthError> {
+    let Some(code) = totp::normalize_backup_code(input) else {
+        return Ok(());
+    };
+    backup_code::Entity::update_many()
+        .col_expr(backup_code::Column::UsedAt, Option::<i64>::None.into())
+        .filter(backup_code::Column::UserId.eq(user_id))
+        .filter(backup_code::Column::CodeHash.eq(backup_code_hash(state, &code)))
+        .filter(backup_code::Column::UsedAt.eq(now))
+        .exec(&state.db)
+        .await?;
+    Ok(())
 }
 
 /// A second factor for `account`, counted against the lock-out key `key` like a password guess (the
@@ -620,6 +643,11 @@ async fn verify_second_factor(
     match consume_factor(state, &credential, input, now).await? {
         Some(factor) => {
             if !clear_attempts(state, &key, now).await? {
+                // Locked while the code was checked: refused, so it must not have cost a backup
+                // code (gone unannounced: no email nor event is written for a refusal).
+                if let Factor::BackupCode { .. } = factor {
+                    give_back_backup_code(state, &account.id, input, now).await?;
+                }
                 return Err(AuthError::LockedOut);
             }
             Ok(factor)
@@ -629,7 +657,10 @@ async fn verify_second_factor(
             if record_failure(state, meta, keys, failures, Some(account), now, failure).await? {
                 return Err(AuthError::LockedOut);
             }
-            Err(AuthError::WrongCode)
+            let threshold = state.settings.accounts.lockout_threshold as i32;
+            Err(AuthError::WrongCode {
+                tries_left: u32::try_from(threshold - failures).unwrap_or(0),
+            })
         }
     }
 }
