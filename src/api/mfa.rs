@@ -188,12 +188,14 @@ pub async fn confirm_two_factor_replacement(code: String) -> Result<(), AppError
     Ok(())
 }
 
-/// Gives up a move to a new phone; the app in use stays.
+/// Gives up a move to a new phone; the app in use stays. Like starting and finishing one, only just
+/// after proving it is the owner: a session left signed in must not quietly undo the owner's move.
 #[server(prefix = "/api", endpoint = "cancel_two_factor_replacement")]
 pub async fn cancel_two_factor_replacement() -> Result<(), AppError> {
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
     let user = ctx.require_user().await?;
+    ctx.require_recent_auth().await?;
     crate::server::services::mfa::cancel_replacement(&ctx.state, &ctx.meta, &user)
         .await
         .map_err(s::auth_error)?;

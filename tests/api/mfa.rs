@@ -1671,6 +1671,14 @@ async fn a_move_to_a_new_phone_can_be_given_up_and_needs_a_recent_password() {
         "reauth_required",
     )
     .await;
+    // Nor giving it up: a session left signed in must not quietly undo the owner's move.
+    expect_error(
+        owner.call("cancel_two_factor_replacement", &[]).await,
+        403,
+        "reauth_required",
+    )
+    .await;
+    assert_eq!(owner.two_factor_status().await["replacement_waiting"], true);
 
     // A move waits a day at most: then even a fresh sign-in neither sees nor finishes it.
     app.clock.advance(time::Duration::hours(25));
