@@ -680,7 +680,7 @@ impl Template {
             },
             Template::HouseholdRemoved { household, .. } => Content {
                 subject: "You were removed from a household on Nest Egg",
-                heading: "You left a household",
+                heading: "You were removed from a household",
                 blocks: vec![
                     Block::Para(format!(
                         "An owner of “{}” removed you from it. Your account is unchanged, and you \
@@ -688,8 +688,9 @@ impl Template {
                         one_line(household, MAX_NAME_CHARS),
                     )),
                     Block::Note(
-                        "If this wasn't you leaving by choice and you think it was a mistake, ask an \
-                         owner of the household to invite you again."
+                        "If you think this was a mistake, ask an owner of the household to invite \
+                         you again. If this wasn't you (you were never in this household), you can \
+                         ignore this email."
                             .to_owned(),
                     ),
                 ],
