@@ -191,6 +191,9 @@ pub struct ExportStatusView {
 /// The caller's household, as the household page shows it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HouseholdView {
+    /// Which household the page shows: "leave" sends it back, to be refused if the person's
+    /// household is another one by then.
+    pub id: String,
     pub name: String,
     pub is_owner: bool,
     pub members: Vec<MemberView>,

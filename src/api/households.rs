@@ -18,6 +18,7 @@ pub async fn household_overview() -> Result<HouseholdView, AppError> {
         .await
         .map_err(s::auth_error)?;
     Ok(HouseholdView {
+        id: overview.membership.household.id.clone(),
         name: overview.membership.household.name.clone(),
         is_owner: overview.membership.is_owner(),
         members: overview
@@ -98,13 +99,16 @@ pub async fn transfer_ownership(id: String) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Leaves a shared household for a new one of the caller's own.
+/// Leaves a shared household for a new one of the caller's own. `shown_household` is the household
+/// the page showed (`HouseholdView::id`): if the caller is in another one by now (they joined it in
+/// another tab), nothing happens.
 #[server(prefix = "/api", endpoint = "leave_household")]
-pub async fn leave_household() -> Result<(), AppError> {
+pub async fn leave_household(shown_household: Option<String>) -> Result<(), AppError> {
     use crate::server::api_support as s;
     let ctx = s::RequestContext::current().await?;
     let user = ctx.require_user().await?;
-    crate::server::services::households::leave(&ctx.state, &ctx.meta, &user)
+    let shown = shown_household.as_deref();
+    crate::server::services::households::leave(&ctx.state, &ctx.meta, &user, shown)
         .await
         .map_err(s::auth_error)?;
     s::redirect_back_done("leave_household");

@@ -321,6 +321,7 @@ fn LeaveSection(view: HouseholdView, actions: Actions) -> impl IntoView {
                     <details class="confirm leave-household">
                         <summary class="button button-secondary">"Leave household"</summary>
                         <ActionForm action=actions.leave attr:class="leave-household-form">
+                            <input type="hidden" name="shown_household" value=view.id.clone() />
                             <SubmitButton
                                 label=format!("Leave {}", view.name)
                                 pending=actions.leave.pending()

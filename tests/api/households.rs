@@ -540,6 +540,68 @@ async fn only_owners_manage_the_household_and_a_member_can_leave_it() {
     assert_eq!(events(&app, "household_left").await, 1);
 }
 
+/// "Leave" acts on the household the page showed: a person who joined another one since (in another
+/// tab) does not leave the one they just joined.
+#[tokio::test]
+async fn leaving_is_refused_when_the_page_showed_another_household() {
+    let app = spawn().await;
+    account(&app, "ana@example.org", "Ana").await;
+    account(&app, "ben@example.org", "Ben").await;
+    account(&app, "cy@example.org", "Cy").await;
+    let ana = Browser::signed_in(&app, "ana@example.org").await;
+    let cy = Browser::signed_in(&app, "cy@example.org").await;
+    let ben = join(&app, &ana, "ben@example.org").await;
+    let shown = ben.overview().await["id"].as_str().unwrap().to_owned();
+
+    let token = invite(&app, &cy, "ben@example.org").await;
+    ben.ok("accept_invitation", &[("token", token.as_str())])
+        .await;
+    let departures = events(&app, "household_left").await;
+    let refused = ben
+        .refused(
+            "leave_household",
+            &[("shown_household", shown.as_str())],
+            400,
+        )
+        .await;
+    assert!(
+        message(&refused).contains("changed a moment ago"),
+        "{refused}"
+    );
+    let view = ben.overview().await;
+    assert_eq!(view["name"], "Cy's household", "still where he just joined");
+    assert_eq!(events(&app, "household_left").await, departures);
+
+    let now_shown = view["id"].as_str().unwrap().to_owned();
+    ben.ok(
+        "leave_household",
+        &[("shown_household", now_shown.as_str())],
+    )
+    .await;
+    assert_eq!(ben.overview().await["name"], "Ben's household");
+
+    // The owners saw him come and go, in their own activity.
+    let page = [("page", "1")];
+    let seen_by_ana = ana.ok("security_activity", &page).await.to_string();
+    assert!(
+        seen_by_ana.contains("Ben joined the household"),
+        "{seen_by_ana}"
+    );
+    assert!(
+        seen_by_ana.contains("Ben left the household"),
+        "{seen_by_ana}"
+    );
+    let seen_by_cy = cy.ok("security_activity", &page).await.to_string();
+    assert!(
+        seen_by_cy.contains("Ben joined the household"),
+        "{seen_by_cy}"
+    );
+    assert!(
+        seen_by_cy.contains("Ben left the household"),
+        "{seen_by_cy}"
+    );
+}
+
 #[tokio::test]
 async fn owners_remove_members_and_hand_on_ownership_and_the_last_owner_cannot_leave() {
     let app = spawn().await;
@@ -1368,6 +1430,8 @@ async fn a_deleted_accounts_name_and_address_leave_the_others_activity() {
         "Became an owner of the household",
         "Invited someone to the household",
         "Removed Cyrano from the household",
+        "Someone joined the household",
+        "Cyrano joined the household",
     ] {
         assert!(
             activity.contains(described),

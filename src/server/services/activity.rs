@@ -168,6 +168,14 @@ pub fn describe(kind: &str, details: &serde_json::Value) -> String {
             "" => "Was removed from a household".to_owned(),
             name => format!("Was removed from “{name}” by an owner"),
         },
+        "household_member_joined" => match text("member") {
+            "" => "Someone joined the household".to_owned(),
+            name => format!("{name} joined the household"),
+        },
+        "household_member_left" => match text("member") {
+            "" => "Someone left the household".to_owned(),
+            name => format!("{name} left the household"),
+        },
         "household_member_removed" => match text("member") {
             "" => "Removed a member from the household".to_owned(),
             name => format!("Removed {name} from the household"),

@@ -754,13 +754,46 @@ pub async fn accept(
         .one(&txn)
         .await?
         .ok_or(AuthError::LinkInvalid)?;
+    let mut told = tell_owners(&txn, &household.id, user, "household_member_joined", now).await?;
+    // The household left behind, if it goes on (it has owners but this person).
+    let left = "household_member_left";
+    told.extend(tell_owners(&txn, &current.household.id, user, left, now).await?);
     let event = Event::new("household_joined")
         .user(&user.id)
         .detail("household_id", household.id.clone())
         .detail("household", household.name.clone())
         .detail("left_household_id", current.household.id);
     commit_with_event(txn, state, meta, now, event).await?;
+    told.into_iter().for_each(audit::Recorded::emit);
     Ok(household)
+}
+
+/// Records in the activity of the owners of `household_id` (but `person`) that `person` joined or
+/// left it: who can see the household's money is theirs to know. Without the person's address and
+/// browser, which are not theirs to see; deleting the person's account takes the name out (`about`).
+async fn tell_owners(
+    txn: &DatabaseTransaction,
+    household_id: &str,
+    person: &user::Model,
+    kind: &'static str,
+    now: i64,
+) -> Result<Vec<audit::Recorded>, AuthError> {
+    let owners = household_member::Entity::find()
+        .filter(household_member::Column::HouseholdId.eq(household_id))
+        .filter(household_member::Column::Role.eq(ROLE_OWNER))
+        .filter(household_member::Column::UserId.ne(&person.id))
+        .all(txn)
+        .await?;
+    let mut recorded = Vec::with_capacity(owners.len());
+    for owner in owners {
+        let event = Event::new(kind)
+            .user(&owner.user_id)
+            .about(&person.id)
+            .detail("household_id", household_id)
+            .detail("member", person.display_name.clone());
+        recorded.push(audit::record(txn, &RequestMeta::internal(), now, event).await?);
+    }
+    Ok(recorded)
 }
 
 /// Removes another member from the caller's household; they get a household of their own and an
@@ -851,16 +884,21 @@ pub async fn transfer_ownership(
 }
 
 /// Leaves a shared household for a new one of their own. The last owner must hand on ownership
-/// first; someone alone in their household has nothing to leave.
+/// first; someone alone in their household has nothing to leave. `shown`: the household the page
+/// offered to leave, refused if it is no longer theirs (they would leave the one they just joined).
 pub async fn leave(
     state: &AppState,
     meta: &RequestMeta,
     user: &user::Model,
+    shown: Option<&str>,
 ) -> Result<(), AuthError> {
     let now = now(state);
     let txn = crate::server::db::begin_write(&state.db).await?;
     let locked = locked_membership(&txn, &user.id, None).await?;
     let (membership, departure) = classify(&txn, locked, &user.id).await?;
+    if shown.is_some_and(|shown| shown != membership.household.id) {
+        return Err(changed_meanwhile());
+    }
     match departure {
         Departure::DeletesHousehold(_) => {
             return Err(AuthError::Invalid {
@@ -877,11 +915,21 @@ pub async fn leave(
         .exec(&txn)
         .await?;
     create_own(&txn, &user.id, &user.display_name, now).await?;
+    let told = tell_owners(
+        &txn,
+        &membership.household.id,
+        user,
+        "household_member_left",
+        now,
+    )
+    .await?;
     let event = Event::new("household_left")
         .user(&user.id)
         .detail("household_id", membership.household.id)
         .detail("household", membership.household.name);
-    commit_with_event(txn, state, meta, now, event).await
+    commit_with_event(txn, state, meta, now, event).await?;
+    told.into_iter().for_each(audit::Recorded::emit);
+    Ok(())
 }
 
 /// 1–80 characters after trimming, no control characters.
