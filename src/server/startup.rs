@@ -243,9 +243,13 @@ impl Application {
 
 /// How long a stopping instance waits for the outbox worker: the email in hand must be finished, sent
 /// *and* recorded, since stopping between the two has another instance send it again once its lease
-/// runs out. A send gives up after `SMTP_TIMEOUT`; recording it takes a moment more.
-const MAIL_STOP_WAIT: Duration =
-    Duration::from_secs(crate::server::mail::transport::SMTP_TIMEOUT.as_secs() + 5);
+/// runs out. A send gives up after `SMTP_TIMEOUT`, its goodbye after `QUIT_WAIT` more; recording it
+/// takes a moment more.
+const MAIL_STOP_WAIT: Duration = Duration::from_secs(
+    crate::server::mail::transport::SMTP_TIMEOUT.as_secs()
+        + crate::server::mail::transport::QUIT_WAIT.as_secs()
+        + 5,
+);
 
 /// How long a stopping instance waits for its database connections to be given back.
 const DB_CLOSE_WAIT: Duration = Duration::from_secs(5);

@@ -30,7 +30,7 @@ const MAX_MESSAGE_ID_LEN: usize = 64;
 pub const SMTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long the courtesy of a QUIT may take once the message was accepted (its answer changes nothing).
-const QUIT_WAIT: Duration = Duration::from_secs(2);
+pub const QUIT_WAIT: Duration = Duration::from_secs(2);
 
 /// Server replies can be long and multi-line; a stored error only needs the gist.
 const MAX_ERROR_CHARS: usize = 300;
@@ -143,10 +143,10 @@ impl Mailer {
                 };
                 match tokio::time::timeout(*timeout, delivery).await {
                     Ok(Ok(mut connection)) => {
-                        // Accepted: sent. The QUIT after it is a courtesy, and its failure (a server
-                        // that hangs up, or does not answer in time) must not count as a failed
-                        // delivery, which would send the message again at every retry (lettre's
-                        // own transport reports it as one).
+                        // Accepted: sent. The QUIT after it is a courtesy with a limit of its own:
+                        // lettre's transport waits for its answer inside the send, so a server
+                        // that never answers it turned an accepted message into a send that timed
+                        // out, sent again at every retry.
                         let _ = tokio::time::timeout(QUIT_WAIT, connection.quit()).await;
                         Ok(())
                     }
@@ -172,7 +172,7 @@ impl Mailer {
                 let probe = async {
                     let mut connection = relay.connect(*timeout).await?;
                     let connected = connection.test_connected().await;
-                    let _ = connection.quit().await;
+                    let _ = tokio::time::timeout(QUIT_WAIT, connection.quit()).await;
                     Ok::<_, lettre::transport::smtp::Error>(connected)
                 };
                 match tokio::time::timeout(*timeout, probe).await {
@@ -221,7 +221,14 @@ impl Relay {
     fn from_url(url: &str) -> Result<Relay, String> {
         use lettre::transport::smtp::{SMTP_PORT, SUBMISSION_PORT, SUBMISSIONS_PORT};
         let url = url::Url::parse(url).map_err(|err| err.to_string())?;
-        let host = url.host_str().ok_or("it names no host")?.to_owned();
+        // An IPv6 address is written in brackets in a URL, not in a socket address nor as the
+        // name a certificate is checked against.
+        let host = url
+            .host_str()
+            .ok_or("it names no host")?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let tls_parameters = || TlsParameters::new(host.clone()).map_err(|err| one_line(&err));
         let tls_mode = url
             .query_pairs()
@@ -256,11 +263,7 @@ impl Relay {
             None => None,
         };
         Ok(Relay {
-            // An IPv6 address is written in brackets in a URL, not in a socket address.
-            host: host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
+            host,
             port: url.port().unwrap_or(default_port),
             tls,
             hello,
@@ -882,6 +885,12 @@ mod tests {
         assert!(matches!(wrapped.tls, Tls::Wrapper(_)));
         assert_eq!(wrapped.hello, ClientId::Domain("client.example".to_owned()));
         assert_eq!(relay("smtp://[::1]:25").host, "::1");
+        let ipv6_tls = relay("smtps://[2001:db8::1]");
+        assert_eq!(ipv6_tls.host, "2001:db8::1");
+        let Tls::Wrapper(parameters) = &ipv6_tls.tls else {
+            panic!("smtps is TLS from the start");
+        };
+        assert_eq!(parameters.domain(), "2001:db8::1", "the certificate's name");
         for refused in [
             "smtp://u:hunter2@mail.example.org?tls=requried",
             "smtp://u:hunter2@:587",

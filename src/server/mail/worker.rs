@@ -29,8 +29,12 @@ const LEASE_SECS: i64 = 120;
 /// One email per claim: each is sent well within its own lease, so a slow SMTP server can never make a
 /// lease expire while its email is still being sent (which would let another instance send it again).
 const BATCH: i64 = 1;
-// A send gives up after SMTP_TIMEOUT, with time to spare for recording its outcome (`record_by`).
-const _: () = assert!(super::transport::SMTP_TIMEOUT.as_secs() + 20 < LEASE_SECS as u64);
+// A send gives up after SMTP_TIMEOUT (and its goodbye after QUIT_WAIT), with time to spare for
+// recording its outcome (`record_by`).
+const _: () = assert!(
+    super::transport::SMTP_TIMEOUT.as_secs() + super::transport::QUIT_WAIT.as_secs() + 20
+        < LEASE_SECS as u64
+);
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RunSummary {
