@@ -299,14 +299,17 @@ pub async fn verify_sign_in_code(code: String) -> Result<(), AppError> {
             ))
         }
         Err(
-            err @ (AuthError::LockedOut | AuthError::MfaPendingMissing | AuthError::MfaNotEnabled),
+            err @ (AuthError::LockedOut
+            | AuthError::CodesLockedOut
+            | AuthError::MfaPendingMissing
+            | AuthError::MfaNotEnabled),
         ) => {
             // The sign-in cannot continue: the password step must be done again (later).
             ctx.clear_pending_mfa().await?;
             Err(match err {
                 // Not the usual advice to reset a forgotten password: a reset does not lift a lock
                 // set by wrong codes.
-                AuthError::LockedOut => AppError::InvalidInput {
+                AuthError::LockedOut | AuthError::CodesLockedOut => AppError::InvalidInput {
                     field: None,
                     message: "Too many attempts — signing in to this account is paused for a \
                               while. Please try again later."

@@ -897,6 +897,13 @@ pub fn auth_error(err: AuthError) -> AppError {
             field: None,
             message: "Too many attempts — try again later. If you have forgotten your password, you can reset it.".to_owned(),
         },
+        // Not the advice to reset the password: a reset does not lift a lock set by wrong codes.
+        AuthError::CodesLockedOut => AppError::InvalidInput {
+            field: None,
+            message: "Too many attempts — codes for this account are refused for a while. Please \
+                      try again later."
+                .to_owned(),
+        },
         AuthError::EmailNotVerified => AppError::EmailNotVerified,
         AuthError::RegistrationClosed => AppError::InvalidInput {
             field: None,

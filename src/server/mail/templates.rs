@@ -689,8 +689,8 @@ impl Template {
                     )),
                     Block::Note(
                         "If you think this was a mistake, ask an owner of the household to invite \
-                         you again. If this wasn't you (you were never in this household), you can \
-                         ignore this email."
+                         you again. If this wasn't you (you have never been in this household), you \
+                         can ignore this email."
                             .to_owned(),
                     ),
                 ],

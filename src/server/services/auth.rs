@@ -43,6 +43,11 @@ pub enum AuthError {
     LinkInvalid,
     #[error("too soon; retry in {retry_after_secs} s")]
     TooSoon { retry_after_secs: u64 },
+    /// Locked out while a second factor was checked, for the account's or the browser's run of
+    /// failures: said to someone who has proven the password, so the message can say more than
+    /// [`AuthError::LockedOut`] (which must not tell an account with two-factor apart).
+    #[error("locked out")]
+    CodesLockedOut,
     /// A second-factor code (authenticator or backup) that did not match, or was already used;
     /// `tries_left` more wrong ones lock the account (or the trusted browser) out.
     #[error("wrong second-factor code")]

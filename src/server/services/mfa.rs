@@ -561,25 +561,39 @@ async fn consume_factor(
     now: i64,
 ) -> Result<Option<Factor>, AuthError> {
     if let Some(code) = totp::parse_totp_code(input) {
-        let secret = open_secret(state, credential)?;
-        let Some(step) = secret.matching_step(&code, now) else {
-            return Ok(None);
-        };
-        let advanced = totp_credential::Entity::update_many()
-            .col_expr(totp_credential::Column::LastUsedStep, step.into())
-            .filter(totp_credential::Column::UserId.eq(&credential.user_id))
-            .filter(totp_credential::Column::ConfirmedAt.is_not_null())
-            // Still the secret the code was checked against: a move to a new phone committed
-            // since has made the old app's codes worthless.
-            .filter(totp_credential::Column::Secret.eq(&credential.secret))
-            .filter(
-                sea_orm::Condition::any()
-                    .add(totp_credential::Column::LastUsedStep.is_null())
-                    .add(totp_credential::Column::LastUsedStep.lt(step)),
-            )
-            .exec(&state.db)
-            .await?;
-        return Ok((advanced.rows_affected == 1).then_some(Factor::Totp));
+        let mut checked = credential.clone();
+        // Twice at most: once more if the stored secret was only sealed anew meanwhile.
+        for _ in 0..2 {
+            let secret = open_secret(state, &checked)?;
+            let Some(step) = secret.matching_step(&code, now) else {
+                return Ok(None);
+            };
+            let advanced = totp_credential::Entity::update_many()
+                .col_expr(totp_credential::Column::LastUsedStep, step.into())
+                .filter(totp_credential::Column::UserId.eq(&checked.user_id))
+                .filter(totp_credential::Column::ConfirmedAt.is_not_null())
+                // Still the secret the code was checked against: a move to a new phone committed
+                // since has made the old app's codes worthless.
+                .filter(totp_credential::Column::Secret.eq(&checked.secret))
+                .filter(
+                    sea_orm::Condition::any()
+                        .add(totp_credential::Column::LastUsedStep.is_null())
+                        .add(totp_credential::Column::LastUsedStep.lt(step)),
+                )
+                .exec(&state.db)
+                .await?;
+            if advanced.rows_affected == 1 {
+                return Ok(Some(Factor::Totp));
+            }
+            // Refused: the step was used already, or what is stored changed since it was read. A
+            // move to a new phone changed the secret (the code is checked against the new one,
+            // and fails); `rotate-keys` only sealed the same secret under a new key.
+            match confirmed_credential(&state.db, &checked.user_id).await? {
+                Some(now_stored) if now_stored.secret != checked.secret => checked = now_stored,
+                _ => return Ok(None),
+            }
+        }
+        return Ok(None);
     }
     if let Some(code) = totp::normalize_backup_code(input) {
         let used = backup_code::Entity::update_many()
@@ -634,11 +648,11 @@ async fn verify_second_factor(
     let now = now(state);
     let (failures, locked_until) = count_attempt(state, &key, now).await?;
     if locked_until.is_some_and(|until| until > now) {
-        return Err(AuthError::LockedOut);
+        return Err(AuthError::CodesLockedOut);
     }
     let failure = Failure::SecondFactor(failed_event);
     if past_threshold(state, meta, &key, failures, Some(account), now).await? {
-        return Err(AuthError::LockedOut);
+        return Err(AuthError::CodesLockedOut);
     }
     match consume_factor(state, &credential, input, now).await? {
         Some(factor) => {
@@ -648,14 +662,14 @@ async fn verify_second_factor(
                 if let Factor::BackupCode { .. } = factor {
                     give_back_backup_code(state, &account.id, input, now).await?;
                 }
-                return Err(AuthError::LockedOut);
+                return Err(AuthError::CodesLockedOut);
             }
             Ok(factor)
         }
         None => {
             let keys = (key.as_str(), also.as_deref());
             if record_failure(state, meta, keys, failures, Some(account), now, failure).await? {
-                return Err(AuthError::LockedOut);
+                return Err(AuthError::CodesLockedOut);
             }
             let threshold = state.settings.accounts.lockout_threshold as i32;
             Err(AuthError::WrongCode {
